@@ -1,0 +1,21 @@
+//! The HTTP surface of the API.
+
+mod api_keys;
+mod evals;
+mod health;
+mod waitlist;
+
+use axum::Router;
+use axum::routing::{get, put};
+
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/waitlist", put(waitlist::join))
+        .route("/api_keys", get(api_keys::list).post(api_keys::issue))
+        .route("/evals", get(evals::list).put(evals::store))
+        .with_state(state)
+}

@@ -1,0 +1,79 @@
+//! What the API (`hitsave`) and the migrator (`migrate`) share: how they read their settings and
+//! secrets, how they connect to PostgreSQL, and what the schema they were built with looks like.
+
+pub mod env;
+pub mod schema;
+pub mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use env::EnvError;
+pub use secret::{Secret, SecretError};
+
+/// Where the database is and how to log in. Plain settings come from the environment; the
+/// password only ever from the file named by `POSTGRES_PASSWORD_FILE`.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    pub max_connections: u32,
+}
+
+impl DbConfig {
+    /// Reads `POSTGRES_HOST` (localhost), `POSTGRES_PORT` (5432), `POSTGRES_DB` (hitsave),
+    /// `POSTGRES_USER` (hitsave), `POSTGRES_MAX_CONNECTIONS` (10) and `POSTGRES_PASSWORD_FILE`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            host: env::string("POSTGRES_HOST", "localhost"),
+            port: env::parse("POSTGRES_PORT", 5432)?,
+            database: env::string("POSTGRES_DB", "hitsave"),
+            user: env::string("POSTGRES_USER", "hitsave"),
+            password: Secret::from_file_env("POSTGRES_PASSWORD_FILE")?,
+            max_connections: env::parse("POSTGRES_MAX_CONNECTIONS", 10)?,
+        })
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .database(&self.database)
+            .username(&self.user)
+            .password(self.password.expose())
+            .application_name(env!("CARGO_PKG_NAME"))
+    }
+
+    /// A pool that connects on first use, so a process can start (and say it is not ready)
+    /// while the database is still coming up.
+    pub fn lazy_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(self.connect_options())
+    }
+
+    /// Where this config points, for messages: never includes the password.
+    pub fn describe(&self) -> String {
+        format!(
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
+/// A setting or secret that stops a program from starting. Messages name the variable and,
+/// for secrets, the file, never a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}

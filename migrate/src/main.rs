@@ -1,0 +1,268 @@
+//! `migrate`: applies HitSave's database migrations, embedded from `migrations/` at build time.
+//!
+//! It runs before any new API version receives traffic. Settings and secrets follow the API's
+//! rules: `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`, `POSTGRES_USER` from the
+//! environment and the password from the file named by `POSTGRES_PASSWORD_FILE`.
+//!
+//! Exit codes: 0 done / up to date; 1 failed (database unreachable, a migration failed);
+//! 2 bad usage or configuration; 3 `status`: migrations pending, `check`: the database's
+//! history disagrees with this binary.
+
+use std::borrow::Cow;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hitsave_db::DbConfig;
+use hitsave_db::schema::{self, MIGRATOR, SchemaReport};
+use sqlx::PgPool;
+use sqlx::migrate::{MigrateError, Migrator};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_NOT_CURRENT: u8 = 3;
+
+#[derive(Parser)]
+#[command(version, about = "Apply and check HitSave's database migrations")]
+struct Cli {
+    /// How long to keep retrying while the database does not accept connections yet.
+    #[arg(long, global = true, default_value = "30", value_name = "SECS")]
+    wait: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply every pending migration (the default). Safe to run concurrently: runs take turns.
+    Run,
+    /// List applied and pending migrations; exit 3 when any is pending.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 3 if an applied migration was edited after it ran, or the database has migrations
+    /// this binary does not know.
+    Check {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match DbConfig::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("migrate: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+    let outcome = runtime.block_on(async {
+        let pool = connect(&config, Duration::from_secs(cli.wait)).await?;
+        let code = match cli.command.unwrap_or(Command::Run) {
+            Command::Run => run(&pool).await?,
+            Command::Status { json } => status(&pool, json).await?,
+            Command::Check { json } => check(&pool, json).await?,
+        };
+        pool.close().await;
+        anyhow::Ok(code)
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("migrate: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Connects, retrying until `wait` has passed: in a fresh stack the database may still start.
+async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<PgPool> {
+    let deadline = Instant::now() + wait;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(config.connect_options());
+    let mut announced = false;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(pool),
+            Err(e) if Instant::now() < deadline && is_transient(&e) => {
+                if !announced {
+                    tracing::info!(database = %config.describe(), error = %e, "waiting for the database");
+                    announced = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot connect to {}", config.describe()));
+            }
+        }
+    }
+}
+
+/// Errors that go away once a starting database is up; a wrong password does not.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 57P03: the database system is starting up.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+async fn report(pool: &PgPool) -> anyhow::Result<SchemaReport> {
+    let applied = schema::applied(pool)
+        .await
+        .context("cannot read the database's migration history")?;
+    Ok(SchemaReport::compare(&MIGRATOR, &applied))
+}
+
+fn describe(version: i64) -> String {
+    MIGRATOR
+        .iter()
+        .find(|m| m.version == version)
+        .map(|m| format!("{version}_{}", m.description.replace(' ', "_")))
+        .unwrap_or_else(|| version.to_string())
+}
+
+async fn run(pool: &PgPool) -> anyhow::Result<u8> {
+    let before = report(pool).await?;
+    if let Some((v, d)) = before.modified.first() {
+        bail!(
+            "migration {v} ({d}) was edited after it was applied; released migrations are \
+             forward-only: restore the original file and add a new migration instead"
+        );
+    }
+    if !before.unknown.is_empty() {
+        // A newer release has migrated this database; an older migrator applies only what it
+        // knows, so re-installing or rolling back to an older release works.
+        tracing::info!(
+            count = before.unknown.len(),
+            "the database has migrations from a newer release; leaving them as they are"
+        );
+    }
+    let migrator = Migrator {
+        migrations: Cow::Borrowed(&MIGRATOR.migrations),
+        ignore_missing: true,
+        ..Migrator::DEFAULT
+    };
+    if let Err(e) = migrator.run(pool).await {
+        return Err(match e {
+            MigrateError::ExecuteMigration(source, version) => anyhow::anyhow!(
+                "migration {} failed and was rolled back: {source}",
+                describe(version)
+            ),
+            MigrateError::Dirty(version) => anyhow::anyhow!(
+                "migration {} is partially applied: repair the database by hand, then delete \
+                 its row from _sqlx_migrations",
+                describe(version)
+            ),
+            other => anyhow::Error::new(other).context("migrations failed"),
+        });
+    }
+    let after = report(pool).await?;
+    let applied_now: Vec<_> = before
+        .pending
+        .iter()
+        .filter(|p| !after.pending.contains(p))
+        .collect();
+    if applied_now.is_empty() {
+        println!(
+            "database is up to date ({} migrations)",
+            after.applied.len()
+        );
+    } else {
+        for (v, d) in &applied_now {
+            println!("applied {v} {d}");
+        }
+        println!("applied {} migration(s)", applied_now.len());
+    }
+    Ok(0)
+}
+
+fn json_list(items: &[(i64, String)]) -> serde_json::Value {
+    items
+        .iter()
+        .map(|(v, d)| serde_json::json!({ "version": v, "description": d }))
+        .collect()
+}
+
+async fn status(pool: &PgPool, json: bool) -> anyhow::Result<u8> {
+    let r = report(pool).await?;
+    if json {
+        let doc = serde_json::json!({
+            "up_to_date": r.up_to_date(),
+            "applied": json_list(&r.applied),
+            "pending": json_list(&r.pending),
+            "modified": json_list(&r.modified),
+            "unknown": json_list(&r.unknown),
+            "failed": json_list(&r.failed),
+        });
+        println!("{doc:#}");
+    } else {
+        let groups = [
+            ("applied", &r.applied),
+            ("pending", &r.pending),
+            ("modified", &r.modified),
+            ("unknown", &r.unknown),
+            ("failed", &r.failed),
+        ];
+        let mut rows: Vec<(i64, &str, &str)> = groups
+            .iter()
+            .flat_map(|(state, list)| list.iter().map(|(v, d)| (*v, *state, d.as_str())))
+            .collect();
+        rows.sort_by_key(|(v, _, _)| *v);
+        for (v, state, d) in rows {
+            println!("{v:>16}  {state:<8}  {d}");
+        }
+        println!(
+            "{} applied, {} pending",
+            r.applied.len() + r.modified.len(),
+            r.pending.len()
+        );
+    }
+    Ok(if r.up_to_date() { 0 } else { EXIT_NOT_CURRENT })
+}
+
+async fn check(pool: &PgPool, json: bool) -> anyhow::Result<u8> {
+    let r = report(pool).await?;
+    if json {
+        let doc = serde_json::json!({
+            "consistent": !r.drifted(),
+            "modified": json_list(&r.modified),
+            "unknown": json_list(&r.unknown),
+            "failed": json_list(&r.failed),
+        });
+        println!("{doc:#}");
+    } else {
+        for (v, d) in &r.modified {
+            println!("modified: migration {v} ({d}) differs from the one that was applied");
+        }
+        for (v, d) in &r.unknown {
+            println!("unknown: migration {v} ({d}) is applied but not known to this binary");
+        }
+        for (v, d) in &r.failed {
+            println!("failed: migration {v} ({d}) started and did not finish");
+        }
+        if !r.drifted() {
+            println!(
+                "ok: {} applied migrations match this binary",
+                r.applied.len()
+            );
+        }
+    }
+    Ok(if r.drifted() { EXIT_NOT_CURRENT } else { 0 })
+}
