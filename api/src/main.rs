@@ -98,13 +98,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     match tokio::time::timeout(config.shutdown_grace, &mut server).await {
-        Ok(result) => result.context("server task")?.context("server failed")?,
+        Ok(result) => {
+            result.context("server task")?.context("server failed")?;
+            pool.close().await;
+        }
         Err(_) => {
+            // Requests still running hold pooled connections, so closing the pool would wait
+            // for them; leaving `serve` drops the runtime, which cuts them off and closes them.
             server.abort();
             tracing::warn!("grace period over: cutting off the requests still running");
         }
     }
-    pool.close().await;
     tracing::info!("stopped");
     Ok(())
 }

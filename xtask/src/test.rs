@@ -1,0 +1,203 @@
+//! `cargo xtask test`: every test, against real services that it starts on 127.0.0.1 and
+//! stops by pid when it ends.
+//!
+//! Suites: `rust` (unit and integration tests of the workspace, on a real PostgreSQL), `web`
+//! (the web app's unit tests) and `browser` (headless Chromium against the built web server,
+//! the real API and the database).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+use crate::postgres::TestPostgres;
+use crate::process::{Service, free_port, wait_until};
+use crate::{tools, web};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Suites to run; all of them when none is named.
+    #[arg(value_enum)]
+    suites: Vec<Suite>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Suite {
+    /// cargo test for the whole workspace.
+    Rust,
+    /// The web app's unit tests (vitest).
+    Web,
+    /// Headless Chromium against the built web app, the API and PostgreSQL.
+    Browser,
+}
+
+pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
+    let suites = if args.suites.is_empty() {
+        vec![Suite::Rust, Suite::Web, Suite::Browser]
+    } else {
+        args.suites
+    };
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let started = Instant::now();
+
+    let needs_db = suites
+        .iter()
+        .any(|s| matches!(s, Suite::Rust | Suite::Browser));
+    let pg = needs_db.then(|| TestPostgres::start(&sh)).transpose()?;
+    if suites
+        .iter()
+        .any(|s| matches!(s, Suite::Web | Suite::Browser))
+    {
+        web::install_dependencies(&sh, root)?;
+    }
+
+    let mut passed = 0;
+    for suite in &suites {
+        eprintln!("xtask: ── suite {suite:?} ──");
+        let result = match suite {
+            Suite::Rust => rust(&sh, pg.as_ref().expect("started above")),
+            Suite::Web => cmd!(sh, "npm --prefix web run test")
+                .run()
+                .context("web unit tests failed"),
+            Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
+        };
+        if let Err(e) = result {
+            println!("suites: {passed} passed, 1 failed");
+            return Err(e.context(format!("suite {suite:?}")));
+        }
+        passed += 1;
+    }
+    eprintln!("xtask: all suites passed in {:.0?}", started.elapsed());
+    println!("suites: {passed} passed, 0 failed");
+    Ok(())
+}
+
+fn rust(sh: &Shell, pg: &TestPostgres) -> anyhow::Result<()> {
+    let mut test = cmd!(sh, "cargo test --workspace --locked");
+    for (k, v) in pg.test_env() {
+        test = test.env(k, v);
+    }
+    test.run().context("cargo test failed")?;
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 GET to 127.0.0.1, enough to poll a health endpoint without a client
+/// library: the status code, or None while nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn wait_healthy(name: &str, service: &mut Service, port: u16, path: &str) -> anyhow::Result<()> {
+    wait_until(name, Duration::from_secs(30), || {
+        service.check_running()?;
+        Ok(http_status(port, path) == Some(200))
+    })
+}
+
+fn write_secret(dir: &Utf8Path, name: &str, value: &str) -> anyhow::Result<Utf8PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?
+        .write_all(value.as_bytes())?;
+    Ok(path)
+}
+
+fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
+    let chromium = tools::require(sh, "chromium", "chromium")?;
+    cmd!(sh, "cargo build --locked -p hitsave -p migrate")
+        .run()
+        .context("building the API and the migrator failed")?;
+    web::build(sh)?;
+    let bin = root.join("target/debug");
+
+    let database = format!("e2e_{}", std::process::id());
+    pg.psql("postgres", &format!("CREATE DATABASE {database}"))?;
+    let app_env = pg.app_env(&database);
+    let status = Command::new(bin.join("migrate"))
+        .arg("run")
+        .envs(app_env.iter().cloned())
+        .status()
+        .context("cannot run migrate")?;
+    if !status.success() {
+        bail!("migrate run failed ({status})");
+    }
+
+    let secrets = tempdir(root, "e2e-secrets")?;
+    let api_port = free_port()?;
+    let mut api = Service::spawn(
+        "hitsave",
+        Command::new(bin.join("hitsave"))
+            .envs(app_env.iter().cloned())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", api_port.to_string())
+            .env(
+                "JWT_SECRET_FILE",
+                write_secret(&secrets, "jwt_secret", "e2e-jwt")?,
+            )
+            .env(
+                "GH_CLIENT_SECRET_FILE",
+                write_secret(&secrets, "gh_client_secret", "e2e-gh")?,
+            )
+            .stdin(Stdio::null()),
+    )?;
+    wait_healthy("the API", &mut api, api_port, "/ready")?;
+
+    let web_port = free_port()?;
+    let mut web = Service::spawn(
+        "the web server",
+        Command::new("node")
+            .arg("server.js")
+            .current_dir(root.join("web"))
+            .env("NODE_ENV", "production")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", web_port.to_string())
+            .env("API_URL", format!("http://127.0.0.1:{api_port}"))
+            .stdin(Stdio::null()),
+    )?;
+    wait_healthy("the web server", &mut web, web_port, "/healthz")?;
+
+    let email = format!("e2e-{}@example.com", std::process::id());
+    cmd!(sh, "node --test --test-reporter=spec web/e2e/")
+        .env("WEB_URL", format!("http://127.0.0.1:{web_port}"))
+        .env("CHROMIUM_PATH", chromium.as_str())
+        .env("E2E_EMAIL", &email)
+        .run()
+        .context("browser tests failed")?;
+
+    // The form's submission went through the web server and the API into the database.
+    let rows = pg.psql(
+        &database,
+        &format!("SELECT count(*) FROM waitlist WHERE email = '{email}'"),
+    )?;
+    if rows != "1" {
+        bail!("expected 1 waitlist row for {email} in the database, found {rows}");
+    }
+    eprintln!("xtask: the database holds the waitlist row the browser submitted");
+    web.stop();
+    api.stop();
+    std::fs::remove_dir_all(&secrets)?;
+    Ok(())
+}
+
+fn tempdir(root: &Utf8Path, name: &str) -> anyhow::Result<Utf8PathBuf> {
+    let dir = root
+        .join("target/xtask")
+        .join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,79 @@
+//! Finding the programs a command needs, and installing the missing ones from Debian's
+//! packages when we are root on a Debian machine (CI, a fresh host); otherwise saying exactly
+//! what to install.
+
+use std::sync::Once;
+
+use anyhow::{Context, bail};
+use camino::Utf8PathBuf;
+use xshell::{Shell, cmd};
+
+/// The path of `program` on PATH, if any.
+pub fn which(program: &str) -> Option<Utf8PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Installs Debian packages, or explains how when we cannot.
+pub fn apt_install(sh: &Shell, packages: &[&str], why: &str) -> anyhow::Result<()> {
+    if !is_root() || which("apt-get").is_none() {
+        bail!(
+            "{why} is missing: install it with `sudo apt-get install {}`",
+            packages.join(" ")
+        );
+    }
+    static UPDATE: Once = Once::new();
+    let mut updated = Ok(());
+    UPDATE.call_once(|| {
+        eprintln!("xtask: apt-get update");
+        updated = cmd!(sh, "apt-get update -qq").quiet().run();
+    });
+    updated.context("apt-get update failed")?;
+    eprintln!("xtask: installing {} ({why})", packages.join(" "));
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {packages...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .run()
+    .with_context(|| format!("apt-get install {} failed", packages.join(" ")))?;
+    Ok(())
+}
+
+/// `program` from PATH, installing `package` first if it is missing.
+pub fn require(sh: &Shell, program: &str, package: &str) -> anyhow::Result<Utf8PathBuf> {
+    if let Some(p) = which(program) {
+        return Ok(p);
+    }
+    apt_install(sh, &[package], program)?;
+    which(program).with_context(|| format!("{program} is still missing after installing {package}"))
+}
+
+/// The bin directory of the newest PostgreSQL server installed from Debian's packages.
+pub fn postgres_bin_dir(sh: &Shell) -> anyhow::Result<Utf8PathBuf> {
+    let find = || -> Option<Utf8PathBuf> {
+        let mut versions: Vec<(u32, Utf8PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let version: u32 = e.file_name().to_str()?.parse().ok()?;
+                let bin = Utf8PathBuf::from_path_buf(e.path().join("bin")).ok()?;
+                bin.join("postgres").is_file().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    };
+    if let Some(bin) = find() {
+        return Ok(bin);
+    }
+    apt_install(sh, &["postgresql"], "the PostgreSQL server")?;
+    find().context("PostgreSQL is still missing after installing postgresql")
+}
