@@ -54,3 +54,12 @@ fn project_root() -> Utf8PathBuf {
         .expect("xtask sits inside the workspace")
         .to_owned()
 }
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` (CI points it at a cache that outlives
+/// the checkout) or `target/` in the workspace.
+fn target_dir(root: &Utf8Path) -> Utf8PathBuf {
+    match std::env::var("CARGO_TARGET_DIR") {
+        Ok(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}

@@ -25,6 +25,8 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
 enum Suite {
+    /// cargo fmt --check and clippy with warnings denied.
+    Lint,
     /// cargo test for the whole workspace.
     Rust,
     /// The web app's unit tests (vitest).
@@ -35,7 +37,7 @@ enum Suite {
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let suites = if args.suites.is_empty() {
-        vec![Suite::Rust, Suite::Web, Suite::Browser]
+        vec![Suite::Lint, Suite::Rust, Suite::Web, Suite::Browser]
     } else {
         args.suites
     };
@@ -58,6 +60,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     for suite in &suites {
         eprintln!("xtask: ── suite {suite:?} ──");
         let result = match suite {
+            Suite::Lint => lint(&sh),
             Suite::Rust => rust(&sh, pg.as_ref().expect("started above")),
             Suite::Web => cmd!(sh, "npm --prefix web run test")
                 .run()
@@ -72,6 +75,19 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     }
     eprintln!("xtask: all suites passed in {:.0?}", started.elapsed());
     println!("suites: {passed} passed, 0 failed");
+    Ok(())
+}
+
+fn lint(sh: &Shell) -> anyhow::Result<()> {
+    cmd!(sh, "cargo fmt --all --check")
+        .run()
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cmd!(
+        sh,
+        "cargo clippy --workspace --all-targets --locked -- -D warnings"
+    )
+    .run()
+    .context("clippy found problems")?;
     Ok(())
 }
 
@@ -123,7 +139,7 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
         .run()
         .context("building the API and the migrator failed")?;
     web::build(sh)?;
-    let bin = root.join("target/debug");
+    let bin = crate::target_dir(root).join("debug");
 
     let database = format!("e2e_{}", std::process::id());
     pg.psql("postgres", &format!("CREATE DATABASE {database}"))?;
