@@ -442,14 +442,27 @@ async fn requests_without_valid_credentials_are_refused() {
 
 // ---- graceful shutdown ----
 
-/// Holds an exclusive lock on the waitlist so that a PUT /waitlist stays in flight.
-async fn hold_waitlist(db: &TestDb) -> sqlx::PgConnection {
-    let mut conn = db.connect().await;
+/// Sends PUT /waitlist while the test holds an exclusive lock on the table, and returns once
+/// the request is waiting for that lock inside the server: a real request in flight, for as
+/// long as the returned connection keeps its transaction open.
+async fn request_held_in_flight(
+    db: &TestDb,
+    server: &Server,
+    email: &str,
+) -> (
+    sqlx::PgConnection,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let mut lock = db.connect().await;
     sqlx::raw_sql("BEGIN; LOCK TABLE waitlist IN ACCESS EXCLUSIVE MODE;")
-        .execute(&mut conn)
+        .execute(&mut lock)
         .await
         .unwrap();
-    conn
+    let (url, body) = (server.url("/waitlist"), json!({ "email": email }));
+    let request =
+        tokio::spawn(async move { reqwest::Client::new().put(url).json(&body).send().await });
+    wait_for_blocked_query(db).await;
+    (lock, request)
 }
 
 async fn wait_for_blocked_query(db: &TestDb) {
@@ -480,17 +493,7 @@ async fn wait_for_blocked_query(db: &TestDb) {
 async fn sigterm_finishes_the_request_in_flight_then_exits() {
     let db = migrated_db("sigterm").await;
     let mut server = Server::start(&db, &[]).await;
-    let mut lock = hold_waitlist(&db).await;
-
-    let url = server.url("/waitlist");
-    let in_flight = tokio::spawn(async move {
-        reqwest::Client::new()
-            .put(url)
-            .json(&json!({ "email": "inflight@example.com" }))
-            .send()
-            .await
-    });
-    wait_for_blocked_query(&db).await;
+    let (mut lock, in_flight) = request_held_in_flight(&db, &server, "inflight@example.com").await;
 
     server.signal(Signal::SIGTERM);
     // New connections are refused soon after the signal...
@@ -523,16 +526,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits() {
 async fn shutdown_is_bounded_by_the_grace_period() {
     let db = migrated_db("grace").await;
     let mut server = Server::start(&db, &[("SHUTDOWN_GRACE_SECS", "1")]).await;
-    let lock = hold_waitlist(&db).await;
-    let url = server.url("/waitlist");
-    let stuck = tokio::spawn(async move {
-        reqwest::Client::new()
-            .put(url)
-            .json(&json!({ "email": "stuck@example.com" }))
-            .send()
-            .await
-    });
-    wait_for_blocked_query(&db).await;
+    let (lock, stuck) = request_held_in_flight(&db, &server, "stuck@example.com").await;
 
     let signalled = Instant::now();
     server.signal(Signal::SIGTERM);

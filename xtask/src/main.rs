@@ -5,6 +5,7 @@
 
 mod postgres;
 mod process;
+mod secrets;
 mod test;
 mod tools;
 mod web;

@@ -11,6 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::Shell;
 
 use crate::process::{Service, free_port, wait_until};
+use crate::secrets::{random_hex, write_private};
 use crate::tools;
 
 pub const USER: &str = "hitsave";
@@ -34,25 +35,6 @@ fn unprivileged_user() -> anyhow::Result<Option<nix::unistd::User>> {
     nix::unistd::User::from_name("postgres")?
         .map(Some)
         .context("running as root, but there is no `postgres` user to run PostgreSQL as")
-}
-
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn write_private(path: &Utf8Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .with_context(|| format!("cannot write {path}"))
 }
 
 impl TestPostgres {

@@ -14,6 +14,7 @@ use xshell::{Shell, cmd};
 
 use crate::postgres::TestPostgres;
 use crate::process::{Service, free_port, wait_until};
+use crate::secrets::write_private;
 use crate::{tools, web};
 
 #[derive(clap::Args)]
@@ -120,16 +121,8 @@ fn wait_healthy(name: &str, service: &mut Service, port: u16, path: &str) -> any
 }
 
 fn write_secret(dir: &Utf8Path, name: &str, value: &str) -> anyhow::Result<Utf8PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?
-        .write_all(value.as_bytes())?;
+    write_private(&path, value)?;
     Ok(path)
 }
 
@@ -214,6 +207,8 @@ fn tempdir(root: &Utf8Path, name: &str) -> anyhow::Result<Utf8PathBuf> {
     let dir = root
         .join("target/xtask")
         .join(format!("{name}-{}", std::process::id()));
+    // A run that crashed with the same pid may have left it behind.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
