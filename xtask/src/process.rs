@@ -1,7 +1,7 @@
 //! Long-running child processes (servers the tests need) that are always stopped by pid:
 //! SIGTERM first, SIGKILL if they do not exit in time, also when xtask fails half-way.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -36,22 +36,35 @@ impl Service {
         Ok(())
     }
 
-    pub fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
+    /// SIGTERM, then SIGKILL after 10 s. Returns how it ended: `None` when it had to be
+    /// killed, or when it had already exited before we asked.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return None;
         }
         let pid = Pid::from_raw(self.child.id() as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("xtask: {} ignored SIGTERM for 10 s; killing it", self.name);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        None
+    }
+
+    /// Stops it and fails unless it exited by itself, successfully, after SIGTERM: what a
+    /// zero-downtime swap relies on.
+    pub fn stop_gracefully(&mut self) -> anyhow::Result<()> {
+        match self.stop() {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => anyhow::bail!("{} exited with {status} after SIGTERM", self.name),
+            None => anyhow::bail!("{} did not shut down cleanly on SIGTERM", self.name),
+        }
     }
 }
 

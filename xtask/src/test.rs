@@ -197,8 +197,9 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
         bail!("expected 1 waitlist row for {email} in the database, found {rows}");
     }
     eprintln!("xtask: the database holds the waitlist row the browser submitted");
-    web.stop();
-    api.stop();
+    web.stop_gracefully()?;
+    api.stop_gracefully()?;
+    eprintln!("xtask: the web server and the API shut down cleanly on SIGTERM");
     std::fs::remove_dir_all(&secrets)?;
     Ok(())
 }
