@@ -1,5 +1,6 @@
 //! `cargo xtask`: HitSave's build, test, release and deploy pipeline.
 //!
+//! The mechanics (packaging, ...) live in the library, `lib.rs`; this binary holds the commands.
 //! `main` parses flags, finds the project root and dispatches to one module per command, each
 //! a plain `run` function.
 

@@ -1,0 +1,4 @@
+//! The pipeline's mechanics, kept apart from the commands in `main.rs` so they can be tested
+//! and benchmarked on their own.
+
+pub mod package;
