@@ -29,9 +29,9 @@ fn make_tree(root: &Utf8Path, variant: u32) {
         (
             "bin/hitsave",
             "#!/bin/sh\necho hi\n",
-            0o700 | variant * 0o055,
+            0o700 | (variant * 0o055),
         ),
-        ("README", "read me\n", 0o600 | variant * 0o044),
+        ("README", "read me\n", 0o600 | (variant * 0o044)),
         ("a/b/c.txt", "nested\n", 0o644),
         (
             "a.txt",
