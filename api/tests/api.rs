@@ -136,6 +136,18 @@ fn session_token(login: &str, secret: &str, expires_in: i64) -> String {
     .unwrap()
 }
 
+/// GET `url` with `Authorization: Bearer <token>` and parse the JSON body.
+async fn get_json(http: &reqwest::Client, url: String, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 // ---- configuration ----
 
 fn start_expecting_config_error(env: Vec<(&'static str, String)>) -> String {
@@ -327,15 +339,12 @@ async fn api_keys_are_stored_hashed_and_authorise_evals() {
     );
     assert!(!dump.contains(&key[3..]), "key stored in clear: {dump}");
 
-    let listed: Value = http
-        .get(server.url("/api_keys"))
-        .bearer_auth(session_token("ada", JWT_SECRET, 3600))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(
+        &http,
+        server.url("/api_keys"),
+        &session_token("ada", JWT_SECRET, 3600),
+    )
+    .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
     assert_eq!(listed["keys"][0]["label"], "laptop");
     assert!(!listed.to_string().contains(&key));
@@ -355,15 +364,7 @@ async fn api_keys_are_stored_hashed_and_authorise_evals() {
         StatusCode::OK
     );
 
-    let got: Value = http
-        .get(server.url("/evals?fn_key=train.fit"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = get_json(&http, server.url("/evals?fn_key=train.fit"), &key).await;
     let evals = got["evals"].as_array().unwrap();
     assert_eq!(evals.len(), 1);
     assert_eq!(evals[0]["args_hash"], "abc123");
@@ -371,15 +372,12 @@ async fn api_keys_are_stored_hashed_and_authorise_evals() {
 
     // Another user's key sees none of ada's evals.
     let other: Value = issue("grace").await.unwrap().json().await.unwrap();
-    let theirs: Value = http
-        .get(server.url("/evals?fn_key=train.fit"))
-        .bearer_auth(other["key"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = get_json(
+        &http,
+        server.url("/evals?fn_key=train.fit"),
+        other["key"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(theirs["evals"], json!([]));
 
     let res = http
