@@ -91,10 +91,7 @@ fn main() -> ExitCode {
 /// Connects, retrying until `wait` has passed: in a fresh stack the database may still start.
 async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<PgPool> {
     let deadline = Instant::now() + wait;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(config.connect_options());
+    let pool = config.lazy_pool();
     let mut announced = false;
     loop {
         match pool.acquire().await {
