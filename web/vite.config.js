@@ -4,18 +4,14 @@ import { readFileSync } from "node:fs";
 
 const pkg = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8"));
 
-// Which build this is, baked in at build time by the release pipeline (falls back to dev).
-const build = {
-  version: pkg.version,
-  commit: process.env.HITSAVE_COMMIT || "unknown",
-  release: process.env.HITSAVE_RELEASE || "dev",
-};
 
 export default defineConfig({
   // Vitest runs plain modules; the React Router plugin is only for the app build.
   plugins: [!process.env.VITEST && reactRouter()],
   define: {
-    __HITSAVE_BUILD__: JSON.stringify(build),
+    // Only the version is baked in: the release id comes from the environment at run time
+    // (app/lib/build-info.js), so the build does not change from one commit to the next.
+    __HITSAVE_VERSION__: JSON.stringify(pkg.version),
   },
   test: {
     include: ["app/**/*.test.js"],

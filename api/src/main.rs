@@ -72,8 +72,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         addr = %listener.local_addr()?,
         database = %config.db.describe(),
         version = BUILD.version,
-        commit = BUILD.commit,
-        release = BUILD.release,
+        commit = %BUILD.commit,
+        release = %BUILD.release,
         "hitsave listening"
     );
 

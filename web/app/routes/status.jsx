@@ -1,4 +1,4 @@
-import { BUILD, describeBuild } from "../lib/build-info.js";
+import { buildInfo, describeBuild } from "../lib/build-info.js";
 import { apiHealth } from "../lib/api.server.js";
 
 export function meta() {
@@ -6,7 +6,7 @@ export function meta() {
 }
 
 export async function loader() {
-  return { web: BUILD, api: await apiHealth() };
+  return { web: buildInfo(), api: await apiHealth() };
 }
 
 export default function Status({ loaderData }) {

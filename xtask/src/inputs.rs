@@ -1,0 +1,154 @@
+//! Input hashes and release ids: what decides whether a component must be built again.
+//!
+//! A component's input hash covers everything its build reads: its files (git object ids for
+//! clean files, content hashes for dirty ones), the lock files among them, the versions of the
+//! tools that build it, the build flags and the recipe version. The checkout's location is not
+//! part of it, so two checkouts of one commit agree.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::components::{Component, RECIPE_VERSION, Recipe};
+use crate::git::Checkout;
+
+/// The flags every Rust component is built with; part of their input hash. The path
+/// remapping itself is derived from these names at build time (see the build command).
+pub const CARGO_FLAGS: &str =
+    "build --release --locked; remap checkout=/hitsave cargo-home=/cargo target=/target";
+/// The flags of the web build.
+pub const WEB_FLAGS: &str =
+    "npm ci; npm run build; ship: npm ci --omit=dev --ignore-scripts; NODE_ENV=production";
+
+/// Versions of the tools a release is built with, read once.
+#[derive(Debug, Clone, Default)]
+pub struct Toolchain {
+    /// `rustc -vV`, whole: version, commit, host triple and LLVM version.
+    pub rustc_verbose: String,
+    /// The host triple from `rustc -vV`: the target of the Rust artifacts.
+    pub host: String,
+    /// Short versions for the manifest: rustc, cargo, node, npm.
+    pub versions: BTreeMap<String, String>,
+}
+
+impl Toolchain {
+    /// Reads the versions of the tools the given components need; fails naming the missing
+    /// tool and how to install it.
+    pub fn detect(components: &[&Component]) -> anyhow::Result<Toolchain> {
+        let mut tc = Toolchain::default();
+        let rust = components
+            .iter()
+            .any(|c| matches!(c.recipe, Recipe::Cargo { .. }));
+        let web = components.iter().any(|c| c.recipe == Recipe::Web);
+        if rust {
+            let how = "install Rust with rustup (https://rustup.rs)";
+            tc.rustc_verbose = version_of("rustc", &["-vV"], how)?;
+            tc.host = tc
+                .rustc_verbose
+                .lines()
+                .find_map(|l| l.strip_prefix("host: "))
+                .context("`rustc -vV` printed no host triple")?
+                .to_owned();
+            let first_line = |s: &str| s.lines().next().unwrap_or_default().to_owned();
+            tc.versions
+                .insert("rustc".into(), first_line(&tc.rustc_verbose));
+            tc.versions.insert(
+                "cargo".into(),
+                first_line(&version_of("cargo", &["-V"], how)?),
+            );
+        }
+        if web {
+            let how = "install Node.js 20.19 or newer with npm (Debian trixie's nodejs and npm packages, or NodeSource)";
+            tc.versions
+                .insert("node".into(), version_of("node", &["--version"], how)?);
+            tc.versions
+                .insert("npm".into(), version_of("npm", &["--version"], how)?);
+        }
+        Ok(tc)
+    }
+
+    /// The target an artifact of this component runs on: the host triple for Rust binaries;
+    /// `noarch` for the web app (JavaScript, installed without install scripts).
+    pub fn target_of(&self, component: &Component) -> String {
+        match component.recipe {
+            Recipe::Cargo { .. } => self.host.clone(),
+            Recipe::Web => "noarch".into(),
+        }
+    }
+}
+
+fn version_of(program: &str, args: &[&str], how: &str) -> anyhow::Result<String> {
+    let out = match Command::new(program).args(args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{program} is missing: {how}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot run {program}")),
+    };
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The input hash of one component, as lowercase hex SHA-256.
+pub fn input_hash(checkout: &Checkout, toolchain: &Toolchain, component: &Component) -> String {
+    let mut h = Sha256::new();
+    let mut line = |s: String| {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    };
+    line(format!("hitsave input hash; recipe {RECIPE_VERSION}"));
+    line(format!("component {}", component.name));
+    match component.recipe {
+        Recipe::Cargo { package, binary } => {
+            line(format!("cargo package {package} binary {binary}"));
+            line(format!("flags {CARGO_FLAGS}"));
+            line(toolchain.rustc_verbose.clone());
+            line(toolchain.versions["cargo"].clone());
+        }
+        Recipe::Web => {
+            line(format!("flags {WEB_FLAGS}"));
+            line(format!("node {}", toolchain.versions["node"]));
+            line(format!("npm {}", toolchain.versions["npm"]));
+        }
+    }
+    for (path, state) in checkout.files_under(component.inputs) {
+        line(format!("file {path} {state}"));
+    }
+    crate::hex(&h.finalize())
+}
+
+/// `<commit time UTC, YYYYMMDDHHMMSS>-<first 12 of the commit>`, with `-dirty-<8 hex>` when
+/// the tree has uncommitted changes. Sorts by time; the same commit always gets the same id.
+pub fn release_id(checkout: &Checkout) -> String {
+    let mut id = format!("{}-{}", checkout.commit_stamp, &checkout.commit[..12]);
+    if checkout.is_dirty() {
+        id.push_str("-dirty-");
+        id.push_str(&checkout.dirty_digest()[..8]);
+    }
+    id
+}
+
+/// Release ids appear in store keys and host paths: only `[0-9A-Za-z._-]`, not starting with
+/// a dot, at most 128 characters.
+pub fn check_release_id(id: &str) -> anyhow::Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        bail!(
+            "{id:?} is not a release id: use letters, digits, '.', '_' and '-' (like 20261101120000-0123456789ab)"
+        );
+    }
+    Ok(())
+}
