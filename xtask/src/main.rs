@@ -1,14 +1,18 @@
 //! `cargo xtask`: HitSave's build, test, release and deploy pipeline.
 //!
-//! The mechanics (packaging, ...) live in the library, `lib.rs`; this binary holds the commands.
+//! The mechanics (components, input hashes, packaging, manifests, stores) live in the library, `lib.rs`; this binary holds the commands.
 //! `main` parses flags, finds the project root and dispatches to one module per command, each
 //! a plain `run` function.
 
+mod build;
 mod postgres;
 mod process;
+mod release;
 mod secrets;
 mod test;
 mod tools;
+mod ui;
+mod verify;
 mod web;
 
 use std::process::ExitCode;
@@ -30,6 +34,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build components and stage what ships (api, migrate, web, xtask).
+    Build(build::Args),
+    /// Build and package every component into deterministic tarballs and a manifest, locally.
+    Package(release::PackageArgs),
+    /// Build what changed, package it and publish it to the artifact store.
+    Release(release::ReleaseArgs),
+    /// Download a release from the store and check every artifact against its manifest.
+    Verify(verify::Args),
     /// Run every test against real services, starting what they need (PostgreSQL, Chromium).
     Test(test::Args),
 }
@@ -38,6 +50,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = project_root();
     let result = match cli.command {
+        Command::Build(args) => build::run(&root, args),
+        Command::Package(args) => release::run_package(&root, args),
+        Command::Release(args) => release::run_release(&root, args),
+        Command::Verify(args) => verify::run(&root, args),
         Command::Test(args) => test::run(&root, args),
     };
     match result {

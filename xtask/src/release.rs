@@ -1,0 +1,536 @@
+//! `cargo xtask package` and `cargo xtask release`: build what changed, package it, and
+//! publish it to the artifact store in commit-protocol order.
+//!
+//! 1. Check the store (one clear error before any work when it cannot be used).
+//! 2. Read the checkout; compute the release id and every component's input hash.
+//! 3. Reuse: a component whose input hash the store already knows is neither built nor
+//!    uploaded; its existing artifact goes into the manifest.
+//! 4. Build and package the rest into `<target>/xtask/dist` (itself laid out as a store).
+//! 5. Publish: artifacts (skipping those present), input records, the manifest, then the
+//!    `commits/` and `channels/` pointers. A failure at any step leaves no manifest or
+//!    pointer that refers to a missing artifact.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use xtask::components::{COMPONENTS, Component};
+use xtask::git::Checkout;
+use xtask::inputs::{self, Toolchain};
+use xtask::manifest::{self, Artifact, InputRecord, Manifest, Pointer, SCHEMA};
+use xtask::package;
+use xtask::store::{self, Store, StoreArgs};
+
+use crate::build;
+use crate::ui::{Ui, human_bytes};
+
+#[derive(clap::Args)]
+pub struct PackageArgs {
+    /// Directory to write into, laid out like a store (artifacts/, releases/).
+    /// [default: <target dir>/xtask/dist]
+    #[arg(long, value_name = "DIR")]
+    out: Option<Utf8PathBuf>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Point this channel (e.g. main, production) at the release once it is published.
+    #[arg(long, value_name = "NAME")]
+    channel: Vec<String>,
+    /// Allow a release with uncommitted changes on a channel.
+    #[arg(long)]
+    allow_dirty: bool,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What happened to one component.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    #[serde(flatten)]
+    artifact: Artifact,
+    /// `built` (packaged by this run) or `reused` (the store already had these inputs).
+    action: &'static str,
+    /// Bytes of this artifact sent to the store by this run.
+    uploaded_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    release: String,
+    commit: String,
+    branch: Option<String>,
+    dirty: bool,
+    store: String,
+    manifest: String,
+    channels: Vec<String>,
+    /// Every byte sent to the store: artifacts, records, the manifest and pointers.
+    uploaded_bytes: u64,
+    /// True when the store already had this exact release.
+    already_published: bool,
+    seconds: f64,
+    artifacts: Vec<Outcome>,
+}
+
+pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let started = Instant::now();
+    let out = args
+        .out
+        .unwrap_or_else(|| crate::target_dir(root).join("xtask/dist"));
+    let plan = Plan::read(root)?;
+    let all: Vec<&'static Component> = COMPONENTS.iter().collect();
+    let packed = build_and_pack(&ui, root, &plan, &all, &out)?;
+    let manifest = plan.manifest(packed.iter().map(|(a, _)| a.clone()).collect());
+    let key = manifest::manifest_key(&manifest.release);
+    let local = store::LocalStore::new(&out);
+    local.put(&key, &manifest::to_bytes(&manifest))?;
+    let summary = Summary {
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+        branch: manifest.branch.clone(),
+        dirty: manifest.dirty,
+        store: local.describe(),
+        manifest: out.join(&key).to_string(),
+        channels: vec![],
+        uploaded_bytes: 0,
+        already_published: false,
+        seconds: started.elapsed().as_secs_f64(),
+        artifacts: manifest
+            .artifacts
+            .iter()
+            .map(|a| Outcome {
+                artifact: a.clone(),
+                action: "built",
+                uploaded_bytes: 0,
+            })
+            .collect(),
+    };
+    report(&ui, &summary, args.json)
+}
+
+pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let started = Instant::now();
+    for channel in &args.channel {
+        manifest::check_channel(channel)?;
+    }
+    let store = store::open(&args.store, &default_store(root))?;
+    store.check()?;
+    let plan = Plan::read(root)?;
+    if plan.checkout.is_dirty() && !args.channel.is_empty() && !args.allow_dirty {
+        let files: Vec<_> = plan.checkout.dirty.keys().take(5).cloned().collect();
+        bail!(
+            "the working tree has uncommitted changes ({}{}); a dirty release cannot go on a channel: commit them, or pass --allow-dirty",
+            files.join(", "),
+            if plan.checkout.dirty.len() > 5 {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    ui.info(&format!("release {} to {}", plan.id, store.describe()));
+    let uploaded = AtomicU64::new(0);
+    let key = manifest::manifest_key(&plan.id);
+
+    let (manifest, outcomes, already) = match store.get(&key)? {
+        Some(bytes) => {
+            let existing = Manifest::parse(&bytes)
+                .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+            republish(&ui, &plan, store.as_ref(), existing)?
+        }
+        None => {
+            let (manifest, outcomes) = publish(&ui, root, &plan, store.as_ref(), &uploaded)?;
+            (manifest, outcomes, false)
+        }
+    };
+
+    // Pointers last: only now is everything they lead to in the store.
+    let pointer = manifest::to_bytes(&Pointer {
+        schema: SCHEMA,
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+    });
+    if !manifest.dirty {
+        put_if_changed(
+            store.as_ref(),
+            &manifest::commit_key(&manifest.commit),
+            &pointer,
+            &uploaded,
+        )?;
+    }
+    for channel in &args.channel {
+        put_if_changed(
+            store.as_ref(),
+            &manifest::channel_key(channel),
+            &pointer,
+            &uploaded,
+        )?;
+        ui.info(&format!("channel {channel} -> {}", manifest.release));
+    }
+
+    let summary = Summary {
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+        branch: manifest.branch.clone(),
+        dirty: manifest.dirty,
+        store: store.describe(),
+        manifest: key,
+        channels: args.channel.clone(),
+        uploaded_bytes: uploaded.load(Ordering::Relaxed),
+        already_published: already,
+        seconds: started.elapsed().as_secs_f64(),
+        artifacts: outcomes,
+    };
+    report(&ui, &summary, args.json)
+}
+
+/// The local store used when no `--store` is given.
+pub fn default_store(root: &Utf8Path) -> Utf8PathBuf {
+    crate::target_dir(root).join("hitsave-store")
+}
+
+/// What a release is made of, known before anything is built.
+struct Plan {
+    checkout: Checkout,
+    toolchain: Toolchain,
+    id: String,
+    /// Input hash per component, in table order.
+    input_hashes: Vec<(&'static Component, String)>,
+}
+
+impl Plan {
+    fn read(root: &Utf8Path) -> anyhow::Result<Plan> {
+        let checkout = Checkout::read(root)?;
+        let all: Vec<&Component> = COMPONENTS.iter().collect();
+        let toolchain = Toolchain::detect(&all)?;
+        let id = inputs::release_id(&checkout);
+        let input_hashes = COMPONENTS
+            .iter()
+            .map(|c| (c, inputs::input_hash(&checkout, &toolchain, c)))
+            .collect();
+        Ok(Plan {
+            checkout,
+            toolchain,
+            id,
+            input_hashes,
+        })
+    }
+
+    fn input_hash(&self, component: &Component) -> &str {
+        &self
+            .input_hashes
+            .iter()
+            .find(|(c, _)| c.name == component.name)
+            .expect("every component has an input hash")
+            .1
+    }
+
+    fn manifest(&self, mut artifacts: Vec<Artifact>) -> Manifest {
+        let order = |a: &Artifact| COMPONENTS.iter().position(|c| c.name == a.component);
+        artifacts.sort_by_key(order);
+        let mut tools = self.toolchain.versions.clone();
+        tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
+        Manifest {
+            schema: SCHEMA,
+            release: self.id.clone(),
+            commit: self.checkout.commit.clone(),
+            commit_time: self.checkout.commit_time,
+            branch: self.checkout.branch.clone(),
+            dirty: self.checkout.is_dirty(),
+            tools,
+            artifacts,
+        }
+    }
+}
+
+/// Builds and packages the components into `<out>/artifacts/`.
+fn build_and_pack(
+    ui: &Ui,
+    root: &Utf8Path,
+    plan: &Plan,
+    components: &[&'static Component],
+    out: &Utf8Path,
+) -> anyhow::Result<Vec<(Artifact, Utf8PathBuf)>> {
+    let staged = build::build(ui, root, components, plan.checkout.commit_time)?;
+    let mut packed = Vec::new();
+    for (component, dir) in staged {
+        let bar = ui.spinner(&format!("packaging {}", component.name));
+        let p = package::pack_dir(&dir, &out.join("artifacts"), plan.checkout.commit_time)
+            .with_context(|| format!("packaging {} failed", component.name))?;
+        bar.finish_and_clear();
+        ui.info(&format!(
+            "{}: {} entries, {}, sha256 {}",
+            component.name,
+            p.entries,
+            human_bytes(p.size),
+            p.sha256
+        ));
+        packed.push((
+            Artifact {
+                component: component.name.to_owned(),
+                sha256: p.sha256,
+                size: p.size,
+                input_hash: plan.input_hash(component).to_owned(),
+                target: plan.toolchain.target_of(component),
+            },
+            p.path,
+        ));
+    }
+    Ok(packed)
+}
+
+/// A first publication of this release id.
+fn publish(
+    ui: &Ui,
+    root: &Utf8Path,
+    plan: &Plan,
+    store: &dyn Store,
+    uploaded: &AtomicU64,
+) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
+    let mut reused = Vec::new();
+    let mut to_build = Vec::new();
+    for (component, input_hash) in &plan.input_hashes {
+        match find_reusable(store, component, input_hash)? {
+            Some(record) => {
+                ui.info(&format!(
+                    "{}: unchanged since {}; reusing {}",
+                    component.name, record.built_for, record.sha256
+                ));
+                reused.push(Artifact {
+                    component: component.name.to_owned(),
+                    sha256: record.sha256,
+                    size: record.size,
+                    input_hash: input_hash.clone(),
+                    target: record.target,
+                });
+            }
+            None => to_build.push(*component),
+        }
+    }
+
+    let mut outcomes: Vec<Outcome> = reused
+        .iter()
+        .map(|a| Outcome {
+            artifact: a.clone(),
+            action: "reused",
+            uploaded_bytes: 0,
+        })
+        .collect();
+    if !to_build.is_empty() {
+        let dist = crate::target_dir(root).join("xtask/dist");
+        let packed = build_and_pack(ui, root, plan, &to_build, &dist)?;
+        let total: u64 = packed.iter().map(|(a, _)| a.size).sum();
+        let bar = ui.bytes("uploading artifacts", total);
+        for (artifact, path) in &packed {
+            let key = manifest::artifact_key(&artifact.sha256);
+            let present = store.head(&key)?.is_some_and(|info| {
+                info.size == artifact.size
+                    && info.sha256.as_ref().is_none_or(|s| *s == artifact.sha256)
+            });
+            let mut sent = 0;
+            if present {
+                bar.inc(artifact.size);
+            } else {
+                store.upload(&key, path, &artifact.sha256, artifact.size, &|n| bar.inc(n))?;
+                sent = artifact.size;
+                uploaded.fetch_add(sent, Ordering::Relaxed);
+            }
+            outcomes.push(Outcome {
+                artifact: artifact.clone(),
+                action: "built",
+                uploaded_bytes: sent,
+            });
+        }
+        bar.finish_and_clear();
+        // The build-once index, only once the artifacts it names are in the store.
+        for (artifact, _) in &packed {
+            let key = manifest::input_key(&artifact.component, &artifact.input_hash);
+            if store.head(&key)?.is_none() {
+                let record = manifest::to_bytes(&InputRecord {
+                    schema: SCHEMA,
+                    component: artifact.component.clone(),
+                    input_hash: artifact.input_hash.clone(),
+                    sha256: artifact.sha256.clone(),
+                    size: artifact.size,
+                    target: artifact.target.clone(),
+                    built_for: plan.id.clone(),
+                });
+                store.put(&key, &record)?;
+                uploaded.fetch_add(record.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    let manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
+    outcomes.sort_by_key(|o| {
+        COMPONENTS
+            .iter()
+            .position(|c| c.name == o.artifact.component)
+    });
+    let bytes = manifest::to_bytes(&manifest);
+    store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
+    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok((manifest, outcomes))
+}
+
+/// The store's record for these inputs, if its artifact is really there.
+fn find_reusable(
+    store: &dyn Store,
+    component: &Component,
+    input_hash: &str,
+) -> anyhow::Result<Option<InputRecord>> {
+    let Some(bytes) = store.get(&manifest::input_key(component.name, input_hash))? else {
+        return Ok(None);
+    };
+    let record = InputRecord::parse(&bytes)?;
+    if record.component != component.name || record.input_hash != input_hash {
+        return Ok(None);
+    }
+    let present = store
+        .head(&manifest::artifact_key(&record.sha256))?
+        .is_some_and(|info| info.size == record.size);
+    Ok(present.then_some(record))
+}
+
+/// The store already has a manifest under this id: it must be this very release.
+fn republish(
+    ui: &Ui,
+    plan: &Plan,
+    store: &dyn Store,
+    existing: Manifest,
+) -> anyhow::Result<(Manifest, Vec<Outcome>, bool)> {
+    for (component, input_hash) in &plan.input_hashes {
+        let same = existing
+            .artifact(component.name)
+            .is_some_and(|a| a.input_hash == *input_hash);
+        if !same {
+            bail!(
+                "{}: release {} was already published from different inputs ({} differs; a new toolchain?). A release id is immutable: make a new commit to release again",
+                store.describe(),
+                existing.release,
+                component.name
+            );
+        }
+    }
+    for a in &existing.artifacts {
+        let key = manifest::artifact_key(&a.sha256);
+        if store.head(&key)?.is_none_or(|info| info.size != a.size) {
+            bail!(
+                "{}: release {} is published but {key} ({}) is missing or has the wrong size; run `cargo xtask verify --release {}`",
+                store.describe(),
+                existing.release,
+                a.component,
+                existing.release
+            );
+        }
+    }
+    ui.info(&format!(
+        "release {} is already in the store: nothing to build or upload",
+        existing.release
+    ));
+    let outcomes = existing
+        .artifacts
+        .iter()
+        .map(|a| Outcome {
+            artifact: a.clone(),
+            action: "reused",
+            uploaded_bytes: 0,
+        })
+        .collect();
+    Ok((existing, outcomes, true))
+}
+
+fn put_if_changed(
+    store: &dyn Store,
+    key: &str,
+    bytes: &[u8],
+    uploaded: &AtomicU64,
+) -> anyhow::Result<()> {
+    if store.get(key)?.as_deref() != Some(bytes) {
+        store.put(key, bytes)?;
+        uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn report(ui: &Ui, summary: &Summary, json: bool) -> anyhow::Result<()> {
+    let table = markdown_table(summary);
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        eprintln!("{table}");
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(table.as_bytes()))
+            .with_context(|| format!("cannot append to GITHUB_STEP_SUMMARY ({path:?})"))?;
+    }
+    ui.info(&format!(
+        "release {} {} in {:.1} s ({} uploaded)",
+        summary.release,
+        if summary.already_published {
+            "was already published"
+        } else {
+            "done"
+        },
+        summary.seconds,
+        human_bytes(summary.uploaded_bytes)
+    ));
+    Ok(())
+}
+
+fn markdown_table(s: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Release `{}`\n", s.release);
+    let _ = writeln!(
+        out,
+        "Commit `{}`{}{} → {}\n",
+        &s.commit[..12],
+        s.branch
+            .as_deref()
+            .map(|b| format!(" on `{b}`"))
+            .unwrap_or_default(),
+        if s.dirty { " (dirty)" } else { "" },
+        s.store
+    );
+    let _ = writeln!(out, "| component | action | size | sha256 | target |");
+    let _ = writeln!(out, "|---|---|---:|---|---|");
+    for o in &s.artifacts {
+        let a = &o.artifact;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | `{}` | {} |",
+            a.component,
+            o.action,
+            human_bytes(a.size),
+            &a.sha256[..16],
+            a.target
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} uploaded{}.",
+        human_bytes(s.uploaded_bytes),
+        if s.channels.is_empty() {
+            String::new()
+        } else {
+            format!("; channels: {}", s.channels.join(", "))
+        }
+    );
+    out
+}

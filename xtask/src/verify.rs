@@ -1,0 +1,198 @@
+//! `cargo xtask verify`: downloads every artifact of a release and checks its SHA-256 and
+//! size against the manifest. Exits non-zero on any mismatch, naming each one.
+
+use std::io::{self, Write};
+
+use anyhow::{Context, bail};
+use camino::Utf8Path;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use xtask::manifest::{self, Manifest, Pointer};
+use xtask::store::{self, Store, StoreArgs};
+
+use crate::ui::Ui;
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["release", "channel", "commit"])))]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The release id to check.
+    #[arg(long, value_name = "ID")]
+    release: Option<String>,
+    /// Check the release a channel points at.
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+    /// Check the release built from a commit (full sha).
+    #[arg(long, value_name = "SHA")]
+    commit: Option<String>,
+    /// Print a machine-readable report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Check {
+    component: String,
+    sha256: String,
+    size: u64,
+    ok: bool,
+    /// What is wrong, when something is.
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    release: String,
+    store: String,
+    ok: bool,
+    artifacts: Vec<Check>,
+}
+
+pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let store = store::open(&args.store, &crate::release::default_store(root))?;
+    store.check()?;
+    let release = resolve(store.as_ref(), &args)?;
+    let manifest = read_manifest(store.as_ref(), &release)?;
+    ui.info(&format!(
+        "verifying release {} ({} artifacts, {}) in {}",
+        manifest.release,
+        manifest.artifacts.len(),
+        crate::ui::human_bytes(manifest.total_size()),
+        store.describe()
+    ));
+    let bar = ui.bytes("downloading", manifest.total_size());
+    let mut checks = Vec::new();
+    for a in &manifest.artifacts {
+        let problem = check_artifact(store.as_ref(), &a.sha256, a.size, &|n| bar.inc(n))?;
+        match &problem {
+            None => ui.info(&format!(
+                "{}: ok ({} bytes, sha256 {})",
+                a.component, a.size, a.sha256
+            )),
+            Some(p) => ui.info(&format!("{}: MISMATCH: {p}", a.component)),
+        }
+        checks.push(Check {
+            component: a.component.clone(),
+            sha256: a.sha256.clone(),
+            size: a.size,
+            ok: problem.is_none(),
+            problem,
+        });
+    }
+    bar.finish_and_clear();
+    let bad: Vec<_> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.component.clone())
+        .collect();
+    let report = Report {
+        release: manifest.release.clone(),
+        store: store.describe(),
+        ok: bad.is_empty(),
+        artifacts: checks,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if !bad.is_empty() {
+        bail!(
+            "release {} in {} is damaged: {} do not match the manifest; publish it again from its commit (`cargo xtask release`) after removing the bad objects",
+            manifest.release,
+            store.describe(),
+            bad.join(", ")
+        );
+    }
+    ui.info(&format!(
+        "release {}: every artifact matches its manifest",
+        manifest.release
+    ));
+    Ok(())
+}
+
+/// The release id the flags name, following a pointer when needed.
+fn resolve(store: &dyn Store, args: &Args) -> anyhow::Result<String> {
+    if let Some(id) = &args.release {
+        xtask::inputs::check_release_id(id)?;
+        return Ok(id.clone());
+    }
+    let key = match (&args.channel, &args.commit) {
+        (Some(channel), _) => {
+            manifest::check_channel(channel)?;
+            manifest::channel_key(channel)
+        }
+        (None, Some(commit)) => {
+            if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--commit wants a full 40-character git sha, not {commit:?}");
+            }
+            manifest::commit_key(&commit.to_ascii_lowercase())
+        }
+        (None, None) => unreachable!("clap requires one of --release, --channel, --commit"),
+    };
+    let bytes = store
+        .get(&key)?
+        .with_context(|| format!("{}: there is no {key}", store.describe()))?;
+    Ok(Pointer::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?
+        .release)
+}
+
+pub fn read_manifest(store: &dyn Store, release: &str) -> anyhow::Result<Manifest> {
+    let key = manifest::manifest_key(release);
+    let bytes = store.get(&key)?.with_context(|| {
+        format!(
+            "{}: there is no release {release} ({key} is missing)",
+            store.describe()
+        )
+    })?;
+    let manifest = Manifest::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    if manifest.release != release {
+        bail!(
+            "{}: {key} describes release {}, not {release}",
+            store.describe(),
+            manifest.release
+        );
+    }
+    Ok(manifest)
+}
+
+/// Streams one artifact through SHA-256; `Some(problem)` when it does not match.
+fn check_artifact(
+    store: &dyn Store,
+    sha256: &str,
+    size: u64,
+    progress: store::Progress,
+) -> anyhow::Result<Option<String>> {
+    let key = manifest::artifact_key(sha256);
+    if store.head(&key)?.is_none() {
+        return Ok(Some(format!("{key} is missing")));
+    }
+    let mut sink = HashingSink::default();
+    let got = store.download(&key, &mut sink, progress)?;
+    let actual = xtask::hex(&sink.hasher.finalize());
+    Ok(if got != size {
+        Some(format!("{key} has {got} bytes, the manifest says {size}"))
+    } else if actual != sha256 {
+        Some(format!("{key} has sha256 {actual}"))
+    } else {
+        None
+    })
+}
+
+#[derive(Default)]
+struct HashingSink {
+    hasher: Sha256,
+}
+
+impl Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
