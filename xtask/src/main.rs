@@ -5,11 +5,13 @@
 //! a plain `run` function.
 
 mod build;
+mod garage;
 mod postgres;
 mod process;
 mod release;
 mod secrets;
 mod test;
+mod test_release;
 mod tools;
 mod ui;
 mod verify;

@@ -3,7 +3,8 @@
 //!
 //! Suites: `rust` (unit and integration tests of the workspace, on a real PostgreSQL), `web`
 //! (the web app's unit tests) and `browser` (headless Chromium against the built web server,
-//! the real API and the database).
+//! the real API and the database) and `release` (the release pipeline against a local store
+//! and a real Garage S3 server).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +35,20 @@ enum Suite {
     Web,
     /// Headless Chromium against the built web app, the API and PostgreSQL.
     Browser,
+    /// package, release and verify: determinism across two checkouts, a local store, a store
+    /// that fills up, and a real Garage S3 server.
+    Release,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let suites = if args.suites.is_empty() {
-        vec![Suite::Lint, Suite::Rust, Suite::Web, Suite::Browser]
+        vec![
+            Suite::Lint,
+            Suite::Rust,
+            Suite::Web,
+            Suite::Browser,
+            Suite::Release,
+        ]
     } else {
         args.suites
     };
@@ -67,6 +77,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
                 .run()
                 .context("web unit tests failed"),
             Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
+            Suite::Release => crate::test_release::run(root),
         };
         if let Err(e) = result {
             println!("suites: {passed} passed, 1 failed");

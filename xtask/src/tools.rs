@@ -77,3 +77,17 @@ pub fn postgres_bin_dir(sh: &Shell) -> anyhow::Result<Utf8PathBuf> {
     apt_install(sh, &["postgresql"], "the PostgreSQL server")?;
     find().context("PostgreSQL is still missing after installing postgresql")
 }
+
+/// Where tools built once (Garage) and other caches that outlive checkouts live:
+/// `$XDG_CACHE_HOME/hitsave`, or `~/.cache/hitsave`.
+pub fn cache_dir() -> Utf8PathBuf {
+    let base = std::env::var("XDG_CACHE_HOME")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|| {
+            Utf8PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache")
+        });
+    base.join("hitsave")
+}

@@ -133,7 +133,7 @@ impl S3Store {
         } else if matches!(
             code.as_str(),
             "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "Forbidden"
-        ) || status == Some(403)
+        ) || (status == Some(403) && code.is_empty())
         {
             anyhow::anyhow!(
                 "{store}: the credentials were refused ({what}; {}): check the access key, the secret and the bucket's permissions",

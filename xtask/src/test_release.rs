@@ -1,0 +1,733 @@
+//! The `release` test suite: `cargo xtask package`, `release` and `verify` for real, against a
+//! local store, a tmpfs that runs out of space, and a real Garage S3 server.
+//!
+//! Determinism is checked across two checkouts of the same commit in different directories
+//! (kept under the target directory, so CI's cache keeps their builds warm).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use anyhow::{Context, bail, ensure};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use xtask::manifest::{self, Manifest};
+use xtask::store::{S3Options, S3Store, Store};
+
+use crate::garage::Garage;
+use crate::process::free_port;
+
+pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
+    let t = Tester::new(root)?;
+    let head = git(root, &["rev-parse", "HEAD"])?;
+    let root_clean = git(root, &["status", "--porcelain", "--untracked-files=all"])?.is_empty();
+
+    // Two checkouts of HEAD in different directories; the project itself serves as the first
+    // when it is clean (as in CI), which saves a build.
+    let twins = crate::target_dir(root).join("xtask/twins");
+    let a = if root_clean {
+        root.to_owned()
+    } else {
+        checkout(root, &twins.join("a"), &head)?
+    };
+    let b = checkout(root, &twins.join("b"), &head)?;
+    let (manifest, dist) = determinism(&t, &a, &b, &head)?;
+
+    let work = crate::target_dir(root).join(format!("xtask/release-tests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    local_store(&t, &work, &b, root_clean)?;
+    out_of_space(&t, &work, root_clean)?;
+
+    let garage = Garage::start()?;
+    s3_store(&t, &garage, &dist, root_clean)?;
+    s3_errors(&t, &garage)?;
+    s3_multipart(&garage, &work)?;
+    s3_interrupted(&t, &garage, root_clean)?;
+    drop(garage);
+
+    std::fs::remove_dir_all(&work)?;
+    eprintln!(
+        "xtask: release suite: all checks passed (release {})",
+        manifest.release
+    );
+    Ok(())
+}
+
+/// Runs this very xtask binary with a clean AWS environment.
+struct Tester {
+    exe: PathBuf,
+    root: Utf8PathBuf,
+}
+
+impl Tester {
+    fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
+        Ok(Tester {
+            exe: std::env::current_exe().context("cannot find the xtask binary")?,
+            root: root.to_owned(),
+        })
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).current_dir(&self.root).env("CI", "true");
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "HITSAVE_STORE",
+            "HITSAVE_S3_PATH_STYLE",
+            "GITHUB_STEP_SUMMARY",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs xtask and expects success; returns the JSON it printed.
+    fn ok(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Value> {
+        let out = self.output(args, env)?;
+        if !out.status.success() {
+            bail!(
+                "`xtask {}` failed ({}):\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("`xtask {}` printed no JSON", args.join(" ")))
+    }
+
+    /// Runs xtask and expects failure; returns what it printed on stderr.
+    fn fails(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<String> {
+        let out = self.output(args, env)?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            bail!(
+                "`xtask {}` succeeded but should have failed:\n{stderr}",
+                args.join(" ")
+            );
+        }
+        Ok(stderr)
+    }
+
+    fn output(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Output> {
+        eprintln!("xtask: test: xtask {}", args.join(" "));
+        self.command(args, env).output().context("cannot run xtask")
+    }
+}
+
+fn git(dir: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git").args(args).current_dir(dir).output()?;
+    ensure!(
+        out.status.success(),
+        "git {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// A clean checkout of `commit` at `dir`, reusing an earlier one (and its ignored build
+/// outputs: target/, node_modules/) when there is one.
+fn checkout(root: &Utf8Path, dir: &Utf8Path, commit: &str) -> anyhow::Result<Utf8PathBuf> {
+    if !dir.join(".git").exists() {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.parent().expect("twins have a parent"))?;
+        git(
+            root,
+            &[
+                "clone",
+                "--quiet",
+                "--no-checkout",
+                root.as_str(),
+                dir.as_str(),
+            ],
+        )?;
+    }
+    git(dir, &["fetch", "--quiet", root.as_str(), commit])?;
+    git(dir, &["checkout", "--quiet", "--force", "--detach", commit])?;
+    git(dir, &["clean", "--quiet", "-d", "--force"])?;
+    Ok(dir.to_owned())
+}
+
+/// `cargo xtask package` in both checkouts: byte-identical tarballs and the same release id;
+/// GNU tar and sha256sum agree with the manifest.
+fn determinism(
+    t: &Tester,
+    a: &Utf8Path,
+    b: &Utf8Path,
+    head: &str,
+) -> anyhow::Result<(Manifest, Utf8PathBuf)> {
+    let package = |dir: &Utf8Path| -> anyhow::Result<(Manifest, Utf8PathBuf)> {
+        let out = dir.join("target/xtask/determinism-dist");
+        let _ = std::fs::remove_dir_all(&out);
+        let mut cmd = if dir == t.root {
+            t.command(&["package", "--out", out.as_str(), "--json"], &[])
+        } else {
+            // The other checkout's own xtask, with its own target directory.
+            let mut cmd = Command::new("cargo");
+            cmd.args(["xtask", "package", "--out", out.as_str(), "--json"])
+                .current_dir(dir)
+                .env_remove("CARGO_TARGET_DIR")
+                .env("CI", "true");
+            cmd
+        };
+        eprintln!("xtask: test: packaging in {dir}");
+        let output = cmd.output().context("cannot run xtask package")?;
+        ensure!(
+            output.status.success(),
+            "xtask package in {dir} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&output.stdout)?;
+        let key = manifest::manifest_key(summary["release"].as_str().context("no release")?);
+        let manifest = Manifest::parse(&std::fs::read(out.join(key))?)?;
+        Ok((manifest, out))
+    };
+    let (ma, out_a) = package(a)?;
+    let (mb, out_b) = package(b)?;
+
+    ensure!(
+        ma.release == mb.release,
+        "release ids differ: {} vs {}",
+        ma.release,
+        mb.release
+    );
+    ensure!(
+        ma.commit == head && !ma.dirty,
+        "the manifest names {} (dirty: {})",
+        ma.commit,
+        ma.dirty
+    );
+    ensure!(
+        ma.artifacts == mb.artifacts,
+        "two checkouts of {head} gave different artifacts:\n{:#?}\n{:#?}",
+        ma.artifacts,
+        mb.artifacts
+    );
+    let stamp = Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", ma.commit_time),
+            "+%Y-%m-%d %H:%M",
+        ])
+        .output()?;
+    let stamp = String::from_utf8(stamp.stdout)?.trim().to_owned();
+    for artifact in &ma.artifacts {
+        let name = format!("artifacts/{}.tar.gz", artifact.sha256);
+        let (fa, fb) = (out_a.join(&name), out_b.join(&name));
+        ensure!(
+            std::fs::read(&fa)? == std::fs::read(&fb)?,
+            "{} differs between the checkouts",
+            artifact.component
+        );
+        let sum = Command::new("sha256sum").arg(&fa).output()?;
+        let sum = String::from_utf8(sum.stdout)?;
+        ensure!(
+            sum.split_whitespace().next() == Some(artifact.sha256.as_str()),
+            "sha256sum of {} says {sum}",
+            artifact.component
+        );
+        ensure!(
+            std::fs::metadata(&fa)?.len() == artifact.size,
+            "{}: size differs",
+            artifact.component
+        );
+        check_tar_listing(&fa, &stamp)
+            .with_context(|| format!("artifact {}", artifact.component))?;
+    }
+    // The binaries do not mention where the checkout lived.
+    for dir in [a, b] {
+        let binary = dir.join("target/xtask/stage/api/bin/hitsave");
+        let binary = if binary.exists() {
+            binary
+        } else {
+            crate::target_dir(&t.root).join("xtask/stage/api/bin/hitsave")
+        };
+        let bytes = std::fs::read(&binary)?;
+        let needle = dir.as_str().as_bytes();
+        ensure!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{binary} contains the checkout path {dir}"
+        );
+    }
+    eprintln!(
+        "xtask: test: {} artifacts are byte-identical across {a} and {b}; release {}",
+        ma.artifacts.len(),
+        ma.release
+    );
+    Ok((ma, out_a))
+}
+
+/// `tar --utc -tvzf`: entries sorted as `--sort=name` sorts them, owned by 0/0, dated at
+/// SOURCE_DATE_EPOCH, with normalised modes.
+fn check_tar_listing(file: &Utf8Path, stamp: &str) -> anyhow::Result<()> {
+    let out = Command::new("tar")
+        .args(["--utc", "--numeric-owner", "-tvzf"])
+        .arg(file)
+        .output()?;
+    ensure!(out.status.success(), "GNU tar cannot read {file}");
+    let listing = String::from_utf8(out.stdout)?;
+    let mut names = Vec::new();
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        ensure!(fields.len() >= 6, "odd tar line {line:?}");
+        ensure!(
+            matches!(
+                fields[0],
+                "-rw-r--r--" | "-rwxr-xr-x" | "drwxr-xr-x" | "lrwxrwxrwx"
+            ),
+            "mode {} in {line:?}",
+            fields[0]
+        );
+        ensure!(fields[1] == "0/0", "owner {} in {line:?}", fields[1]);
+        let date = format!("{} {}", fields[3], fields[4]);
+        ensure!(date == stamp, "date {date} (expected {stamp}) in {line:?}");
+        names.push(fields[5].trim_end_matches('/').to_owned());
+    }
+    ensure!(!names.is_empty(), "{file} is empty");
+    let mut sorted = names.clone();
+    sorted.sort_by(|x, y| x.split('/').cmp(y.split('/')));
+    ensure!(names == sorted, "entries are not in --sort=name order");
+    Ok(())
+}
+
+fn dirty_flag(root_clean: bool) -> Vec<&'static str> {
+    if root_clean {
+        vec![]
+    } else {
+        vec!["--allow-dirty"]
+    }
+}
+
+fn local_store(
+    t: &Tester,
+    work: &Utf8Path,
+    twin: &Utf8Path,
+    root_clean: bool,
+) -> anyhow::Result<()> {
+    let store = work.join("local-store");
+    let mut args = vec![
+        "release",
+        "--store",
+        store.as_str(),
+        "--channel",
+        "ci",
+        "--json",
+    ];
+    args.extend(dirty_flag(root_clean));
+    let first = t.ok(&args, &[])?;
+    let release = first["release"].as_str().context("no release")?.to_owned();
+    ensure!(
+        first["uploaded_bytes"].as_u64() > Some(0),
+        "nothing was uploaded: {first}"
+    );
+    ensure!(store.join(manifest::manifest_key(&release)).is_file());
+    ensure!(store.join(manifest::channel_key("ci")).is_file());
+
+    let again = t.ok(&args, &[])?;
+    ensure!(
+        again["uploaded_bytes"] == 0,
+        "a re-publish uploaded bytes: {again}"
+    );
+    ensure!(again["already_published"] == true, "{again}");
+    t.ok(
+        &[
+            "verify",
+            "--store",
+            store.as_str(),
+            "--channel",
+            "ci",
+            "--json",
+        ],
+        &[],
+    )?;
+
+    // A corrupted object is found by verify, which names the component.
+    let manifest = Manifest::parse(&std::fs::read(
+        store.join(manifest::manifest_key(&release)),
+    )?)?;
+    let api = manifest.artifact("api").context("no api")?;
+    let object = store.join(manifest::artifact_key(&api.sha256));
+    let good = std::fs::read(&object)?;
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x55;
+    std::fs::write(&object, &bad)?;
+    let err = t.fails(
+        &["verify", "--store", store.as_str(), "--release", &release],
+        &[],
+    )?;
+    ensure!(
+        err.contains("api: MISMATCH") && err.contains("damaged"),
+        "verify said:\n{err}"
+    );
+    std::fs::write(&object, &good)?;
+
+    // Build once, from the other checkout: its HEAD (already published when the project is
+    // clean), then a commit that changes only the web app, which rebuilds and uploads web only.
+    release_in(twin, &store)?;
+    std::fs::write(
+        twin.join("web/public/robots.txt"),
+        "User-agent: *\nAllow: /\n",
+    )?;
+    git(twin, &["add", "web/public/robots.txt"])?;
+    git(
+        twin,
+        &[
+            "-c",
+            "user.name=xtask",
+            "-c",
+            "user.email=xtask@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "test: web only",
+        ],
+    )?;
+    let next = release_in(twin, &store);
+    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+    let next = next?;
+    let actions: BTreeMap<String, String> = next["artifacts"]
+        .as_array()
+        .context("no artifacts")?
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (field("component"), field("action"))
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        ("api", "reused"),
+        ("migrate", "reused"),
+        ("web", "built"),
+        ("xtask", "reused"),
+    ]
+    .into_iter()
+    .map(|(c, a)| (c.to_owned(), a.to_owned()))
+    .collect();
+    ensure!(actions == expected, "after a web-only commit: {actions:?}");
+    let web_size = next["artifacts"][2]["size"].as_u64().unwrap_or_default();
+    let uploaded = next["uploaded_bytes"].as_u64().unwrap_or_default();
+    ensure!(
+        uploaded >= web_size && uploaded < web_size + 16_384,
+        "a web-only release uploaded {uploaded} bytes for a {web_size}-byte web artifact"
+    );
+
+    // A dirty tree does not go on a channel without --allow-dirty, and nothing is published.
+    std::fs::write(twin.join("web/public/dirty.txt"), "uncommitted\n")?;
+    let before = list_files(&store)?;
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "xtask",
+        "release",
+        "--store",
+        store.as_str(),
+        "--channel",
+        "ci",
+    ])
+    .current_dir(twin)
+    .env_remove("CARGO_TARGET_DIR")
+    .env("CI", "true");
+    let out = cmd.output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("--allow-dirty"),
+        "dirty release:\n{err}"
+    );
+    ensure!(
+        list_files(&store)? == before,
+        "a refused release changed the store"
+    );
+    std::fs::remove_file(twin.join("web/public/dirty.txt"))?;
+    eprintln!(
+        "xtask: test: local store: publish, 0-byte re-publish, verify, corruption, build-once and dirty refusal all hold"
+    );
+    Ok(())
+}
+
+/// `cargo xtask release --json` in another checkout, with its own xtask and target directory.
+fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
+    eprintln!("xtask: test: release in {dir}");
+    let out = Command::new("cargo")
+        .args(["xtask", "release", "--store", store.as_str(), "--json"])
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env("CI", "true")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "release in {dir} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn list_files(dir: &Utf8Path) -> anyhow::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            files.push(entry.path().display().to_string());
+        }
+    }
+    Ok(files)
+}
+
+/// A store that runs out of space half-way through the artifacts: the release fails with a
+/// clear error and leaves no manifest, no pointer and no partial file.
+fn out_of_space(t: &Tester, work: &Utf8Path, root_clean: bool) -> anyhow::Result<()> {
+    let mount = work.join("full-store");
+    std::fs::create_dir_all(&mount)?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=5m", "tmpfs", mount.as_str()])
+        .status()?;
+    ensure!(
+        status.success(),
+        "cannot mount a tmpfs at {mount} (the tests run as root)"
+    );
+    let result = (|| {
+        let mut args = vec!["release", "--store", mount.as_str(), "--channel", "ci"];
+        args.extend(dirty_flag(root_clean));
+        let err = t.fails(&args, &[])?;
+        ensure!(
+            err.contains("No space left on device"),
+            "the error does not say why:\n{err}"
+        );
+        let files = list_files(&mount)?;
+        ensure!(
+            files
+                .iter()
+                .all(|f| f.contains("/artifacts/") && !f.contains(".incoming-")),
+            "an interrupted release left more than whole artifacts: {files:#?}"
+        );
+        eprintln!(
+            "xtask: test: a store that fills up keeps no manifest or pointer ({} whole artifacts stayed)",
+            files.len()
+        );
+        Ok(())
+    })();
+    let _ = Command::new("umount").arg(mount.as_str()).status();
+    result
+}
+
+fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> anyhow::Result<()> {
+    garage.create_bucket("releases")?;
+    let env: Vec<(&str, String)> = garage.client_env();
+    let url = "s3://releases/hitsave";
+    let mut args = vec!["release", "--store", url, "--channel", "ci", "--json"];
+    args.extend(dirty_flag(root_clean));
+    let first = t.ok(&args, &env)?;
+    ensure!(first["uploaded_bytes"].as_u64() > Some(0), "{first}");
+    let again = t.ok(&args, &env)?;
+    ensure!(
+        again["uploaded_bytes"] == 0 && again["already_published"] == true,
+        "{again}"
+    );
+    let report = t.ok(
+        &["verify", "--store", url, "--channel", "ci", "--json"],
+        &env,
+    )?;
+    ensure!(report["ok"] == true, "{report}");
+
+    // Overwrite an artifact with other bytes through the S3 API: verify finds it.
+    let store = s3(garage, "releases", "hitsave")?;
+    let release = first["release"].as_str().context("no release")?;
+    let manifest = Manifest::parse(
+        &store
+            .get(&manifest::manifest_key(release))?
+            .context("no manifest")?,
+    )?;
+    let web = manifest.artifact("web").context("no web")?;
+    let key = manifest::artifact_key(&web.sha256);
+    store.put(&key, b"not the web app")?;
+    let err = t.fails(&["verify", "--store", url, "--release", release], &env)?;
+    ensure!(err.contains("web: MISMATCH"), "verify said:\n{err}");
+    // Put the right bytes back (they are in the local dist directory).
+    let file = dist.join(&key);
+    if file.is_file() {
+        store.upload(&key, &file, &web.sha256, web.size, &|_| {})?;
+        t.ok(
+            &["verify", "--store", url, "--release", release, "--json"],
+            &env,
+        )?;
+    }
+    eprintln!("xtask: test: garage: publish, 0-byte re-publish, verify and corruption hold");
+    Ok(())
+}
+
+fn s3(garage: &Garage, bucket: &str, prefix: &str) -> anyhow::Result<S3Store> {
+    for (k, v) in garage.client_env() {
+        // SAFETY: the test suite is single-threaded at this point; nothing else reads the
+        // environment concurrently.
+        unsafe { std::env::set_var(k, v) };
+    }
+    S3Store::connect(S3Options {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        endpoint_url: Some(garage.endpoint.clone()),
+        path_style: true,
+    })
+}
+
+/// Wrong credentials, a missing bucket, an unreachable endpoint and no credentials at all:
+/// each is one clear error naming the store, before anything is built.
+fn s3_errors(t: &Tester, garage: &Garage) -> anyhow::Result<()> {
+    let base = garage.client_env();
+    let with = |changes: &[(&'static str, Option<String>)]| {
+        let mut env: Vec<(&str, String)> = base.clone();
+        for (k, v) in changes {
+            env.retain(|(key, _)| key != k);
+            if let Some(v) = v {
+                env.push((k, v.clone()));
+            }
+        }
+        env
+    };
+    // (what, environment, store, what the error must say)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong secret",
+            with(&[("AWS_SECRET_ACCESS_KEY", Some("0".repeat(64)))]),
+            "s3://releases/x",
+            "credentials were refused",
+        ),
+        (
+            "missing bucket",
+            base.clone(),
+            "s3://no-such-bucket/x",
+            "does not exist",
+        ),
+        (
+            "unreachable endpoint",
+            with(&[(
+                "AWS_ENDPOINT_URL",
+                Some(format!("http://127.0.0.1:{}", free_port()?)),
+            )]),
+            "s3://releases/x",
+            "cannot reach",
+        ),
+        (
+            "no credentials",
+            with(&[("AWS_ACCESS_KEY_ID", None), ("AWS_SECRET_ACCESS_KEY", None)]),
+            "s3://releases/x",
+            "no AWS credentials",
+        ),
+    ];
+    for (name, env, url, expected) in cases {
+        let err = t.fails(&["release", "--store", url, "--allow-dirty"], &env)?;
+        let last = err.lines().last().unwrap_or_default();
+        ensure!(
+            last.contains(expected) && last.contains(url.trim_end_matches("/x")),
+            "{name}: expected one error saying {expected:?} and naming the store, got:\n{err}"
+        );
+        ensure!(
+            !err.contains("building"),
+            "{name}: xtask built before checking the store"
+        );
+        eprintln!("xtask: test: {name}: {last}");
+    }
+    Ok(())
+}
+
+/// An artifact above the multipart threshold goes up in parts with checksums and comes back
+/// with the same SHA-256.
+fn s3_multipart(garage: &Garage, work: &Utf8Path) -> anyhow::Result<()> {
+    let store = s3(garage, "releases", "multipart")?;
+    let file = work.join("big.bin");
+    let mut hasher = Sha256::new();
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let mut block = Sha256::digest(b"seed").to_vec();
+        // 40 MiB of incompressible bytes: five 8 MiB parts.
+        for _ in 0..(40 << 20) / 32 {
+            block = Sha256::digest(&block).to_vec();
+            out.write_all(&block)?;
+            hasher.update(&block);
+        }
+        out.flush()?;
+    }
+    let sha = xtask::hex(&hasher.finalize());
+    let size = std::fs::metadata(&file)?.len();
+    let key = manifest::artifact_key(&sha);
+    store.upload(&key, &file, &sha, size, &|_| {})?;
+    let info = store
+        .head(&key)?
+        .context("the multipart object is missing")?;
+    ensure!(
+        info.size == size && info.sha256.as_deref() == Some(sha.as_str()),
+        "{info:?}"
+    );
+    let mut back = Sha256::new();
+    let mut sink = HashWriter(&mut back);
+    let got = store.download(&key, &mut sink, &|_| {})?;
+    ensure!(
+        got == size && xtask::hex(&back.finalize()) == sha,
+        "the multipart object came back different"
+    );
+    std::fs::remove_file(&file)?;
+    eprintln!(
+        "xtask: test: garage: a 40 MiB artifact went up in 5 checksummed parts and came back intact"
+    );
+    Ok(())
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A bucket whose quota runs out half-way: the release fails and nothing refers to the
+/// artifacts that did not make it.
+fn s3_interrupted(t: &Tester, garage: &Garage, root_clean: bool) -> anyhow::Result<()> {
+    garage.create_bucket("small")?;
+    garage.cli(&["bucket", "set-quotas", "--max-size", "5MiB", "small"])?;
+    let env = garage.client_env();
+    let mut args = vec![
+        "release",
+        "--store",
+        "s3://small/hitsave",
+        "--channel",
+        "ci",
+    ];
+    args.extend(dirty_flag(root_clean));
+    let err = t.fails(&args, &env)?;
+    eprintln!(
+        "xtask: test: quota: {}",
+        err.lines().last().unwrap_or_default()
+    );
+    let store = s3(garage, "small", "hitsave")?;
+    let checkout = xtask::git::Checkout::read(&t.root)?;
+    let release = xtask::inputs::release_id(&checkout);
+    for key in [
+        manifest::manifest_key(&release),
+        manifest::channel_key("ci"),
+        manifest::commit_key(&checkout.commit),
+    ] {
+        ensure!(
+            store.head(&key)?.is_none(),
+            "{key} was published by a failed release"
+        );
+    }
+    eprintln!("xtask: test: garage: an interrupted publish leaves no visible release");
+    Ok(())
+}
