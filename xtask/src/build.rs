@@ -124,12 +124,19 @@ fn build_web(
     source_date_epoch: u64,
 ) -> anyhow::Result<()> {
     let sh = Shell::new()?;
-    sh.change_dir(root);
-    web::install_dependencies(&sh, root)?;
+    web::check_node(&sh)?;
     let web = root.join("web");
+    let target = crate::target_dir(root);
+    if !web::dependencies_up_to_date(root)? {
+        ui.run_step(
+            "installing web dependencies (npm ci)",
+            duct::cmd!("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline").dir(&web),
+            &target.join("xtask/logs/web-deps.log"),
+        )?;
+        web::mark_installed(root)?;
+    }
     // A stale asset from an earlier build must not ship.
     remove_if_present(&web.join("build"))?;
-    let target = crate::target_dir(root);
     ui.run_step(
         "building web (npm run build)",
         duct::cmd!("npm", "run", "build")

@@ -80,8 +80,10 @@ impl Ui {
         let started = Instant::now();
         if !self.interactive {
             eprintln!("xtask: {message}");
+            // Child output goes to stderr: stdout is for --json.
             command
                 .stdin_null()
+                .stdout_to_stderr()
                 .run()
                 .with_context(|| format!("{message} failed"))?;
             eprintln!("xtask: {message}: done in {:.1?}", started.elapsed());
