@@ -67,11 +67,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root: xtask lives one level below it.
+/// The workspace root, found at run time (never compiled in, so the xtask binary is the same
+/// whatever directory it was built in): `cargo run` tells us where xtask's manifest is;
+/// otherwise the nearest directory upwards from here that holds `xtask/Cargo.toml`.
 fn project_root() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits inside the workspace")
+    if let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR")
+        && let Some(root) = Utf8Path::new(&dir).parent()
+        && root.join("xtask/Cargo.toml").is_file()
+    {
+        return root.to_owned();
+    }
+    let here = std::env::current_dir()
+        .ok()
+        .and_then(|d| Utf8PathBuf::from_path_buf(d).ok())
+        .unwrap_or_else(|| Utf8PathBuf::from("."));
+    here.ancestors()
+        .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file())
+        .unwrap_or(&here)
         .to_owned()
 }
 
