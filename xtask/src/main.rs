@@ -4,6 +4,7 @@
 //! `main` parses flags, finds the project root and dispatches to one module per command, each
 //! a plain `run` function.
 
+mod bench;
 mod build;
 mod garage;
 mod postgres;
@@ -44,6 +45,8 @@ enum Command {
     Release(release::ReleaseArgs),
     /// Download a release from the store and check every artifact against its manifest.
     Verify(verify::Args),
+    /// Measure the pipeline against peers in the same run (`bench release`).
+    Bench(bench::Args),
     /// Run every test against real services, starting what they need (PostgreSQL, Chromium).
     Test(test::Args),
 }
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Package(args) => release::run_package(&root, args),
         Command::Release(args) => release::run_release(&root, args),
         Command::Verify(args) => verify::run(&root, args),
+        Command::Bench(args) => bench::run(&root, args),
         Command::Test(args) => test::run(&root, args),
     };
     match result {

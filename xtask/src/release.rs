@@ -78,6 +78,8 @@ struct Summary {
     /// True when the store already had this exact release.
     already_published: bool,
     seconds: f64,
+    /// The most memory this process held at once (VmHWM), children (cargo, npm) excluded.
+    peak_rss_bytes: u64,
     artifacts: Vec<Outcome>,
 }
 
@@ -105,6 +107,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
         uploaded_bytes: 0,
         already_published: false,
         seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
         artifacts: manifest
             .artifacts
             .iter()
@@ -190,6 +193,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         uploaded_bytes: uploaded.load(Ordering::Relaxed),
         already_published: already,
         seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
         artifacts: outcomes,
     };
     report(&ui, &summary, args.json)
@@ -462,6 +466,16 @@ fn put_if_changed(
         uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// This process's peak resident set size, from /proc (0 where there is none).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn report(ui: &Ui, summary: &Summary, json: bool) -> anyhow::Result<()> {

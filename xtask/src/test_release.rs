@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, bail, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -91,16 +91,16 @@ impl Tester {
         cmd
     }
 
-    /// Runs xtask and expects success; returns the JSON it printed.
+    /// Runs xtask and expects success; returns the JSON it printed. Its log goes to ours.
     fn ok(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Value> {
-        let out = self.output(args, env)?;
+        eprintln!("xtask: test: xtask {}", args.join(" "));
+        let out = self
+            .command(args, env)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run xtask")?;
         if !out.status.success() {
-            bail!(
-                "`xtask {}` failed ({}):\n{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("`xtask {}` failed ({})", args.join(" "), out.status);
         }
         serde_json::from_slice(&out.stdout)
             .with_context(|| format!("`xtask {}` printed no JSON", args.join(" ")))
@@ -182,12 +182,11 @@ fn determinism(
             cmd
         };
         eprintln!("xtask: test: packaging in {dir}");
-        let output = cmd.output().context("cannot run xtask package")?;
-        ensure!(
-            output.status.success(),
-            "xtask package in {dir} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run xtask package")?;
+        ensure!(output.status.success(), "xtask package in {dir} failed");
         let summary: Value = serde_json::from_slice(&output.stdout)?;
         let key = manifest::manifest_key(summary["release"].as_str().context("no release")?);
         let manifest = Manifest::parse(&std::fs::read(out.join(key))?)?;
@@ -464,12 +463,9 @@ fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
         .env("CI", "true")
+        .stderr(Stdio::inherit())
         .output()?;
-    ensure!(
-        out.status.success(),
-        "release in {dir} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ensure!(out.status.success(), "release in {dir} failed");
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
