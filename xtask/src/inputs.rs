@@ -152,3 +152,89 @@ pub fn check_release_id(id: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::components::find;
+
+    fn checkout(files: &[(&str, &str)], dirty: &[(&str, &str)]) -> Checkout {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(p, s)| ((*p).to_owned(), (*s).to_owned()))
+                .collect()
+        };
+        Checkout {
+            root: "/anywhere".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            commit_time: 0,
+            commit_stamp: "20261101120000".into(),
+            branch: None,
+            tracked: map(files),
+            dirty: map(dirty),
+        }
+    }
+
+    fn toolchain() -> Toolchain {
+        Toolchain {
+            rustc_verbose: "rustc 1.95.0\nhost: x86_64-unknown-linux-gnu".into(),
+            host: "x86_64-unknown-linux-gnu".into(),
+            versions: BTreeMap::from([
+                ("cargo".into(), "cargo 1.95.0".into()),
+                ("node".into(), "v20.20.2".into()),
+                ("npm".into(), "11.0.0".into()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn input_hashes_follow_only_their_own_inputs() {
+        let files = [
+            ("api/src/main.rs", "100644 aaaa"),
+            ("web/app/root.jsx", "100644 bbbb"),
+            ("Cargo.lock", "100644 cccc"),
+        ];
+        let base = checkout(&files, &[]);
+        let (api, web) = (find("api").unwrap(), find("web").unwrap());
+        let tc = toolchain();
+        let h = |c: &Checkout, comp| input_hash(c, &tc, comp);
+
+        // A web change leaves the API's hash alone, and the other way round.
+        let web_changed = checkout(&files, &[("web/app/root.jsx", "100644 dddd")]);
+        assert_eq!(h(&base, api), h(&web_changed, api));
+        assert_ne!(h(&base, web), h(&web_changed, web));
+        let lock_changed = checkout(&files, &[("Cargo.lock", "100644 eeee")]);
+        assert_ne!(h(&base, api), h(&lock_changed, api));
+        assert_eq!(h(&base, web), h(&lock_changed, web));
+
+        // The toolchain is an input; where the checkout lives is not.
+        let mut newer = toolchain();
+        newer.rustc_verbose = "rustc 1.96.0\nhost: x86_64-unknown-linux-gnu".into();
+        assert_ne!(h(&base, api), input_hash(&base, &newer, api));
+        let mut elsewhere = checkout(&files, &[]);
+        elsewhere.root = "/somewhere/else".into();
+        assert_eq!(h(&base, api), h(&elsewhere, api));
+    }
+
+    #[test]
+    fn release_ids_mark_dirty_trees() {
+        let clean = checkout(&[("a", "100644 aaaa")], &[]);
+        assert_eq!(release_id(&clean), "20261101120000-0123456789ab");
+        let dirty = checkout(&[("a", "100644 aaaa")], &[("a", "100644 bbbb")]);
+        let id = release_id(&dirty);
+        assert!(id.starts_with("20261101120000-0123456789ab-dirty-"), "{id}");
+        assert_eq!(id.len(), "20261101120000-0123456789ab-dirty-".len() + 8);
+        check_release_id(&id).unwrap();
+    }
+
+    #[test]
+    fn release_ids_cannot_escape_a_path() {
+        for bad in ["", "../x", ".hidden", "a/b", "a b", "x\0"] {
+            assert!(check_release_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_release_id(&"x".repeat(129)).is_err());
+    }
+}

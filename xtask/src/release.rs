@@ -118,7 +118,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    report(&ui, &summary, args.json)
+    report(&ui, &summary, args.json, false)
 }
 
 pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
@@ -196,7 +196,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_rss_bytes(),
         artifacts: outcomes,
     };
-    report(&ui, &summary, args.json)
+    report(&ui, &summary, args.json, true)
 }
 
 /// The local store used when no `--store` is given.
@@ -478,7 +478,8 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-fn report(ui: &Ui, summary: &Summary, json: bool) -> anyhow::Result<()> {
+/// Prints the summary; `published` is false for `package`, which only writes locally.
+fn report(ui: &Ui, summary: &Summary, json: bool, published: bool) -> anyhow::Result<()> {
     let table = markdown_table(summary);
     if json {
         println!("{}", serde_json::to_string_pretty(summary)?);
@@ -494,16 +495,22 @@ fn report(ui: &Ui, summary: &Summary, json: bool) -> anyhow::Result<()> {
             .and_then(|mut f| f.write_all(table.as_bytes()))
             .with_context(|| format!("cannot append to GITHUB_STEP_SUMMARY ({path:?})"))?;
     }
+    let outcome = if !published {
+        format!("packaged into {}", summary.store)
+    } else if summary.already_published {
+        format!(
+            "was already published ({} uploaded)",
+            human_bytes(summary.uploaded_bytes)
+        )
+    } else {
+        format!(
+            "published ({} uploaded)",
+            human_bytes(summary.uploaded_bytes)
+        )
+    };
     ui.info(&format!(
-        "release {} {} in {:.1} s ({} uploaded)",
-        summary.release,
-        if summary.already_published {
-            "was already published"
-        } else {
-            "done"
-        },
-        summary.seconds,
-        human_bytes(summary.uploaded_bytes)
+        "release {} {outcome} in {:.1} s",
+        summary.release, summary.seconds
     ));
     Ok(())
 }

@@ -14,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
@@ -107,23 +107,23 @@ impl S3Store {
         let store = self.describe();
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().unwrap_or_default().to_owned();
-        let detail = DisplayErrorContext(&err).to_string();
+        let server_says = err.message().map(|m| format!(": {m}")).unwrap_or_default();
+        let cause = error_chain(&err);
         let endpoint = self
             .opts
             .endpoint_url
             .clone()
             .unwrap_or_else(|| "the S3 endpoint".to_owned());
-        let lower = detail.to_lowercase();
-        if lower.contains("credentials") && status.is_none() {
+        if status.is_none() && cause.to_lowercase().contains("credentials") {
             anyhow::anyhow!(
-                "{store}: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run on an instance with a role ({what})"
+                "{store}: no AWS credentials found ({what}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role (instance profile, GitHub OIDC)"
             )
         } else if matches!(
             err,
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
         ) {
             anyhow::anyhow!(
-                "{store}: cannot reach {endpoint} ({what}): {detail}; check --endpoint-url/AWS_ENDPOINT_URL and the network"
+                "{store}: cannot reach {endpoint} ({what}): {cause}; check --endpoint-url/AWS_ENDPOINT_URL and the network"
             )
         } else if code == "NoSuchBucket" || (status == Some(404) && what == "checking the bucket") {
             anyhow::anyhow!(
@@ -132,19 +132,19 @@ impl S3Store {
             )
         } else if matches!(
             code.as_str(),
-            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "Forbidden"
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch"
         ) || (status == Some(403) && code.is_empty())
         {
             anyhow::anyhow!(
-                "{store}: the credentials were refused ({what}; {}): check the access key, the secret and the bucket's permissions",
-                if code.is_empty() {
-                    "HTTP 403".to_owned()
-                } else {
-                    code
-                }
+                "{store}: the credentials were refused ({what}; {}{server_says}): check the access key and the secret",
+                if code.is_empty() { "HTTP 403" } else { &code }
+            )
+        } else if matches!(code.as_str(), "AccessDenied" | "Forbidden") {
+            anyhow::anyhow!(
+                "{store}: the server refused {what} ({code}{server_says}): check the key's permissions on the bucket and the bucket's quota"
             )
         } else {
-            anyhow::anyhow!("{store}: {what} failed: {detail}")
+            anyhow::anyhow!("{store}: {what} failed: {cause}")
         }
     }
 
@@ -251,6 +251,21 @@ impl S3Store {
             .try_collect()
             .await
     }
+}
+
+/// "dispatch failure: io error: tcp connect error: Connection refused (os error 111)": each
+/// cause's own message, without the SDK's debug dump.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// The base64 SHA-256 of one part, read from the file (the part is read again to send it; the
