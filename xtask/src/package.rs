@@ -4,7 +4,8 @@
 //! directory). Every mtime is the given SOURCE_DATE_EPOCH, uid and gid are 0 with no user or
 //! group names, and modes are 0755 for directories and executables, 0644 for other files. The
 //! gzip header has no file name and no time (the file is a series of gzip members, one per
-//! 1 MiB of tar stream, compressed in parallel). The SHA-256 is computed in the same streaming pass
+//! 1 MiB of tar stream, compressed in parallel). Hard-linked files are stored as regular files:
+//! which files happen to be hard links in a checkout must not change the bytes. The SHA-256 is computed in the same streaming pass
 //! that writes the file, which is renamed to `<sha256>.tar.gz` only once complete. Nothing is
 //! held whole in memory, whatever the size of the tree.
 
