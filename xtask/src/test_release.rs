@@ -37,6 +37,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let work = crate::target_dir(root).join(format!("xtask/release-tests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
+    missing_tools(&t, &work)?;
     local_store(&t, &work, &b, root_clean)?;
     out_of_space(&t, &work, root_clean)?;
 
@@ -298,6 +299,44 @@ fn check_tar_listing(file: &Utf8Path, stamp: &str) -> anyhow::Result<()> {
     let mut sorted = names.clone();
     sorted.sort_by(|x, y| x.split('/').cmp(y.split('/')));
     ensure!(names == sorted, "entries are not in --sort=name order");
+    Ok(())
+}
+
+/// Without npm (or git) on PATH, a release names the missing tool and how to install it,
+/// before it builds or publishes anything.
+fn missing_tools(t: &Tester, work: &Utf8Path) -> anyhow::Result<()> {
+    let store = work.join("tools-store");
+    for (missing, expected) in [
+        ("node", "node is missing: install Node.js"),
+        ("git", "git is missing: install it"),
+    ] {
+        let bin = work.join(format!("path-without-{missing}"));
+        std::fs::create_dir_all(&bin)?;
+        for tool in ["git", "cargo", "rustc", "node", "npm"] {
+            if tool == missing || (missing == "node" && tool == "npm") {
+                continue;
+            }
+            let found =
+                crate::tools::which(tool).with_context(|| format!("{tool} is not on PATH"))?;
+            std::os::unix::fs::symlink(&found, bin.join(tool))?;
+        }
+        let err = t.fails(
+            &["release", "--store", store.as_str(), "--allow-dirty"],
+            &[("PATH", bin.to_string())],
+        )?;
+        ensure!(
+            err.contains(expected),
+            "without {missing} on PATH, release said:\n{err}"
+        );
+        ensure!(
+            !store.join("releases").exists() && !store.join("artifacts").exists(),
+            "a release without {missing} wrote to the store"
+        );
+        eprintln!(
+            "xtask: test: without {missing}: {}",
+            err.lines().last().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
