@@ -364,8 +364,24 @@ fn local_store(
         "--json",
     ];
     args.extend(dirty_flag(root_clean));
-    let first = t.ok(&args, &[])?;
+    let step_summary = work.join("step-summary.md");
+    std::fs::write(&step_summary, "earlier steps\n")?;
+    let first = t.ok(&args, &[("GITHUB_STEP_SUMMARY", step_summary.to_string())])?;
     let release = first["release"].as_str().context("no release")?.to_owned();
+    let table = std::fs::read_to_string(&step_summary)?;
+    ensure!(
+        table.starts_with("earlier steps\n")
+            && table.contains(&format!("### Release `{release}`"))
+            && [
+                "| api | built",
+                "| migrate | built",
+                "| web | built",
+                "| xtask | built"
+            ]
+            .iter()
+            .all(|row| table.contains(row)),
+        "GITHUB_STEP_SUMMARY did not get the release table:\n{table}"
+    );
     ensure!(
         first["uploaded_bytes"].as_u64() > Some(0),
         "nothing was uploaded: {first}"
