@@ -92,7 +92,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let env = garage.client_env();
     let release = |label: &str| -> anyhow::Result<(Duration, Value)> {
         let started = Instant::now();
-        let out = Command::new(std::env::current_exe()?)
+        let out = Command::new(crate::xtask_exe()?)
             .args([
                 "release",
                 "--store",

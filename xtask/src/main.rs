@@ -91,6 +91,20 @@ fn project_root() -> Utf8PathBuf {
         .to_owned()
 }
 
+/// This xtask binary, to run its own commands from tests and benchmarks. When cargo has
+/// re-linked it while we run (`cargo test` does), /proc reports the old file as
+/// "<path> (deleted)"; the path itself then holds the rebuilt binary of the same sources.
+fn xtask_exe() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let text = exe.to_string_lossy();
+    let rebuilt = std::path::PathBuf::from(text.trim_end_matches(" (deleted)"));
+    anyhow::ensure!(rebuilt.exists(), "the xtask binary {text} is gone");
+    Ok(rebuilt)
+}
+
 /// Where cargo puts build output: `CARGO_TARGET_DIR` (CI points it at a cache that outlives
 /// the checkout) or `target/` in the workspace.
 fn target_dir(root: &Utf8Path) -> Utf8PathBuf {

@@ -65,7 +65,7 @@ struct Tester {
 impl Tester {
     fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
         Ok(Tester {
-            exe: std::env::current_exe().context("cannot find the xtask binary")?,
+            exe: crate::xtask_exe().context("cannot find the xtask binary")?,
             root: root.to_owned(),
         })
     }
