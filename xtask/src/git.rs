@@ -30,6 +30,11 @@ pub struct Checkout {
 impl Checkout {
     pub fn read(root: &Utf8Path) -> anyhow::Result<Checkout> {
         let git = |args: &[&str]| git(root, args);
+        // A missing git must not read as "not a checkout".
+        Command::new("git")
+            .arg("--version")
+            .output()
+            .map_err(missing_git)?;
         git(&["rev-parse", "--git-dir"]).with_context(|| {
             format!("{root} is not a git checkout: releases are made from a git commit")
         })?;

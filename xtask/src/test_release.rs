@@ -308,7 +308,7 @@ fn missing_tools(t: &Tester, work: &Utf8Path) -> anyhow::Result<()> {
     let store = work.join("tools-store");
     for (missing, expected) in [
         ("node", "node is missing: install Node.js"),
-        ("git", "git is missing: install it"),
+        ("git", "error: git is missing: install it"),
     ] {
         let bin = work.join(format!("path-without-{missing}"));
         std::fs::create_dir_all(&bin)?;
