@@ -90,16 +90,10 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let garage = Garage::start()?;
     garage.create_bucket("bench")?;
     let env = garage.client_env();
-    let release = |label: &str| -> anyhow::Result<(Duration, Value)> {
+    let release = |label: &str, store: &str| -> anyhow::Result<(Duration, Value)> {
         let started = Instant::now();
         let out = Command::new(crate::xtask_exe()?)
-            .args([
-                "release",
-                "--store",
-                "s3://bench/hitsave",
-                "--allow-dirty",
-                "--json",
-            ])
+            .args(["release", "--store", store, "--allow-dirty", "--json"])
             .current_dir(root)
             .env("CI", "true")
             .env_remove("GITHUB_STEP_SUMMARY")
@@ -117,20 +111,15 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     // measures what a release does when the store is empty: package and upload everything.
     let warm_store =
         crate::target_dir(root).join(format!("xtask/bench-warm-{}", std::process::id()));
-    let warm = Command::new(crate::xtask_exe()?)
-        .args(["release", "--allow-dirty", "--store", warm_store.as_str()])
-        .current_dir(root)
-        .env("CI", "true")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .stdout(std::process::Stdio::null())
-        .status()?;
+    let warm = release("warm-up", warm_store.as_str());
     std::fs::remove_dir_all(&warm_store).ok();
-    ensure!(warm.success(), "the warm-up release failed");
-    let (cold, cold_json) = release("cold")?;
+    warm?;
+    let bucket = "s3://bench/hitsave";
+    let (cold, cold_json) = release("cold", bucket)?;
     let mut noops = Vec::new();
     let mut noop_bytes = 0;
     for _ in 0..args.runs {
-        let (t, json) = release("no-op")?;
+        let (t, json) = release("no-op", bucket)?;
         noops.push(t);
         noop_bytes += json["uploaded_bytes"]
             .as_u64()

@@ -80,6 +80,11 @@ pub fn find(name: &str) -> anyhow::Result<&'static Component> {
     })
 }
 
+/// Where a component stands in the table: manifests and reports list components in this order.
+pub fn position(name: &str) -> Option<usize> {
+    COMPONENTS.iter().position(|c| c.name == name)
+}
+
 pub fn names() -> Vec<&'static str> {
     COMPONENTS.iter().map(|c| c.name).collect()
 }

@@ -29,7 +29,7 @@ pub struct Checkout {
 
 impl Checkout {
     pub fn read(root: &Utf8Path) -> anyhow::Result<Checkout> {
-        let git = |args: &[&str]| git(root, args);
+        let git = |args: &[&str]| run(root, args, None);
         // A missing git must not read as "not a checkout".
         Command::new("git")
             .arg("--version")
@@ -38,12 +38,24 @@ impl Checkout {
         git(&["rev-parse", "--git-dir"]).with_context(|| {
             format!("{root} is not a git checkout: releases are made from a git commit")
         })?;
-        let commit = git(&["rev-parse", "HEAD"])?.trim().to_owned();
-        let commit_time = git(&["show", "-s", "--format=%ct", "HEAD"])?
-            .trim()
-            .parse()
-            .context("cannot read the commit time")?;
-        let commit_stamp = utc_stamp(root)?;
+        // One call for the commit, its time, and that time as UTC YYYYMMDDHHMMSS (`run`
+        // sets TZ=UTC, so format-local is UTC).
+        let head = git(&[
+            "show",
+            "-s",
+            "--date=format-local:%Y%m%d%H%M%S",
+            "--format=%H %ct %cd",
+            "HEAD",
+        ])?;
+        let mut fields = head.split_whitespace();
+        let (Some(commit), Some(commit_time), Some(commit_stamp)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            bail!("cannot read HEAD from `git show`: {head:?}");
+        };
+        let commit = commit.to_owned();
+        let commit_time = commit_time.parse().context("cannot read the commit time")?;
+        let commit_stamp = commit_stamp.to_owned();
         let branch = std::env::var("GITHUB_HEAD_REF")
             .ok()
             .filter(|b| !b.is_empty())
@@ -166,7 +178,7 @@ fn worktree_states(root: &Utf8Path, paths: &[&str]) -> anyhow::Result<BTreeMap<S
     if !files.is_empty() {
         // One git process hashes them all, as the blobs `git add` would make.
         let list: String = files.iter().map(|(p, _)| format!("{p}\n")).collect();
-        let objects = git_with_input(root, &["hash-object", "--stdin-paths"], &list)?;
+        let objects = run(root, &["hash-object", "--stdin-paths"], Some(&list))?;
         let objects: Vec<&str> = objects.lines().collect();
         if objects.len() != files.len() {
             bail!(
@@ -182,62 +194,33 @@ fn worktree_states(root: &Utf8Path, paths: &[&str]) -> anyhow::Result<BTreeMap<S
     Ok(states)
 }
 
-fn git_with_input(root: &Utf8Path, args: &[&str], input: &str) -> anyhow::Result<String> {
+/// Runs git in `root` and returns what it printed; `input`, when given, goes to its stdin.
+/// TZ is UTC, so dates that git formats as local time are UTC.
+pub fn run(root: &Utf8Path, args: &[&str], input: Option<&str>) -> anyhow::Result<String> {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = Command::new("git")
         .args(args)
         .current_dir(root)
-        .stdin(Stdio::piped())
+        .env("TZ", "UTC")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(missing_git)?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_owned();
-    // Written from a thread so a full stdout pipe cannot deadlock us.
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    // Written from a thread so that a full stdout pipe cannot deadlock us.
+    let writer = child.stdin.take().map(|mut stdin| {
+        let input = input.unwrap_or_default().to_owned();
+        std::thread::spawn(move || stdin.write_all(input.as_bytes()))
+    });
     let out = child.wait_with_output()?;
-    writer.join().expect("writer thread")?;
-    if !out.status.success() {
-        bail!(
-            "`git {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    if let Some(writer) = writer {
+        writer.join().expect("writer thread")?;
     }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// HEAD's committer time as UTC `YYYYMMDDHHMMSS`, formatted by git itself.
-fn utc_stamp(root: &Utf8Path) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .args([
-            "show",
-            "-s",
-            "--date=format-local:%Y%m%d%H%M%S",
-            "--format=%cd",
-            "HEAD",
-        ])
-        .current_dir(root)
-        .env("TZ", "UTC")
-        .output()
-        .map_err(missing_git)?;
-    if !out.status.success() {
-        bail!(
-            "git show failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn git(root: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .output()
-        .map_err(missing_git)?;
     if !out.status.success() {
         bail!(
             "`git {}` failed: {}",

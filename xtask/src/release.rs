@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use xtask::components::{COMPONENTS, Component};
+use xtask::components::{self, COMPONENTS, Component};
 use xtask::git::Checkout;
 use xtask::inputs::{self, Toolchain};
 use xtask::manifest::{self, Artifact, InputRecord, Manifest, Pointer, SCHEMA};
@@ -62,6 +62,16 @@ struct Outcome {
     action: &'static str,
     /// Bytes of this artifact sent to the store by this run.
     uploaded_bytes: u64,
+}
+
+impl Outcome {
+    fn new(artifact: &Artifact, action: &'static str, uploaded_bytes: u64) -> Outcome {
+        Outcome {
+            artifact: artifact.clone(),
+            action,
+            uploaded_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -111,11 +121,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
         artifacts: manifest
             .artifacts
             .iter()
-            .map(|a| Outcome {
-                artifact: a.clone(),
-                action: "built",
-                uploaded_bytes: 0,
-            })
+            .map(|a| Outcome::new(a, "built", 0))
             .collect(),
     };
     report(&ui, &summary, args.json, false)
@@ -241,8 +247,7 @@ impl Plan {
     }
 
     fn manifest(&self, mut artifacts: Vec<Artifact>) -> Manifest {
-        let order = |a: &Artifact| COMPONENTS.iter().position(|c| c.name == a.component);
-        artifacts.sort_by_key(order);
+        artifacts.sort_by_key(|a| components::position(&a.component));
         let mut tools = self.toolchain.versions.clone();
         tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
         Manifest {
@@ -302,7 +307,7 @@ fn publish(
     store: &dyn Store,
     uploaded: &AtomicU64,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
-    let mut reused = Vec::new();
+    let mut outcomes = Vec::new();
     let mut to_build = Vec::new();
     for (component, input_hash) in &plan.input_hashes {
         match find_reusable(store, component, input_hash)? {
@@ -311,26 +316,19 @@ fn publish(
                     "{}: unchanged since {}; reusing {}",
                     component.name, record.built_for, record.sha256
                 ));
-                reused.push(Artifact {
+                let artifact = Artifact {
                     component: component.name.to_owned(),
                     sha256: record.sha256,
                     size: record.size,
                     input_hash: input_hash.clone(),
                     target: record.target,
-                });
+                };
+                outcomes.push(Outcome::new(&artifact, "reused", 0));
             }
             None => to_build.push(*component),
         }
     }
 
-    let mut outcomes: Vec<Outcome> = reused
-        .iter()
-        .map(|a| Outcome {
-            artifact: a.clone(),
-            action: "reused",
-            uploaded_bytes: 0,
-        })
-        .collect();
     if !to_build.is_empty() {
         let dist = crate::target_dir(root).join("xtask/dist");
         let packed = build_and_pack(ui, root, plan, &to_build, &dist)?;
@@ -350,11 +348,7 @@ fn publish(
                 sent = artifact.size;
                 uploaded.fetch_add(sent, Ordering::Relaxed);
             }
-            outcomes.push(Outcome {
-                artifact: artifact.clone(),
-                action: "built",
-                uploaded_bytes: sent,
-            });
+            outcomes.push(Outcome::new(artifact, "built", sent));
         }
         bar.finish_and_clear();
         // The build-once index, only once the artifacts it names are in the store.
@@ -376,12 +370,8 @@ fn publish(
         }
     }
 
+    outcomes.sort_by_key(|o| components::position(&o.artifact.component));
     let manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
-    outcomes.sort_by_key(|o| {
-        COMPONENTS
-            .iter()
-            .position(|c| c.name == o.artifact.component)
-    });
     let bytes = manifest::to_bytes(&manifest);
     store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
     uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -446,11 +436,7 @@ fn republish(
     let outcomes = existing
         .artifacts
         .iter()
-        .map(|a| Outcome {
-            artifact: a.clone(),
-            action: "reused",
-            uploaded_bytes: 0,
-        })
+        .map(|a| Outcome::new(a, "reused", 0))
         .collect();
     Ok((existing, outcomes, true))
 }

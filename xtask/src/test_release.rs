@@ -127,14 +127,7 @@ impl Tester {
 }
 
 fn git(dir: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git").args(args).current_dir(dir).output()?;
-    ensure!(
-        out.status.success(),
-        "git {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    Ok(xtask::git::run(dir, args, None)?.trim().to_owned())
 }
 
 /// A clean checkout of `commit` at `dir`, reusing an earlier one (and its ignored build
@@ -174,13 +167,7 @@ fn determinism(
         let mut cmd = if dir == t.root {
             t.command(&["package", "--out", out.as_str(), "--json"], &[])
         } else {
-            // The other checkout's own xtask, with its own target directory.
-            let mut cmd = Command::new("cargo");
-            cmd.args(["xtask", "package", "--out", out.as_str(), "--json"])
-                .current_dir(dir)
-                .env_remove("CARGO_TARGET_DIR")
-                .env("CI", "true");
-            cmd
+            xtask_in(dir, &["package", "--out", out.as_str(), "--json"])
         };
         eprintln!("xtask: test: packaging in {dir}");
         let output = cmd
@@ -481,19 +468,11 @@ fn local_store(
     // A dirty tree does not go on a channel without --allow-dirty, and nothing is published.
     std::fs::write(twin.join("web/public/dirty.txt"), "uncommitted\n")?;
     let before = list_files(&store)?;
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "xtask",
-        "release",
-        "--store",
-        store.as_str(),
-        "--channel",
-        "ci",
-    ])
-    .current_dir(twin)
-    .env_remove("CARGO_TARGET_DIR")
-    .env("CI", "true");
-    let out = cmd.output()?;
+    let out = xtask_in(
+        twin,
+        &["release", "--store", store.as_str(), "--channel", "ci"],
+    )
+    .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success() && err.contains("--allow-dirty"),
@@ -510,14 +489,21 @@ fn local_store(
     Ok(())
 }
 
-/// `cargo xtask release --json` in another checkout, with its own xtask and target directory.
-fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
-    eprintln!("xtask: test: release in {dir}");
-    let out = Command::new("cargo")
-        .args(["xtask", "release", "--store", store.as_str(), "--json"])
+/// `cargo xtask ARGS` in another checkout: its own xtask, built in its own target directory.
+fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("xtask")
+        .args(args)
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
-        .env("CI", "true")
+        .env("CI", "true");
+    cmd
+}
+
+/// `cargo xtask release --json` in another checkout.
+fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
+    eprintln!("xtask: test: release in {dir}");
+    let out = xtask_in(dir, &["release", "--store", store.as_str(), "--json"])
         .stderr(Stdio::inherit())
         .output()?;
     ensure!(out.status.success(), "release in {dir} failed");
@@ -722,8 +708,7 @@ fn s3_multipart(garage: &Garage, work: &Utf8Path) -> anyhow::Result<()> {
         "{info:?}"
     );
     let mut back = Sha256::new();
-    let mut sink = HashWriter(&mut back);
-    let got = store.download(&key, &mut sink, &|_| {})?;
+    let got = store.download(&key, &mut back, &|_| {})?;
     ensure!(
         got == size && xtask::hex(&back.finalize()) == sha,
         "the multipart object came back different"
@@ -733,18 +718,6 @@ fn s3_multipart(garage: &Garage, work: &Utf8Path) -> anyhow::Result<()> {
         "xtask: test: garage: a 40 MiB artifact went up in 5 checksummed parts and came back intact"
     );
     Ok(())
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A bucket whose quota runs out half-way: the release fails and nothing refers to the

@@ -1,8 +1,6 @@
 //! `cargo xtask verify`: downloads every artifact of a release and checks its SHA-256 and
 //! size against the manifest. Exits non-zero on any mismatch, naming each one.
 
-use std::io::{self, Write};
-
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 use serde::Serialize;
@@ -169,9 +167,10 @@ fn check_artifact(
     if store.head(&key)?.is_none() {
         return Ok(Some(format!("{key} is missing")));
     }
-    let mut sink = HashingSink::default();
-    let got = store.download(&key, &mut sink, progress)?;
-    let actual = xtask::hex(&sink.hasher.finalize());
+    // Sha256 is an io::Write: the download streams straight into it.
+    let mut hasher = Sha256::new();
+    let got = store.download(&key, &mut hasher, progress)?;
+    let actual = xtask::hex(&hasher.finalize());
     Ok(if got != size {
         Some(format!("{key} has {got} bytes, the manifest says {size}"))
     } else if actual != sha256 {
@@ -179,20 +178,4 @@ fn check_artifact(
     } else {
         None
     })
-}
-
-#[derive(Default)]
-struct HashingSink {
-    hasher: Sha256,
-}
-
-impl Write for HashingSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
