@@ -123,28 +123,10 @@ fn build_web(
     component: &Component,
     source_date_epoch: u64,
 ) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    web::check_node(&sh)?;
+    web::install_dependencies(ui, &Shell::new()?, root)?;
+    web::build(ui, root, Some(source_date_epoch))?;
     let web = root.join("web");
     let target = crate::target_dir(root);
-    if !web::dependencies_up_to_date(root)? {
-        ui.run_step(
-            "installing web dependencies (npm ci)",
-            duct::cmd!("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline").dir(&web),
-            &target.join("xtask/logs/web-deps.log"),
-        )?;
-        web::mark_installed(root)?;
-    }
-    // A stale asset from an earlier build must not ship.
-    remove_if_present(&web.join("build"))?;
-    ui.run_step(
-        "building web (npm run build)",
-        duct::cmd!("npm", "run", "build")
-            .dir(&web)
-            .env("NODE_ENV", "production")
-            .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string()),
-        &target.join("xtask/logs/web-build.log"),
-    )?;
 
     let stage = stage_dir(root, component);
     std::fs::create_dir_all(&stage)?;
@@ -194,7 +176,7 @@ fn fresh_dir(dir: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     Ok(dir.to_owned())
 }
 
-fn remove_if_present(path: &Utf8Path) -> anyhow::Result<()> {
+pub fn remove_if_present(path: &Utf8Path) -> anyhow::Result<()> {
     let result = match path.symlink_metadata() {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),

@@ -16,6 +16,7 @@ use xshell::{Shell, cmd};
 use crate::postgres::TestPostgres;
 use crate::process::{Service, free_port, wait_until};
 use crate::secrets::write_private;
+use crate::ui::Ui;
 use crate::{tools, web};
 
 #[derive(clap::Args)]
@@ -54,6 +55,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     };
     let sh = Shell::new()?;
     sh.change_dir(root);
+    let ui = Ui::new();
     let started = Instant::now();
 
     let needs_db = suites
@@ -64,7 +66,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         .iter()
         .any(|s| matches!(s, Suite::Web | Suite::Browser))
     {
-        web::install_dependencies(&sh, root)?;
+        web::install_dependencies(&ui, &sh, root)?;
     }
 
     let mut passed = 0;
@@ -142,7 +144,7 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
     cmd!(sh, "cargo build --locked -p hitsave -p migrate")
         .run()
         .context("building the API and the migrator failed")?;
-    web::build(sh)?;
+    web::build(&Ui::new(), root, None)?;
     let bin = crate::target_dir(root).join("debug");
 
     let database = format!("e2e_{}", std::process::id());

@@ -1,7 +1,8 @@
 //! What the operator sees: progress bars on a terminal, plain log lines in CI and pipes.
 //! Everything human goes to stderr; stdout is kept for `--json`.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -78,20 +79,35 @@ impl Ui {
         log: &Utf8Path,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        if !self.interactive {
-            eprintln!("xtask: {message}");
+        if self.interactive {
+            self.run_quietly(message, command, log)?;
+        } else {
+            self.info(message);
             // Child output goes to stderr: stdout is for --json.
             command
                 .stdin_null()
                 .stdout_to_stderr()
                 .run()
                 .with_context(|| format!("{message} failed"))?;
-            eprintln!("xtask: {message}: done in {:.1?}", started.elapsed());
-            return Ok(());
         }
+        self.info(&format!("{message}: done in {:.1?}", started.elapsed()));
+        Ok(())
+    }
+
+    /// Output to the log file as it comes, the latest line beside a spinner, and only the last
+    /// lines kept in memory for the error.
+    fn run_quietly(
+        &self,
+        message: &str,
+        command: duct::Expression,
+        log: &Utf8Path,
+    ) -> anyhow::Result<()> {
+        const TAIL: usize = 40;
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let mut log_file =
+            std::fs::File::create(log).with_context(|| format!("cannot write {log}"))?;
         let bar = self.spinner(message);
         let reader = command
             .stdin_null()
@@ -99,30 +115,31 @@ impl Ui {
             .unchecked()
             .reader()
             .with_context(|| format!("cannot start: {message}"))?;
-        let mut lines = Vec::new();
+        let mut tail = VecDeque::with_capacity(TAIL);
         let mut buffered = BufReader::new(&reader);
         let mut line = String::new();
         while buffered.read_line(&mut line)? > 0 {
+            log_file.write_all(line.as_bytes())?;
             let trimmed = line.trim_end();
             if !trimmed.is_empty() {
                 bar.set_message(format!("{message}: {}", truncate(trimmed, 60)));
             }
-            lines.push(std::mem::take(&mut line));
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(std::mem::take(&mut line));
         }
         let output = reader
             .try_wait()?
             .context("the step's output ended early")?;
-        std::fs::write(log, lines.concat())?;
         bar.finish_and_clear();
         if !output.status.success() {
-            let tail = lines.len().saturating_sub(40);
-            eprint!("{}", lines[tail..].concat());
+            eprint!("{}", tail.iter().map(String::as_str).collect::<String>());
             bail!(
                 "{message} failed ({}); the whole log is in {log}",
                 output.status
             );
         }
-        self.info(&format!("{message}: done in {:.1?}", started.elapsed()));
         Ok(())
     }
 }

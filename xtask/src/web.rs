@@ -1,49 +1,41 @@
-//! The web app's npm steps: installing dependencies from the committed lock file and building.
+//! The web app's npm steps, for the build command and the tests alike: installing dependencies
+//! from the committed lock file and building.
 
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
 
 use crate::tools;
+use crate::ui::Ui;
 
 /// `npm ci`, skipped when node_modules was installed from the same package-lock.json.
-pub fn install_dependencies(sh: &Shell, root: &Utf8Path) -> anyhow::Result<()> {
+pub fn install_dependencies(ui: &Ui, sh: &Shell, root: &Utf8Path) -> anyhow::Result<()> {
     check_node(sh)?;
     tools::require(sh, "npm", "npm")?;
-    if dependencies_up_to_date(root)? {
-        eprintln!("xtask: web dependencies are up to date");
-        return Ok(());
-    }
-    cmd!(sh, "npm --prefix web ci --no-audit --no-fund")
-        .run()
-        .context("npm ci failed")?;
-    mark_installed(root)
-}
-
-/// True when web/node_modules was installed by `npm ci` from the current lock file.
-pub fn dependencies_up_to_date(root: &Utf8Path) -> anyhow::Result<bool> {
     let lock = std::fs::read(root.join("web/package-lock.json"))
         .context("web/package-lock.json is missing")?;
-    // npm writes this copy of the lock file after a successful install.
+    // npm writes node_modules/.package-lock.json after a successful install; our marker
+    // records which lock file that install came from.
+    let marker = root.join("web/node_modules/.hitsave-installed-lock");
     let installed = root.join("web/node_modules/.package-lock.json").is_file();
-    Ok(installed && std::fs::read(marker(root)).ok().as_deref() == Some(&lock[..]))
-}
-
-/// Records that web/node_modules matches the current lock file.
-pub fn mark_installed(root: &Utf8Path) -> anyhow::Result<()> {
-    let lock = std::fs::read(root.join("web/package-lock.json"))?;
-    std::fs::write(marker(root), lock)?;
+    if installed && std::fs::read(&marker).ok().as_deref() == Some(&lock[..]) {
+        ui.info("web dependencies are up to date");
+        return Ok(());
+    }
+    ui.run_step(
+        "installing web dependencies (npm ci)",
+        duct::cmd!("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline")
+            .dir(root.join("web")),
+        &crate::target_dir(root).join("xtask/logs/web-deps.log"),
+    )?;
+    std::fs::write(&marker, &lock)?;
     Ok(())
-}
-
-fn marker(root: &Utf8Path) -> camino::Utf8PathBuf {
-    root.join("web/node_modules/.hitsave-installed-lock")
 }
 
 /// The oldest Node.js that Vite 7 and React Router 7 run on.
 const MIN_NODE: (u32, u32) = (20, 19);
 
-pub fn check_node(sh: &Shell) -> anyhow::Result<()> {
+fn check_node(sh: &Shell) -> anyhow::Result<()> {
     let how = "install Node.js 20.19 or newer (for example the nodejs package of Debian trixie or of NodeSource)";
     if tools::which("node").is_none() {
         bail!("node is missing: {how}");
@@ -63,9 +55,20 @@ pub fn check_node(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn build(sh: &Shell) -> anyhow::Result<()> {
-    cmd!(sh, "npm --prefix web run build")
-        .run()
-        .context("building the web app failed")?;
-    Ok(())
+/// `npm run build` into web/build, removed first so that no stale asset survives. A release
+/// passes its SOURCE_DATE_EPOCH for any tool that honours it.
+pub fn build(ui: &Ui, root: &Utf8Path, source_date_epoch: Option<u64>) -> anyhow::Result<()> {
+    let web = root.join("web");
+    crate::build::remove_if_present(&web.join("build"))?;
+    let mut command = duct::cmd!("npm", "run", "build")
+        .dir(&web)
+        .env("NODE_ENV", "production");
+    if let Some(epoch) = source_date_epoch {
+        command = command.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
+    ui.run_step(
+        "building web (npm run build)",
+        command,
+        &crate::target_dir(root).join("xtask/logs/web-build.log"),
+    )
 }
