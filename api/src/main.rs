@@ -9,6 +9,7 @@ mod auth;
 mod build_info;
 mod config;
 mod error;
+mod healthcheck;
 mod routes;
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ pub struct AppState {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck::run();
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

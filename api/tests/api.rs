@@ -86,6 +86,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// `hitsave healthcheck` (the container health check) pointed at this server.
+    fn healthcheck(&self) -> bool {
+        let port = self.base.rsplit(':').next().unwrap();
+        hitsave()
+            .arg("healthcheck")
+            .env("PORT", port)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -245,12 +257,14 @@ async fn ready_only_after_migrations_and_health_reports_the_build() {
         body["reason"].as_str().unwrap().contains("not applied"),
         "{body}"
     );
+    assert!(!server.healthcheck(), "unhealthy before migrations");
 
     let mut conn = db.connect().await;
     hitsave_db::schema::MIGRATOR.run(&mut conn).await.unwrap();
     let res = reqwest::get(server.url("/ready")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["ready"], true);
+    assert!(server.healthcheck(), "healthy once migrated");
 }
 
 #[tokio::test]

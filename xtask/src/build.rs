@@ -55,7 +55,7 @@ pub fn build(
         .iter()
         .filter_map(|c| match c.recipe {
             Recipe::Cargo { package, binary } => Some((*c, package, binary)),
-            Recipe::Web => None,
+            Recipe::Web | Recipe::Files { .. } => None,
         })
         .collect();
     if !cargo.is_empty() {
@@ -63,6 +63,12 @@ pub fn build(
     }
     if let Some(web) = selected.iter().find(|c| c.recipe == Recipe::Web) {
         build_web(ui, root, web, source_date_epoch)?;
+    }
+    for component in selected {
+        if let Recipe::Files { dir } = component.recipe {
+            let stage = fresh_dir(&stage_dir(root, component))?;
+            copy_tree(&root.join(dir), &stage)?;
+        }
     }
     Ok(selected.iter().map(|c| (*c, stage_dir(root, c))).collect())
 }

@@ -18,6 +18,9 @@ pub enum Recipe {
     /// `npm ci` + `npm run build` in `web/`; ships the build, `server.js` and the production
     /// dependencies only.
     Web,
+    /// Files shipped as they are in git: `deploy/` (compose files, runtime Dockerfiles, the
+    /// nginx template), which the host installs beside the artifacts they run.
+    Files { dir: &'static str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,11 @@ pub const COMPONENTS: &[Component] = &[
         name: "web",
         recipe: Recipe::Web,
         inputs: &["web"],
+    },
+    Component {
+        name: "deploy",
+        recipe: Recipe::Files { dir: "deploy" },
+        inputs: &["deploy"],
     },
     // The pipeline itself: the host runs `xtask install` from the release it installs.
     Component {

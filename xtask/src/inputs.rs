@@ -74,7 +74,7 @@ impl Toolchain {
     pub fn target_of(&self, component: &Component) -> String {
         match component.recipe {
             Recipe::Cargo { .. } => self.host.clone(),
-            Recipe::Web => "noarch".into(),
+            Recipe::Web | Recipe::Files { .. } => "noarch".into(),
         }
     }
 }
@@ -118,6 +118,7 @@ pub fn input_hash(checkout: &Checkout, toolchain: &Toolchain, component: &Compon
             line(format!("node {}", toolchain.versions["node"]));
             line(format!("npm {}", toolchain.versions["npm"]));
         }
+        Recipe::Files { dir } => line(format!("files {dir}")),
     }
     for (path, state) in checkout.files_under(component.inputs) {
         line(format!("file {path} {state}"));

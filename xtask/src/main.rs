@@ -6,12 +6,19 @@
 
 mod bench;
 mod build;
+mod docker_setup;
+mod doctor;
 mod garage;
+mod http;
+mod install;
 mod postgres;
 mod process;
 mod release;
+mod rollback;
 mod secrets;
+mod status;
 mod test;
+mod test_install;
 mod test_release;
 mod tools;
 mod ui;
@@ -45,6 +52,18 @@ enum Command {
     Release(release::ReleaseArgs),
     /// Download a release from the store and check every artifact against its manifest.
     Verify(verify::Args),
+    /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
+    /// gate on health, rolling back when the new version is not healthy.
+    Install(install::Args),
+    /// On the host: run a release that is already on disk again (the previous one by default).
+    Rollback(rollback::Args),
+    /// On the host: current and previous release, container health, last installs, disk use.
+    Status(status::Args),
+    /// On the host: check Docker, Compose, secrets, TLS files and disk, with the fix for each.
+    Doctor(doctor::Args),
+    /// Build the base images (hitsave-base/*) from Debian's packages, for hosts that reach no
+    /// registry.
+    Images(docker_setup::Args),
     /// Measure the pipeline against peers in the same run (`bench release`).
     Bench(bench::Args),
     /// Run every test against real services, starting what they need (PostgreSQL, Chromium).
@@ -59,6 +78,11 @@ fn main() -> ExitCode {
         Command::Package(args) => release::run_package(&root, args),
         Command::Release(args) => release::run_release(&root, args),
         Command::Verify(args) => verify::run(&root, args),
+        Command::Install(args) => install::run(args),
+        Command::Rollback(args) => rollback::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Images(args) => docker_setup::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),
         Command::Test(args) => test::run(&root, args),
     };

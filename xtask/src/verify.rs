@@ -11,19 +11,11 @@ use xtask::store::{self, Store, StoreArgs};
 use crate::ui::Ui;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["release", "channel", "commit"])))]
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
-    /// The release id to check.
-    #[arg(long, value_name = "ID")]
-    release: Option<String>,
-    /// Check the release a channel points at.
-    #[arg(long, value_name = "NAME")]
-    channel: Option<String>,
-    /// Check the release built from a commit (full sha).
-    #[arg(long, value_name = "SHA")]
-    commit: Option<String>,
+    #[command(flatten)]
+    which: Which,
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     json: bool,
@@ -51,7 +43,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let ui = Ui::new();
     let store = store::open(&args.store, &crate::release::default_store(root))?;
     store.check()?;
-    let release = resolve(store.as_ref(), &args)?;
+    let release = resolve(store.as_ref(), &args.which)?;
     let manifest = read_manifest(store.as_ref(), &release)?;
     ui.info(&format!(
         "verifying release {} ({} artifacts, {}) in {}",
@@ -109,8 +101,23 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which release a command works on: by id, or through a channel or commit pointer.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["release", "channel", "commit"])))]
+pub struct Which {
+    /// The release id.
+    #[arg(long, value_name = "ID")]
+    pub release: Option<String>,
+    /// The release a channel points at.
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
+    /// The release built from a commit (full sha).
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+}
+
 /// The release id the flags name, following a pointer when needed.
-fn resolve(store: &dyn Store, args: &Args) -> anyhow::Result<String> {
+pub fn resolve(store: &dyn Store, args: &Which) -> anyhow::Result<String> {
     if let Some(id) = &args.release {
         xtask::inputs::check_release_id(id)?;
         return Ok(id.clone());
@@ -157,7 +164,7 @@ pub fn read_manifest(store: &dyn Store, release: &str) -> anyhow::Result<Manifes
 }
 
 /// Streams one artifact through SHA-256; `Some(problem)` when it does not match.
-fn check_artifact(
+pub fn check_artifact(
     store: &dyn Store,
     sha256: &str,
     size: u64,

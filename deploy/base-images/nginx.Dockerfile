@@ -1,0 +1,12 @@
+# nginx from Debian, laid out like the official image: conf.d/default.conf is the site,
+# logs go to the container's stdout/stderr, curl for the health check.
+ARG BASE=hitsave-base/debian:bookworm
+FROM ${BASE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/* \
+ && ln -sf /dev/stdout /var/log/nginx/access.log \
+ && ln -sf /dev/stderr /var/log/nginx/error.log
+STOPSIGNAL SIGQUIT
+EXPOSE 80 443
+CMD ["nginx", "-g", "daemon off;"]

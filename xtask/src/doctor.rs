@@ -1,0 +1,65 @@
+//! `cargo xtask doctor`: the host preflight on its own, with the fix for each problem:
+//! Docker and Compose, the install root, the secrets, TLS files, disk space.
+
+use camino::Utf8PathBuf;
+
+use crate::install::preflight;
+
+/// The secrets the stack mounts (deploy/docker-compose.yml, top-level `secrets`).
+const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = "/opt/hitsave")]
+    root: Utf8PathBuf,
+    /// Check the TLS files too (production and staging hosts).
+    #[arg(long)]
+    tls: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    match preflight::docker_and_compose() {
+        Ok(versions) => println!("ok: {versions}"),
+        Err(e) => problems.push(format!("{e:#}")),
+    }
+    let secrets = args.root.join("secrets");
+    for name in SECRETS {
+        match preflight::secret_file(&secrets.join(name)) {
+            Ok(()) => println!("ok: secret {name}"),
+            Err(p) => problems.push(format!("secret {name}: {p}")),
+        }
+    }
+    if args.tls {
+        for file in ["fullchain.pem", "privkey.pem"] {
+            match preflight::secret_file(&args.root.join("tls").join(file)) {
+                Ok(()) => println!("ok: TLS {file}"),
+                Err(p) => problems.push(format!("TLS: {p}")),
+            }
+        }
+    }
+    let probe = if args.root.exists() {
+        args.root.clone()
+    } else {
+        Utf8PathBuf::from("/")
+    };
+    let stat = nix::sys::statvfs::statvfs(probe.as_std_path())?;
+    let free = stat.blocks_available() * stat.fragment_size();
+    if free < 2 * 1024 * 1024 * 1024 {
+        problems.push(format!(
+            "only {} free under {probe}: free at least 2 GiB (`docker system prune`, old releases)",
+            crate::ui::human_bytes(free)
+        ));
+    } else {
+        println!("ok: {} free under {probe}", crate::ui::human_bytes(free));
+    }
+    if problems.is_empty() {
+        println!("the host is ready for `cargo xtask install`");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("PROBLEM: {p}");
+    }
+    anyhow::bail!("{} problem(s) to fix before installing", problems.len())
+}

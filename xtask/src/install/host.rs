@@ -1,0 +1,170 @@
+//! The install root on the host (default /opt/hitsave) and everything kept in it:
+//!
+//! ```text
+//! releases/<id>/        unpacked artifacts, manifest.json and release.env of one release
+//! current, previous     links to releases/<id>, flipped by rename(2)
+//! cache/<sha256>.tar.gz verified downloads
+//! secrets/              one root-owned private file per secret
+//! tls/                  fullchain.pem and privkey.pem (production, staging)
+//! nginx/                the site config rendered for the domain, mounted into nginx
+//! install.lock          one install at a time
+//! history.jsonl         one line per install, rollback or failure
+//! ```
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::Context;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+pub struct Host {
+    pub root: Utf8PathBuf,
+}
+
+/// One line of history.jsonl. Never holds a secret: ids, times, outcomes and error messages
+/// (which name files and variables, never values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `install`, `rollback`.
+    pub action: String,
+    pub release: String,
+    /// What was current before.
+    pub previous: Option<String>,
+    /// `installed`, `already-installed`, `rolled-back` (the new version failed and the old
+    /// one serves again), `failed` (stopped before the swap; nothing changed).
+    pub outcome: String,
+    /// The CodeDeploy deployment (DEPLOYMENT_ID) when the agent ran us.
+    pub deployment: Option<String>,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+impl Host {
+    /// Opens the install root, creating its layout on first use.
+    pub fn open(root: &Utf8Path) -> anyhow::Result<Host> {
+        let host = Host {
+            root: root.to_owned(),
+        };
+        for dir in ["releases", "cache", "nginx"] {
+            std::fs::create_dir_all(root.join(dir))
+                .with_context(|| format!("cannot create {}", root.join(dir)))?;
+        }
+        let secrets = host.secrets_dir();
+        if !secrets.exists() {
+            std::fs::create_dir_all(&secrets)?;
+            std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(host)
+    }
+
+    pub fn release_dir(&self, id: &str) -> Utf8PathBuf {
+        self.root.join("releases").join(id)
+    }
+    pub fn cache_file(&self, sha256: &str) -> Utf8PathBuf {
+        self.root.join("cache").join(format!("{sha256}.tar.gz"))
+    }
+    pub fn secrets_dir(&self) -> Utf8PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn tls_dir(&self) -> Utf8PathBuf {
+        self.root.join("tls")
+    }
+    pub fn nginx_dir(&self) -> Utf8PathBuf {
+        self.root.join("nginx")
+    }
+    pub fn lock_file(&self) -> Utf8PathBuf {
+        self.root.join("install.lock")
+    }
+    pub fn history_file(&self) -> Utf8PathBuf {
+        self.root.join("history.jsonl")
+    }
+
+    /// Whether a release is unpacked here (the rename into releases/ is the last step, so a
+    /// directory there is complete).
+    pub fn has_release(&self, id: &str) -> bool {
+        self.release_dir(id).join("manifest.json").is_file()
+    }
+
+    /// The release a link (`current`, `previous`) points at.
+    pub fn link(&self, name: &str) -> Option<String> {
+        let target = std::fs::read_link(self.root.join(name)).ok()?;
+        let id = target.file_name()?.to_str()?.to_owned();
+        self.has_release(&id).then_some(id)
+    }
+
+    pub fn current(&self) -> Option<String> {
+        self.link("current")
+    }
+    pub fn previous(&self) -> Option<String> {
+        self.link("previous")
+    }
+
+    /// Points `name` at releases/<id>, atomically: a new link beside it, renamed over it.
+    pub fn set_link(&self, name: &str, id: &str) -> anyhow::Result<()> {
+        let tmp = self.root.join(format!(".{name}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("releases/{id}"), &tmp)
+            .with_context(|| format!("cannot create {tmp}"))?;
+        std::fs::rename(&tmp, self.root.join(name))
+            .with_context(|| format!("cannot flip {name} to {id}"))?;
+        Ok(())
+    }
+
+    /// Makes `id` current and what was current previous.
+    pub fn flip(&self, id: &str) -> anyhow::Result<()> {
+        match self.current() {
+            Some(old) if old != id => self.set_link("previous", &old)?,
+            _ => {}
+        }
+        self.set_link("current", id)
+    }
+
+    pub fn record(&self, entry: &HistoryEntry) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(entry)?;
+        line.push('\n');
+        let path = self.history_file();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {path}"))?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    pub fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        let text = match std::fs::read_to_string(self.history_file()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("cannot read history.jsonl"),
+        };
+        // A line cut short by a crash is skipped, not fatal.
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// Release ids unpacked here, oldest first (ids sort by commit time).
+    pub fn releases(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .root
+            .join("releases")
+            .read_dir_utf8()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_owned())
+            .filter(|name| !name.starts_with('.') && self.has_release(name))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Now, as RFC 3339 UTC to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

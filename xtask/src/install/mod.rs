@@ -1,0 +1,398 @@
+//! `cargo xtask install`: what the CodeDeploy hooks run on the host. Takes the lock, fetches
+//! and verifies a release, unpacks it, checks the host, builds the runtime images, migrates,
+//! swaps the compose stack, gates on health (bringing the old release back if the new one does
+//! not become healthy), flips `current`, records the outcome and prunes.
+//!
+//! Every step can be repeated: a crash anywhere leaves a state the next install completes
+//! from, and installing what already runs healthy is a quick no-op.
+
+pub mod fetch;
+pub mod host;
+pub mod lock;
+pub mod nginx;
+pub mod preflight;
+pub mod stack;
+pub mod unpack;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use xtask::manifest::Manifest;
+use xtask::store::{self, StoreArgs};
+
+use self::host::{HistoryEntry, Host};
+use self::lock::InstallLock;
+use self::stack::{ReleaseEnv, Stack};
+use crate::ui::Ui;
+
+/// How many releases stay on disk (besides current and previous, which always stay).
+pub const KEEP_RELEASES: usize = 5;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Env {
+    /// hitsave.io on 0.0.0.0:80 and :443 with TLS files from <root>/tls.
+    Production,
+    /// staging.hitsave.io, like production.
+    Staging,
+    /// hitsave-local.io on 127.0.0.1 without TLS (tests, a laptop).
+    Local,
+}
+
+impl Env {
+    fn domain(self) -> &'static str {
+        match self {
+            Env::Production => "hitsave.io",
+            Env::Staging => "staging.hitsave.io",
+            Env::Local => "hitsave-local.io",
+        }
+    }
+    fn tls(self) -> bool {
+        self != Env::Local
+    }
+}
+
+/// Where the stack lives on the host and how long to wait: shared by install and rollback.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostArgs {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = "/opt/hitsave")]
+    pub root: Utf8PathBuf,
+    /// How long to wait for another install to finish.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    pub lock_timeout: u64,
+    /// How long the new version has to become healthy before the old one is brought back.
+    #[arg(long, value_name = "SECS", default_value = "120")]
+    pub health_timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    which: crate::verify::Which,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Which deployment this host is: picks the domain, the ports and TLS.
+    #[arg(long, value_enum, default_value = "production")]
+    env: Env,
+    /// The compose project name (containers are <project>-<service>-N).
+    #[arg(long, env = "HITSAVE_PROJECT", default_value = "hitsave")]
+    project: String,
+    /// The host port nginx serves HTTP on [default: 80; local: 8080].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// The host port nginx serves HTTPS on [default: 443; local: 8443].
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
+    /// Build on the base images `cargo xtask images` makes from Debian's packages, for hosts
+    /// that reach no registry; otherwise the official images.
+    #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
+    local_base_images: bool,
+}
+
+/// Base images: the official ones, or the local equivalents (deploy/base-images).
+fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
+    if local {
+        [
+            ("HITSAVE_RUNTIME_BASE", "hitsave-base/debian:bookworm"),
+            ("HITSAVE_NODE_BASE", "hitsave-base/node:20"),
+            ("HITSAVE_POSTGRES_IMAGE", "hitsave-base/postgres:15"),
+            ("HITSAVE_NGINX_IMAGE", "hitsave-base/nginx:bookworm"),
+        ]
+    } else {
+        [
+            ("HITSAVE_RUNTIME_BASE", "debian:bookworm-slim"),
+            ("HITSAVE_NODE_BASE", "node:22-bookworm-slim"),
+            ("HITSAVE_POSTGRES_IMAGE", "postgres:15-bookworm"),
+            ("HITSAVE_NGINX_IMAGE", "nginx:1.27-bookworm"),
+        ]
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let started = Instant::now();
+    let host = Host::open(&args.host.root)?;
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        Duration::from_secs(args.host.lock_timeout),
+        "cargo xtask install",
+    )?;
+    unpack::clean_leftovers(&host)?;
+    let Some(_) = args.store.store.as_deref() else {
+        bail!("name the artifact store: --store DIR|s3://BUCKET/PREFIX (or HITSAVE_STORE)");
+    };
+    let store = store::open(&args.store, Utf8Path::new("."))?;
+    store.check()?;
+    let id = crate::verify::resolve(store.as_ref(), &args.which)?;
+    let previous = host.current();
+    let mut outcome = "failed";
+    let result = install(&ui, &host, store.as_ref(), &id, &args, &mut outcome);
+    host.record(&HistoryEntry {
+        time: host::now_rfc3339(),
+        action: "install".into(),
+        release: id.clone(),
+        previous,
+        outcome: outcome.into(),
+        deployment: std::env::var("DEPLOYMENT_ID").ok(),
+        seconds: started.elapsed().as_secs_f64(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    })?;
+    result?;
+    ui.info(&format!(
+        "release {id} {} in {:.1} s",
+        if outcome == "installed" {
+            "installed and serving"
+        } else {
+            "already installed and serving"
+        },
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn install(
+    ui: &Ui,
+    host: &Host,
+    store: &dyn store::Store,
+    id: &str,
+    args: &Args,
+    outcome: &mut &'static str,
+) -> anyhow::Result<()> {
+    if host.current().as_deref() == Some(id) {
+        let stack = Stack::open(&host.release_dir(id))?;
+        if stack.serving()?.is_ok() {
+            *outcome = "already-installed";
+            return Ok(());
+        }
+        ui.info(&format!(
+            "release {id} is current but not serving; installing it again"
+        ));
+    }
+    let manifest = crate::verify::read_manifest(store, id)?;
+    ui.info(&format!(
+        "installing release {id} (commit {}) into {}",
+        manifest.commit, host.root
+    ));
+    fetch::fetch(ui, host, store, &manifest)?;
+    let dir = unpack::unpack_release(host, &manifest)?;
+    release_env(host, &manifest, args)?.write(&dir.join("release.env"))?;
+    let stack = Stack::open(&dir)?;
+
+    ui.info("checking the host (secrets, Docker, disk, platform)");
+    let tls = args.env.tls().then(|| host.tls_dir());
+    let problems = preflight::check(&stack, &manifest, tls.as_deref())?;
+    if !problems.is_empty() {
+        bail!(
+            "the host is not ready; nothing was changed:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    deploy(ui, host, &stack, &args.host, true)?;
+    *outcome = "installed";
+    prune(ui, host)?;
+    Ok(())
+}
+
+/// release.env for this release on this host: image tags from the manifest, the host's
+/// settings, paths on the host. Nothing secret.
+fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<ReleaseEnv> {
+    let local = args.env == Env::Local;
+    let mut env = ReleaseEnv::default();
+    let mut set = |k: &str, v: String| {
+        env.0.insert(k.to_owned(), v);
+    };
+    set("HITSAVE_RELEASE", manifest.release.clone());
+    set("HITSAVE_COMMIT", manifest.commit.clone());
+    set("HITSAVE_PROJECT", args.project.clone());
+    set("HITSAVE_ENV", format!("{:?}", args.env).to_lowercase());
+    set("HITSAVE_DOMAIN", args.env.domain().into());
+    set(
+        "HITSAVE_HTTP_BIND",
+        if local { "127.0.0.1" } else { "0.0.0.0" }.into(),
+    );
+    set(
+        "HITSAVE_HTTP_PORT",
+        args.http_port
+            .unwrap_or(if local { 8080 } else { 80 })
+            .to_string(),
+    );
+    set(
+        "HITSAVE_HTTPS_PORT",
+        args.https_port
+            .unwrap_or(if local { 8443 } else { 443 })
+            .to_string(),
+    );
+    set("HITSAVE_SECRETS_DIR", host.secrets_dir().to_string());
+    set("HITSAVE_TLS_DIR", host.tls_dir().to_string());
+    set("HITSAVE_NGINX_DIR", host.nginx_dir().to_string());
+    for (key, image) in base_images(args.local_base_images) {
+        set(key, image.into());
+    }
+    for (component, _) in stack::IMAGES {
+        set(
+            &format!("HITSAVE_{}_TAG", component.to_uppercase()),
+            stack::image_tag(manifest, component)?,
+        );
+    }
+    Ok(env)
+}
+
+/// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
+/// serves. When it does not, the release `current` names is brought back and this fails.
+pub fn deploy(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    args: &HostArgs,
+    migrate: bool,
+) -> anyhow::Result<()> {
+    let id = stack.env.get("HITSAVE_RELEASE")?.to_owned();
+    let built = stack.build_images()?;
+    if !built.is_empty() {
+        ui.info(&format!("built {}", built.join(", ")));
+    }
+    let tls = stack.env.get("HITSAVE_ENV")? != "local";
+    let nginx_changed =
+        nginx::install(&stack.release_dir, &host.nginx_dir(), stack.domain()?, tls)?;
+
+    let timeout = args.health_timeout.to_string();
+    ui.info("starting the database (kept as it is when it runs)");
+    stack.run(
+        "starting the database",
+        &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
+    )?;
+    if migrate {
+        ui.info("running the new migrator");
+        if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
+            let text = format!("{e:#}");
+            let reason = text
+                .lines()
+                .find(|l| l.contains("migrate: error:"))
+                .map(|l| l.trim().to_owned())
+                .unwrap_or(text);
+            bail!(
+                "the migrations of release {id} failed; the running stack is untouched: {reason}"
+            );
+        }
+    }
+
+    ui.info(&format!("swapping the stack to release {id}"));
+    let swap = stack
+        .run("swapping", &["up", "--detach", "--remove-orphans"])
+        .and_then(|_| {
+            if nginx_changed {
+                stack.run(
+                    "reloading nginx",
+                    &["exec", "-T", "nginx", "nginx", "-s", "reload"],
+                )?;
+            }
+            ui.info(&format!(
+                "waiting up to {timeout} s for release {id} to serve"
+            ));
+            stack.wait_serving(Duration::from_secs(args.health_timeout))
+        });
+    if let Err(e) = swap {
+        let Some(old) = host.current().filter(|old| *old != id) else {
+            bail!(
+                "release {id} did not become healthy ({e:#}); there is no previous release to bring back"
+            );
+        };
+        ui.info(&format!(
+            "release {id} is not healthy ({e:#}); bringing {old} back"
+        ));
+        let old_stack = Stack::open(&host.release_dir(&old))?;
+        nginx::install(
+            &old_stack.release_dir,
+            &host.nginx_dir(),
+            old_stack.domain()?,
+            tls,
+        )?;
+        old_stack.run(
+            "bringing the previous release back",
+            &["up", "--detach", "--remove-orphans"],
+        )?;
+        old_stack
+            .wait_serving(Duration::from_secs(args.health_timeout))
+            .with_context(|| format!("release {old} did not come back either"))?;
+        bail!(
+            "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
+        );
+    }
+    host.flip(&id)?;
+    Ok(())
+}
+
+/// Keeps the newest releases, current and previous; removes the rest with their images and
+/// cached tarballs.
+pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
+    let mut keep: BTreeSet<String> = host
+        .releases()?
+        .into_iter()
+        .rev()
+        .take(KEEP_RELEASES)
+        .collect();
+    keep.extend(host.current());
+    keep.extend(host.previous());
+    let mut removed = Vec::new();
+    for id in host.releases()? {
+        if !keep.contains(&id) {
+            std::fs::remove_dir_all(host.release_dir(&id))
+                .with_context(|| format!("cannot remove {}", host.release_dir(&id)))?;
+            removed.push(id);
+        }
+    }
+    // What the kept releases still use.
+    let mut images = BTreeSet::new();
+    let mut tarballs = BTreeSet::new();
+    for id in &keep {
+        let dir = host.release_dir(id);
+        if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
+            for (component, _) in stack::IMAGES {
+                if let Ok(tag) = env.get(&format!("HITSAVE_{}_TAG", component.to_uppercase())) {
+                    images.insert(format!("hitsave/{component}:{tag}"));
+                }
+            }
+        }
+        if let Ok(bytes) = std::fs::read(dir.join("manifest.json"))
+            && let Ok(m) = Manifest::parse(&bytes)
+        {
+            tarballs.extend(
+                m.artifacts
+                    .into_iter()
+                    .map(|a| format!("{}.tar.gz", a.sha256)),
+            );
+        }
+    }
+    for entry in host.root.join("cache").read_dir_utf8()? {
+        let entry = entry?;
+        if !tarballs.contains(entry.file_name()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let listed = duct::cmd!(
+        "docker",
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "hitsave/*"
+    )
+    .read()
+    .unwrap_or_default();
+    for image in listed.lines().filter(|i| !images.contains(*i)) {
+        // An image still used by a container stays; the next prune gets it.
+        let _ = duct::cmd!("docker", "image", "rm", image)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+    if !removed.is_empty() {
+        ui.info(&format!("pruned releases {}", removed.join(", ")));
+    }
+    Ok(())
+}

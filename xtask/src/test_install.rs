@@ -1,0 +1,3 @@
+pub fn run(_root: &camino::Utf8Path) -> anyhow::Result<()> {
+    Ok(())
+}
