@@ -39,6 +39,9 @@ enum Suite {
     /// package, release and verify: determinism across two checkouts, a local store, a store
     /// that fills up, and a real Garage S3 server.
     Release,
+    /// install, rollback, status and doctor on a real Docker Engine: swaps, failed health,
+    /// failed migrations, refusals, the lock and secrets that must not leak.
+    Install,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
@@ -49,6 +52,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             Suite::Web,
             Suite::Browser,
             Suite::Release,
+            Suite::Install,
         ]
     } else {
         args.suites
@@ -80,6 +84,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
                 .context("web unit tests failed"),
             Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
             Suite::Release => crate::test_release::run(root),
+            Suite::Install => crate::test_install::run(root),
         };
         if let Err(e) = result {
             println!("suites: {passed} passed, 1 failed");

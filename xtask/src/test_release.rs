@@ -57,20 +57,20 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
 }
 
 /// Runs this very xtask binary with a clean AWS environment.
-struct Tester {
+pub(crate) struct Tester {
     exe: PathBuf,
     root: Utf8PathBuf,
 }
 
 impl Tester {
-    fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
+    pub(crate) fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
         Ok(Tester {
             exe: crate::xtask_exe().context("cannot find the xtask binary")?,
             root: root.to_owned(),
         })
     }
 
-    fn command(&self, args: &[&str], env: &[(&str, String)]) -> Command {
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, String)]) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args).current_dir(&self.root).env("CI", "true");
         for var in [
@@ -108,7 +108,7 @@ impl Tester {
     }
 
     /// Runs xtask and expects failure; returns what it printed on stderr.
-    fn fails(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<String> {
+    pub(crate) fn fails(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<String> {
         let out = self.output(args, env)?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if out.status.success() {
@@ -126,13 +126,17 @@ impl Tester {
     }
 }
 
-fn git(dir: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn git(dir: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(xtask::git::run(dir, args, None)?.trim().to_owned())
 }
 
 /// A clean checkout of `commit` at `dir`, reusing an earlier one (and its ignored build
 /// outputs: target/, node_modules/) when there is one.
-fn checkout(root: &Utf8Path, dir: &Utf8Path, commit: &str) -> anyhow::Result<Utf8PathBuf> {
+pub(crate) fn checkout(
+    root: &Utf8Path,
+    dir: &Utf8Path,
+    commit: &str,
+) -> anyhow::Result<Utf8PathBuf> {
     if !dir.join(".git").exists() {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir.parent().expect("twins have a parent"))?;
@@ -452,6 +456,7 @@ fn local_store(
         ("api", "reused"),
         ("migrate", "reused"),
         ("web", "built"),
+        ("deploy", "reused"),
         ("xtask", "reused"),
     ]
     .into_iter()
@@ -501,7 +506,7 @@ fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
 }
 
 /// `cargo xtask release --json` in another checkout.
-fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
+pub(crate) fn release_in(dir: &Utf8Path, store: &Utf8Path) -> anyhow::Result<Value> {
     eprintln!("xtask: test: release in {dir}");
     let out = xtask_in(dir, &["release", "--store", store.as_str(), "--json"])
         .stderr(Stdio::inherit())

@@ -162,24 +162,25 @@ fn install(
     args: &Args,
     outcome: &mut &'static str,
 ) -> anyhow::Result<()> {
+    let manifest = crate::verify::read_manifest(store, id)?;
+    let env = release_env(host, &manifest, args)?;
     if host.current().as_deref() == Some(id) {
         let stack = Stack::open(&host.release_dir(id))?;
-        if stack.serving()?.is_ok() {
+        if stack.env == env && stack.serving()?.is_ok() {
             *outcome = "already-installed";
             return Ok(());
         }
         ui.info(&format!(
-            "release {id} is current but not serving; installing it again"
+            "release {id} is current but not serving, or its settings changed; installing it again"
         ));
     }
-    let manifest = crate::verify::read_manifest(store, id)?;
     ui.info(&format!(
         "installing release {id} (commit {}) into {}",
         manifest.commit, host.root
     ));
     fetch::fetch(ui, host, store, &manifest)?;
     let dir = unpack::unpack_release(host, &manifest)?;
-    release_env(host, &manifest, args)?.write(&dir.join("release.env"))?;
+    env.write(&dir.join("release.env"))?;
     let stack = Stack::open(&dir)?;
 
     ui.info("checking the host (secrets, Docker, disk, platform)");

@@ -73,8 +73,6 @@ pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String>
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Container {
-    #[serde(rename = "ID")]
-    pub id: String,
     pub service: String,
     pub state: String,
     #[serde(default)]
@@ -218,13 +216,6 @@ impl Stack {
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).context("cannot read docker compose ps"))
             .collect()
-    }
-
-    pub fn container(&self, service: &str) -> anyhow::Result<Option<Container>> {
-        Ok(self
-            .containers()?
-            .into_iter()
-            .find(|c| c.service == service))
     }
 
     /// The host port nginx answers HTTP on, and the domain it serves.
