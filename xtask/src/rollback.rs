@@ -50,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         current.as_deref().unwrap_or("nothing")
     ));
     let stack = Stack::open(&host.release_dir(&target))?;
-    let result = deploy(&ui, &host, &stack, &args.host, false);
+    let mut outcome = "failed";
+    let result = deploy(&ui, &host, &stack, &args.host, false, &mut outcome);
     host.record(&HistoryEntry {
         time: now_rfc3339(),
         action: "rollback".into(),

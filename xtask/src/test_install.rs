@@ -74,8 +74,19 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     let v2 = commit_and_release(h, twin, "v2: docs", |dir| {
         append(&dir.join("README.md"), "\nInstall test v2.\n")
     })?;
+    // What a crash half-way through an earlier install leaves behind.
+    let leftover_dir = h.host_root.join("releases/.tmp-crashed-1");
+    std::fs::create_dir_all(leftover_dir.join("api/bin"))?;
+    let leftover_part = h
+        .host_root
+        .join(format!("cache/{}.partial", "0".repeat(64)));
+    std::fs::write(&leftover_part, "half a download")?;
     h.install_ok(&v2)?;
     h.expect_serving(&v2)?;
+    ensure!(
+        !leftover_dir.exists() && !leftover_part.exists(),
+        "an install did not clean up after a crashed one"
+    );
     ensure!(
         h.waitlist_rows()? == 3,
         "the waitlist rows did not survive the swap"
@@ -468,7 +479,8 @@ fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
 fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
     let config = |files: &[&str]| -> anyhow::Result<Value> {
         let mut cmd = Command::new("docker");
-        cmd.arg("compose");
+        // The profile shows the one-off migrate service too.
+        cmd.args(["compose", "--profile", "migrate"]);
         for f in files {
             cmd.args(["-f", root.join("deploy").join(f).as_str()]);
         }
@@ -546,7 +558,8 @@ fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
     );
     ensure!(
         s(&prod, "migrate")["profiles"][0] == "migrate",
-        "migrate would start with `up`"
+        "migrate would start with `up`: {}",
+        s(&prod, "migrate")
     );
     ensure!(
         s(&prod, "api")["depends_on"]["db"]["condition"] == "service_healthy",

@@ -192,7 +192,7 @@ fn install(
             problems.join("\n  - ")
         );
     }
-    deploy(ui, host, &stack, &args.host, true)?;
+    deploy(ui, host, &stack, &args.host, true, outcome)?;
     *outcome = "installed";
     prune(ui, host)?;
     Ok(())
@@ -243,13 +243,15 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
 }
 
 /// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
-/// serves. When it does not, the release `current` names is brought back and this fails.
+/// serves. When it does not, the release `current` names is brought back, `outcome` says
+/// `rolled-back`, and this fails.
 pub fn deploy(
     ui: &Ui,
     host: &Host,
     stack: &Stack,
     args: &HostArgs,
     migrate: bool,
+    outcome: &mut &'static str,
 ) -> anyhow::Result<()> {
     let id = stack.env.get("HITSAVE_RELEASE")?.to_owned();
     let built = stack.build_images()?;
@@ -319,6 +321,7 @@ pub fn deploy(
         old_stack
             .wait_serving(Duration::from_secs(args.health_timeout))
             .with_context(|| format!("release {old} did not come back either"))?;
+        *outcome = "rolled-back";
         bail!(
             "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
         );
