@@ -38,10 +38,16 @@ enum What {
     Release,
     /// Packaging speed and size only.
     Packaging,
+    /// Requests dropped and latency while a release is installed under load, blue/green vs
+    /// in-place, on the real stack.
+    Deploy,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
+    if matches!(args.what, What::Deploy) {
+        return crate::bench_deploy::run(root);
+    }
     let ui = Ui::new();
     let checkout = xtask::git::Checkout::read(root)?;
     let web = components::find("web")?;

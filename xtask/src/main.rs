@@ -5,12 +5,14 @@
 //! a plain `run` function.
 
 mod bench;
+mod bench_deploy;
 mod build;
 mod docker_setup;
 mod doctor;
 mod garage;
 mod http;
 mod install;
+mod load;
 mod postgres;
 mod process;
 mod release;

@@ -16,12 +16,13 @@ use xtask::manifest::{self, Manifest};
 
 use crate::docker_setup;
 use crate::install::lock::InstallLock;
+use crate::load::Load;
 use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
 use crate::test_release::{Tester, checkout, git, release_in};
 
 const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
-const DOMAIN: &str = "hitsave-local.io";
+pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let sh = Shell::new()?;
@@ -81,8 +82,24 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
         .host_root
         .join(format!("cache/{}.partial", "0".repeat(64)));
     std::fs::write(&leftover_part, "half a download")?;
-    h.install_ok(&v2)?;
+    // Blue/green under steady load: not one request may fail.
+    let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
+    let installed = h.install_ok(&v2);
+    let report = load.stop();
+    installed?;
     h.expect_serving(&v2)?;
+    ensure!(
+        report.failed == 0 && report.requests >= 200,
+        "{} of {} requests failed during a blue/green swap: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    eprintln!(
+        "xtask: test: v1 -> v2 blue/green under load: {} requests, 0 failed, p99 {:?}",
+        report.requests,
+        report.percentile(0.99)
+    );
     ensure!(
         !leftover_dir.exists() && !leftover_part.exists(),
         "an install did not clean up after a crashed one"
@@ -113,8 +130,18 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
         )
     })?;
     git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
-    let out = h.install(&v3, &["--health-timeout", "25"])?;
+    let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
+    let out = h.install(&v3, &["--health-timeout", "25"]);
+    let report = load.stop();
+    let out = out?;
     let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        report.failed == 0 && report.requests >= 200,
+        "{} of {} requests failed while an unhealthy v3 was tried: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
     ensure!(
         !out.status.success() && err.contains("rolled back") && err.contains(&v2),
         "installing an API that never becomes ready:\n{err}"
@@ -582,18 +609,18 @@ fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
 }
 
 /// Everything the tests need to run xtask against one install root and one compose project.
-struct Harness {
-    t: Tester,
+pub(crate) struct Harness {
+    pub(crate) t: Tester,
     work: Utf8PathBuf,
     store: Utf8PathBuf,
-    host_root: Utf8PathBuf,
+    pub(crate) host_root: Utf8PathBuf,
     project: String,
-    port: u16,
+    pub(crate) port: u16,
     https_port: u16,
 }
 
 impl Harness {
-    fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
+    pub(crate) fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
         let host_root = work.join("host");
         let secrets = host_root.join("secrets");
         std::fs::create_dir_all(&secrets)?;
@@ -645,7 +672,7 @@ impl Harness {
         args
     }
 
-    fn install(&self, id: &str, extra: &[&str]) -> anyhow::Result<std::process::Output> {
+    pub(crate) fn install(&self, id: &str, extra: &[&str]) -> anyhow::Result<std::process::Output> {
         let args = self.install_args(id, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         eprintln!(
@@ -660,7 +687,7 @@ impl Harness {
         Ok(out)
     }
 
-    fn install_ok(&self, id: &str) -> anyhow::Result<()> {
+    pub(crate) fn install_ok(&self, id: &str) -> anyhow::Result<()> {
         let out = self.install(id, &[])?;
         ensure!(
             out.status.success(),
@@ -682,7 +709,7 @@ impl Harness {
     }
 
     /// Both apps answer through nginx as `release`.
-    fn expect_serving(&self, release: &str) -> anyhow::Result<()> {
+    pub(crate) fn expect_serving(&self, release: &str) -> anyhow::Result<()> {
         let marker = format!("\"release\":\"{release}\"");
         for (host, path) in [
             (format!("api.{DOMAIN}"), "/health"),
@@ -697,7 +724,7 @@ impl Harness {
         Ok(())
     }
 
-    fn current(&self) -> anyhow::Result<String> {
+    pub(crate) fn current(&self) -> anyhow::Result<String> {
         let link = std::fs::read_link(self.host_root.join("current"))?;
         Ok(link
             .file_name()
@@ -771,7 +798,7 @@ impl Harness {
     }
 }
 
-fn release(h: &Harness, twin: &Utf8Path) -> anyhow::Result<String> {
+pub(crate) fn release(h: &Harness, twin: &Utf8Path) -> anyhow::Result<String> {
     let summary = release_in(twin, &h.store)?;
     Ok(summary["release"]
         .as_str()
@@ -780,7 +807,7 @@ fn release(h: &Harness, twin: &Utf8Path) -> anyhow::Result<String> {
 }
 
 /// Commits `change` in the twin checkout and releases it.
-fn commit_and_release(
+pub(crate) fn commit_and_release(
     h: &Harness,
     twin: &Utf8Path,
     message: &str,
@@ -811,7 +838,7 @@ fn append(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn replace(path: &Utf8Path, from: &str, to: &str) -> anyhow::Result<()> {
+pub(crate) fn replace(path: &Utf8Path, from: &str, to: &str) -> anyhow::Result<()> {
     let s = std::fs::read_to_string(path)?;
     ensure!(s.contains(from), "{path} no longer contains {from:?}");
     std::fs::write(path, s.replacen(from, to, 1))?;
@@ -834,7 +861,7 @@ fn read(cmd: &mut Command) -> anyhow::Result<String> {
 
 /// Removes the test's compose project (containers, network, the database volume) however the
 /// test ends.
-struct ProjectCleanup(String);
+pub(crate) struct ProjectCleanup(pub(crate) String);
 
 impl Drop for ProjectCleanup {
     fn drop(&mut self) {

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod nginx;
 pub mod preflight;
 pub mod stack;
+pub mod swap;
 pub mod unpack;
 
 use std::collections::BTreeSet;
@@ -65,6 +66,9 @@ pub struct HostArgs {
     /// How long the new version has to become healthy before the old one is brought back.
     #[arg(long, value_name = "SECS", default_value = "120")]
     pub health_timeout: u64,
+    /// How app containers are replaced: blue/green (no request dropped) or in place.
+    #[arg(long, value_enum, default_value = "blue-green")]
+    pub strategy: swap::Strategy,
 }
 
 #[derive(clap::Args)]
@@ -258,10 +262,6 @@ pub fn deploy(
     if !built.is_empty() {
         ui.info(&format!("built {}", built.join(", ")));
     }
-    let tls = stack.env.get("HITSAVE_ENV")? != "local";
-    let nginx_changed =
-        nginx::install(&stack.release_dir, &host.nginx_dir(), stack.domain()?, tls)?;
-
     let timeout = args.health_timeout.to_string();
     ui.info("starting the database (kept as it is when it runs)");
     stack.run(
@@ -283,21 +283,17 @@ pub fn deploy(
         }
     }
 
-    ui.info(&format!("swapping the stack to release {id}"));
-    let swap = stack
-        .run("swapping", &["up", "--detach", "--remove-orphans"])
-        .and_then(|_| {
-            if nginx_changed {
-                stack.run(
-                    "reloading nginx",
-                    &["exec", "-T", "nginx", "nginx", "-s", "reload"],
-                )?;
-            }
-            ui.info(&format!(
-                "waiting up to {timeout} s for release {id} to serve"
-            ));
-            stack.wait_serving(Duration::from_secs(args.health_timeout))
-        });
+    ui.info(&format!(
+        "swapping the stack to release {id} ({:?})",
+        args.strategy
+    ));
+    let timeout = Duration::from_secs(args.health_timeout);
+    let swap = swap::swap(ui, stack, &host.nginx_dir(), args.strategy, timeout).and_then(|()| {
+        ui.info(&format!(
+            "waiting up to {timeout:?} for release {id} to serve"
+        ));
+        stack.wait_serving(timeout)
+    });
     if let Err(e) = swap {
         let Some(old) = host.current().filter(|old| *old != id) else {
             bail!(
@@ -308,18 +304,8 @@ pub fn deploy(
             "release {id} is not healthy ({e:#}); bringing {old} back"
         ));
         let old_stack = Stack::open(&host.release_dir(&old))?;
-        nginx::install(
-            &old_stack.release_dir,
-            &host.nginx_dir(),
-            old_stack.domain()?,
-            tls,
-        )?;
-        old_stack.run(
-            "bringing the previous release back",
-            &["up", "--detach", "--remove-orphans"],
-        )?;
-        old_stack
-            .wait_serving(Duration::from_secs(args.health_timeout))
+        swap::swap(ui, &old_stack, &host.nginx_dir(), args.strategy, timeout)
+            .and_then(|()| old_stack.wait_serving(timeout))
             .with_context(|| format!("release {old} did not come back either"))?;
         *outcome = "rolled-back";
         bail!(

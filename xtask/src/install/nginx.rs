@@ -4,8 +4,32 @@
 use anyhow::Context;
 use camino::Utf8Path;
 
+/// Where nginx sends each app: `host:port`, a compose service name (`api:8080`) or, during
+/// and after a blue/green swap, one container's name (`hitsave-api-2:8080`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstreams {
+    pub api: String,
+    pub web: String,
+}
+
+impl Upstreams {
+    pub fn services() -> Upstreams {
+        Upstreams {
+            api: "api:8080".into(),
+            web: "web:3000".into(),
+        }
+    }
+
+    pub fn set(&mut self, service: &str, upstream: String) {
+        match service {
+            "api" => self.api = upstream,
+            _ => self.web = upstream,
+        }
+    }
+}
+
 /// Renders the site; `tls` adds 443 listeners with the host's certificate files.
-pub fn render(template: &str, domain: &str, tls: bool) -> String {
+pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) -> String {
     let (files, listen, default) = if tls {
         (
             "ssl_certificate /etc/nginx/tls/fullchain.pem;\nssl_certificate_key /etc/nginx/tls/privkey.pem;",
@@ -20,6 +44,8 @@ pub fn render(template: &str, domain: &str, tls: bool) -> String {
         .replace("{{tls_listen}}", listen)
         .replace("{{tls_default}}", default)
         .replace("{{domain}}", domain)
+        .replace("{{api_upstream}}", &upstreams.api)
+        .replace("{{web_upstream}}", &upstreams.web)
 }
 
 /// Writes the rendered site into `dir`; true when it changed (nginx must reload).
@@ -28,11 +54,12 @@ pub fn install(
     dir: &Utf8Path,
     domain: &str,
     tls: bool,
+    upstreams: &Upstreams,
 ) -> anyhow::Result<bool> {
     let template_path = release_dir.join("deploy/nginx/hitsave.conf.template");
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("cannot read {template_path}"))?;
-    let site = render(&template, domain, tls);
+    let site = render(&template, domain, tls, upstreams);
     let path = dir.join("default.conf");
     if std::fs::read_to_string(&path).ok().as_deref() == Some(site.as_str()) {
         return Ok(false);
@@ -48,12 +75,14 @@ mod tests {
     #[test]
     fn routes_the_domain() {
         let template = include_str!("../../../deploy/nginx/hitsave.conf.template");
-        let site = super::render(template, "hitsave.io", true);
+        let ups = super::Upstreams::services();
+        let site = super::render(template, "hitsave.io", true, &ups);
+        assert!(site.contains("set $api http://api:8080;"));
         assert!(site.contains("server_name api.hitsave.io;"));
         assert!(site.contains("server_name hitsave.io www.hitsave.io;"));
         assert!(site.contains("listen 443 ssl;"));
         assert!(!site.contains("{{"));
-        let local = super::render(template, "hitsave-local.io", false);
+        let local = super::render(template, "hitsave-local.io", false, &ups);
         assert!(!local.contains("443"));
         assert!(local.contains("server_name api.hitsave-local.io;"));
     }

@@ -73,6 +73,7 @@ pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String>
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Container {
+    pub name: String,
     pub service: String,
     pub state: String,
     #[serde(default)]

@@ -1,0 +1,206 @@
+//! `cargo xtask bench deploy`: requests dropped while a new release is installed, blue/green
+//! against in-place, on this machine with the real stack.
+//!
+//! Three releases are built on top of HEAD (an API change, a web change, a change to both) and
+//! installed one after the other over v1, once per strategy, while a steady load (250 requests
+//! per second, half `GET /health` on the API, half the web app's landing page) runs against
+//! nginx on 127.0.0.1. Steady-state latency is measured first, without a deploy. One table:
+//! strategy, change, requests, failed, p50/p99/max latency, install wall time.
+//!
+//! Targets: blue/green drops nothing in any of the three deploys, its p99 stays within 2x of
+//! steady state, and an API-only install takes under 20 s. Exits non-zero when one is missed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use camino::Utf8Path;
+use xshell::Shell;
+
+use crate::docker_setup;
+use crate::load::{Load, Report};
+use crate::test_install::{DOMAIN, Harness, ProjectCleanup, commit_and_release, release, replace};
+use crate::test_release::{checkout, git};
+
+const RATE: u32 = 250;
+/// No deploy here takes this long; the load stops by itself if one does.
+const LIMIT: Duration = Duration::from_secs(300);
+
+struct Row {
+    strategy: &'static str,
+    change: &'static str,
+    report: Report,
+    install: Option<Duration>,
+}
+
+pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    let _dockerd = docker_setup::ensure_engine(&sh)?;
+    docker_setup::ensure_compose(&sh)?;
+    docker_setup::base_images(root, false)?;
+
+    let work = crate::target_dir(root).join(format!("xtask/bench-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let project = format!("hitsave-bench-{}", std::process::id());
+    let cleanup = ProjectCleanup(project.clone());
+    let h = Harness::new(root, &work, &project)?;
+
+    let head = git(root, &["rev-parse", "HEAD"])?;
+    let twin = checkout(root, &crate::target_dir(root).join("xtask/twins/b"), &head)?;
+    let releases = (|| -> anyhow::Result<_> {
+        let v1 = release(&h, &twin)?;
+        let api = commit_and_release(&h, &twin, "bench: api change", |d| api_change(d, 1))?;
+        let web = commit_and_release(&h, &twin, "bench: web change", |d| web_change(d, 1))?;
+        let both = commit_and_release(&h, &twin, "bench: api and web change", |d| {
+            api_change(d, 2)?;
+            web_change(d, 2)
+        })?;
+        Ok((v1, [("api", api), ("web", web), ("both", both)]))
+    })();
+    git(&twin, &["reset", "--quiet", "--hard", &head])?;
+    let (v1, changes) = releases?;
+
+    let mut rows = Vec::new();
+    let base = |h: &Harness| -> anyhow::Result<()> {
+        let out = h.install(&v1, &["--strategy", "in-place"])?;
+        ensure!(
+            out.status.success(),
+            "installing v1 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        h.expect_serving(&v1)
+    };
+    base(&h)?;
+    eprintln!("xtask: bench: steady state, 10 s at {RATE} requests/s");
+    let load = Load::start(h.port, DOMAIN, RATE, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(10));
+    rows.push(Row {
+        strategy: "steady",
+        change: "none",
+        report: load.stop(),
+        install: None,
+    });
+
+    for (strategy, flag) in [("blue/green", "blue-green"), ("in-place", "in-place")] {
+        if h.current()? != v1 {
+            base(&h)?;
+        }
+        for (change, id) in &changes {
+            eprintln!("xtask: bench: {strategy}: installing the {change} change under load");
+            let load = Load::start(h.port, DOMAIN, RATE, LIMIT);
+            std::thread::sleep(Duration::from_secs(2));
+            let started = Instant::now();
+            let out = h.install(id, &["--strategy", flag]);
+            let took = started.elapsed();
+            std::thread::sleep(Duration::from_secs(2));
+            let report = load.stop();
+            let out = out?;
+            ensure!(
+                out.status.success(),
+                "{strategy}: installing {id} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            h.expect_serving(id)?;
+            rows.push(Row {
+                strategy,
+                change,
+                report,
+                install: Some(took),
+            });
+        }
+    }
+    drop(cleanup);
+    std::fs::remove_dir_all(&work)?;
+
+    println!(
+        "deploy under load: {RATE} requests/s to nginx on 127.0.0.1 (GET /health on the API and the web landing page)"
+    );
+    println!(
+        "{:<11} {:<6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "strategy", "change", "requests", "failed", "p50", "p99", "max", "install"
+    );
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    for r in &rows {
+        println!(
+            "{:<11} {:<6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            r.strategy,
+            r.change,
+            r.report.requests,
+            r.report.failed,
+            ms(r.report.percentile(0.5)),
+            ms(r.report.percentile(0.99)),
+            ms(r.report.max()),
+            r.install
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+
+    let steady = rows[0].report.percentile(0.99);
+    let mut missed = Vec::new();
+    for r in rows.iter().filter(|r| r.strategy == "blue/green") {
+        if r.report.failed > 0 {
+            missed.push(format!(
+                "blue/green {} dropped {} requests: {:?}",
+                r.change, r.report.failed, r.report.failures
+            ));
+        }
+        let p99 = r.report.percentile(0.99);
+        if p99 > steady * 2 {
+            missed.push(format!(
+                "blue/green {}: p99 {} is more than 2x steady state ({})",
+                r.change,
+                ms(p99),
+                ms(steady)
+            ));
+        }
+        if r.change == "api" && r.install.is_some_and(|d| d > Duration::from_secs(20)) {
+            missed.push(format!(
+                "an API-only install took {:.1} s (target 20 s)",
+                r.install.unwrap_or_default().as_secs_f64()
+            ));
+        }
+    }
+    for r in rows.iter().filter(|r| r.strategy == "in-place") {
+        println!(
+            "in-place {} dropped {} of {} requests",
+            r.change, r.report.failed, r.report.requests
+        );
+    }
+    if missed.is_empty() {
+        println!("all targets met");
+        return Ok(());
+    }
+    for m in &missed {
+        println!("MISSED: {m}");
+    }
+    anyhow::bail!("{} target(s) missed", missed.len())
+}
+
+/// A visible change to the API: /health gains a field.
+fn api_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
+    let path = dir.join("api/src/routes/health.rs");
+    let text = std::fs::read_to_string(&path)?;
+    let text = text.replace("\"bench\": 1, ", "");
+    std::fs::write(&path, text)?;
+    replace(
+        &path,
+        "\"service\": \"hitsave\",",
+        &format!("\"service\": \"hitsave\", \"bench\": {n}, "),
+    )
+    .context("the API change for the benchmark")
+}
+
+/// A visible change to the web app: /healthz gains a field.
+fn web_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
+    let path = dir.join("web/app/routes/healthz.js");
+    let text = std::fs::read_to_string(&path)?;
+    let text = text.replace("bench: 1, ", "");
+    std::fs::write(&path, text)?;
+    replace(
+        &path,
+        "status: \"ok\", ",
+        &format!("status: \"ok\", bench: {n}, "),
+    )
+    .context("the web change for the benchmark")
+}

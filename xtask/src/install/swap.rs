@@ -1,0 +1,224 @@
+//! Swapping the app containers (`api`, `web`) to a new release.
+//!
+//! Blue/green (the default): for each app service whose configuration changed, one new
+//! container starts beside the old one (`up --scale S=2 --no-recreate`), must become healthy,
+//! then nginx is pointed at it by container name and reloaded gracefully (old workers finish
+//! their requests), and only then does the old container get SIGTERM: it stops accepting,
+//! finishes what is in flight within its grace period, and is removed. A new container that
+//! does not become healthy is removed and the old one never stopped serving. `db` and `nginx`
+//! are never taken down by an app deploy.
+//!
+//! In place (`--strategy in-place`): a plain `up -d`, which stops each old container before
+//! starting its replacement; kept as the baseline `bench deploy` compares against.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::Utf8Path;
+
+use super::nginx::{self, Upstreams};
+use super::stack::Stack;
+use crate::ui::Ui;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// New containers beside the old ones; nginx moves over once they are healthy.
+    #[default]
+    BlueGreen,
+    /// `docker compose up -d`: old containers stop before new ones start.
+    InPlace,
+}
+
+/// The services swapped container by container, with their port.
+const APPS: &[(&str, u16)] = &[("api", 8080), ("web", 3000)];
+
+/// How long an old container has to finish its requests after SIGTERM (the apps' own grace is
+/// 20 s).
+const DRAIN_SECS: &str = "25";
+
+/// Swaps `stack`'s app containers with `strategy`, then makes sure nginx runs.
+pub fn swap(
+    ui: &Ui,
+    stack: &Stack,
+    nginx_dir: &Utf8Path,
+    strategy: Strategy,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let tls = stack.env.get("HITSAVE_ENV")? != "local";
+    let domain = stack.domain()?.to_owned();
+    let running = stack
+        .containers()?
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect::<Vec<_>>();
+    let apps_running = APPS
+        .iter()
+        .all(|(s, _)| running.iter().any(|c| c.service == *s));
+    let nginx_running = running.iter().any(|c| c.service == "nginx");
+    if strategy == Strategy::InPlace || !apps_running || !nginx_running {
+        let changed = nginx::install(
+            &stack.release_dir,
+            nginx_dir,
+            &domain,
+            tls,
+            &Upstreams::services(),
+        )?;
+        stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
+        if changed {
+            reload_nginx(stack)?;
+        }
+        return Ok(());
+    }
+
+    let wanted = config_hashes(stack)?;
+    let mut upstreams = current_upstreams(stack)?;
+    for (service, port) in APPS {
+        let old: Vec<String> = stack
+            .containers()?
+            .into_iter()
+            .filter(|c| c.service == *service)
+            .map(|c| c.name)
+            .collect();
+        let hashes: Vec<String> = old
+            .iter()
+            .map(|n| config_hash_of(n))
+            .collect::<Result<_, _>>()?;
+        if !old.is_empty() && hashes.iter().all(|h| Some(h) == wanted.get(*service)) {
+            continue;
+        }
+        ui.info(&format!(
+            "{service}: starting the new container beside the old one"
+        ));
+        let scale = format!("{service}={}", old.len() + 1);
+        stack.run(
+            &format!("starting a new {service} container"),
+            &[
+                "up",
+                "--detach",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                &scale,
+                service,
+            ],
+        )?;
+        let new = stack
+            .containers()?
+            .into_iter()
+            .find(|c| c.service == *service && !old.contains(&c.name))
+            .map(|c| c.name)
+            .with_context(|| format!("compose started no new {service} container"))?;
+        if let Err(e) = wait_healthy(&new, timeout) {
+            ui.info(&format!(
+                "{service}: {new} is not healthy; removing it, the old one keeps serving"
+            ));
+            remove(&new)?;
+            return Err(e.context(format!("the new {service} container never became healthy")));
+        }
+        upstreams.set(service, format!("{new}:{port}"));
+        nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
+        reload_nginx(stack)?;
+        // Old nginx workers finish routing what they accepted before the reload.
+        std::thread::sleep(Duration::from_secs(1));
+        for name in &old {
+            ui.info(&format!("{service}: draining and removing {name}"));
+            duct::cmd!("docker", "stop", "--time", DRAIN_SECS, name)
+                .stdout_null()
+                .run()
+                .with_context(|| format!("cannot stop {name}"))?;
+            remove(name)?;
+        }
+    }
+    // nginx (and db) only start if they are not running; their unchanged containers stay.
+    stack.run(
+        "starting nginx",
+        &[
+            "up",
+            "--detach",
+            "--no-deps",
+            "--no-recreate",
+            "nginx",
+            "db",
+        ],
+    )?;
+    Ok(())
+}
+
+fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
+    stack.run(
+        "reloading nginx",
+        &["exec", "-T", "nginx", "nginx", "-s", "reload"],
+    )?;
+    Ok(())
+}
+
+/// What compose would configure each service as now (`config --hash`).
+fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = stack.run("hashing the configuration", &["config", "--hash", "*"])?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(s, h)| (s.to_owned(), h.trim().to_owned()))
+        .collect())
+}
+
+fn config_hash_of(container: &str) -> anyhow::Result<String> {
+    Ok(duct::cmd!(
+        "docker",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
+        container
+    )
+    .read()?
+    .trim()
+    .to_owned())
+}
+
+/// Where nginx sends each app now: the container names in its rendered site, or the service
+/// names when the site predates blue/green.
+fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
+    let mut upstreams = Upstreams::services();
+    for c in stack.containers()? {
+        if c.state == "running"
+            && let Some((_, port)) = APPS.iter().find(|(s, _)| *s == c.service)
+        {
+            upstreams.set(&c.service, format!("{}:{port}", c.name));
+        }
+    }
+    Ok(upstreams)
+}
+
+fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = duct::cmd!(
+            "docker",
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            container
+        )
+        .read()
+        .unwrap_or_default();
+        match state.trim() {
+            "running healthy" => return Ok(()),
+            s if s.starts_with("exited") || s.starts_with("dead") => {
+                bail!("{container} exited ({s})")
+            }
+            s if Instant::now() >= deadline => {
+                bail!("{container} is still {s:?} after {timeout:?}")
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn remove(container: &str) -> anyhow::Result<()> {
+    duct::cmd!("docker", "rm", "--force", "--volumes", container)
+        .stdout_null()
+        .run()
+        .with_context(|| format!("cannot remove {container}"))?;
+    Ok(())
+}
