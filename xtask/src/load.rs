@@ -19,6 +19,8 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Latency of every request, sorted, in microseconds.
     latencies_us: Vec<u64>,
+    /// When each request started and how long it took, in start order.
+    samples: Vec<(Instant, Duration)>,
     pub seconds: f64,
 }
 
@@ -30,6 +32,23 @@ impl Report {
         let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
         Duration::from_micros(self.latencies_us[i])
     }
+    /// The same numbers for the requests that started between `from` and `to` only.
+    pub fn window(&self, from: Instant, to: Instant) -> Report {
+        let mut latencies_us: Vec<u64> = self
+            .samples
+            .iter()
+            .filter(|(start, _)| *start >= from && *start <= to)
+            .map(|(_, latency)| latency.as_micros() as u64)
+            .collect();
+        latencies_us.sort_unstable();
+        Report {
+            requests: latencies_us.len() as u64,
+            latencies_us,
+            seconds: to.saturating_duration_since(from).as_secs_f64(),
+            ..Report::default()
+        }
+    }
+
     pub fn max(&self) -> Duration {
         Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0))
     }
@@ -77,16 +96,18 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = Report::default();
-    let record = |report: &mut Report, (latency, result): (Duration, Result<(), String>)| {
-        report.requests += 1;
-        report.latencies_us.push(latency.as_micros() as u64);
-        if let Err(e) = result {
-            report.failed += 1;
-            if report.failures.len() < 5 {
-                report.failures.push(e);
+    let record =
+        |report: &mut Report, (start, latency, result): (Instant, Duration, Result<(), String>)| {
+            report.requests += 1;
+            report.samples.push((start, latency));
+            report.latencies_us.push(latency.as_micros() as u64);
+            if let Err(e) = result {
+                report.failed += 1;
+                if report.failures.len() < 5 {
+                    report.failures.push(e);
+                }
             }
-        }
-    };
+        };
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
         tick.tick().await;
@@ -106,7 +127,7 @@ async fn run(
                 Ok(Err(e)) => Err(format!("{host}{path}: {e}")),
                 Err(_) => Err(format!("{host}{path}: no answer within 30 s")),
             };
-            (t.elapsed(), result)
+            (t, t.elapsed(), result)
         });
         while let Some(Ok(done)) = tasks.try_join_next() {
             record(&mut report, done);
@@ -118,6 +139,7 @@ async fn run(
         }
     }
     report.latencies_us.sort_unstable();
+    report.samples.sort_unstable_by_key(|(start, _)| *start);
     report.seconds = started.elapsed().as_secs_f64();
     report
 }

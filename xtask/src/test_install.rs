@@ -648,7 +648,7 @@ impl Harness {
         all
     }
 
-    fn install_args(&self, id: &str, extra: &[&str]) -> Vec<String> {
+    pub(crate) fn install_args(&self, id: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
             "install",
             "--store",
