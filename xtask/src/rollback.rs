@@ -22,6 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::install::yield_cpu();
     let ui = Ui::new();
     let started = Instant::now();
     let host = Host::open(&args.host.root)?;

@@ -117,6 +117,7 @@ fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    yield_cpu();
     let ui = Ui::new();
     let started = Instant::now();
     let host = Host::open(&args.host.root)?;
@@ -200,6 +201,15 @@ fn install(
     *outcome = "installed";
     prune(ui, host)?;
     Ok(())
+}
+
+/// Lowers this process's CPU priority (and so that of the docker and compose processes it
+/// starts): on a small host, deploy work must not slow the requests being served meanwhile.
+pub fn yield_cpu() {
+    // SAFETY: nice(2) only changes this process's scheduling priority.
+    unsafe {
+        libc::nice(10);
+    }
 }
 
 /// release.env for this release on this host: image tags from the manifest, the host's
