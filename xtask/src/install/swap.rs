@@ -109,12 +109,7 @@ pub fn swap(
             .find(|c| c.service == *service && !old.contains(&c.name))
             .map(|c| c.name)
             .with_context(|| format!("compose started no new {service} container"))?;
-        // While it boots, the new container gets a small CPU weight, so the one serving
-        // keeps its share; it gets the normal weight back once it is healthy.
-        cpu_shares(&new, BOOT_CPU_SHARES);
-        let healthy = wait_healthy(&new, timeout);
-        cpu_shares(&new, NORMAL_CPU_SHARES);
-        if let Err(e) = healthy {
+        if let Err(e) = wait_healthy(&new, timeout) {
             ui.info(&format!(
                 "{service}: {new} is not healthy; removing it, the old one keeps serving"
             ));
@@ -148,19 +143,6 @@ pub fn swap(
         ],
     )?;
     Ok(())
-}
-
-/// cgroup CPU weights (docker's default is 1024).
-const BOOT_CPU_SHARES: &str = "128";
-const NORMAL_CPU_SHARES: &str = "1024";
-
-/// Best effort: a container that cannot be updated still boots, only without the priority.
-fn cpu_shares(container: &str, shares: &str) {
-    let _ = duct::cmd!("docker", "update", "--cpu-shares", shares, container)
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run();
 }
 
 fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
