@@ -1,6 +1,7 @@
 //! The pipeline's mechanics, kept apart from the commands in `main.rs` so they can be tested
 //! and benchmarked on their own.
 
+pub mod branch_config;
 pub mod components;
 pub mod git;
 pub mod inputs;
