@@ -44,8 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Utf8PathBuf::from("/")
     };
-    let stat = nix::sys::statvfs::statvfs(probe.as_std_path())?;
-    let free = stat.blocks_available() * stat.fragment_size();
+    let free = preflight::free_bytes(&probe)?;
     if free < 2 * 1024 * 1024 * 1024 {
         problems.push(format!(
             "only {} free under {probe}: free at least 2 GiB (`docker system prune`, old releases)",

@@ -66,7 +66,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => (Vec::new(), None),
     };
     let history = host.history()?;
-    let stat = nix::sys::statvfs::statvfs(args.root.as_std_path())?;
     let status = Status {
         root: args.root.to_string(),
         current,
@@ -75,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         containers,
         serving,
         disk_used_bytes: du(&args.root),
-        disk_free_bytes: stat.blocks_available() * stat.fragment_size(),
+        disk_free_bytes: crate::install::preflight::free_bytes(&args.root)?,
         last: history.into_iter().rev().take(5).collect(),
     };
     if args.json {

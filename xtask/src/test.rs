@@ -119,22 +119,13 @@ fn rust(sh: &Shell, pg: &TestPostgres) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A minimal HTTP/1.0 GET to 127.0.0.1, enough to poll a health endpoint without a client
-/// library: the status code, or None while nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 fn wait_healthy(name: &str, service: &mut Service, port: u16, path: &str) -> anyhow::Result<()> {
     wait_until(name, Duration::from_secs(30), || {
         service.check_running()?;
-        Ok(http_status(port, path) == Some(200))
+        Ok(matches!(
+            crate::http::get(port, "127.0.0.1", path),
+            Some((200, _))
+        ))
     })
 }
 

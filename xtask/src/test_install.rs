@@ -19,7 +19,7 @@ use crate::install::lock::InstallLock;
 use crate::load::Load;
 use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
-use crate::test_release::{Tester, checkout, git, release_in};
+use crate::test_release::{Tester, checkout, commit, git, release_in};
 
 const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
@@ -815,19 +815,7 @@ pub(crate) fn commit_and_release(
 ) -> anyhow::Result<String> {
     change(twin)?;
     git(twin, &["add", "-A"])?;
-    git(
-        twin,
-        &[
-            "-c",
-            "user.name=xtask",
-            "-c",
-            "user.email=xtask@localhost",
-            "commit",
-            "--quiet",
-            "-m",
-            message,
-        ],
-    )?;
+    commit(twin, message)?;
     release(h, twin)
 }
 

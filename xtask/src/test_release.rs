@@ -130,6 +130,24 @@ pub(crate) fn git(dir: &Utf8Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(xtask::git::run(dir, args, None)?.trim().to_owned())
 }
 
+/// Commits what is staged in a test checkout, as a fixed test author.
+pub(crate) fn commit(dir: &Utf8Path, message: &str) -> anyhow::Result<()> {
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=xtask",
+            "-c",
+            "user.email=xtask@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            message,
+        ],
+    )?;
+    Ok(())
+}
+
 /// A clean checkout of `commit` at `dir`, reusing an earlier one (and its ignored build
 /// outputs: target/, node_modules/) when there is one.
 pub(crate) fn checkout(
@@ -427,19 +445,7 @@ fn local_store(
         "User-agent: *\nAllow: /\n",
     )?;
     git(twin, &["add", "web/public/robots.txt"])?;
-    git(
-        twin,
-        &[
-            "-c",
-            "user.name=xtask",
-            "-c",
-            "user.email=xtask@localhost",
-            "commit",
-            "--quiet",
-            "-m",
-            "test: web only",
-        ],
-    )?;
+    commit(twin, "test: web only")?;
     let next = release_in(twin, &store);
     git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
     let next = next?;

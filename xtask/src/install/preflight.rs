@@ -130,12 +130,17 @@ pub fn secret_file(path: &Utf8Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Bytes an unprivileged writer can still use on the filesystem holding `path`.
+pub fn free_bytes(path: &Utf8Path) -> nix::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(path.as_std_path())?;
+    Ok(stat.blocks_available() * stat.fragment_size())
+}
+
 /// Room for the unpacked release and its images, with a margin.
 fn disk(dir: &Utf8Path, manifest: &Manifest) -> Vec<String> {
-    let Ok(stat) = nix::sys::statvfs::statvfs(dir.as_std_path()) else {
+    let Ok(free) = free_bytes(dir) else {
         return vec![format!("cannot tell the free space under {dir}")];
     };
-    let free = stat.blocks_available() * stat.fragment_size();
     // Unpacked trees are a few times their tarballs; images copy them once more.
     let needed = manifest.total_size() * 8 + 1024 * 1024 * 1024;
     if free < needed {
