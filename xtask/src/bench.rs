@@ -30,6 +30,12 @@ pub struct Args {
     /// Timed runs per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// deploy: after each deploy, print the slowest requests on the install's timeline.
+    #[arg(long)]
+    trace: bool,
+    /// deploy: measure one strategy only.
+    #[arg(long, value_enum)]
+    strategy: Option<crate::install::swap::Strategy>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -46,7 +52,7 @@ enum What {
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
     if matches!(args.what, What::Deploy) {
-        return crate::bench_deploy::run(root);
+        return crate::bench_deploy::run(root, args.trace, args.strategy);
     }
     let ui = Ui::new();
     let checkout = xtask::git::Checkout::read(root)?;

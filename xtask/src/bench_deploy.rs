@@ -17,6 +17,7 @@ use camino::Utf8Path;
 use xshell::Shell;
 
 use crate::docker_setup;
+use crate::install::swap::Strategy;
 use crate::load::{Load, Report};
 use crate::test_install::{DOMAIN, Harness, ProjectCleanup, commit_and_release, release, replace};
 use crate::test_release::{checkout, git};
@@ -35,8 +36,16 @@ struct Row {
     install: Option<Duration>,
 }
 
-/// Runs an install, echoing its log, and notes when the swap began and when it ended.
-fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<(Instant, Instant)> {
+/// When an install's steps happened: each line of its log with the time it was read.
+struct Timed {
+    swap_started: Instant,
+    ended: Instant,
+    log: Vec<(Instant, String)>,
+}
+
+/// Runs an install, keeping its log with the time of each line, and notes when the swap began
+/// and when it ended.
+fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed> {
     use std::io::BufRead;
     let args = h.install_args(id, &["--strategy", strategy]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -47,28 +56,52 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<(Insta
             .spawn()
             .context("cannot run xtask install")?;
     let mut swap_started = None;
-    let mut log = String::new();
+    let mut log = Vec::new();
     for line in std::io::BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
         if line.contains("swapping the stack") {
             swap_started = Some(Instant::now());
         }
-        log.push_str(&line);
-        log.push('\n');
+        log.push((Instant::now(), line));
     }
     let status = child.wait()?;
     let ended = Instant::now();
     ensure!(
         status.success(),
-        "installing {id} ({strategy}) failed:\n{log}"
+        "installing {id} ({strategy}) failed:\n{}",
+        {
+            let lines: Vec<&str> = log.iter().map(|(_, l)| l.as_str()).collect();
+            lines.join("\n")
+        }
     );
-    Ok((
-        swap_started.context("the install never reached the swap")?,
+    Ok(Timed {
+        swap_started: swap_started.context("the install never reached the swap")?,
         ended,
-    ))
+        log,
+    })
 }
 
-pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
+/// The install's log and the slowest requests on one timeline, in ms since `zero`.
+fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
+    let at = |t: Instant| t.saturating_duration_since(zero).as_secs_f64() * 1000.0;
+    let mut lines: Vec<(f64, String)> = timed
+        .log
+        .iter()
+        .map(|(t, l)| (at(*t), format!("install: {l}")))
+        .collect();
+    for (start, latency) in report.slowest(20) {
+        lines.push((
+            at(start),
+            format!("request: {:.1} ms", latency.as_secs_f64() * 1000.0),
+        ));
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (ms, line) in lines {
+        println!("  {ms:>9.0} ms  {line}");
+    }
+}
+
+pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     let _dockerd = docker_setup::ensure_engine(&sh)?;
     docker_setup::ensure_compose(&sh)?;
@@ -107,9 +140,14 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         h.expect_serving(&v1)
     };
     base(&h)?;
-    eprintln!("xtask: bench: steady state, 10 s at {RATE} requests/s");
-    let load = Load::start(h.port, DOMAIN, RATE, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(10));
+    // As long as a deploy's load runs, so that both p99s rest on as many requests.
+    let steady = Duration::from_secs(20);
+    eprintln!(
+        "xtask: bench: steady state, {} s at {RATE} requests/s",
+        steady.as_secs()
+    );
+    let load = Load::start(h.port, DOMAIN, RATE, steady);
+    std::thread::sleep(steady);
     rows.push(Row {
         strategy: "steady",
         change: "none",
@@ -118,25 +156,36 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         install: None,
     });
 
-    for (strategy, flag) in [("blue/green", "blue-green"), ("in-place", "in-place")] {
+    for (strategy, flag, which) in [
+        ("blue/green", "blue-green", Strategy::BlueGreen),
+        ("in-place", "in-place", Strategy::InPlace),
+    ] {
+        if only.is_some_and(|o| o != which) {
+            continue;
+        }
         if h.current()? != v1 {
             base(&h)?;
         }
         for (change, id) in &changes {
             eprintln!("xtask: bench: {strategy}: installing the {change} change under load");
             let load = Load::start(h.port, DOMAIN, RATE, LIMIT);
+            let zero = Instant::now();
             std::thread::sleep(Duration::from_secs(2));
             let started = Instant::now();
             let timed = install_timed(&h, id, flag);
             let took = started.elapsed();
             std::thread::sleep(Duration::from_secs(2));
             let report = load.stop();
-            let (swap_from, swap_to) = timed?;
+            let timed = timed?;
             h.expect_serving(id)?;
+            if trace {
+                println!("{strategy} {change}: the install and the 20 slowest requests");
+                print_trace(zero, &timed, &report);
+            }
             rows.push(Row {
                 strategy,
                 change,
-                swap: Some(report.window(swap_from, swap_to)),
+                swap: Some(report.window(timed.swap_started, timed.ended)),
                 report,
                 install: Some(took),
             });

@@ -60,7 +60,14 @@ pub fn ensure_engine(sh: &Shell) -> anyhow::Result<Option<Service>> {
     let mut daemon = Service::spawn(
         "dockerd",
         Command::new("dockerd")
-            .args(["--host", "unix:///var/run/docker.sock"])
+            // Without docker-proxy, traffic to ports published on 127.0.0.1 takes the kernel's
+            // NAT path, the one outside clients take on a host (deploy/aws/user-data.sh sets
+            // the same), so the tests and `bench deploy` measure what production serves with.
+            .args([
+                "--host",
+                "unix:///var/run/docker.sock",
+                "--userland-proxy=false",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log),

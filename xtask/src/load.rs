@@ -49,6 +49,15 @@ impl Report {
         }
     }
 
+    /// The `n` slowest requests: when each started, and how long it took.
+    pub fn slowest(&self, n: usize) -> Vec<(Instant, Duration)> {
+        let mut samples = self.samples.clone();
+        samples.sort_unstable_by_key(|(_, latency)| std::cmp::Reverse(*latency));
+        samples.truncate(n);
+        samples.sort_unstable_by_key(|(start, _)| *start);
+        samples
+    }
+
     pub fn max(&self) -> Duration {
         Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0))
     }
