@@ -7,9 +7,12 @@
 mod bench;
 mod bench_deploy;
 mod build;
+mod bundle;
+mod deploy;
 mod docker_setup;
 mod doctor;
 mod garage;
+mod hook;
 mod http;
 mod install;
 mod load;
@@ -20,6 +23,7 @@ mod rollback;
 mod secrets;
 mod status;
 mod test;
+mod test_codedeploy;
 mod test_install;
 mod test_release;
 mod tools;
@@ -57,6 +61,11 @@ enum Command {
     /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
     /// gate on health, rolling back when the new version is not healthy.
     Install(install::Args),
+    /// Create the CodeDeploy deployment of a published release for this branch (appspec.yml's
+    /// branch_config picks the deployment group) and follow it.
+    Deploy(deploy::Args),
+    /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): one step of an install.
+    Hook(hook::Args),
     /// On the host: run a release that is already on disk again (the previous one by default).
     Rollback(rollback::Args),
     /// On the host: current and previous release, container health, last installs, disk use.
@@ -81,6 +90,8 @@ fn main() -> ExitCode {
         Command::Release(args) => release::run_release(&root, args),
         Command::Verify(args) => verify::run(&root, args),
         Command::Install(args) => install::run(args),
+        Command::Deploy(args) => deploy::run(&root, args),
+        Command::Hook(args) => hook::run(args),
         Command::Rollback(args) => rollback::run(args),
         Command::Status(args) => status::run(args),
         Command::Doctor(args) => doctor::run(args),

@@ -44,6 +44,20 @@ pub struct Manifest {
     pub tools: BTreeMap<String, String>,
     /// One artifact per component, in the order of the component table.
     pub artifacts: Vec<Artifact>,
+    /// The CodeDeploy revision of this release (appspec.yml, deploy/hooks/, the release's
+    /// bin/xtask and a revision.json naming the release and this store), itself stored as
+    /// `artifacts/<sha256>.tar.gz`. Absent from releases made before bundles existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleRef>,
+}
+
+/// Where a release's CodeDeploy bundle is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// Lowercase hex SHA-256 of the `.tar.gz`; the object is `artifacts/<sha256>.tar.gz`.
+    pub sha256: String,
+    /// Size of the `.tar.gz` in bytes.
+    pub size: u64,
 }
 
 /// One component's tarball.
@@ -152,6 +166,11 @@ impl Manifest {
         if m.artifacts.is_empty() {
             bail!("the manifest lists no artifacts");
         }
+        if let Some(b) = &m.bundle
+            && !is_hex(&b.sha256, 64)
+        {
+            bail!("the manifest's bundle digest is not 64 lowercase hex");
+        }
         for a in &m.artifacts {
             if !is_hex(&a.sha256, 64) || !is_hex(&a.input_hash, 64) {
                 bail!(
@@ -232,6 +251,10 @@ mod tests {
                 input_hash: "b".repeat(64),
                 target: "x86_64-unknown-linux-gnu".into(),
             }],
+            bundle: Some(BundleRef {
+                sha256: "c".repeat(64),
+                size: 20,
+            }),
         }
     }
 
@@ -241,6 +264,12 @@ mod tests {
         let bytes = to_bytes(&m);
         assert_eq!(Manifest::parse(&bytes).unwrap(), m);
         assert_eq!(to_bytes(&Manifest::parse(&bytes).unwrap()), bytes);
+        // A manifest from before bundles existed still reads, and writes back the same.
+        let mut old = sample();
+        old.bundle = None;
+        let bytes = to_bytes(&old);
+        assert!(!String::from_utf8_lossy(&bytes).contains("bundle"));
+        assert_eq!(Manifest::parse(&bytes).unwrap(), old);
     }
 
     #[test]
@@ -250,6 +279,9 @@ mod tests {
         assert!(Manifest::parse(&to_bytes(&m)).is_err());
         let mut m = sample();
         m.release = "../x".into();
+        assert!(Manifest::parse(&to_bytes(&m)).is_err());
+        let mut m = sample();
+        m.bundle.as_mut().unwrap().sha256 = "../bundle".into();
         assert!(Manifest::parse(&to_bytes(&m)).is_err());
         let mut m = sample();
         m.schema = 2;

@@ -20,11 +20,12 @@ use serde::Serialize;
 use xtask::components::{self, COMPONENTS, Component};
 use xtask::git::Checkout;
 use xtask::inputs::{self, Toolchain};
-use xtask::manifest::{self, Artifact, InputRecord, Manifest, Pointer, SCHEMA};
+use xtask::manifest::{self, Artifact, BundleRef, InputRecord, Manifest, Pointer, SCHEMA};
 use xtask::package;
 use xtask::store::{self, Store, StoreArgs};
 
 use crate::build;
+use crate::bundle::{self, Revision};
 use crate::ui::{Ui, human_bytes};
 
 #[derive(clap::Args)]
@@ -159,7 +160,8 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
             republish(&ui, &plan, store.as_ref(), existing)?
         }
         None => {
-            let (manifest, outcomes) = publish(&ui, root, &plan, store.as_ref(), &uploaded)?;
+            let (manifest, outcomes) =
+                publish(&ui, root, &plan, &args.store, store.as_ref(), &uploaded)?;
             (manifest, outcomes, false)
         }
     };
@@ -259,6 +261,7 @@ impl Plan {
             dirty: self.checkout.is_dirty(),
             tools,
             artifacts,
+            bundle: None,
         }
     }
 }
@@ -304,6 +307,7 @@ fn publish(
     ui: &Ui,
     root: &Utf8Path,
     plan: &Plan,
+    store_args: &StoreArgs,
     store: &dyn Store,
     uploaded: &AtomicU64,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
@@ -371,7 +375,34 @@ fn publish(
     }
 
     outcomes.sort_by_key(|o| components::position(&o.artifact.component));
-    let manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
+    let mut manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
+
+    // The CodeDeploy bundle, after the artifacts (it carries the xtask one) and before the
+    // manifest that names it.
+    let revision = Revision::new(&plan.id, store_args, &default_store(root));
+    let bar = ui.spinner("making the CodeDeploy bundle");
+    let dist = crate::target_dir(root).join("xtask/dist");
+    let bundle = bundle::make(root, store, &manifest, &revision, &dist)?;
+    let key = manifest::artifact_key(&bundle.sha256);
+    if store
+        .head(&key)?
+        .is_none_or(|info| info.size != bundle.size)
+    {
+        store.upload(&key, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
+        uploaded.fetch_add(bundle.size, Ordering::Relaxed);
+    }
+    bar.finish_and_clear();
+    ui.info(&format!(
+        "bundle: {} entries, {}, sha256 {}",
+        bundle.entries,
+        human_bytes(bundle.size),
+        bundle.sha256
+    ));
+    manifest.bundle = Some(BundleRef {
+        sha256: bundle.sha256,
+        size: bundle.size,
+    });
+
     let bytes = manifest::to_bytes(&manifest);
     store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
     uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);

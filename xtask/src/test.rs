@@ -107,6 +107,22 @@ fn lint(sh: &Shell) -> anyhow::Result<()> {
     )
     .run()
     .context("clippy found problems")?;
+    // The GitHub Actions workflows: no actionlint error and no zizmor finding, even the
+    // informational ones of its strictest persona.
+    let (zizmor, actionlint) = tools::workflow_linters(sh)?;
+    let dir = sh.current_dir().join(".github/workflows");
+    let workflows: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".yml"))
+        .collect();
+    cmd!(sh, "{actionlint} {workflows...}")
+        .run()
+        .context("actionlint found problems in .github/workflows")?;
+    cmd!(sh, "{zizmor} --offline --persona=auditor {dir}")
+        .run()
+        .context("zizmor found problems in .github/workflows")?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
 use crate::test_release::{Tester, checkout, commit, git, release_in};
 
-const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
+pub(crate) const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
@@ -211,7 +211,9 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     h.ok(&["doctor", "--root", h.host_root.as_str()])?;
     eprintln!("xtask: test: status --json and doctor agree");
-    Ok(())
+
+    // The same releases, deployed through their CodeDeploy bundles on a second host root.
+    crate::test_codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)
 }
 
 /// A tampered artifact, a missing or readable secret, and crafted tarballs: each refused with
@@ -611,8 +613,8 @@ fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
 /// Everything the tests need to run xtask against one install root and one compose project.
 pub(crate) struct Harness {
     pub(crate) t: Tester,
-    work: Utf8PathBuf,
-    store: Utf8PathBuf,
+    pub(crate) work: Utf8PathBuf,
+    pub(crate) store: Utf8PathBuf,
     pub(crate) host_root: Utf8PathBuf,
     project: String,
     pub(crate) port: u16,

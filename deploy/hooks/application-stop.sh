@@ -1,0 +1,7 @@
+#!/bin/sh
+# CodeDeploy ApplicationStop, run from the PREVIOUS revision's bundle. The stack keeps
+# serving: the next release replaces it container by container in ApplicationStart. This
+# hook only records what runs, and it never fails, so no earlier revision can block a
+# later deploy.
+"$(dirname "$0")/../../bin/xtask" hook application-stop || true
+exit 0

@@ -1,0 +1,349 @@
+//! `cargo xtask deploy`: asks AWS CodeDeploy to install a published release on the hosts of
+//! the deployment group that appspec.yml's `branch_config` picks for this branch, then follows
+//! the deployment until it ends.
+//!
+//! The revision is the release's bundle (see `bundle.rs`), already in the S3 store beside its
+//! artifacts, so deploying builds and uploads nothing. Deployments ignore ApplicationStop
+//! failures (an earlier revision's stop script must never block a fix) and roll back to the
+//! last good revision on failure.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use xtask::branch_config::{self, Decision};
+use xtask::manifest;
+use xtask::store::{self, StoreArgs};
+
+use crate::ui::Ui;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The release to deploy [default: the one published for HEAD's commit].
+    #[arg(long, value_name = "ID", conflicts_with = "channel")]
+    release: Option<String>,
+    /// Deploy the release a channel points at.
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+    /// The branch whose branch_config entry picks the deployment group [default: the branch
+    /// GitHub Actions names, else the checked-out one].
+    #[arg(long)]
+    branch: Option<String>,
+    /// The pull request number for $PR_NUMBER [default: from GITHUB_REF refs/pull/N/merge].
+    #[arg(long, value_name = "N")]
+    pr_number: Option<u64>,
+    /// Deploy to this deployment group, whatever branch_config says.
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// The CodeDeploy application.
+    #[arg(
+        long,
+        env = "HITSAVE_CODEDEPLOY_APPLICATION",
+        default_value = "hitsave"
+    )]
+    application: String,
+    /// The appspec.yml whose branch_config is read [default: <repository>/appspec.yml].
+    #[arg(long, value_name = "FILE")]
+    appspec: Option<Utf8PathBuf>,
+    /// Print the deployment group and the request, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How long to follow the deployment before giving up (it goes on in AWS).
+    #[arg(long, value_name = "SECS", default_value = "1800")]
+    wait_timeout: u64,
+}
+
+/// CreateDeployment's request, in the API's JSON form (what `aws deploy create-deployment
+/// --cli-input-json` takes): printed by --dry-run, sent through the SDK otherwise.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub application_name: String,
+    pub deployment_group_name: String,
+    pub revision: RevisionLocation,
+    pub description: String,
+    pub ignore_application_stop_failures: bool,
+    pub file_exists_behavior: &'static str,
+    pub auto_rollback_configuration: AutoRollback,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionLocation {
+    pub revision_type: &'static str,
+    pub s3_location: S3Location,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Location {
+    pub bucket: String,
+    pub key: String,
+    pub bundle_type: &'static str,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct AutoRollback {
+    pub enabled: bool,
+    pub events: Vec<&'static str>,
+}
+
+pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let appspec_path = args
+        .appspec
+        .clone()
+        .unwrap_or_else(|| root.join("appspec.yml"));
+    let checkout = xtask::git::Checkout::read(root)?;
+    let branch = match (&args.branch, &checkout.branch) {
+        (Some(b), _) | (None, Some(b)) => b.clone(),
+        (None, None) => bail!("HEAD is detached: name the branch with --branch"),
+    };
+    let pr_number = args.pr_number.or_else(pr_from_github_ref);
+    let group = match &args.group {
+        Some(g) => g.clone(),
+        None => {
+            let appspec = std::fs::read_to_string(&appspec_path)
+                .with_context(|| format!("cannot read {appspec_path}"))?;
+            match branch_config::decide(&appspec, &branch, pr_number)
+                .with_context(|| format!("{appspec_path}: branch_config"))?
+            {
+                Decision::Deploy {
+                    pattern,
+                    deployment_group,
+                } => {
+                    ui.info(&format!(
+                        "branch {branch} matches {pattern:?}: deployment group {deployment_group}"
+                    ));
+                    deployment_group
+                }
+                Decision::Skip { pattern } => {
+                    ui.info(&format!(
+                        "branch {branch} matches {pattern:?}, which is `~`: not deployed"
+                    ));
+                    return Ok(());
+                }
+                Decision::NoMatch => {
+                    ui.info(&format!(
+                        "no branch_config pattern in {appspec_path} matches branch {branch}: not deployed"
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+    };
+
+    let Some(url) = args
+        .store
+        .store
+        .as_deref()
+        .filter(|s| s.starts_with("s3://"))
+    else {
+        bail!(
+            "CodeDeploy downloads revisions from S3: name the S3 store the release was published to (--store s3://BUCKET/PREFIX or HITSAVE_STORE)"
+        );
+    };
+    let (bucket, prefix) = split_s3_url(url)?;
+    let store = store::open(&args.store, Utf8Path::new("."))?;
+    store.check()?;
+    let which = crate::verify::Which {
+        release: args.release.clone(),
+        channel: args.channel.clone(),
+        commit: match (&args.release, &args.channel) {
+            (None, None) => Some(checkout.commit.clone()),
+            _ => None,
+        },
+    };
+    let id = crate::verify::resolve(store.as_ref(), &which)?;
+    let manifest = crate::verify::read_manifest(store.as_ref(), &id)?;
+    let bundle = manifest.bundle.as_ref().with_context(|| {
+        format!("release {id} has no CodeDeploy bundle (it predates bundles): release it again with this xtask")
+    })?;
+    let key = manifest::artifact_key(&bundle.sha256);
+    match store.head(&key)? {
+        Some(info) if info.size == bundle.size => {}
+        _ => bail!(
+            "{}: the bundle of release {id} ({key}) is missing or has the wrong size; run `cargo xtask verify --release {id}`",
+            store.describe()
+        ),
+    }
+    let request = Request {
+        application_name: args.application.clone(),
+        deployment_group_name: group.clone(),
+        revision: RevisionLocation {
+            revision_type: "S3",
+            s3_location: S3Location {
+                bucket,
+                key: if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}/{key}")
+                },
+                bundle_type: "tgz",
+            },
+        },
+        description: format!(
+            "release {id} (commit {}) from branch {branch}",
+            &manifest.commit[..12]
+        ),
+        ignore_application_stop_failures: true,
+        file_exists_behavior: "OVERWRITE",
+        auto_rollback_configuration: AutoRollback {
+            enabled: true,
+            events: vec!["DEPLOYMENT_FAILURE"],
+        },
+    };
+    if args.dry_run {
+        ui.info(&format!(
+            "dry run: would deploy release {id} to deployment group {group} of application {}; the request:",
+            args.application
+        ));
+        println!("{}", serde_json::to_string_pretty(&request)?);
+        return Ok(());
+    }
+    create_and_follow(&ui, &request, Duration::from_secs(args.wait_timeout))
+}
+
+/// `s3://BUCKET/PREFIX` -> (bucket, prefix without slashes at either end).
+fn split_s3_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url.trim_start_matches("s3://");
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        bail!("{url:?} names no bucket");
+    }
+    Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
+}
+
+/// N from GITHUB_REF=refs/pull/N/merge.
+fn pr_from_github_ref() -> Option<u64> {
+    let r = std::env::var("GITHUB_REF").ok()?;
+    r.strip_prefix("refs/pull/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::Result<()> {
+    use aws_sdk_codedeploy::types::{
+        AutoRollbackConfiguration, AutoRollbackEvent, BundleType, DeploymentStatus,
+        FileExistsBehavior, RevisionLocationType,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let client = aws_sdk_codedeploy::Client::new(&config);
+        let s3 = &request.revision.s3_location;
+        let created = client
+            .create_deployment()
+            .application_name(&request.application_name)
+            .deployment_group_name(&request.deployment_group_name)
+            .revision(
+                aws_sdk_codedeploy::types::RevisionLocation::builder()
+                    .revision_type(RevisionLocationType::S3)
+                    .s3_location(
+                        aws_sdk_codedeploy::types::S3Location::builder()
+                            .bucket(&s3.bucket)
+                            .key(&s3.key)
+                            .bundle_type(BundleType::TarGZip)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .description(&request.description)
+            .ignore_application_stop_failures(request.ignore_application_stop_failures)
+            .file_exists_behavior(FileExistsBehavior::Overwrite)
+            .auto_rollback_configuration(
+                AutoRollbackConfiguration::builder()
+                    .enabled(true)
+                    .events(AutoRollbackEvent::DeploymentFailure)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "CodeDeploy refused the deployment: {}",
+                    aws_sdk_codedeploy::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let id = created
+            .deployment_id()
+            .context("CodeDeploy returned no deployment id")?
+            .to_owned();
+        ui.info(&format!(
+            "deployment {id} created for group {}",
+            request.deployment_group_name
+        ));
+        let bar = ui.spinner(&format!("deployment {id}"));
+        let started = Instant::now();
+        loop {
+            let info = client
+                .get_deployment()
+                .deployment_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read deployment {id}: {}",
+                        aws_sdk_codedeploy::error::DisplayErrorContext(&e)
+                    )
+                })?;
+            let info = info.deployment_info().context("no deployment info")?;
+            let status = info.status().cloned();
+            if let Some(o) = info.deployment_overview() {
+                bar.set_message(format!(
+                    "deployment {id}: {} (hosts: {} pending, {} in progress, {} succeeded, {} failed, {} skipped)",
+                    status.as_ref().map_or("unknown", |s| s.as_str()),
+                    o.pending(),
+                    o.in_progress(),
+                    o.succeeded(),
+                    o.failed(),
+                    o.skipped()
+                ));
+            }
+            match status {
+                Some(DeploymentStatus::Succeeded) => {
+                    bar.finish_and_clear();
+                    ui.info(&format!(
+                        "deployment {id} succeeded in {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    return Ok(());
+                }
+                Some(s @ (DeploymentStatus::Failed | DeploymentStatus::Stopped)) => {
+                    bar.finish_and_clear();
+                    let why = info
+                        .error_information()
+                        .map(|e| {
+                            format!(
+                                "{}: {}",
+                                e.code().map_or("unknown", |c| c.as_str()),
+                                e.message().unwrap_or("")
+                            )
+                        })
+                        .unwrap_or_default();
+                    bail!(
+                        "deployment {id} {}: {why}; the hosts' hook logs are in /opt/codedeploy-agent/deployment-root/*/{id}/logs/scripts.log",
+                        s.as_str().to_lowercase()
+                    );
+                }
+                _ => {}
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "deployment {id} is still running after {} s; follow it in the CodeDeploy console",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+}

@@ -1,0 +1,294 @@
+//! `xtask hook <event>`: what each CodeDeploy lifecycle hook does, run by the short scripts in
+//! deploy/hooks/ from a bundle (see `bundle.rs`). The bundle's revision.json names the release
+//! and its store; CodeDeploy's DEPLOYMENT_GROUP_NAME names the environment.
+//!
+//! - application-stop (from the previous revision): reports what runs; never fails.
+//! - before-install: `install --until fetched` (download, verify, unpack).
+//! - after-install: `install --until prepared` (check the host, build images).
+//! - application-start: `install` (migrate, swap, gate, flip; the old release comes back on
+//!   failure).
+//! - validate-service: the release is current and serves through nginx.
+//!
+//! Host settings beyond the defaults (another install root, ports, local base images) come
+//! from an optional file of KEY=VALUE lines, /etc/hitsave/host.env.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Parser;
+
+use crate::bundle::Revision;
+use crate::install::host::Host;
+use crate::install::stack::Stack;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The lifecycle event to run.
+    #[arg(value_enum)]
+    event: Event,
+    /// The unpacked bundle [default: the directory above this xtask's bin/].
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<Utf8PathBuf>,
+    /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
+    /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
+    /// HITSAVE_HEALTH_TIMEOUT); optional.
+    #[arg(
+        long,
+        env = "HITSAVE_HOST_CONFIG",
+        value_name = "FILE",
+        default_value = "/etc/hitsave/host.env"
+    )]
+    config: Utf8PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    ApplicationStop,
+    BeforeInstall,
+    AfterInstall,
+    ApplicationStart,
+    ValidateService,
+}
+
+/// The host settings a file may set, and the install flag each becomes.
+const SETTINGS: &[(&str, &str)] = &[
+    ("HITSAVE_ROOT", "--root"),
+    ("HITSAVE_PROJECT", "--project"),
+    ("HITSAVE_BIND", "--bind"),
+    ("HITSAVE_HTTP_PORT", "--http-port"),
+    ("HITSAVE_HTTPS_PORT", "--https-port"),
+    ("HITSAVE_LOCAL_BASE_IMAGES", "--local-base-images"),
+    ("HITSAVE_HEALTH_TIMEOUT", "--health-timeout"),
+];
+
+/// Parses install's flags as a command line would.
+#[derive(Parser)]
+struct InstallCommand {
+    #[command(flatten)]
+    args: crate::install::Args,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let bundle = match args.bundle {
+        Some(dir) => dir,
+        None => bundle_dir()?,
+    };
+    if args.event == Event::ApplicationStop {
+        // Whatever goes wrong here must not stop the deployment that follows.
+        if let Err(e) = application_stop(&bundle, &args.config) {
+            eprintln!("xtask: hook application-stop: {e:#} (ignored: the stack keeps serving)");
+        }
+        return Ok(());
+    }
+    let revision = Revision::read(&bundle)?;
+    let settings = read_settings(&args.config)?;
+    let group = std::env::var("DEPLOYMENT_GROUP_NAME").map_err(|_| {
+        anyhow::anyhow!(
+            "DEPLOYMENT_GROUP_NAME is not set: `xtask hook` runs from CodeDeploy's lifecycle hooks; to install by hand, run `xtask install`"
+        )
+    })?;
+    let env = environment_of(&group)?;
+    eprintln!(
+        "xtask: hook {:?}: release {} for deployment group {group} ({env}), deployment {}",
+        args.event,
+        revision.release,
+        std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
+    );
+    if args.event == Event::ValidateService {
+        return validate_service(&revision, &settings);
+    }
+    let mut argv: Vec<String> = vec![
+        "install".into(),
+        "--release".into(),
+        revision.release.clone(),
+        "--store".into(),
+        revision.store.clone(),
+        "--env".into(),
+        env.into(),
+    ];
+    if let Some(url) = &revision.endpoint_url {
+        argv.extend(["--endpoint-url".into(), url.clone()]);
+    }
+    if revision.path_style {
+        argv.push("--path-style".into());
+    }
+    for (key, flag) in SETTINGS {
+        match (settings.get(*key), *key) {
+            (None, _) => {}
+            (Some(v), "HITSAVE_LOCAL_BASE_IMAGES") => {
+                if is_true(v) {
+                    argv.push((*flag).into());
+                }
+            }
+            (Some(v), _) => argv.extend([(*flag).into(), v.clone()]),
+        }
+    }
+    match args.event {
+        Event::BeforeInstall => argv.extend(["--until".into(), "fetched".into()]),
+        Event::AfterInstall => argv.extend(["--until".into(), "prepared".into()]),
+        _ => {}
+    }
+    let install = InstallCommand::try_parse_from(&argv)
+        .map_err(|e| anyhow::anyhow!("the host settings in {} are not valid: {e}", args.config))?;
+    crate::install::run(install.args)
+}
+
+/// The bundle this xtask came in: `<bundle>/bin/xtask`.
+fn bundle_dir() -> anyhow::Result<Utf8PathBuf> {
+    let exe = crate::xtask_exe()?;
+    let exe = Utf8PathBuf::from_path_buf(exe).map_err(|p| anyhow::anyhow!("{p:?} is not UTF-8"))?;
+    exe.parent()
+        .and_then(Utf8Path::parent)
+        .map(Utf8Path::to_owned)
+        .context("cannot tell which bundle this xtask is in: pass --bundle")
+}
+
+/// production, staging, production-*, staging-* (and *-production, *-staging).
+pub fn environment_of(group: &str) -> anyhow::Result<&'static str> {
+    let g = group.to_ascii_lowercase();
+    for env in ["production", "staging"] {
+        if g == env || g.starts_with(&format!("{env}-")) || g.ends_with(&format!("-{env}")) {
+            return Ok(env);
+        }
+    }
+    bail!(
+        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
+    )
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+}
+
+/// The settings file, if there is one: `KEY=VALUE` lines, `#` comments, blank lines.
+pub fn read_settings(path: &Utf8Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+    };
+    let mut settings = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            bail!("{path}:{}: expected KEY=VALUE, found {line:?}", n + 1);
+        };
+        let key = key.trim();
+        if !SETTINGS.iter().any(|(k, _)| *k == key) {
+            bail!(
+                "{path}:{}: unknown setting {key}; the settings are {}",
+                n + 1,
+                SETTINGS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let value = value.trim().trim_matches('"').to_owned();
+        settings.insert(key.to_owned(), value);
+    }
+    Ok(settings)
+}
+
+fn root_of(settings: &BTreeMap<String, String>) -> Utf8PathBuf {
+    settings
+        .get("HITSAVE_ROOT")
+        .cloned()
+        .or_else(|| std::env::var("HITSAVE_ROOT").ok())
+        .unwrap_or_else(|| "/opt/hitsave".into())
+        .into()
+}
+
+/// Reports what runs. The stack is not stopped: the next release replaces it container by
+/// container, so requests are served throughout.
+fn application_stop(bundle: &Utf8Path, config: &Utf8Path) -> anyhow::Result<()> {
+    let settings = read_settings(config)?;
+    let root = root_of(&settings);
+    let leaving = Revision::read(bundle)
+        .map(|r| r.release)
+        .unwrap_or_else(|_| "unknown".into());
+    if !root.join("releases").is_dir() {
+        eprintln!("xtask: hook application-stop: nothing is installed under {root} yet");
+        return Ok(());
+    }
+    let host = Host::open(&root)?;
+    let current = host.current().unwrap_or_else(|| "none".into());
+    eprintln!(
+        "xtask: hook application-stop: revision of {leaving}; current is {current}; it keeps serving until the next release replaces it"
+    );
+    Ok(())
+}
+
+/// The release is current, its containers are healthy and it serves through nginx.
+fn validate_service(
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let root = root_of(settings);
+    let host = Host::open(&root)?;
+    let current = host.current();
+    if current.as_deref() != Some(revision.release.as_str()) {
+        bail!(
+            "release {} is not current on this host (current: {}); see `xtask status --root {root}` and {root}/history.jsonl",
+            revision.release,
+            current.as_deref().unwrap_or("none")
+        );
+    }
+    let stack = Stack::open(&host.release_dir(&revision.release))?;
+    if let Err(reason) = stack.serving()? {
+        bail!(
+            "release {} is current but does not serve: {reason}",
+            revision.release
+        );
+    }
+    eprintln!(
+        "xtask: hook validate-service: release {} is current and serving",
+        revision.release
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_groups_name_environments() {
+        assert_eq!(environment_of("production").unwrap(), "production");
+        assert_eq!(environment_of("Production-eu").unwrap(), "production");
+        assert_eq!(environment_of("staging").unwrap(), "staging");
+        assert_eq!(environment_of("pr-42-staging").unwrap(), "staging");
+        let err = environment_of("qa").unwrap_err().to_string();
+        assert!(err.contains("production or staging"), "{err}");
+        assert!(environment_of("productionish").is_err());
+    }
+
+    #[test]
+    fn settings_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("host.env")).unwrap();
+        assert!(
+            read_settings(&path).unwrap().is_empty(),
+            "no file, no settings"
+        );
+        std::fs::write(
+            &path,
+            "# a host\nHITSAVE_ROOT=/srv/hitsave\n\nHITSAVE_HTTP_PORT = \"8080\"\n",
+        )
+        .unwrap();
+        let s = read_settings(&path).unwrap();
+        assert_eq!(s["HITSAVE_ROOT"], "/srv/hitsave");
+        assert_eq!(s["HITSAVE_HTTP_PORT"], "8080");
+        std::fs::write(&path, "HITSAVE_PASSWORD=x\n").unwrap();
+        let err = read_settings(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown setting HITSAVE_PASSWORD"), "{err}");
+        std::fs::write(&path, "just words\n").unwrap();
+        let err = read_settings(&path).unwrap_err().to_string();
+        assert!(err.contains(":1: expected KEY=VALUE"), "{err}");
+    }
+}
