@@ -347,3 +347,91 @@ fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::R
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn policy(name: &str) -> Vec<Value> {
+        let path = format!("{}/../deploy/aws/{name}", env!("CARGO_MANIFEST_DIR"));
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(doc["Version"], "2012-10-17", "{path}");
+        doc["Statement"].as_array().unwrap().clone()
+    }
+
+    fn actions(statements: &[Value]) -> Vec<String> {
+        statements
+            .iter()
+            .flat_map(|s| match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+                other => panic!("Action {other}"),
+            })
+            .collect()
+    }
+
+    /// Least privilege, checked: no wildcard action, objects only under the release prefix,
+    /// listing only with a prefix condition, and each role only what its job needs.
+    #[test]
+    fn iam_policies_grant_only_what_each_job_needs() {
+        for name in [
+            "release-role-policy.json",
+            "deploy-role-policy.json",
+            "instance-role-policy.json",
+        ] {
+            let statements = policy(name);
+            for s in &statements {
+                assert_eq!(s["Effect"], "Allow", "{name}: only Allow statements");
+                for a in actions(std::slice::from_ref(s)) {
+                    assert!(!a.contains('*'), "{name}: wildcard action {a}");
+                    if a == "s3:ListBucket" {
+                        assert_eq!(s["Resource"], "arn:aws:s3:::hitsave-releases", "{name}");
+                        assert_eq!(
+                            s["Condition"]["StringLike"]["s3:prefix"][0], "hitsave/*",
+                            "{name}: listing must be limited to the prefix"
+                        );
+                    } else if a.starts_with("s3:") {
+                        assert_eq!(
+                            s["Resource"], "arn:aws:s3:::hitsave-releases/hitsave/*",
+                            "{name}: {a} outside the release prefix"
+                        );
+                    }
+                }
+            }
+        }
+        let release = actions(&policy("release-role-policy.json"));
+        assert!(release.contains(&"s3:PutObject".to_owned()));
+        assert!(!release.iter().any(|a| a.starts_with("codedeploy:")));
+        let deploy = actions(&policy("deploy-role-policy.json"));
+        assert!(deploy.contains(&"codedeploy:CreateDeployment".to_owned()));
+        assert!(!deploy.contains(&"s3:PutObject".to_owned()));
+        let instance = actions(&policy("instance-role-policy.json"));
+        assert_eq!(instance, ["s3:GetObject", "s3:ListBucket"]);
+        let trust = std::fs::read_to_string(format!(
+            "{}/../deploy/aws/github-oidc-trust-policy.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert!(
+            trust.contains("\"token.actions.githubusercontent.com:aud\": \"sts.amazonaws.com\"")
+        );
+        assert!(
+            !trust.contains("repo:hitsave-io/hitsave:*"),
+            "any ref could assume the role"
+        );
+    }
+
+    #[test]
+    fn s3_urls() {
+        assert_eq!(
+            super::split_s3_url("s3://b/p/q/").unwrap(),
+            ("b".to_owned(), "p/q".to_owned())
+        );
+        assert_eq!(
+            super::split_s3_url("s3://b").unwrap(),
+            ("b".to_owned(), String::new())
+        );
+        assert!(super::split_s3_url("s3:///p").is_err());
+    }
+}

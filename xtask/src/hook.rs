@@ -292,3 +292,52 @@ mod tests {
         assert!(err.contains(":1: expected KEY=VALUE"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod appspec_tests {
+    use yaml_rust2::YamlLoader;
+
+    /// appspec.yml names a script for every lifecycle event, with a timeout, run as root; each
+    /// script exists, is executable and runs the bundled xtask for its own event.
+    #[test]
+    fn appspec_hooks_run_the_bundled_xtask() {
+        let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(format!("{root}/appspec.yml")).unwrap();
+        let spec = &YamlLoader::load_from_str(&text).unwrap()[0];
+        assert_eq!(spec["version"].as_f64(), Some(0.0));
+        assert_eq!(spec["os"].as_str(), Some("linux"));
+        assert_eq!(spec["file_exists_behavior"].as_str(), Some("OVERWRITE"));
+        for (event, arg) in [
+            ("ApplicationStop", "application-stop"),
+            ("BeforeInstall", "before-install"),
+            ("AfterInstall", "after-install"),
+            ("ApplicationStart", "application-start"),
+            ("ValidateService", "validate-service"),
+        ] {
+            let hooks = spec["hooks"][event]
+                .as_vec()
+                .unwrap_or_else(|| panic!("{event}"));
+            assert_eq!(hooks.len(), 1, "{event}");
+            let timeout = hooks[0]["timeout"].as_i64().unwrap();
+            assert!((1..=3600).contains(&timeout), "{event}: timeout {timeout}");
+            assert_eq!(hooks[0]["runas"].as_str(), Some("root"));
+            let location = hooks[0]["location"].as_str().unwrap();
+            let path = format!("{root}/{location}");
+            let script = std::fs::read_to_string(&path).unwrap();
+            assert!(script.starts_with("#!/bin/sh\n"), "{path}");
+            assert!(
+                script.contains(&format!("/../../bin/xtask\" hook {arg}")),
+                "{path} does not run `xtask hook {arg}`"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert!(mode & 0o111 != 0, "{path} is not executable");
+        }
+        let stop =
+            std::fs::read_to_string(format!("{root}/deploy/hooks/application-stop.sh")).unwrap();
+        assert!(
+            stop.trim_end().ends_with("exit 0") && !stop.contains("set -e"),
+            "ApplicationStop must never fail"
+        );
+    }
+}

@@ -155,6 +155,10 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     eprintln!("xtask: test: v3 never became ready; v2 was brought back and serves");
 
+    // The same releases, deployed through their CodeDeploy bundles on a second host root
+    // (before `refusals` tampers with v3's artifacts in the store).
+    crate::test_codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)?;
+
     // v4: a migration that fails: no swap at all.
     let v4 = commit_and_release(h, twin, "v4: broken migration", |dir| {
         std::fs::write(
@@ -211,9 +215,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     h.ok(&["doctor", "--root", h.host_root.as_str()])?;
     eprintln!("xtask: test: status --json and doctor agree");
-
-    // The same releases, deployed through their CodeDeploy bundles on a second host root.
-    crate::test_codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)
+    Ok(())
 }
 
 /// A tampered artifact, a missing or readable secret, and crafted tarballs: each refused with
