@@ -92,6 +92,10 @@ struct Summary {
     /// The most memory this process held at once (VmHWM), children (cargo, npm) excluded.
     peak_rss_bytes: u64,
     artifacts: Vec<Outcome>,
+    /// The CodeDeploy bundle the manifest names (none for `package`, or a release published
+    /// before bundles existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<BundleRef>,
 }
 
 pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
@@ -124,6 +128,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
             .iter()
             .map(|a| Outcome::new(a, "built", 0))
             .collect(),
+        bundle: None,
     };
     report(&ui, &summary, args.json, false)
 }
@@ -203,6 +208,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
         artifacts: outcomes,
+        bundle: manifest.bundle.clone(),
     };
     report(&ui, &summary, args.json, true)
 }

@@ -470,10 +470,12 @@ fn local_store(
     .collect();
     ensure!(actions == expected, "after a web-only commit: {actions:?}");
     let web_size = next["artifacts"][2]["size"].as_u64().unwrap_or_default();
+    // The new release's CodeDeploy bundle names it, so it is new too.
+    let bundle_size = next["bundle"]["size"].as_u64().context("no bundle")?;
     let uploaded = next["uploaded_bytes"].as_u64().unwrap_or_default();
     ensure!(
-        uploaded >= web_size && uploaded < web_size + 16_384,
-        "a web-only release uploaded {uploaded} bytes for a {web_size}-byte web artifact"
+        uploaded >= web_size + bundle_size && uploaded < web_size + bundle_size + 16_384,
+        "a web-only release uploaded {uploaded} bytes for a {web_size}-byte web artifact and a {bundle_size}-byte bundle"
     );
 
     // A dirty tree does not go on a channel without --allow-dirty, and nothing is published.
@@ -587,6 +589,12 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
         &env,
     )?;
     ensure!(report["ok"] == true, "{report}");
+    ensure!(
+        report["artifacts"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|c| c["component"] == "bundle" && c["ok"] == true)),
+        "verify did not check the CodeDeploy bundle: {report}"
+    );
 
     // Overwrite an artifact with other bytes through the S3 API: verify finds it.
     let store = s3(garage, "releases", "hitsave")?;

@@ -52,21 +52,30 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         crate::ui::human_bytes(manifest.total_size()),
         store.describe()
     ));
-    let bar = ui.bytes("downloading", manifest.total_size());
+    // Every artifact, and the CodeDeploy bundle (listed as `bundle`).
+    let objects: Vec<(&str, &str, u64)> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.component.as_str(), a.sha256.as_str(), a.size))
+        .chain(
+            manifest
+                .bundle
+                .iter()
+                .map(|b| ("bundle", b.sha256.as_str(), b.size)),
+        )
+        .collect();
+    let bar = ui.bytes("downloading", objects.iter().map(|o| o.2).sum());
     let mut checks = Vec::new();
-    for a in &manifest.artifacts {
-        let problem = check_artifact(store.as_ref(), &a.sha256, a.size, &|n| bar.inc(n))?;
+    for (component, sha256, size) in objects {
+        let problem = check_artifact(store.as_ref(), sha256, size, &|n| bar.inc(n))?;
         match &problem {
-            None => ui.info(&format!(
-                "{}: ok ({} bytes, sha256 {})",
-                a.component, a.size, a.sha256
-            )),
-            Some(p) => ui.info(&format!("{}: MISMATCH: {p}", a.component)),
+            None => ui.info(&format!("{component}: ok ({size} bytes, sha256 {sha256})")),
+            Some(p) => ui.info(&format!("{component}: MISMATCH: {p}")),
         }
         checks.push(Check {
-            component: a.component.clone(),
-            sha256: a.sha256.clone(),
-            size: a.size,
+            component: component.to_owned(),
+            sha256: sha256.to_owned(),
+            size,
             ok: problem.is_none(),
             problem,
         });
