@@ -240,30 +240,34 @@ fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::R
             .load()
             .await;
         let client = aws_sdk_codedeploy::Client::new(&config);
+        // Every field comes from `request`: what --dry-run prints is what is sent.
         let s3 = &request.revision.s3_location;
+        let rollback = &request.auto_rollback_configuration;
         let created = client
             .create_deployment()
             .application_name(&request.application_name)
             .deployment_group_name(&request.deployment_group_name)
             .revision(
                 aws_sdk_codedeploy::types::RevisionLocation::builder()
-                    .revision_type(RevisionLocationType::S3)
+                    .revision_type(RevisionLocationType::from(request.revision.revision_type))
                     .s3_location(
                         aws_sdk_codedeploy::types::S3Location::builder()
                             .bucket(&s3.bucket)
                             .key(&s3.key)
-                            .bundle_type(BundleType::TarGZip)
+                            .bundle_type(BundleType::from(s3.bundle_type))
                             .build(),
                     )
                     .build(),
             )
             .description(&request.description)
             .ignore_application_stop_failures(request.ignore_application_stop_failures)
-            .file_exists_behavior(FileExistsBehavior::Overwrite)
+            .file_exists_behavior(FileExistsBehavior::from(request.file_exists_behavior))
             .auto_rollback_configuration(
                 AutoRollbackConfiguration::builder()
-                    .enabled(true)
-                    .events(AutoRollbackEvent::DeploymentFailure)
+                    .enabled(rollback.enabled)
+                    .set_events(Some(
+                        rollback.events.iter().map(|e| AutoRollbackEvent::from(*e)).collect(),
+                    ))
                     .build(),
             )
             .send()
@@ -419,6 +423,24 @@ mod tests {
         assert!(
             !trust.contains("repo:hitsave-io/hitsave:*"),
             "any ref could assume the role"
+        );
+    }
+
+    /// The request's values are ones the SDK knows: none would go out as an unknown variant.
+    #[test]
+    fn request_values_are_sdk_variants() {
+        use aws_sdk_codedeploy::types::{
+            AutoRollbackEvent, BundleType, FileExistsBehavior, RevisionLocationType,
+        };
+        assert_eq!(BundleType::from("tgz"), BundleType::TarGZip);
+        assert_eq!(RevisionLocationType::from("S3"), RevisionLocationType::S3);
+        assert_eq!(
+            FileExistsBehavior::from("OVERWRITE"),
+            FileExistsBehavior::Overwrite
+        );
+        assert_eq!(
+            AutoRollbackEvent::from("DEPLOYMENT_FAILURE"),
+            AutoRollbackEvent::DeploymentFailure
         );
     }
 
