@@ -11,7 +11,7 @@ const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"
 #[derive(clap::Args)]
 pub struct Args {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = "/opt/hitsave")]
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
     root: Utf8PathBuf,
     /// Check the TLS files too (production and staging hosts).
     #[arg(long)]

@@ -200,7 +200,7 @@ fn root_of(settings: &BTreeMap<String, String>) -> Utf8PathBuf {
         .get("HITSAVE_ROOT")
         .cloned()
         .or_else(|| std::env::var("HITSAVE_ROOT").ok())
-        .unwrap_or_else(|| "/opt/hitsave".into())
+        .unwrap_or_else(|| crate::install::host::DEFAULT_ROOT.into())
         .into()
 }
 

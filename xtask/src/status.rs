@@ -10,7 +10,7 @@ use crate::install::stack::Stack;
 #[derive(clap::Args)]
 pub struct Args {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = "/opt/hitsave")]
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
     root: camino::Utf8PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -18,6 +18,9 @@ use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
+/// The install root when none is named (`--root`, HITSAVE_ROOT or host.env).
+pub const DEFAULT_ROOT: &str = "/opt/hitsave";
+
 pub struct Host {
     pub root: Utf8PathBuf,
 }

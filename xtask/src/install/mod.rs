@@ -58,7 +58,7 @@ impl Env {
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = "/opt/hitsave")]
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
     pub root: Utf8PathBuf,
     /// How long to wait for another install to finish.
     #[arg(long, value_name = "SECS", default_value = "600")]
