@@ -345,19 +345,10 @@ fn publish(
         let total: u64 = packed.iter().map(|(a, _)| a.size).sum();
         let bar = ui.bytes("uploading artifacts", total);
         for (artifact, path) in &packed {
-            let key = manifest::artifact_key(&artifact.sha256);
-            let present = store.head(&key)?.is_some_and(|info| {
-                info.size == artifact.size
-                    && info.sha256.as_ref().is_none_or(|s| *s == artifact.sha256)
-            });
-            let mut sent = 0;
-            if present {
-                bar.inc(artifact.size);
-            } else {
-                store.upload(&key, path, &artifact.sha256, artifact.size, &|n| bar.inc(n))?;
-                sent = artifact.size;
-                uploaded.fetch_add(sent, Ordering::Relaxed);
-            }
+            let sent = upload_unless_present(store, path, &artifact.sha256, artifact.size, &|n| {
+                bar.inc(n)
+            })?;
+            uploaded.fetch_add(sent, Ordering::Relaxed);
             outcomes.push(Outcome::new(artifact, "built", sent));
         }
         bar.finish_and_clear();
@@ -389,14 +380,8 @@ fn publish(
     let bar = ui.spinner("making the CodeDeploy bundle");
     let dist = crate::target_dir(root).join("xtask/dist");
     let bundle = bundle::make(root, store, &manifest, &revision, &dist)?;
-    let key = manifest::artifact_key(&bundle.sha256);
-    if store
-        .head(&key)?
-        .is_none_or(|info| info.size != bundle.size)
-    {
-        store.upload(&key, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
-        uploaded.fetch_add(bundle.size, Ordering::Relaxed);
-    }
+    let sent = upload_unless_present(store, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
+    uploaded.fetch_add(sent, Ordering::Relaxed);
     bar.finish_and_clear();
     ui.info(&format!(
         "bundle: {} entries, {}, sha256 {}",
@@ -413,6 +398,28 @@ fn publish(
     store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
     uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok((manifest, outcomes))
+}
+
+/// Uploads the packed file `path` as `artifacts/<sha256>.tar.gz` unless the store already has
+/// that object with this size (and this sha256, when the store records one); the bytes sent.
+/// An object already there counts as progress.
+fn upload_unless_present(
+    store: &dyn Store,
+    path: &Utf8Path,
+    sha256: &str,
+    size: u64,
+    progress: store::Progress,
+) -> anyhow::Result<u64> {
+    let key = manifest::artifact_key(sha256);
+    let present = store
+        .head(&key)?
+        .is_some_and(|info| info.size == size && info.sha256.as_ref().is_none_or(|s| s == sha256));
+    if present {
+        progress(size);
+        return Ok(0);
+    }
+    store.upload(&key, path, sha256, size, progress)?;
+    Ok(size)
 }
 
 /// The store's record for these inputs, if its artifact is really there.
