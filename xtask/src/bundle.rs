@@ -85,13 +85,10 @@ pub fn make(
     let xtask = manifest
         .artifact("xtask")
         .context("the release has no xtask artifact to put in its bundle")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {out}"))?;
     let stage = tempfile::Builder::new()
         .prefix(".bundle-")
         .tempdir_in(out)
-        .or_else(|_| {
-            std::fs::create_dir_all(out)?;
-            tempfile::Builder::new().prefix(".bundle-").tempdir_in(out)
-        })
         .with_context(|| format!("cannot create a staging directory in {out}"))?;
     let stage_dir = Utf8Path::from_path(stage.path()).context("a non-UTF-8 temporary path")?;
 
