@@ -24,8 +24,7 @@ use xtask::manifest::{self, Manifest};
 use yaml_rust2::YamlLoader;
 
 use crate::process::free_port;
-use crate::secrets::{random_hex, write_private};
-use crate::test_install::ProjectCleanup;
+use crate::test_install::{ProjectCleanup, current_release, expect_serving_at, write_host_secrets};
 
 /// The order of an in-place deployment's events that run scripts, with the step between.
 const BEFORE_COPY: &[&str] = &["BeforeInstall"];
@@ -214,28 +213,8 @@ fn bundle_of(store: &Utf8Path, release: &str) -> anyhow::Result<Utf8PathBuf> {
     Ok(store.join(manifest::artifact_key(&b.sha256)))
 }
 
-/// Both apps answer through nginx on `port` as `release`, for the staging domain.
-fn expect_serving(port: u16, release: &str) -> anyhow::Result<()> {
-    let marker = format!("\"release\":\"{release}\"");
-    for (host, path) in [
-        ("api.staging.hitsave.io", "/health"),
-        ("staging.hitsave.io", "/healthz"),
-    ] {
-        let reply = crate::http::get(port, host, path);
-        ensure!(
-            matches!(&reply, Some((200, body)) if body.contains(&marker)),
-            "{host}{path} should serve {release}: {reply:?}"
-        );
-    }
-    Ok(())
-}
-
-fn current(root: &Utf8Path) -> String {
-    std::fs::read_link(root.join("current"))
-        .ok()
-        .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
+/// The domain of the environment the deployment group `staging` picks.
+const STAGING: &str = "staging.hitsave.io";
 
 fn expect_failed(outcome: Outcome, event: &str, says: &str) -> anyhow::Result<()> {
     match outcome {
@@ -255,22 +234,18 @@ pub(crate) fn lifecycle(
     let work = work.join("codedeploy");
     let _ = std::fs::remove_dir_all(&work);
     let host_root = work.join("host");
-    for dir in ["secrets", "tls"] {
-        std::fs::create_dir_all(host_root.join(dir))?;
-        std::fs::set_permissions(
-            host_root.join(dir),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )?;
-    }
-    for name in crate::test_install::SECRETS {
-        write_private(&host_root.join("secrets").join(name), &random_hex(24)?)?;
-    }
+    write_host_secrets(&host_root)?;
+    std::fs::create_dir_all(host_root.join("tls"))?;
+    std::fs::set_permissions(
+        host_root.join("tls"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
     // staging serves TLS: a self-signed certificate for it.
     let status = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         ])
-        .args(["-subj", "/CN=staging.hitsave.io", "-keyout"])
+        .args(["-subj", &format!("/CN={STAGING}"), "-keyout"])
         .arg(host_root.join("tls/privkey.pem"))
         .arg("-out")
         .arg(host_root.join("tls/fullchain.pem"))
@@ -310,8 +285,8 @@ pub(crate) fn lifecycle(
     // A first deployment: the stack comes up serving v1.
     let outcome = agent.deploy("d-TEST00001", &bundle_of(store, v1)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving(port, v1)?;
-    ensure!(current(&host_root) == v1);
+    expect_serving_at(port, STAGING, v1)?;
+    ensure!(current_release(&host_root)? == v1);
     ensure!(
         work.join("fs/opt/hitsave/revision/bin/xtask").is_file(),
         "the Install step copied no files"
@@ -321,7 +296,7 @@ pub(crate) fn lifecycle(
     // A second one upgrades to v2 (ApplicationStop runs from v1's revision).
     let outcome = agent.deploy("d-TEST00002", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving(port, v2)?;
+    expect_serving_at(port, STAGING, v2)?;
     let history = std::fs::read_to_string(host_root.join("history.jsonl"))?;
     ensure!(
         history.contains("\"deployment\":\"d-TEST00002\""),
@@ -342,8 +317,8 @@ pub(crate) fn lifecycle(
     // v3 never becomes ready: ApplicationStart fails, v2 is brought back and serves.
     let outcome = agent.deploy("d-TEST00003", &bundle_of(store, v3)?, true)?;
     expect_failed(outcome, "ApplicationStart", "failed with exit code 1")?;
-    expect_serving(port, v2)?;
-    ensure!(current(&host_root) == v2, "current moved off v2");
+    expect_serving_at(port, STAGING, v2)?;
+    ensure!(current_release(&host_root)? == v2, "current moved off v2");
     eprintln!(
         "xtask: test: codedeploy: a failing ApplicationStart exits non-zero; v2 still serves"
     );
@@ -351,7 +326,7 @@ pub(crate) fn lifecycle(
     // CodeDeploy's rollback redeploys the last good revision: exactly v2 again.
     let outcome = agent.deploy("d-TEST00004", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving(port, v2)?;
+    expect_serving_at(port, STAGING, v2)?;
 
     // An earlier revision whose xtask is gone: its ApplicationStop still exits 0, so even a
     // deployment that does not ignore ApplicationStop failures goes ahead.
@@ -392,7 +367,7 @@ pub(crate) fn lifecycle(
     )?;
     let outcome = agent.deploy("d-TEST00007", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving(port, v2)?;
+    expect_serving_at(port, STAGING, v2)?;
     eprintln!(
         "xtask: test: codedeploy: ApplicationStop from a broken or hung earlier revision does not block"
     );

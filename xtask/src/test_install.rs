@@ -21,7 +21,7 @@ use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
 use crate::test_release::{Tester, checkout, commit, git, release_in};
 
-pub(crate) const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
+const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
@@ -626,15 +626,7 @@ pub(crate) struct Harness {
 impl Harness {
     pub(crate) fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
         let host_root = work.join("host");
-        let secrets = host_root.join("secrets");
-        std::fs::create_dir_all(&secrets)?;
-        std::fs::set_permissions(
-            &secrets,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )?;
-        for name in SECRETS {
-            write_private(&secrets.join(name), &random_hex(24)?)?;
-        }
+        write_host_secrets(&host_root)?;
         Ok(Harness {
             t: Tester::new(root)?,
             work: work.to_owned(),
@@ -714,27 +706,11 @@ impl Harness {
 
     /// Both apps answer through nginx as `release`.
     pub(crate) fn expect_serving(&self, release: &str) -> anyhow::Result<()> {
-        let marker = format!("\"release\":\"{release}\"");
-        for (host, path) in [
-            (format!("api.{DOMAIN}"), "/health"),
-            (DOMAIN.to_owned(), "/healthz"),
-        ] {
-            let reply = crate::http::get(self.port, &host, path);
-            ensure!(
-                matches!(&reply, Some((200, body)) if body.contains(&marker)),
-                "{host}{path} should serve {release}: {reply:?}"
-            );
-        }
-        Ok(())
+        expect_serving_at(self.port, DOMAIN, release)
     }
 
     pub(crate) fn current(&self) -> anyhow::Result<String> {
-        let link = std::fs::read_link(self.host_root.join("current"))?;
-        Ok(link
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned())
+        current_release(&self.host_root)
     }
 
     fn container_id(&self, service: &str) -> anyhow::Result<String> {
@@ -800,6 +776,46 @@ impl Harness {
         ]))?;
         Ok((self.current()?, self.releases()?, containers))
     }
+}
+
+/// Makes `<host_root>/secrets/` (0700) with a random value for every secret (0600).
+pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
+    let secrets = host_root.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    for name in SECRETS {
+        write_private(&secrets.join(name), &random_hex(24)?)?;
+    }
+    Ok(())
+}
+
+/// Both apps answer through nginx on 127.0.0.1:`port` for `domain` as `release`.
+pub(crate) fn expect_serving_at(port: u16, domain: &str, release: &str) -> anyhow::Result<()> {
+    let marker = format!("\"release\":\"{release}\"");
+    for (host, path) in [
+        (format!("api.{domain}"), "/health"),
+        (domain.to_owned(), "/healthz"),
+    ] {
+        let reply = crate::http::get(port, &host, path);
+        ensure!(
+            matches!(&reply, Some((200, body)) if body.contains(&marker)),
+            "{host}{path} should serve {release}: {reply:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The release `<host_root>/current` points at.
+pub(crate) fn current_release(host_root: &Utf8Path) -> anyhow::Result<String> {
+    let link = std::fs::read_link(host_root.join("current"))?;
+    Ok(link
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned())
 }
 
 pub(crate) fn release(h: &Harness, twin: &Utf8Path) -> anyhow::Result<String> {
