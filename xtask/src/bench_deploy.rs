@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
-use xshell::Shell;
 
 use crate::docker_setup;
 use crate::install::swap::Strategy;
 use crate::load::{Load, Report};
-use crate::test_install::{DOMAIN, Harness, ProjectCleanup, commit_and_release, release, replace};
+use crate::test_install::{DOMAIN, Harness, commit_and_release, release, replace};
 use crate::test_release::{checkout, git};
 
 const RATE: u32 = 250;
@@ -102,17 +101,8 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
 }
 
 pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    let _dockerd = docker_setup::ensure_engine(&sh)?;
-    docker_setup::ensure_compose(&sh)?;
-    docker_setup::base_images(root, false)?;
-
-    let work = crate::target_dir(root).join(format!("xtask/bench-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let project = format!("hitsave-bench-{}", std::process::id());
-    let cleanup = ProjectCleanup(project.clone());
-    let h = Harness::new(root, &work, &project)?;
+    let _dockerd = docker_setup::ready_for_stacks(root)?;
+    let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
 
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(root, &crate::target_dir(root).join("xtask/twins/b"), &head)?;
@@ -192,7 +182,7 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
         }
     }
     drop(cleanup);
-    std::fs::remove_dir_all(&work)?;
+    std::fs::remove_dir_all(&h.work)?;
 
     println!(
         "deploy under load: {RATE} requests/s to nginx on 127.0.0.1 (GET /health on the API and the web landing page)"

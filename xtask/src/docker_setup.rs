@@ -144,6 +144,16 @@ fn download_compose(sh: &Shell, dest: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the tests and `bench deploy` need to run stacks: Docker Engine (started here when none
+/// runs; stopped when the returned guard drops), Compose v2 and the base images.
+pub fn ready_for_stacks(root: &Utf8Path) -> anyhow::Result<Option<Service>> {
+    let sh = Shell::new()?;
+    let dockerd = ensure_engine(&sh)?;
+    ensure_compose(&sh)?;
+    base_images(root, false)?;
+    Ok(dockerd)
+}
+
 /// hitsave-base/debian:{bookworm,trixie} from debootstrap, then the images in
 /// deploy/base-images on top. Each is skipped when its tag exists.
 pub fn base_images(root: &Utf8Path, rebuild: bool) -> anyhow::Result<()> {

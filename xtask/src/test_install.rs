@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
-use xshell::Shell;
 use xtask::manifest::{self, Manifest};
 
 use crate::docker_setup;
@@ -25,18 +24,9 @@ const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    let _dockerd = docker_setup::ensure_engine(&sh)?;
-    docker_setup::ensure_compose(&sh)?;
-    docker_setup::base_images(root, false)?;
+    let _dockerd = docker_setup::ready_for_stacks(root)?;
     production_overlay(root)?;
-
-    let work = crate::target_dir(root).join(format!("xtask/install-tests-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let project = format!("hitsave-test-{}", std::process::id());
-    let _cleanup = ProjectCleanup(project.clone());
-    let h = Harness::new(root, &work, &project)?;
+    let (h, _cleanup) = Harness::fresh(root, "install-tests")?;
 
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(root, &crate::target_dir(root).join("xtask/twins/b"), &head)?;
@@ -44,7 +34,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);
-    std::fs::remove_dir_all(&work)?;
+    std::fs::remove_dir_all(&h.work)?;
     eprintln!("xtask: install suite: all checks passed");
     Ok(())
 }
@@ -624,7 +614,18 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
-    pub(crate) fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
+    /// A harness in a fresh `<target>/xtask/<name>-<pid>` with a compose project of its own,
+    /// which the returned guard removes.
+    pub(crate) fn fresh(root: &Utf8Path, name: &str) -> anyhow::Result<(Harness, ProjectCleanup)> {
+        let work = crate::target_dir(root).join(format!("xtask/{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let project = format!("hitsave-{name}-{}", std::process::id());
+        let cleanup = ProjectCleanup(project.clone());
+        Ok((Harness::new(root, &work, &project)?, cleanup))
+    }
+
+    fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
         let host_root = work.join("host");
         write_host_secrets(&host_root)?;
         Ok(Harness {
