@@ -55,11 +55,8 @@ pub fn swap(
     let apps_running = APPS
         .iter()
         .all(|(s, _)| running.iter().any(|c| c.service == *s));
-    let nginx = running
-        .iter()
-        .find(|c| c.service == "nginx")
-        .map(|c| c.name.clone());
-    let Some(nginx) = nginx.filter(|_| strategy == Strategy::BlueGreen && apps_running) else {
+    let nginx_running = running.iter().any(|c| c.service == "nginx");
+    if strategy == Strategy::InPlace || !apps_running || !nginx_running {
         let changed = nginx::install(
             &stack.release_dir,
             nginx_dir,
@@ -69,13 +66,10 @@ pub fn swap(
         )?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
         if changed {
-            stack.run(
-                "reloading nginx",
-                &["exec", "-T", "nginx", "nginx", "-s", "reload"],
-            )?;
+            reload_nginx(stack)?;
         }
         return Ok(());
-    };
+    }
 
     let wanted = config_hashes(stack)?;
     let mut upstreams = current_upstreams(stack)?;
@@ -124,7 +118,7 @@ pub fn swap(
         }
         upstreams.set(service, format!("{new}:{port}"));
         nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
-        reload_nginx(&nginx)?;
+        reload_nginx(stack)?;
         // Old nginx workers finish routing what they accepted before the reload.
         std::thread::sleep(Duration::from_secs(1));
         for name in &old {
@@ -141,19 +135,11 @@ pub fn swap(
 }
 
 /// A graceful reload: new workers take the new site, old ones finish their requests.
-/// `docker exec` rather than `compose exec`: one process less on a busy host, mid-swap.
-fn reload_nginx(container: &str) -> anyhow::Result<()> {
-    let out = duct::cmd!("docker", "exec", container, "nginx", "-s", "reload")
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .run()?;
-    if !out.status.success() {
-        bail!(
-            "nginx in {container} refused the new site: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
+    stack.run(
+        "reloading nginx",
+        &["exec", "-T", "nginx", "nginx", "-s", "reload"],
+    )?;
     Ok(())
 }
 
