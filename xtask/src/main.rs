@@ -9,6 +9,8 @@ mod bench_deploy;
 mod build;
 mod bundle;
 mod deploy;
+#[allow(dead_code)] // issue 7 work in progress: `cargo xtask dev` does not exist yet
+mod dev_setup;
 mod docker_setup;
 mod doctor;
 mod garage;
