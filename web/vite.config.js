@@ -13,6 +13,11 @@ export default defineConfig({
     // (app/lib/build-info.js), so the build does not change from one commit to the next.
     __HITSAVE_VERSION__: JSON.stringify(pkg.version),
   },
+  server: {
+    // `cargo xtask dev` serves the dev server through nginx at hitsave-local.io; Vite answers
+    // only the host names it knows.
+    allowedHosts: [".hitsave-local.io"],
+  },
   test: {
     include: ["app/**/*.test.js"],
   },

@@ -1,5 +1,4 @@
-//! What `cargo xtask dev` prepares before it starts anything (issue 7, work in progress):
-//! local secrets, the /etc/hosts lines for hitsave-local.io, and the nginx site that routes
+//! What `cargo xtask dev` prepares before it starts anything: local secrets, the /etc/hosts lines for hitsave-local.io, and the nginx site that routes
 //! the three names to the processes running natively on the laptop.
 
 use anyhow::Context;

@@ -9,7 +9,7 @@ mod bench_deploy;
 mod build;
 mod bundle;
 mod deploy;
-#[allow(dead_code)] // issue 7 work in progress: `cargo xtask dev` does not exist yet
+mod dev;
 mod dev_setup;
 mod docker_setup;
 mod doctor;
@@ -68,6 +68,9 @@ enum Command {
     Deploy(deploy::Args),
     /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): one step of an install.
     Hook(hook::Args),
+    /// The whole stack on this machine at hitsave-local.io: db and nginx in Docker, the API
+    /// (rebuilt and restarted when its sources change) and the web dev server natively.
+    Dev(dev::Args),
     /// On the host: run a release that is already on disk again (the previous one by default).
     Rollback(rollback::Args),
     /// On the host: current and previous release, container health, last installs, disk use.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Install(args) => install::run(args),
         Command::Deploy(args) => deploy::run(&root, args),
         Command::Hook(args) => hook::run(args),
+        Command::Dev(args) => dev::run(&root, args),
         Command::Rollback(args) => rollback::run(args),
         Command::Status(args) => status::run(args),
         Command::Doctor(args) => doctor::run(args),

@@ -114,7 +114,7 @@ pub enum Until {
 }
 
 /// Base images: the official ones, or the local equivalents (deploy/base-images).
-fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
+pub(crate) fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
     if local {
         [
             ("HITSAVE_RUNTIME_BASE", "hitsave-base/debian:bookworm"),
