@@ -26,6 +26,7 @@ mod secrets;
 mod status;
 mod test;
 mod test_codedeploy;
+mod test_dev;
 mod test_install;
 mod test_release;
 mod tools;

@@ -4,7 +4,8 @@
 //! Suites: `rust` (unit and integration tests of the workspace, on a real PostgreSQL), `web`
 //! (the web app's unit tests) and `browser` (headless Chromium against the built web server,
 //! the real API and the database) and `release` (the release pipeline against a local store
-//! and a real Garage S3 server).
+//! and a real Garage S3 server), `install` (the host side on a real Docker Engine) and `dev`
+//! (`cargo xtask dev` as a developer runs it).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ enum Suite {
     /// install, rollback, status and doctor on a real Docker Engine: swaps, failed health,
     /// failed migrations, refusals, the lock and secrets that must not leak.
     Install,
+    /// `cargo xtask dev` on a real Docker Engine: the three names through nginx, an API
+    /// change served without a restart of dev, Ctrl-C leaving nothing behind, --down.
+    Dev,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             Suite::Browser,
             Suite::Release,
             Suite::Install,
+            Suite::Dev,
         ]
     } else {
         args.suites
@@ -85,6 +90,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
             Suite::Release => crate::test_release::run(root),
             Suite::Install => crate::test_install::run(root),
+            Suite::Dev => crate::test_dev::run(root),
         };
         if let Err(e) = result {
             println!("suites: {passed} passed, 1 failed");
