@@ -729,3 +729,48 @@ fn fix_hosts(ui: &Ui, hosts_file: &Utf8Path) -> anyhow::Result<()> {
     ui.info(&format!("added to {hosts_file}:\n{}", missing.join("\n")));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sources_trigger_a_rebuild() {
+        let root = Utf8Path::new("/src/hitsave");
+        for path in [
+            "api/src/routes/health.rs",
+            "db/src/lib.rs",
+            "migrations/20261101000005_add.sql",
+            "api/Cargo.toml",
+        ] {
+            assert!(is_source(root, &root.join(path)), "{path}");
+        }
+        for path in [
+            "web/app/root.jsx",
+            "api/src/.main.rs.swp",
+            "api/src/main.rs~",
+            "api/src/.#main.rs",
+            "api/target/debug/x",
+            "xtask/src/dev.rs",
+        ] {
+            assert!(!is_source(root, &root.join(path)), "{path}");
+        }
+    }
+
+    #[test]
+    fn fix_hosts_appends_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = Utf8Path::from_path(dir.path()).unwrap().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost hitsave-local.io").unwrap();
+        let ui = Ui::new();
+        fix_hosts(&ui, &hosts).unwrap();
+        let once = std::fs::read_to_string(&hosts).unwrap();
+        assert_eq!(
+            once,
+            "127.0.0.1 localhost hitsave-local.io\n# cargo xtask dev\n127.0.0.1 www.hitsave-local.io\n127.0.0.1 api.hitsave-local.io\n"
+        );
+        fix_hosts(&ui, &hosts).unwrap();
+        assert_eq!(std::fs::read_to_string(&hosts).unwrap(), once);
+        assert!(dev_setup::missing_host_lines(&once).is_empty());
+    }
+}
