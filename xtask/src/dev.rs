@@ -489,7 +489,9 @@ impl Session<'_> {
         let mut p = Proc::spawn("migrate", &mut cmd, &self.out)?;
         let status = p.wait();
         if !status.success() {
-            bail!("migrations failed ({status}); their output is above");
+            bail!(
+                "migrations failed ({status}); their output is above (a password error after .secrets/ was made again: `cargo xtask dev --down --reset-db` starts the database afresh)"
+            );
         }
         Ok(())
     }
@@ -621,9 +623,12 @@ impl Proc {
             .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
+        {
+            let _guard = out.lock();
+            println!("{name:>7} | started (pid {})", child.id());
+        }
         prefix_lines(name, stdout, out.clone());
         prefix_lines(name, stderr, out.clone());
-        println!("{name:>7} | started (pid {})", child.id());
         Ok(Proc {
             name: name.to_owned(),
             child,

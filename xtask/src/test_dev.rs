@@ -58,8 +58,8 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
 
 /// `xtask dev ...` as a developer runs it in `copy`: the xtask binary running this test, with
 /// the root found from the working directory.
-fn dev(copy: &Utf8Path, project: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("the running xtask"));
+fn dev(copy: &Utf8Path, project: &str, extra: &[&str]) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(crate::xtask_exe()?);
     cmd.arg("dev")
         .args(["--project", project, "--local-base-images"])
         .args(extra)
@@ -69,7 +69,7 @@ fn dev(copy: &Utf8Path, project: &str, extra: &[&str]) -> Command {
         // Works offline once built: cargo and npm may use only what is already on the machine.
         .env("CARGO_NET_OFFLINE", "true")
         .env("npm_config_offline", "true");
-    cmd
+    Ok(cmd)
 }
 
 fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> anyhow::Result<()> {
@@ -90,7 +90,7 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
         hosts.to_string(),
     ];
     let port_args: Vec<&str> = port_args.iter().map(String::as_str).collect();
-    let child = dev(copy, project, &port_args)
+    let child = dev(copy, project, &port_args)?
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -242,14 +242,14 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
 
     // --down removes the containers and keeps the data; --reset-db deletes it.
     let volume = format!("{project}_db-data");
-    run_ok(dev(copy, project, &["--down"]))?;
+    run_ok(dev(copy, project, &["--down"])?)?;
     let all = containers(project, true)?;
     ensure!(all.is_empty(), "containers left after --down: {all:?}");
     ensure!(
         volume_exists(&volume)?,
         "--down deleted the database volume"
     );
-    run_ok(dev(copy, project, &["--down", "--reset-db"]))?;
+    run_ok(dev(copy, project, &["--down", "--reset-db"])?)?;
     ensure!(
         !volume_exists(&volume)?,
         "--down --reset-db kept the database volume"
