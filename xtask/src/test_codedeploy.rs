@@ -285,7 +285,7 @@ pub(crate) fn lifecycle(
     // A first deployment: the stack comes up serving v1.
     let outcome = agent.deploy("d-TEST00001", &bundle_of(store, v1)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving_at(port, STAGING, v1)?;
+    expect_serving_at(port, STAGING, &host_root, v1)?;
     ensure!(current_release(&host_root)? == v1);
     ensure!(
         work.join("fs/opt/hitsave/revision/bin/xtask").is_file(),
@@ -296,7 +296,7 @@ pub(crate) fn lifecycle(
     // A second one upgrades to v2 (ApplicationStop runs from v1's revision).
     let outcome = agent.deploy("d-TEST00002", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving_at(port, STAGING, v2)?;
+    expect_serving_at(port, STAGING, &host_root, v2)?;
     let history = std::fs::read_to_string(host_root.join("history.jsonl"))?;
     ensure!(
         history.contains("\"deployment\":\"d-TEST00002\""),
@@ -317,7 +317,7 @@ pub(crate) fn lifecycle(
     // v3 never becomes ready: ApplicationStart fails, v2 is brought back and serves.
     let outcome = agent.deploy("d-TEST00003", &bundle_of(store, v3)?, true)?;
     expect_failed(outcome, "ApplicationStart", "failed with exit code 1")?;
-    expect_serving_at(port, STAGING, v2)?;
+    expect_serving_at(port, STAGING, &host_root, v2)?;
     ensure!(current_release(&host_root)? == v2, "current moved off v2");
     eprintln!(
         "xtask: test: codedeploy: a failing ApplicationStart exits non-zero; v2 still serves"
@@ -326,7 +326,7 @@ pub(crate) fn lifecycle(
     // CodeDeploy's rollback redeploys the last good revision: exactly v2 again.
     let outcome = agent.deploy("d-TEST00004", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving_at(port, STAGING, v2)?;
+    expect_serving_at(port, STAGING, &host_root, v2)?;
 
     // An earlier revision whose xtask is gone: its ApplicationStop still exits 0, so even a
     // deployment that does not ignore ApplicationStop failures goes ahead.
@@ -367,7 +367,7 @@ pub(crate) fn lifecycle(
     )?;
     let outcome = agent.deploy("d-TEST00007", &bundle_of(store, v2)?, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
-    expect_serving_at(port, STAGING, v2)?;
+    expect_serving_at(port, STAGING, &host_root, v2)?;
     eprintln!(
         "xtask: test: codedeploy: ApplicationStop from a broken or hung earlier revision does not block"
     );

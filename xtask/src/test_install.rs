@@ -1,8 +1,8 @@
 //! The `install` test suite: `cargo xtask install`, `rollback`, `status` and `doctor` for real,
 //! on a real Docker Engine with real images, PostgreSQL inside the stack and nginx in front.
 //!
-//! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a docs
-//! change), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
+//! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a web and
+//! docs change: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
 //! to a local store and installed into a temporary install root as its own compose project.
 
 use std::process::{Command, Stdio};
@@ -15,6 +15,7 @@ use xtask::manifest::{self, Manifest};
 
 use crate::docker_setup;
 use crate::install::lock::InstallLock;
+use crate::install::stack::ReleaseEnv;
 use crate::load::Load;
 use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
@@ -61,9 +62,15 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     let db_id = h.container_id("db")?;
     eprintln!("xtask: test: v1 serves through nginx; 3 waitlist rows written");
 
-    // v2: a change outside every component; a new release of the same artifacts.
-    let v2 = commit_and_release(h, twin, "v2: docs", |dir| {
-        append(&dir.join("README.md"), "\nInstall test v2.\n")
+    // v2: a web-only change (and a docs change): only the web container may be replaced.
+    let api_id = h.container_id("api")?;
+    let v2 = commit_and_release(h, twin, "v2: web and docs", |dir| {
+        append(&dir.join("README.md"), "\nInstall test v2.\n")?;
+        replace(
+            &dir.join("web/app/routes/healthz.js"),
+            "status: \"ok\", ",
+            "status: \"ok\", v2: true, ",
+        )
     })?;
     // What a crash half-way through an earlier install leaves behind.
     let leftover_dir = h.host_root.join("releases/.tmp-crashed-1");
@@ -78,6 +85,13 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     let report = load.stop();
     installed?;
     h.expect_serving(&v2)?;
+    // The API's image did not change: its container kept running, and it still answers as
+    // the release that brought it.
+    expect_apps_at(h.port, DOMAIN, &v1, &v2)?;
+    ensure!(
+        h.container_id("api")? == api_id,
+        "a web-only change replaced the API container"
+    );
     ensure!(
         report.failed == 0 && report.requests >= 200,
         "{} of {} requests failed during a blue/green swap: {:?}",
@@ -705,9 +719,9 @@ impl Harness {
         Ok(out.stdout)
     }
 
-    /// Both apps answer through nginx as `release`.
+    /// `release` serves: each app answers through nginx as the release that brought its image.
     pub(crate) fn expect_serving(&self, release: &str) -> anyhow::Result<()> {
-        expect_serving_at(self.port, DOMAIN, release)
+        expect_serving_at(self.port, DOMAIN, &self.host_root, release)
     }
 
     pub(crate) fn current(&self) -> anyhow::Result<String> {
@@ -793,13 +807,31 @@ pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Both apps answer through nginx on 127.0.0.1:`port` for `domain` as `release`.
-pub(crate) fn expect_serving_at(port: u16, domain: &str, release: &str) -> anyhow::Result<()> {
-    let marker = format!("\"release\":\"{release}\"");
-    for (host, path) in [
-        (format!("api.{domain}"), "/health"),
-        (domain.to_owned(), "/healthz"),
+/// `release` serves through nginx on 127.0.0.1:`port` for `domain`: each app answers as the
+/// release that brought its image (its own id, or an earlier release's when its image did not
+/// change), as `release`'s release.env under `host_root` records.
+pub(crate) fn expect_serving_at(
+    port: u16,
+    domain: &str,
+    host_root: &Utf8Path,
+    release: &str,
+) -> anyhow::Result<()> {
+    let env = ReleaseEnv::read(&host_root.join("releases").join(release).join("release.env"))?;
+    expect_apps_at(
+        port,
+        domain,
+        env.app_release("api")?.0,
+        env.app_release("web")?.0,
+    )
+}
+
+/// The API answers through nginx as release `api` and the web app as release `web`.
+pub(crate) fn expect_apps_at(port: u16, domain: &str, api: &str, web: &str) -> anyhow::Result<()> {
+    for (host, path, release) in [
+        (format!("api.{domain}"), "/health", api),
+        (domain.to_owned(), "/healthz", web),
     ] {
+        let marker = format!("\"release\":\"{release}\"");
         let reply = crate::http::get(port, &host, path);
         ensure!(
             matches!(&reply, Some((200, body)) if body.contains(&marker)),

@@ -285,6 +285,25 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
             stack::image_tag(manifest, component)?,
         );
     }
+    // An app whose image is the one the current release runs keeps the release id it reports:
+    // its container configuration is then unchanged, and the swap leaves it running.
+    let current = host
+        .current()
+        .and_then(|id| ReleaseEnv::read(&host.release_dir(&id).join("release.env")).ok());
+    for app in ["api", "web"] {
+        let upper = app.to_uppercase();
+        let tag_key = format!("HITSAVE_{upper}_TAG");
+        let carried = current.as_ref().and_then(|cur| {
+            let same = cur.0.get(&tag_key) == env.0.get(&tag_key);
+            same.then(|| cur.app_release(app).ok())
+                .flatten()
+                .map(|(r, c)| (r.to_owned(), c.to_owned()))
+        });
+        let (release, commit) =
+            carried.unwrap_or_else(|| (manifest.release.clone(), manifest.commit.clone()));
+        env.0.insert(format!("HITSAVE_{upper}_RELEASE"), release);
+        env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
+    }
     Ok(env)
 }
 

@@ -37,6 +37,23 @@ impl ReleaseEnv {
             .with_context(|| format!("release.env has no {key}"))
     }
 
+    /// The release id (and commit) `app` reports: the release that brought its image. Releases
+    /// installed before apps kept their own id have only HITSAVE_RELEASE.
+    pub fn app_release(&self, app: &str) -> anyhow::Result<(&str, &str)> {
+        let upper = app.to_uppercase();
+        let release = self
+            .0
+            .get(&format!("HITSAVE_{upper}_RELEASE"))
+            .map(String::as_str)
+            .map_or_else(|| self.get("HITSAVE_RELEASE"), Ok)?;
+        let commit = self
+            .0
+            .get(&format!("HITSAVE_{upper}_COMMIT"))
+            .map(String::as_str)
+            .map_or_else(|| self.get("HITSAVE_COMMIT"), Ok)?;
+        Ok((release, commit))
+    }
+
     pub fn read(path: &Utf8Path) -> anyhow::Result<ReleaseEnv> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
         Ok(ReleaseEnv(
@@ -145,6 +162,24 @@ impl Stack {
         Ok(text)
     }
 
+    /// Like `run`, with `overlay` (a compose file's text) added after the release's files.
+    pub fn run_with_overlay(
+        &self,
+        what: &str,
+        overlay: &str,
+        args: &[&str],
+    ) -> anyhow::Result<String> {
+        let file = tempfile::Builder::new()
+            .prefix("hitsave-overlay-")
+            .suffix(".yml")
+            .tempfile()?;
+        std::fs::write(file.path(), overlay)?;
+        let path = file.path().to_string_lossy().into_owned();
+        let mut all = vec!["-f", path.as_str()];
+        all.extend_from_slice(args);
+        self.run(what, &all)
+    }
+
     /// The configuration compose resolves from the two files and release.env.
     pub fn config(&self) -> anyhow::Result<serde_json::Value> {
         let text = self.run(
@@ -234,7 +269,6 @@ impl Stack {
     /// Whether this release serves: api, web and nginx healthy, and both apps answering for
     /// this release through nginx. `Err(reason)` says what is still missing.
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
-        let release = self.env.get("HITSAVE_RELEASE")?;
         let containers = self.containers()?;
         for service in ["db", "api", "web", "nginx"] {
             match containers.iter().find(|c| c.service == service) {
@@ -257,11 +291,12 @@ impl Stack {
         }
         let port = self.http_port()?;
         let domain = self.domain()?;
-        let marker = format!("\"release\":\"{release}\"");
-        for (host, path, what) in [
-            (format!("api.{domain}"), "/ready", "the API"),
-            (domain.to_owned(), "/healthz", "the web app"),
+        for (app, host, path, what) in [
+            ("api", format!("api.{domain}"), "/ready", "the API"),
+            ("web", domain.to_owned(), "/healthz", "the web app"),
         ] {
+            let (release, _) = self.env.app_release(app)?;
+            let marker = format!("\"release\":\"{release}\"");
             match crate::http::get(port, &host, path) {
                 Some((200, body)) if body.contains(&marker) => {}
                 Some((200, body)) => {
@@ -310,4 +345,35 @@ pub fn image_exists(image: &str) -> bool {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_reports_its_own_release_or_the_release_of_older_installs() {
+        let env = |pairs: &[(&str, &str)]| {
+            ReleaseEnv(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let carried = env(&[
+            ("HITSAVE_RELEASE", "r2"),
+            ("HITSAVE_COMMIT", "c2"),
+            ("HITSAVE_API_RELEASE", "r1"),
+            ("HITSAVE_API_COMMIT", "c1"),
+            ("HITSAVE_WEB_RELEASE", "r2"),
+            ("HITSAVE_WEB_COMMIT", "c2"),
+        ]);
+        assert_eq!(carried.app_release("api").unwrap(), ("r1", "c1"));
+        assert_eq!(carried.app_release("web").unwrap(), ("r2", "c2"));
+        // release.env written before apps kept their own id.
+        let older = env(&[("HITSAVE_RELEASE", "r0"), ("HITSAVE_COMMIT", "c0")]);
+        assert_eq!(older.app_release("api").unwrap(), ("r0", "c0"));
+        assert!(env(&[]).app_release("web").is_err());
+    }
 }

@@ -84,7 +84,11 @@ pub fn swap(
             .iter()
             .map(|n| config_hash_of(n))
             .collect::<Result<_, _>>()?;
-        if !old.is_empty() && hashes.iter().all(|h| Some(h) == wanted.get(*service)) {
+        if !old.is_empty()
+            && hashes
+                .iter()
+                .all(|h| wanted.get(*service).is_some_and(|w| w.contains(h)))
+        {
             continue;
         }
         ui.info(&format!(
@@ -143,14 +147,30 @@ fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What compose would configure each service as now (`config --hash`).
-fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = stack.run("hashing the configuration", &["config", "--hash", "*"])?;
-    Ok(text
+/// The config-hash labels a container of each service would carry if compose created it now:
+/// by `up` (the whole configuration) or by the blue/green `up --no-deps`, which leaves
+/// depends_on out of the hash.
+fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    const NO_DEPS: &str =
+        "services:\n  api:\n    depends_on: !reset []\n  web:\n    depends_on: !reset []\n";
+    let full = stack.run("hashing the configuration", &["config", "--hash", "*"])?;
+    let no_deps = stack.run_with_overlay(
+        "hashing the configuration",
+        NO_DEPS,
+        &["config", "--hash", "*"],
+    )?;
+    let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (service, hash) in full
         .lines()
+        .chain(no_deps.lines())
         .filter_map(|l| l.split_once(' '))
-        .map(|(s, h)| (s.to_owned(), h.trim().to_owned()))
-        .collect())
+    {
+        hashes
+            .entry(service.to_owned())
+            .or_default()
+            .push(hash.trim().to_owned());
+    }
+    Ok(hashes)
 }
 
 fn config_hash_of(container: &str) -> anyhow::Result<String> {
