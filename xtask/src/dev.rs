@@ -229,17 +229,10 @@ impl Stack {
 
     fn check_images(&self) -> anyhow::Result<()> {
         for (key, image) in &self.env {
-            if !key.ends_with("_IMAGE") || !image.starts_with("hitsave-base/") {
-                continue;
-            }
-            let present = duct::cmd!("docker", "image", "inspect", image)
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run()?
-                .status
-                .success();
-            if !present {
+            if key.ends_with("_IMAGE")
+                && image.starts_with("hitsave-base/")
+                && !crate::install::stack::image_exists(image)
+            {
                 bail!("image {image} is missing: build the base images with `cargo xtask images`");
             }
         }

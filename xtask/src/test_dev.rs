@@ -19,7 +19,8 @@ use nix::unistd::Pid;
 
 use crate::docker_setup;
 use crate::http;
-use crate::process::free_port;
+use crate::install::stack::tail;
+use crate::process::{free_port, wait_until};
 use crate::test_install::{ProjectCleanup, replace};
 use crate::test_release::{checkout, git};
 
@@ -286,7 +287,7 @@ impl Drop for DevProcess {
     }
 }
 
-/// Polls `done` every 500 ms; fails early when dev exits, with the end of its output.
+/// Polls `done` until it holds; fails early when dev exits, with the end of its output.
 fn wait_for(
     session: &mut DevProcess,
     log: &Utf8Path,
@@ -294,34 +295,22 @@ fn wait_for(
     what: &str,
     mut done: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done()? {
-            return Ok(());
-        }
+    wait_until(what, timeout, || {
         if let Some(status) = session.child.try_wait()? {
-            bail!(
-                "dev exited ({status}) while waiting for {what}:\n{}",
-                tail(&read(log), 40)
-            );
+            bail!("dev exited ({status})");
         }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {timeout:?} waiting for {what}:\n{}",
-                tail(&read(log), 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        done()
+    })
+    .with_context(|| {
+        format!(
+            "waiting for {what}; dev printed last:\n{}",
+            tail(&read(log), 40)
+        )
+    })
 }
 
 fn read(log: &Utf8Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn check_secrets(copy: &Utf8Path) -> anyhow::Result<()> {

@@ -293,14 +293,12 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     for app in ["api", "web"] {
         let upper = app.to_uppercase();
         let tag_key = format!("HITSAVE_{upper}_TAG");
-        let carried = current.as_ref().and_then(|cur| {
-            let same = cur.0.get(&tag_key) == env.0.get(&tag_key);
-            same.then(|| cur.app_release(app).ok())
-                .flatten()
-                .map(|(r, c)| (r.to_owned(), c.to_owned()))
-        });
-        let (release, commit) =
-            carried.unwrap_or_else(|| (manifest.release.clone(), manifest.commit.clone()));
+        let (release, commit) = current
+            .as_ref()
+            .filter(|cur| cur.0.get(&tag_key) == env.0.get(&tag_key))
+            .and_then(|cur| cur.app_release(app).ok())
+            .unwrap_or((&manifest.release, &manifest.commit));
+        let (release, commit) = (release.to_owned(), commit.to_owned());
         env.0.insert(format!("HITSAVE_{upper}_RELEASE"), release);
         env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
     }
