@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.0 client for 127.0.0.1, enough for health checks through nginx (with a
-//! `Host` header) without a client library.
+//! A minimal HTTP/1.0 client, enough for health checks through nginx on 127.0.0.1 (with a
+//! `Host` header) and for warming up a new container on its own address, without a client
+//! library.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -20,6 +21,17 @@ pub fn request(
     json: Option<&str>,
 ) -> Option<(u16, String)> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    request_to(addr, host, method, path, json)
+}
+
+/// One request to `addr`; None while nothing answers.
+pub fn request_to(
+    addr: std::net::SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
