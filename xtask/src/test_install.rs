@@ -16,6 +16,7 @@ use xtask::manifest::{self, Manifest};
 use crate::docker_setup;
 use crate::install::lock::InstallLock;
 use crate::install::stack::ReleaseEnv;
+use crate::install::swap::WARM_UP_REQUESTS;
 use crate::load::Load;
 use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
@@ -81,10 +82,24 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     std::fs::write(&leftover_part, "half a download")?;
     // Blue/green under steady load: not one request may fail.
     let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
-    let installed = h.install_ok(&v2);
+    let installed = h.install(&v2, &[]);
     let report = load.stop();
-    installed?;
+    let installed = installed?;
+    let log = String::from_utf8_lossy(&installed.stderr);
+    ensure!(installed.status.success(), "installing {v2} failed:\n{log}");
     h.expect_serving(&v2)?;
+    // The new web container answered every warm-up request on its own address before nginx
+    // sent it traffic; the unchanged API got none.
+    ensure!(
+        log.lines().any(|l| l.contains("-web-")
+            && l.contains(&format!("warmed up with {WARM_UP_REQUESTS} requests to /"))),
+        "the new web container was not warmed up:\n{log}"
+    );
+    ensure!(
+        !log.lines()
+            .any(|l| l.contains("-api-") && l.contains("warmed up")),
+        "the unchanged API was warmed up:\n{log}"
+    );
     // The API's image did not change: its container kept running, and it still answers as
     // the release that brought it.
     expect_apps_at(h.port, DOMAIN, &v1, &v2)?;

@@ -144,7 +144,7 @@ pub fn swap(
 /// answers its first requests 30 to 80 ms late while V8 compiles the hot paths, and the first
 /// users after a swap would queue behind them; 50 requests in a row take it past that (measured
 /// on the web image: 24 of the first 500 requests over 30 ms cold, none after the warm-up).
-const WARM_UP_REQUESTS: usize = 50;
+pub(crate) const WARM_UP_REQUESTS: usize = 50;
 
 /// The host and page a new container of `service` is warmed up on: what users ask it most.
 fn warm_target(service: &str, domain: &str) -> (String, &'static str) {
