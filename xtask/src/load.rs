@@ -120,11 +120,12 @@ async fn run(
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
         tick.tick().await;
-        let (host, path) = if n.is_multiple_of(2) {
-            (format!("api.{domain}"), "/health")
+        let (app, path) = if n.is_multiple_of(2) {
+            ("api", "/health")
         } else {
-            (domain.clone(), "/")
+            ("web", "/")
         };
+        let host = crate::install::nginx::app_host(app, &domain);
         n += 1;
         tasks.spawn(async move {
             let t = Instant::now();

@@ -28,6 +28,15 @@ impl Upstreams {
     }
 }
 
+/// The host nginx routes to `app` (as the template says): `api.<domain>` for the API, the
+/// domain itself for the web app.
+pub fn app_host(app: &str, domain: &str) -> String {
+    match app {
+        "api" => format!("api.{domain}"),
+        _ => domain.to_owned(),
+    }
+}
+
 /// Renders the site; `tls` adds 443 listeners with the host's certificate files.
 pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) -> String {
     let (files, listen, default) = if tls {
@@ -80,6 +89,9 @@ mod tests {
         assert!(site.contains("set $api http://api:8080;"));
         assert!(site.contains("server_name api.hitsave.io;"));
         assert!(site.contains("server_name hitsave.io www.hitsave.io;"));
+        // app_host names the hosts the site routes to each app.
+        assert_eq!(super::app_host("api", "hitsave.io"), "api.hitsave.io");
+        assert_eq!(super::app_host("web", "hitsave.io"), "hitsave.io");
         assert!(site.contains("listen 443 ssl;"));
         assert!(!site.contains("{{"));
         let local = super::render(template, "hitsave-local.io", false, &ups);

@@ -291,10 +291,11 @@ impl Stack {
         }
         let port = self.http_port()?;
         let domain = self.domain()?;
-        for (app, host, path, what) in [
-            ("api", format!("api.{domain}"), "/ready", "the API"),
-            ("web", domain.to_owned(), "/healthz", "the web app"),
+        for (app, path, what) in [
+            ("api", "/ready", "the API"),
+            ("web", "/healthz", "the web app"),
         ] {
+            let host = super::nginx::app_host(app, domain);
             let (release, _) = self.env.app_release(app)?;
             let marker = format!("\"release\":\"{release}\"");
             match crate::http::get(port, &host, path) {

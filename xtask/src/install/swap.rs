@@ -31,8 +31,9 @@ pub enum Strategy {
     InPlace,
 }
 
-/// The services swapped container by container, with their port.
-const APPS: &[(&str, u16)] = &[("api", 8080), ("web", 3000)];
+/// The services swapped container by container: their port, and the page a new container is
+/// warmed up on (what users ask it most).
+const APPS: &[(&str, u16, &str)] = &[("api", 8080, "/health"), ("web", 3000, "/")];
 
 /// How long an old container has to finish its requests after SIGTERM (the apps' own grace is
 /// 20 s).
@@ -55,7 +56,7 @@ pub fn swap(
         .collect::<Vec<_>>();
     let apps_running = APPS
         .iter()
-        .all(|(s, _)| running.iter().any(|c| c.service == *s));
+        .all(|(s, _, _)| running.iter().any(|c| c.service == *s));
     let nginx_running = running.iter().any(|c| c.service == "nginx");
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
         let changed = nginx::install(
@@ -74,7 +75,7 @@ pub fn swap(
 
     let wanted = config_hashes(stack)?;
     let mut upstreams = current_upstreams(stack)?;
-    for (service, port) in APPS {
+    for (service, port, warm_path) in APPS {
         let old: Vec<String> = stack
             .containers()?
             .into_iter()
@@ -121,7 +122,13 @@ pub fn swap(
             remove(&new)?;
             return Err(e.context(format!("the new {service} container never became healthy")));
         }
-        warm_up(ui, &new, *port, &warm_target(service, &domain));
+        warm_up(
+            ui,
+            &new,
+            *port,
+            &nginx::app_host(service, &domain),
+            warm_path,
+        );
         upstreams.set(service, format!("{new}:{port}"));
         nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
         reload_nginx(stack)?;
@@ -146,18 +153,10 @@ pub fn swap(
 /// on the web image: 24 of the first 500 requests over 30 ms cold, none after the warm-up).
 pub(crate) const WARM_UP_REQUESTS: usize = 50;
 
-/// The host and page a new container of `service` is warmed up on: what users ask it most.
-fn warm_target(service: &str, domain: &str) -> (String, &'static str) {
-    match service {
-        "api" => (format!("api.{domain}"), "/health"),
-        _ => (domain.to_owned(), "/"),
-    }
-}
-
 /// Sends `container` its warm-up requests on its own address (the host reaches the compose
 /// network's bridge). Best effort: the swap goes on without it, since the container is
 /// already healthy and the health gate still checks the release through nginx.
-fn warm_up(ui: &Ui, container: &str, port: u16, (host, path): &(String, &str)) {
+fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
     let addr = match container_ip(container) {
         Ok(ip) => std::net::SocketAddr::new(ip, port),
         Err(e) => {
@@ -176,14 +175,10 @@ fn warm_up(ui: &Ui, container: &str, port: u16, (host, path): &(String, &str)) {
 }
 
 fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
-    let ips = duct::cmd!(
-        "docker",
-        "inspect",
-        "--format",
+    let ips = inspect(
+        container,
         "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-        container
-    )
-    .read()?;
+    )?;
     let ip = ips
         .split_whitespace()
         .next()
@@ -227,17 +222,21 @@ fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, Vec<String>>>
     Ok(hashes)
 }
 
-fn config_hash_of(container: &str) -> anyhow::Result<String> {
-    Ok(duct::cmd!(
-        "docker",
-        "inspect",
-        "--format",
-        "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
-        container
+/// `docker inspect --format format container`, trimmed.
+fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
+    Ok(
+        duct::cmd!("docker", "inspect", "--format", format, container)
+            .read()?
+            .trim()
+            .to_owned(),
     )
-    .read()?
-    .trim()
-    .to_owned())
+}
+
+fn config_hash_of(container: &str) -> anyhow::Result<String> {
+    inspect(
+        container,
+        "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
+    )
 }
 
 /// Where nginx sends each app now: the container names in its rendered site, or the service
@@ -246,7 +245,7 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
     let mut upstreams = Upstreams::services();
     for c in stack.containers()? {
         if c.state == "running"
-            && let Some((_, port)) = APPS.iter().find(|(s, _)| *s == c.service)
+            && let Some((_, port, _)) = APPS.iter().find(|(s, _, _)| *s == c.service)
         {
             upstreams.set(&c.service, format!("{}:{port}", c.name));
         }
@@ -257,16 +256,12 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let state = duct::cmd!(
-            "docker",
-            "inspect",
-            "--format",
+        let state = inspect(
+            container,
             "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-            container
         )
-        .read()
         .unwrap_or_default();
-        match state.trim() {
+        match state.as_str() {
             "running healthy" => return Ok(()),
             s if s.starts_with("exited") || s.starts_with("dead") => {
                 bail!("{container} exited ({s})")
