@@ -88,10 +88,10 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
         .iter()
         .map(|(t, l)| (at(*t), format!("install: {l}")))
         .collect();
-    for (start, latency) in report.slowest(20) {
+    for (start, latency, app) in report.slowest(20) {
         lines.push((
             at(start),
-            format!("request: {:.1} ms", latency.as_secs_f64() * 1000.0),
+            format!("request: {app} {:.1} ms", latency.as_secs_f64() * 1000.0),
         ));
     }
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -19,8 +19,8 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Latency of every request, sorted, in microseconds.
     latencies_us: Vec<u64>,
-    /// When each request started and how long it took, in start order.
-    samples: Vec<(Instant, Duration)>,
+    /// When each request started, how long it took and what it asked for, in start order.
+    samples: Vec<(Instant, Duration, &'static str)>,
     pub seconds: f64,
 }
 
@@ -37,8 +37,8 @@ impl Report {
         let mut latencies_us: Vec<u64> = self
             .samples
             .iter()
-            .filter(|(start, _)| *start >= from && *start <= to)
-            .map(|(_, latency)| latency.as_micros() as u64)
+            .filter(|(start, _, _)| *start >= from && *start <= to)
+            .map(|(_, latency, _)| latency.as_micros() as u64)
             .collect();
         latencies_us.sort_unstable();
         Report {
@@ -49,12 +49,12 @@ impl Report {
         }
     }
 
-    /// The `n` slowest requests: when each started, and how long it took.
-    pub fn slowest(&self, n: usize) -> Vec<(Instant, Duration)> {
+    /// The `n` slowest requests: when each started, how long it took, and which app it asked.
+    pub fn slowest(&self, n: usize) -> Vec<(Instant, Duration, &'static str)> {
         let mut samples = self.samples.clone();
-        samples.sort_unstable_by_key(|(_, latency)| std::cmp::Reverse(*latency));
+        samples.sort_unstable_by_key(|(_, latency, _)| std::cmp::Reverse(*latency));
         samples.truncate(n);
-        samples.sort_unstable_by_key(|(start, _)| *start);
+        samples.sort_unstable_by_key(|(start, _, _)| *start);
         samples
     }
 
@@ -105,18 +105,23 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = Report::default();
-    let record =
-        |report: &mut Report, (start, latency, result): (Instant, Duration, Result<(), String>)| {
-            report.requests += 1;
-            report.samples.push((start, latency));
-            report.latencies_us.push(latency.as_micros() as u64);
-            if let Err(e) = result {
-                report.failed += 1;
-                if report.failures.len() < 5 {
-                    report.failures.push(e);
-                }
+    let record = |report: &mut Report,
+                  (start, latency, app, result): (
+        Instant,
+        Duration,
+        &'static str,
+        Result<(), String>,
+    )| {
+        report.requests += 1;
+        report.samples.push((start, latency, app));
+        report.latencies_us.push(latency.as_micros() as u64);
+        if let Err(e) = result {
+            report.failed += 1;
+            if report.failures.len() < 5 {
+                report.failures.push(e);
             }
-        };
+        }
+    };
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
         tick.tick().await;
@@ -137,7 +142,7 @@ async fn run(
                 Ok(Err(e)) => Err(format!("{host}{path}: {e}")),
                 Err(_) => Err(format!("{host}{path}: no answer within 30 s")),
             };
-            (t, t.elapsed(), result)
+            (t, t.elapsed(), app, result)
         });
         while let Some(Ok(done)) = tasks.try_join_next() {
             record(&mut report, done);
@@ -149,7 +154,7 @@ async fn run(
         }
     }
     report.latencies_us.sort_unstable();
-    report.samples.sort_unstable_by_key(|(start, _)| *start);
+    report.samples.sort_unstable_by_key(|(start, _, _)| *start);
     report.seconds = started.elapsed().as_secs_f64();
     report
 }

@@ -6,6 +6,7 @@
 //! Every step can be repeated: a crash anywhere leaves a state the next install completes
 //! from, and installing what already runs healthy is a quick no-op.
 
+pub mod cpu;
 pub mod fetch;
 pub mod host;
 pub mod lock;
@@ -327,6 +328,12 @@ pub fn deploy(
         "starting the database",
         &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
     )?;
+    let db = stack
+        .containers()?
+        .into_iter()
+        .find(|c| c.service == "db" && c.state == "running")
+        .context("the database is not running after `up db`")?;
+    let weights = cpu::Weights::prioritise(ui, &db.name);
     if migrate {
         ui.info("running the new migrator");
         if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
@@ -347,7 +354,15 @@ pub fn deploy(
         args.strategy
     ));
     let timeout = Duration::from_secs(args.health_timeout);
-    let swap = swap::swap(ui, stack, &host.nginx_dir(), args.strategy, timeout).and_then(|()| {
+    let swap = swap::swap(
+        ui,
+        stack,
+        &host.nginx_dir(),
+        args.strategy,
+        &weights,
+        timeout,
+    )
+    .and_then(|()| {
         ui.info(&format!(
             "waiting up to {timeout:?} for release {id} to serve"
         ));
@@ -363,9 +378,16 @@ pub fn deploy(
             "release {id} is not healthy ({e:#}); bringing {old} back"
         ));
         let old_stack = Stack::open(&host.release_dir(&old))?;
-        swap::swap(ui, &old_stack, &host.nginx_dir(), args.strategy, timeout)
-            .and_then(|()| old_stack.wait_serving(timeout))
-            .with_context(|| format!("release {old} did not come back either"))?;
+        swap::swap(
+            ui,
+            &old_stack,
+            &host.nginx_dir(),
+            args.strategy,
+            &weights,
+            timeout,
+        )
+        .and_then(|()| old_stack.wait_serving(timeout))
+        .with_context(|| format!("release {old} did not come back either"))?;
         *outcome = "rolled-back";
         bail!(
             "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 
+use super::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use super::nginx::{self, Upstreams};
 use super::stack::Stack;
 use crate::ui::Ui;
@@ -39,12 +40,14 @@ const APPS: &[(&str, u16, &str)] = &[("api", 8080, "/health"), ("web", 3000, "/"
 /// 20 s).
 const DRAIN_SECS: &str = "25";
 
-/// Swaps `stack`'s app containers with `strategy`, then makes sure nginx runs.
+/// Swaps `stack`'s app containers with `strategy`, then makes sure nginx runs. A new
+/// container boots and warms up at the lowest CPU weight `weights` allows.
 pub fn swap(
     ui: &Ui,
     stack: &Stack,
     nginx_dir: &Utf8Path,
     strategy: Strategy,
+    weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let tls = stack.env.get("HITSAVE_ENV")? != "local";
@@ -97,11 +100,12 @@ pub fn swap(
             "{service}: starting the new container beside the old one"
         ));
         let scale = format!("{service}={}", old.len() + 1);
+        // Created first, so that it starts at the boot weight.
         stack.run(
-            &format!("starting a new {service} container"),
+            &format!("creating a new {service} container"),
             &[
                 "up",
-                "--detach",
+                "--no-start",
                 "--no-deps",
                 "--no-recreate",
                 "--scale",
@@ -114,21 +118,28 @@ pub fn swap(
             .into_iter()
             .find(|c| c.service == *service && !old.contains(&c.name))
             .map(|c| c.name)
-            .with_context(|| format!("compose started no new {service} container"))?;
-        if let Err(e) = wait_healthy(&new, timeout) {
+            .with_context(|| format!("compose created no new {service} container"))?;
+        let ready = weights
+            .set_container(&new, BOOT_SHARES)
+            .and_then(|()| start(&new))
+            .and_then(|()| wait_healthy(&new, timeout))
+            .map(|()| {
+                warm_up(
+                    ui,
+                    &new,
+                    *port,
+                    &nginx::app_host(service, &domain),
+                    warm_path,
+                )
+            })
+            .and_then(|()| weights.set_container(&new, SERVING_SHARES));
+        if let Err(e) = ready {
             ui.info(&format!(
-                "{service}: {new} is not healthy; removing it, the old one keeps serving"
+                "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
             ));
             remove(&new)?;
-            return Err(e.context(format!("the new {service} container never became healthy")));
+            return Err(e.context(format!("the new {service} container never became ready")));
         }
-        warm_up(
-            ui,
-            &new,
-            *port,
-            &nginx::app_host(service, &domain),
-            warm_path,
-        );
         upstreams.set(service, format!("{new}:{port}"));
         nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
         reload_nginx(stack)?;
@@ -272,6 +283,14 @@ fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+fn start(container: &str) -> anyhow::Result<()> {
+    duct::cmd!("docker", "start", container)
+        .stdout_null()
+        .run()
+        .with_context(|| format!("cannot start {container}"))?;
+    Ok(())
 }
 
 fn remove(container: &str) -> anyhow::Result<()> {

@@ -1,0 +1,132 @@
+//! CPU weights on the host: requests being served come before deploy work.
+//!
+//! With Docker's cgroupfs driver on cgroup v1, every container sits under one cgroup
+//! (`/docker`) whose CPU weight is that of a single host process. When a swap starts or stops a
+//! container, runc, containerd, dockerd, compose and the kernel's workers all want the CPU at
+//! once, and the whole serving stack (nginx, node, the API) gets one share among them: on a
+//! 2-vCPU host that held web requests back 50 to 250 ms. So the install gives the containers'
+//! parent cgroup ten times a host process's weight, and a new app container boots at the lowest
+//! weight until it is warmed up, so it does not take CPU from the containers serving meanwhile.
+//!
+//! Under cgroup v2, or with the systemd driver, each container is already a cgroup of its own
+//! next to the host's services; weights are left as Docker sets them there.
+
+use anyhow::Context;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::ui::Ui;
+
+/// Where cgroup v1 mounts the cpu controller (a link to `cpu,cpuacct` on most distributions).
+const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
+/// The containers' parent cgroup: ten times the weight (1024) of a process on the host.
+pub const PARENT_SHARES: u64 = 10 * 1024;
+/// A container booting beside the live ones: the lowest weight cgroup v1 allows.
+pub const BOOT_SHARES: u64 = 2;
+/// A container once it serves: the default weight, the same as its neighbours.
+pub const SERVING_SHARES: u64 = 1024;
+
+/// The CPU weights the install can set on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// cgroup v1: the containers' parent cgroup, as a directory under the cpu controller.
+    V1 { parent: Utf8PathBuf },
+    /// Left as Docker sets them.
+    Default,
+}
+
+impl Weights {
+    /// Finds where the running `container` sits and gives its parent cgroup the weight of
+    /// `PARENT_SHARES`. Best effort: a host where that cannot be done keeps Docker's weights.
+    pub fn prioritise(ui: &Ui, container: &str) -> Weights {
+        match Self::find(container).and_then(|w| w.apply().map(|()| w)) {
+            Ok(Weights::V1 { parent }) => {
+                ui.info(&format!(
+                    "CPU weight of the containers ({parent}): {PARENT_SHARES}, ten times a host process's, so requests come before deploy work"
+                ));
+                Weights::V1 { parent }
+            }
+            Ok(Weights::Default) => Weights::Default,
+            Err(e) => {
+                ui.info(&format!("CPU weights left as Docker sets them: {e:#}"));
+                Weights::Default
+            }
+        }
+    }
+
+    fn find(container: &str) -> anyhow::Result<Weights> {
+        let pid = duct::cmd!("docker", "inspect", "--format", "{{.State.Pid}}", container)
+            .read()
+            .with_context(|| format!("cannot inspect {container}"))?;
+        let file = format!("/proc/{}/cgroup", pid.trim());
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+        Ok(match cpu_cgroup(&text) {
+            Some(path) => match Utf8Path::new(path).parent() {
+                Some(parent) if parent != "/" => Weights::V1 {
+                    parent: Utf8Path::new(CPU_MOUNT).join(parent.as_str().trim_start_matches('/')),
+                },
+                _ => Weights::Default,
+            },
+            None => Weights::Default,
+        })
+    }
+
+    fn apply(&self) -> anyhow::Result<()> {
+        if let Weights::V1 { parent } = self {
+            write_shares(parent, PARENT_SHARES)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a running container's own weight (`BOOT_SHARES` or `SERVING_SHARES`).
+    pub fn set_container(&self, container: &str, shares: u64) -> anyhow::Result<()> {
+        if *self == Weights::Default {
+            return Ok(());
+        }
+        duct::cmd!(
+            "docker",
+            "update",
+            "--cpu-shares",
+            shares.to_string(),
+            container
+        )
+        .stdout_null()
+        .run()
+        .with_context(|| format!("cannot set the CPU weight of {container}"))?;
+        Ok(())
+    }
+}
+
+/// The cgroup v1 cpu controller's path in a /proc/PID/cgroup file, if it has one.
+fn cpu_cgroup(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == "cpu").then_some(path)
+    })
+}
+
+fn write_shares(cgroup: &Utf8Path, shares: u64) -> anyhow::Result<()> {
+    let file = cgroup.join("cpu.shares");
+    let now = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+    if now.trim() != shares.to_string() {
+        std::fs::write(&file, shares.to_string()).with_context(|| {
+            format!("cannot write {file} (the install runs as root on the host)")
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cpu_controller_of_cgroup_v1_only() {
+        let v1 = "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n";
+        assert_eq!(cpu_cgroup(v1), Some("/docker/abc"));
+        let split = "5:cpuacct:/x\n3:cpu:/docker/def\n";
+        assert_eq!(cpu_cgroup(split), Some("/docker/def"));
+        assert_eq!(cpu_cgroup("6:cpuset:/docker/abc\n"), None);
+        assert_eq!(cpu_cgroup("0::/system.slice/docker-abc.scope\n"), None);
+    }
+}
