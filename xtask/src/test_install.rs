@@ -100,6 +100,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
             .any(|l| l.contains("-api-") && l.contains("warmed up")),
         "the unchanged API was warmed up:\n{log}"
     );
+    expect_cpu_weights(h, &log)?;
     // The API's image did not change: its container kept running, and it still answers as
     // the release that brought it.
     expect_apps_at(h.port, DOMAIN, &v1, &v2)?;
@@ -838,6 +839,52 @@ pub(crate) fn expect_serving_at(
         env.app_release("api")?.0,
         env.app_release("web")?.0,
     )
+}
+
+/// On cgroup v1 the install gave the containers' parent cgroup ten times a host process's CPU
+/// weight, and the new web container, which booted at the lowest weight, is back at the
+/// default one now that it serves (in Docker's settings and in its cgroup).
+fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
+    use crate::install::cpu::{PARENT_SHARES, SERVING_SHARES};
+    if !Utf8Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists() {
+        eprintln!("xtask: test: no cgroup v1 cpu controller here: CPU weights not checked");
+        return Ok(());
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("CPU weight of the containers ("))
+        .with_context(|| format!("the install set no CPU weight:\n{log}"))?;
+    let parent = line
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dir, _)| Utf8PathBuf::from(dir))
+        .context("the CPU weight line names no cgroup")?;
+    let shares = |dir: &Utf8Path| -> anyhow::Result<u64> {
+        let file = dir.join("cpu.shares");
+        Ok(std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {file}"))?
+            .trim()
+            .parse()?)
+    };
+    ensure!(
+        shares(&parent)? == PARENT_SHARES,
+        "{parent} does not have the CPU weight the install logged"
+    );
+    let web = h.container_id("web")?;
+    let full = read(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Id}} {{.HostConfig.CpuShares}}",
+        &web,
+    ]))?;
+    let (id, configured) = full
+        .split_once(' ')
+        .context("docker inspect printed no id")?;
+    ensure!(
+        configured == SERVING_SHARES.to_string() && shares(&parent.join(id))? == SERVING_SHARES,
+        "the new web container serves at CPU weight {configured} (its boot weight was not lifted)"
+    );
+    Ok(())
 }
 
 /// The API answers through nginx as release `api` and the web app as release `web`.
