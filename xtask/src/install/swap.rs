@@ -1,11 +1,12 @@
 //! Swapping the app containers (`api`, `web`) to a new release.
 //!
 //! Blue/green (the default): for each app service whose configuration changed, one new
-//! container starts beside the old one (`up --scale S=2 --no-recreate`), must become healthy,
-//! is warmed up with requests on its own address (so no user waits on a cold process), then
-//! nginx is pointed at it by container name and reloaded gracefully (old workers finish
-//! their requests), and only then does the old container get SIGTERM: it stops accepting,
-//! finishes what is in flight within its grace period, and is removed. A new container that
+//! container starts beside the old one (`up --no-start --scale S=2 --no-recreate`, then
+//! `docker start` at the lowest CPU weight: see cpu.rs), must become healthy, is warmed up
+//! with requests on its own address (so no user waits on a cold process), goes back to the
+//! default CPU weight, then nginx is pointed at it by container name and reloaded gracefully
+//! (old workers finish their requests), and only then does the old container get SIGTERM: it
+//! stops accepting, finishes what is in flight within its grace period, and is removed. A new container that
 //! does not become healthy is removed and the old one never stopped serving. `db` and `nginx`
 //! are never taken down by an app deploy.
 //!
