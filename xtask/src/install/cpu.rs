@@ -45,7 +45,10 @@ impl Weights {
                 ));
                 Weights::V1 { parent }
             }
-            Ok(Weights::Default) => Weights::Default,
+            Ok(Weights::Default) => {
+                ui.info("CPU weights left as Docker sets them: each container is a cgroup of its own beside the host's services here");
+                Weights::Default
+            }
             Err(e) => {
                 ui.info(&format!("CPU weights left as Docker sets them: {e:#}"));
                 Weights::Default
@@ -59,12 +62,9 @@ impl Weights {
             .with_context(|| format!("cannot inspect {container}"))?;
         let file = format!("/proc/{}/cgroup", pid.trim());
         let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
-        Ok(match cpu_cgroup(&text) {
-            Some(path) => match Utf8Path::new(path).parent() {
-                Some(parent) if parent != "/" => Weights::V1 {
-                    parent: Utf8Path::new(CPU_MOUNT).join(parent.as_str().trim_start_matches('/')),
-                },
-                _ => Weights::Default,
+        Ok(match containers_parent(&text) {
+            Some(parent) => Weights::V1 {
+                parent: Utf8Path::new(CPU_MOUNT).join(parent.trim_start_matches('/')),
             },
             None => Weights::Default,
         })
@@ -77,7 +77,7 @@ impl Weights {
         Ok(())
     }
 
-    /// Sets a running container's own weight (`BOOT_SHARES` or `SERVING_SHARES`).
+    /// Sets a container's own weight (`BOOT_SHARES` or `SERVING_SHARES`).
     pub fn set_container(&self, container: &str, shares: u64) -> anyhow::Result<()> {
         if *self == Weights::Default {
             return Ok(());
@@ -96,13 +96,18 @@ impl Weights {
     }
 }
 
-/// The cgroup v1 cpu controller's path in a /proc/PID/cgroup file, if it has one.
-fn cpu_cgroup(proc_cgroup: &str) -> Option<&str> {
-    proc_cgroup.lines().find_map(|line| {
+/// From a container's /proc/PID/cgroup, the cgroup v1 cpu controller's group that holds all
+/// containers (`/docker` by default). None under cgroup v2, and under the systemd driver,
+/// whose containers are scopes in a slice beside the host's services (raising the slice would
+/// raise those services too).
+fn containers_parent(proc_cgroup: &str) -> Option<&str> {
+    let path = proc_cgroup.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
         controllers.split(',').any(|c| c == "cpu").then_some(path)
-    })
+    })?;
+    let parent = Utf8Path::new(path).parent()?.as_str();
+    (parent != "/" && !parent.is_empty() && !parent.ends_with(".slice")).then_some(parent)
 }
 
 fn write_shares(cgroup: &Utf8Path, shares: u64) -> anyhow::Result<()> {
@@ -121,12 +126,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_cpu_controller_of_cgroup_v1_only() {
+    fn finds_the_containers_cgroup_under_cgroup_v1_and_cgroupfs_only() {
         let v1 = "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n";
-        assert_eq!(cpu_cgroup(v1), Some("/docker/abc"));
-        let split = "5:cpuacct:/x\n3:cpu:/docker/def\n";
-        assert_eq!(cpu_cgroup(split), Some("/docker/def"));
-        assert_eq!(cpu_cgroup("6:cpuset:/docker/abc\n"), None);
-        assert_eq!(cpu_cgroup("0::/system.slice/docker-abc.scope\n"), None);
+        assert_eq!(containers_parent(v1), Some("/docker"));
+        let custom = "5:cpuacct:/x/abc\n3:cpu:/hosting/docker/def\n";
+        assert_eq!(containers_parent(custom), Some("/hosting/docker"));
+        assert_eq!(containers_parent("6:cpuset:/docker/abc\n"), None);
+        assert_eq!(containers_parent("4:cpu,cpuacct:/abc\n"), None);
+        // The systemd driver (on v1), and cgroup v2.
+        let systemd = "4:cpu,cpuacct:/system.slice/docker-abc.scope\n";
+        assert_eq!(containers_parent(systemd), None);
+        assert_eq!(
+            containers_parent("0::/system.slice/docker-abc.scope\n"),
+            None
+        );
+        assert_eq!(containers_parent("0::/docker/abc\n"), None);
     }
 }
