@@ -6,9 +6,9 @@
 //! with requests on its own address (so no user waits on a cold process), goes back to the
 //! default CPU weight, then nginx is pointed at it by container name and reloaded gracefully
 //! (old workers finish their requests), and only then does the old container get SIGTERM: it
-//! stops accepting, finishes what is in flight within its grace period, and is removed. A new container that
-//! does not become healthy is removed and the old one never stopped serving. `db` and `nginx`
-//! are never taken down by an app deploy.
+//! stops accepting, finishes what is in flight within its grace period, and is removed. A new
+//! container that does not become healthy is removed and the old one never stopped serving.
+//! `db` and `nginx` are never taken down by an app deploy.
 //!
 //! In place (`--strategy in-place`): a plain `up -d`, which stops each old container before
 //! starting its replacement; kept as the baseline `bench deploy` compares against.
