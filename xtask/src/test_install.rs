@@ -845,8 +845,8 @@ pub(crate) fn expect_serving_at(
 /// weight, and the new web container, which booted at the lowest weight, is back at the
 /// default one now that it serves (in Docker's settings and in its cgroup).
 fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
-    use crate::install::cpu::{PARENT_SHARES, SERVING_SHARES};
-    if !Utf8Path::new("/sys/fs/cgroup/cpu/cpu.shares").exists() {
+    use crate::install::cpu::{CPU_MOUNT, PARENT_SHARES, SERVING_SHARES, shares};
+    if !Utf8Path::new(CPU_MOUNT).join("cpu.shares").exists() {
         eprintln!("xtask: test: no cgroup v1 cpu controller here: CPU weights not checked");
         return Ok(());
     }
@@ -859,13 +859,6 @@ fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
         .and_then(|(_, rest)| rest.split_once(')'))
         .map(|(dir, _)| Utf8PathBuf::from(dir))
         .context("the CPU weight line names no cgroup")?;
-    let shares = |dir: &Utf8Path| -> anyhow::Result<u64> {
-        let file = dir.join("cpu.shares");
-        Ok(std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {file}"))?
-            .trim()
-            .parse()?)
-    };
     ensure!(
         shares(&parent)? == PARENT_SHARES,
         "{parent} does not have the CPU weight the install logged"

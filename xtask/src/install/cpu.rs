@@ -17,7 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::ui::Ui;
 
 /// Where cgroup v1 mounts the cpu controller (a link to `cpu,cpuacct` on most distributions).
-const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
+pub const CPU_MOUNT: &str = "/sys/fs/cgroup/cpu";
 /// The containers' parent cgroup: ten times the weight (1024) of a process on the host.
 pub const PARENT_SHARES: u64 = 10 * 1024;
 /// A container booting beside the live ones: the lowest weight cgroup v1 allows.
@@ -57,10 +57,9 @@ impl Weights {
     }
 
     fn find(container: &str) -> anyhow::Result<Weights> {
-        let pid = duct::cmd!("docker", "inspect", "--format", "{{.State.Pid}}", container)
-            .read()
+        let pid = super::swap::inspect(container, "{{.State.Pid}}")
             .with_context(|| format!("cannot inspect {container}"))?;
-        let file = format!("/proc/{}/cgroup", pid.trim());
+        let file = format!("/proc/{pid}/cgroup");
         let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
         Ok(match containers_parent(&text) {
             Some(parent) => Weights::V1 {
@@ -110,10 +109,18 @@ fn containers_parent(proc_cgroup: &str) -> Option<&str> {
     (parent != "/" && !parent.is_empty() && !parent.ends_with(".slice")).then_some(parent)
 }
 
-fn write_shares(cgroup: &Utf8Path, shares: u64) -> anyhow::Result<()> {
+/// A cgroup v1 group's cpu.shares.
+pub fn shares(cgroup: &Utf8Path) -> anyhow::Result<u64> {
     let file = cgroup.join("cpu.shares");
-    let now = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
-    if now.trim() != shares.to_string() {
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{file} holds no number: {text:?}"))
+}
+
+fn write_shares(cgroup: &Utf8Path, shares: u64) -> anyhow::Result<()> {
+    if self::shares(cgroup)? != shares {
+        let file = cgroup.join("cpu.shares");
         std::fs::write(&file, shares.to_string()).with_context(|| {
             format!("cannot write {file} (the install runs as root on the host)")
         })?;

@@ -235,7 +235,7 @@ fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, Vec<String>>>
 }
 
 /// `docker inspect --format format container`, trimmed.
-fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
+pub(super) fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
     Ok(
         duct::cmd!("docker", "inspect", "--format", format, container)
             .read()?
