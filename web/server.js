@@ -18,7 +18,9 @@ const app = express();
 app.disable("x-powered-by");
 // Fingerprinted assets never change under the same name.
 app.use("/assets", express.static("build/client/assets", { immutable: true, maxAge: "1y" }));
-app.use(express.static("build/client", { maxAge: "1h" }));
+// Artifacts date every file at one fixed time (ARTIFACT_EPOCH in xtask), so a changed file
+// of the same size would keep its size+mtime ETag: validate nothing, refetch after the hour.
+app.use(express.static("build/client", { maxAge: "1h", etag: false, lastModified: false }));
 app.use(createRequestHandler({ build, mode: process.env.NODE_ENV ?? "production" }));
 
 const server = app.listen(port, host, () => {

@@ -29,8 +29,7 @@ pub struct Args {
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let ui = Ui::new();
     let selected = components::select(&args.components)?;
-    let checkout = xtask::git::Checkout::read(root)?;
-    let staged = build(&ui, root, &selected, checkout.commit_time)?;
+    let staged = build(&ui, root, &selected, components::ARTIFACT_EPOCH)?;
     for (component, dir) in staged {
         ui.info(&format!("{}: staged in {dir}", component.name));
     }

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use xtask::components::ARTIFACT_EPOCH;
 use xtask::manifest::{self, Manifest, SCHEMA};
 use xtask::package::{self, Packed};
 use xtask::store::{Store, StoreArgs};
@@ -139,6 +140,6 @@ pub fn make(
     }
 
     std::fs::write(stage_dir.join(REVISION_FILE), manifest::to_bytes(revision))?;
-    package::pack_dir(stage_dir, &out.join("artifacts"), manifest.commit_time)
+    package::pack_dir(stage_dir, &out.join("artifacts"), ARTIFACT_EPOCH)
         .context("packaging the CodeDeploy bundle failed")
 }

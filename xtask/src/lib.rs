@@ -1,8 +1,10 @@
 //! The pipeline's mechanics, kept apart from the commands in `main.rs` so they can be tested
 //! and benchmarked on their own.
 
+pub mod binaries;
 pub mod branch_config;
 pub mod components;
+pub mod elf;
 pub mod git;
 pub mod inputs;
 pub mod manifest;

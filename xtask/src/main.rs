@@ -14,6 +14,7 @@ mod dev_setup;
 mod docker_setup;
 mod doctor;
 mod garage;
+mod glibc_probe;
 mod hook;
 mod http;
 mod install;

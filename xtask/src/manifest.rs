@@ -32,8 +32,8 @@ pub struct Manifest {
     pub release: String,
     /// Full git commit the release was built from.
     pub commit: String,
-    /// Committer time of that commit (seconds since the epoch), the SOURCE_DATE_EPOCH of the
-    /// tarballs built for this release.
+    /// Committer time of that commit (seconds since the epoch); the release id's time. The
+    /// tarballs do not carry it: their entries are dated `components::ARTIFACT_EPOCH`.
     pub commit_time: u64,
     /// Branch it was built on, when known (CI's ref name, or the checked-out branch).
     pub branch: Option<String>,
@@ -77,19 +77,24 @@ pub struct Artifact {
 }
 
 /// `inputs/<component>/<input-hash>.json`: the build-once index. Written once, after its
-/// artifact, and never changed.
+/// artifact, and never changed; a release that finds one uses its artifact.
+///
+/// Its bytes depend on the inputs alone (no release, no time): two releases that race to
+/// record the same inputs write the same bytes, whichever lands last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRecord {
     /// Format version; always 1 here.
     pub schema: u32,
+    /// The component those inputs are of.
     pub component: String,
+    /// The input hash (see `inputs.rs`); also the key's file name.
     pub input_hash: String,
-    /// The artifact those inputs built.
+    /// The artifact those inputs built: `artifacts/<sha256>.tar.gz`.
     pub sha256: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// Where it runs, as in the manifest's `Artifact::target`.
     pub target: String,
-    /// The release that built it first.
-    pub built_for: String,
 }
 
 /// `commits/<git-sha>.json` and `channels/<name>.json`: which release to install.

@@ -17,7 +17,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use xtask::components::{self, COMPONENTS, Component};
+use xtask::binaries;
+use xtask::components::{self, ARTIFACT_EPOCH, COMPONENTS, Component};
 use xtask::git::Checkout;
 use xtask::inputs::{self, Toolchain};
 use xtask::manifest::{self, Artifact, BundleRef, InputRecord, Manifest, Pointer, SCHEMA};
@@ -280,11 +281,12 @@ fn build_and_pack(
     components: &[&'static Component],
     out: &Utf8Path,
 ) -> anyhow::Result<Vec<(Artifact, Utf8PathBuf)>> {
-    let staged = build::build(ui, root, components, plan.checkout.commit_time)?;
+    let staged = build::build(ui, root, components, ARTIFACT_EPOCH)?;
+    check_binaries(ui, &staged)?;
     let mut packed = Vec::new();
     for (component, dir) in staged {
         let bar = ui.spinner(&format!("packaging {}", component.name));
-        let p = package::pack_dir(&dir, &out.join("artifacts"), plan.checkout.commit_time)
+        let p = package::pack_dir(&dir, &out.join("artifacts"), ARTIFACT_EPOCH)
             .with_context(|| format!("packaging {} failed", component.name))?;
         bar.finish_and_clear();
         ui.info(&format!(
@@ -308,6 +310,37 @@ fn build_and_pack(
     Ok(packed)
 }
 
+/// Refuses, before anything is packaged or uploaded, every staged binary that needs a newer
+/// glibc than where it runs offers; names the binary, the symbols and the versions.
+fn check_binaries(ui: &Ui, staged: &[(&'static Component, Utf8PathBuf)]) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (component, dir) in staged {
+        let found = binaries::check(component, dir)
+            .with_context(|| format!("cannot check the binaries of {}", component.name))?;
+        for b in &found {
+            if let Some(newest) = b.newest {
+                ui.info(&format!(
+                    "{}: {} needs glibc {newest} at most; {} has {}",
+                    component.name,
+                    b.path,
+                    component.runs_on.describe(),
+                    component.runs_on.glibc()
+                ));
+            }
+        }
+        problems.extend(binaries::problems(component, &found));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}\nnothing was published: these binaries would not start where they run. Build in \
+             the release environment, Debian 12 (the rust:1.95.0-bookworm image, as \
+             .github/workflows/release.yml does)",
+            problems.join("\n")
+        );
+    }
+    Ok(())
+}
+
 /// A first publication of this release id.
 fn publish(
     ui: &Ui,
@@ -323,8 +356,8 @@ fn publish(
         match find_reusable(store, component, input_hash)? {
             Some(record) => {
                 ui.info(&format!(
-                    "{}: unchanged since {}; reusing {}",
-                    component.name, record.built_for, record.sha256
+                    "{}: inputs already built; reusing {}",
+                    component.name, record.sha256
                 ));
                 let artifact = Artifact {
                     component: component.name.to_owned(),
@@ -344,29 +377,34 @@ fn publish(
         let packed = build_and_pack(ui, root, plan, &to_build, &dist)?;
         let total: u64 = packed.iter().map(|(a, _)| a.size).sum();
         let bar = ui.bytes("uploading artifacts", total);
+        let mut sent_per_artifact = Vec::new();
         for (artifact, path) in &packed {
             let sent = upload_unless_present(store, path, &artifact.sha256, artifact.size, &|n| {
                 bar.inc(n)
             })?;
             uploaded.fetch_add(sent, Ordering::Relaxed);
-            outcomes.push(Outcome::new(artifact, "built", sent));
+            sent_per_artifact.push(sent);
         }
         bar.finish_and_clear();
         // The build-once index, only once the artifacts it names are in the store.
-        for (artifact, _) in &packed {
-            let key = manifest::input_key(&artifact.component, &artifact.input_hash);
-            if store.head(&key)?.is_none() {
-                let record = manifest::to_bytes(&InputRecord {
-                    schema: SCHEMA,
-                    component: artifact.component.clone(),
-                    input_hash: artifact.input_hash.clone(),
-                    sha256: artifact.sha256.clone(),
-                    size: artifact.size,
-                    target: artifact.target.clone(),
-                    built_for: plan.id.clone(),
-                });
-                store.put(&key, &record)?;
-                uploaded.fetch_add(record.len() as u64, Ordering::Relaxed);
+        for ((artifact, _), sent) in packed.iter().zip(sent_per_artifact) {
+            let recorded = record_inputs(store, artifact, uploaded)?;
+            if recorded.sha256 == artifact.sha256 {
+                outcomes.push(Outcome::new(artifact, "built", sent));
+            } else {
+                // Another release recorded these inputs first, with other bytes (a build that
+                // is not reproducible): use its artifact, so both releases name the same one.
+                ui.info(&format!(
+                    "{}: another release recorded these inputs first; using its {} instead of {}",
+                    artifact.component, recorded.sha256, artifact.sha256
+                ));
+                let theirs = Artifact {
+                    sha256: recorded.sha256,
+                    size: recorded.size,
+                    target: recorded.target,
+                    ..artifact.clone()
+                };
+                outcomes.push(Outcome::new(&theirs, "reused", sent));
             }
         }
     }
@@ -420,6 +458,59 @@ fn upload_unless_present(
     }
     store.upload(&key, path, sha256, size, progress)?;
     Ok(size)
+}
+
+/// Records that `artifact` is what its inputs build, unless a record is there already; returns
+/// the record the store holds afterwards. Writes happen only where none was found, and the
+/// record's bytes depend on the inputs alone, so two releases racing on the same inputs (the
+/// store has no conditional writes) write identical bytes when their builds agree. When they
+/// do not, the record read back wins, and both releases name its artifact.
+fn record_inputs(
+    store: &dyn Store,
+    artifact: &Artifact,
+    uploaded: &AtomicU64,
+) -> anyhow::Result<InputRecord> {
+    let key = manifest::input_key(&artifact.component, &artifact.input_hash);
+    let ours = InputRecord {
+        schema: SCHEMA,
+        component: artifact.component.clone(),
+        input_hash: artifact.input_hash.clone(),
+        sha256: artifact.sha256.clone(),
+        size: artifact.size,
+        target: artifact.target.clone(),
+    };
+    if let Some(theirs) = usable_record(store, &key, &ours)? {
+        return Ok(theirs);
+    }
+    let bytes = manifest::to_bytes(&ours);
+    store.put(&key, &bytes)?;
+    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(usable_record(store, &key, &ours)?.unwrap_or(ours))
+}
+
+/// The record under `key` when it describes the same inputs as `ours` and its artifact is in
+/// the store; None when there is none (or it is unusable and ours should replace it).
+fn usable_record(
+    store: &dyn Store,
+    key: &str,
+    ours: &InputRecord,
+) -> anyhow::Result<Option<InputRecord>> {
+    let Some(bytes) = store.get(key)? else {
+        return Ok(None);
+    };
+    let Ok(record) = InputRecord::parse(&bytes) else {
+        return Ok(None);
+    };
+    if record.component != ours.component || record.input_hash != ours.input_hash {
+        return Ok(None);
+    }
+    if record.sha256 == ours.sha256 {
+        return Ok(Some(record));
+    }
+    let present = store
+        .head(&manifest::artifact_key(&record.sha256))?
+        .is_some_and(|info| info.size == record.size);
+    Ok(present.then_some(record))
 }
 
 /// The store's record for these inputs, if its artifact is really there.

@@ -79,8 +79,11 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     }
 
     let mut passed = 0;
+    // What each suite costs, printed at the end (CI's time budget is shared by all of them).
+    let mut took = Vec::new();
     for suite in &suites {
         eprintln!("xtask: ── suite {suite:?} ──");
+        let suite_started = Instant::now();
         let result = match suite {
             Suite::Lint => lint(&sh),
             Suite::Rust => rust(&sh, pg.as_ref().expect("started above")),
@@ -97,8 +100,13 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             return Err(e.context(format!("suite {suite:?}")));
         }
         passed += 1;
+        took.push(format!("{suite:?} {:.0?}", suite_started.elapsed()));
     }
-    eprintln!("xtask: all suites passed in {:.0?}", started.elapsed());
+    eprintln!(
+        "xtask: all suites passed in {:.0?} ({})",
+        started.elapsed(),
+        took.join(", ")
+    );
     println!("suites: {passed} passed, 0 failed");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! on a real Docker Engine with real images, PostgreSQL inside the stack and nginx in front.
 //!
 //! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a web and
-//! docs change: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
+//! docs change, built again with no input records: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
 //! to a local store and installed into a temporary install root as its own compose project.
 
 use std::process::{Command, Stdio};
@@ -63,8 +63,12 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     let db_id = h.container_id("db")?;
     eprintln!("xtask: test: v1 serves through nginx; 3 waitlist rows written");
 
-    // v2: a web-only change (and a docs change): only the web container may be replaced.
+    // v2: a web-only change (and a docs change): only the web container may be replaced,
+    // also when the store has lost its build-once records, so v2 builds every component again
+    // rather than reusing v1's artifacts: the same inputs give the same bytes, and so the same
+    // image tags.
     let api_id = h.container_id("api")?;
+    std::fs::remove_dir_all(h.store.join("inputs"))?;
     let v2 = commit_and_release(h, twin, "v2: web and docs", |dir| {
         append(&dir.join("README.md"), "\nInstall test v2.\n")?;
         replace(
@@ -73,6 +77,14 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
             "status: \"ok\", v2: true, ",
         )
     })?;
+    let (m1, m2) = (h.manifest(&v1)?, h.manifest(&v2)?);
+    for component in ["api", "migrate", "xtask"] {
+        let sha = |m: &Manifest| m.artifact(component).map(|a| a.sha256.clone());
+        ensure!(
+            sha(&m1) == sha(&m2),
+            "{component} was built again from the same inputs into other bytes"
+        );
+    }
     // What a crash half-way through an earlier install leaves behind.
     let leftover_dir = h.host_root.join("releases/.tmp-crashed-1");
     std::fs::create_dir_all(leftover_dir.join("api/bin"))?;

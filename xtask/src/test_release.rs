@@ -33,16 +33,20 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     };
     let b = checkout(root, &twins.join("b"), &head)?;
     let (manifest, dist) = determinism(&t, &a, &b, &head)?;
+    own_binaries_run_where_they_go(&t.root)?;
 
     let work = crate::target_dir(root).join(format!("xtask/release-tests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
+    glibc_too_new(&b, &work)?;
     missing_tools(&t, &work)?;
-    local_store(&t, &work, &b, root_clean)?;
+    let web_commit = web_only_commit(&b)?;
+    local_store(&t, &work, &b, &head, &web_commit, root_clean)?;
     out_of_space(&t, &work, root_clean)?;
 
     let garage = Garage::start()?;
     s3_store(&t, &garage, &dist, root_clean)?;
+    s3_racing_releases(&t, &garage, &a, &b, &head, &web_commit)?;
     s3_errors(&t, &garage)?;
     s3_multipart(&garage, &work)?;
     s3_interrupted(&t, &garage, root_clean)?;
@@ -227,7 +231,7 @@ fn determinism(
         .args([
             "-u",
             "-d",
-            &format!("@{}", ma.commit_time),
+            &format!("@{}", xtask::components::ARTIFACT_EPOCH),
             "+%Y-%m-%d %H:%M",
         ])
         .output()?;
@@ -279,7 +283,7 @@ fn determinism(
 }
 
 /// `tar --utc -tvzf`: entries sorted as `--sort=name` sorts them, owned by 0/0, dated at
-/// SOURCE_DATE_EPOCH, with normalised modes.
+/// ARTIFACT_EPOCH (not the commit's time), with normalised modes.
 fn check_tar_listing(file: &Utf8Path, stamp: &str) -> anyhow::Result<()> {
     let out = Command::new("tar")
         .args(["--utc", "--numeric-owner", "-tvzf"])
@@ -361,6 +365,8 @@ fn local_store(
     t: &Tester,
     work: &Utf8Path,
     twin: &Utf8Path,
+    head: &str,
+    web_commit: &str,
     root_clean: bool,
 ) -> anyhow::Result<()> {
     let store = work.join("local-store");
@@ -439,16 +445,16 @@ fn local_store(
 
     // Build once, from the other checkout: its HEAD (already published when the project is
     // clean), then a commit that changes only the web app, which rebuilds and uploads web only.
-    release_in(twin, &store)?;
-    std::fs::write(
-        twin.join("web/public/robots.txt"),
-        "User-agent: *\nAllow: /\n",
-    )?;
-    git(twin, &["add", "web/public/robots.txt"])?;
-    commit(twin, "test: web only")?;
-    let next = release_in(twin, &store);
-    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
-    let next = next?;
+    // The same commit released into an empty store builds everything again, and every
+    // component but web comes out with the bytes HEAD's release has.
+    let at_head = release_in(twin, &store)?;
+    let (next, fresh) = at_commit(twin, web_commit, head, || {
+        Ok((
+            release_in(twin, &store)?,
+            release_in(twin, &work.join("fresh-store"))?,
+        ))
+    })?;
+    same_bytes_for_same_inputs(&at_head, &fresh)?;
     let actions: BTreeMap<String, String> = next["artifacts"]
         .as_array()
         .context("no artifacts")?
@@ -511,6 +517,184 @@ fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
         .env_remove("CARGO_TARGET_DIR")
         .env("CI", "true");
     cmd
+}
+
+/// A commit on top of `twin`'s HEAD that changes only the web app; `twin` is left at HEAD.
+fn web_only_commit(twin: &Utf8Path) -> anyhow::Result<String> {
+    std::fs::write(
+        twin.join("web/public/robots.txt"),
+        "User-agent: *\nAllow: /\n",
+    )?;
+    git(twin, &["add", "web/public/robots.txt"])?;
+    commit(twin, "test: web only")?;
+    let sha = git(twin, &["rev-parse", "HEAD"])?;
+    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+    Ok(sha)
+}
+
+/// Runs `f` with `twin` at `commit`, then puts it back at `head`, also when `f` fails.
+fn at_commit<T>(
+    twin: &Utf8Path,
+    commit: &str,
+    head: &str,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    git(
+        twin,
+        &["checkout", "--quiet", "--force", "--detach", commit],
+    )?;
+    let result = f();
+    git(twin, &["checkout", "--quiet", "--force", "--detach", head])?;
+    result
+}
+
+/// Two releases' `--json` summaries: (component -> (input hash, sha256)).
+fn artifacts_of(summary: &Value) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+    summary["artifacts"]
+        .as_array()
+        .context("no artifacts in the summary")?
+        .iter()
+        .map(|a| {
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            Ok((field("component"), (field("input_hash"), field("sha256"))))
+        })
+        .collect()
+}
+
+/// HEAD's release and a web-only commit's release into an empty store (so built, not
+/// reused): every component whose inputs did not change has the same sha256 in both.
+fn same_bytes_for_same_inputs(at_head: &Value, fresh: &Value) -> anyhow::Result<()> {
+    ensure!(
+        fresh["artifacts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|c| c["action"] == "built")),
+        "a release into an empty store reused something: {fresh}"
+    );
+    let (before, after) = (artifacts_of(at_head)?, artifacts_of(fresh)?);
+    eprintln!(
+        "xtask: test: same inputs, same bytes ({} and {}, each built into its own store):",
+        at_head["commit"].as_str().unwrap_or_default(),
+        fresh["commit"].as_str().unwrap_or_default()
+    );
+    for (component, (input, sha)) in &before {
+        let (input_after, sha_after) = after
+            .get(component)
+            .with_context(|| format!("the web-only release has no {component}"))?;
+        let unchanged = input == input_after;
+        eprintln!(
+            "xtask: test:   {component:8} inputs {:9} {sha} {sha_after}",
+            if unchanged { "unchanged" } else { "changed" }
+        );
+        ensure!(
+            unchanged == (component != "web"),
+            "{component}: a web-only change {} its inputs",
+            if unchanged { "kept" } else { "changed" }
+        );
+        ensure!(
+            !unchanged || sha == sha_after,
+            "{component}: the same inputs built other bytes ({sha} vs {sha_after}) under another commit"
+        );
+    }
+    Ok(())
+}
+
+/// The project's own binaries need no newer glibc than where they run (the check every
+/// release makes before it publishes, run here on the staged trees).
+fn own_binaries_run_where_they_go(root: &Utf8Path) -> anyhow::Result<()> {
+    for component in xtask::components::COMPONENTS {
+        let stage = crate::build::stage_dir(root, component);
+        let found = xtask::binaries::check(component, &stage)?;
+        let problems = xtask::binaries::problems(component, &found);
+        ensure!(problems.is_empty(), "{}", problems.join("\n"));
+        if let xtask::components::Recipe::Cargo { binary, .. } = component.recipe {
+            let b = found
+                .iter()
+                .find(|b| b.path == format!("bin/{binary}"))
+                .with_context(|| format!("{component:?}: no bin/{binary} in {stage}"))?;
+            let newest = b
+                .newest
+                .context("a Rust binary that needs no glibc version")?;
+            eprintln!(
+                "xtask: test: {}: bin/{binary} needs glibc {newest} at most; {} has {}",
+                component.name,
+                component.runs_on.describe(),
+                component.runs_on.glibc()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A binary that needs glibc 2.38 comes out of cargo where the API's goes: the release names
+/// the binary, the symbol and the version, and publishes nothing.
+fn glibc_too_new(twin: &Utf8Path, work: &Utf8Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let probe = std::fs::read(crate::glibc_probe::binary()?)?;
+    // cargo links target/release/hitsave to the file in deps/ on every build, fresh or not:
+    // the probe goes into that file (same inode), so the release's own build brings it.
+    let release = twin.join("target/release");
+    let inode = std::fs::metadata(release.join("hitsave"))?.ino();
+    let built = std::fs::read_dir(release.join("deps"))?
+        .filter_map(Result::ok)
+        .find(|e| e.metadata().is_ok_and(|m| m.ino() == inode && m.is_file()))
+        .map(|e| e.path())
+        .context("cannot find the file cargo links target/release/hitsave to")?;
+    let original = std::fs::read(&built)?;
+    let restore = Restore {
+        path: built.clone(),
+        bytes: original,
+    };
+    write_in_place(&built, &probe)?;
+    let store = work.join("glibc-store");
+    eprintln!("xtask: test: release with a binary that needs glibc 2.38 as the API");
+    let out = xtask_in(twin, &["release", "--store", store.as_str()]).output()?;
+    drop(restore);
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "the release was not refused:\n{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("bin/hitsave needs glibc"))
+        .with_context(|| format!("the refusal does not name the binary:\n{err}"))?;
+    ensure!(
+        line.contains("api: bin/hitsave needs glibc 2.38")
+            && line.contains("__isoc23_sscanf@GLIBC_2.38")
+            && line.contains("debian:bookworm-slim")
+            && line.contains("glibc 2.36")
+            && err.contains("nothing was published"),
+        "the refusal does not say which symbol and version, and where:\n{err}"
+    );
+    ensure!(
+        list_files(&store).unwrap_or_default().is_empty(),
+        "a refused release wrote to the store: {:?}",
+        list_files(&store)?
+    );
+    eprintln!("xtask: test: refused: {line}");
+    Ok(())
+}
+
+/// Puts a file's bytes back when dropped (the test's changes never outlive it).
+struct Restore {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Err(e) = write_in_place(&self.path, &self.bytes) {
+            eprintln!("xtask: test: cannot restore {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Overwrites a file's content, keeping its inode (and so its hard links).
+fn write_in_place(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// `cargo xtask release --json` in another checkout.
@@ -730,6 +914,93 @@ fn deploy_dry_run(
     );
     eprintln!(
         "xtask: test: deploy --dry-run: production for main, staging, `~` skips, $BRANCH/$PR_NUMBER, the bundle as the S3 revision"
+    );
+    Ok(())
+}
+
+/// Two releases of different commits (HEAD, and the web-only commit on top) started at the
+/// same moment against one empty store: both succeed, each input hash ends with one record,
+/// which names the artifact both manifests name, and both verify.
+fn s3_racing_releases(
+    t: &Tester,
+    garage: &Garage,
+    a: &Utf8Path,
+    b: &Utf8Path,
+    head: &str,
+    web_commit: &str,
+) -> anyhow::Result<()> {
+    garage.create_bucket("race")?;
+    let env = garage.client_env();
+    let url = "s3://race/hitsave";
+    let args = ["release", "--store", url, "--json"];
+    let logs = tempfile::tempdir()?;
+    let start = |dir: &Utf8Path, name: &str| -> anyhow::Result<(std::process::Child, PathBuf)> {
+        let mut cmd = if dir == t.root {
+            t.command(&args, &env)
+        } else {
+            let mut cmd = xtask_in(dir, &args);
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            cmd
+        };
+        let log = logs.path().join(name);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start a release in {dir}"))?;
+        Ok((child, log))
+    };
+    let summaries = at_commit(b, web_commit, head, || {
+        eprintln!("xtask: test: two releases at once into {url}: {a} (HEAD) and {b} (web only)");
+        let started = [start(a, "head.log")?, start(b, "web.log")?];
+        let mut summaries = Vec::new();
+        for (child, log) in started {
+            let out = child.wait_with_output()?;
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            ensure!(
+                out.status.success(),
+                "one of two racing releases failed:\n{said}"
+            );
+            summaries.push(serde_json::from_slice::<Value>(&out.stdout)?);
+        }
+        Ok(summaries)
+    })?;
+    let store = s3(garage, "race", "hitsave")?;
+    let (first, second) = (artifacts_of(&summaries[0])?, artifacts_of(&summaries[1])?);
+    let mut records = 0;
+    for (component, (input, sha)) in first.iter().chain(&second) {
+        let key = manifest::input_key(component, input);
+        let record = manifest::InputRecord::parse(
+            &store
+                .get(&key)?
+                .with_context(|| format!("{key} is missing"))?,
+        )?;
+        ensure!(
+            record.sha256 == *sha,
+            "{key} names {} but a manifest names {sha}",
+            record.sha256
+        );
+        records += 1;
+    }
+    for (component, (input, sha)) in &first {
+        let (input_b, sha_b) = &second[component];
+        ensure!(
+            input != input_b || sha == sha_b,
+            "{component}: the racing releases name different artifacts for the same inputs"
+        );
+    }
+    for summary in &summaries {
+        let release = summary["release"].as_str().context("no release")?;
+        let report = t.ok(
+            &["verify", "--store", url, "--release", release, "--json"],
+            &env,
+        )?;
+        ensure!(report["ok"] == true, "{report}");
+    }
+    let distinct: std::collections::BTreeSet<_> = first.values().chain(second.values()).collect();
+    eprintln!(
+        "xtask: test: garage: two racing releases both published and verify; each of {} input hashes has one record, naming the artifact the manifests name ({records} references)",
+        distinct.len()
     );
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use anyhow::{Context, bail};
 use camino::Utf8Path;
+use xtask::elf::{self, GlibcVersion};
 use xtask::manifest::Manifest;
 
 use super::stack::Stack;
@@ -162,7 +163,7 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
         .context("docker info failed")?;
     let arch = arch.trim();
     let base = stack.env.get("HITSAVE_RUNTIME_BASE")?;
-    let mut base_glibc: Option<(u32, u32)> = None;
+    let mut base_glibc: Option<GlibcVersion> = None;
     for (component, binary) in [("api", "hitsave"), ("migrate", "migrate")] {
         let Some(a) = manifest.artifact(component) else {
             problems.push(format!(
@@ -181,7 +182,8 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
         }
         let path = stack.release_dir.join(component).join("bin").join(binary);
         let bytes = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
-        let Some(needed) = needed_glibc(&bytes) else {
+        let needs = elf::glibc_needs(&bytes).with_context(|| format!("cannot read {path}"))?;
+        let Some(needed) = elf::newest(&needs) else {
             continue;
         };
         let have = match base_glibc {
@@ -193,40 +195,22 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
             }
         };
         if needed > have {
+            let symbols: Vec<String> = needs
+                .iter()
+                .filter(|n| n.version > have)
+                .map(elf::GlibcNeed::describe)
+                .collect();
             problems.push(format!(
-                "{component} needs glibc {}.{}, but the runtime base {base} has {}.{}: use a newer base (HITSAVE_RUNTIME_BASE) or build on an older system",
-                needed.0, needed.1, have.0, have.1
+                "{component} needs glibc {needed} ({}), but the runtime base {base} has {have}: use a newer base (HITSAVE_RUNTIME_BASE) or release from the release environment (Debian 12)",
+                symbols.join(", ")
             ));
         }
     }
     Ok(problems)
 }
 
-/// The newest `GLIBC_x.y` symbol version an ELF binary asks for. The version names sit in
-/// its dynamic string table as plain text; a Rust binary has no other strings of that form.
-pub fn needed_glibc(binary: &[u8]) -> Option<(u32, u32)> {
-    let needle = b"GLIBC_";
-    let mut best = None;
-    let mut i = 0;
-    while let Some(pos) = binary[i..].windows(needle.len()).position(|w| w == needle) {
-        let start = i + pos + needle.len();
-        let end = binary[start..]
-            .iter()
-            .position(|b| !(b.is_ascii_digit() || *b == b'.'))
-            .map_or(binary.len(), |n| start + n);
-        if let Some(v) = std::str::from_utf8(&binary[start..end])
-            .ok()
-            .and_then(parse_version)
-        {
-            best = best.max(Some(v));
-        }
-        i = end.max(start);
-    }
-    best
-}
-
 /// The glibc version inside an image (`getconf GNU_LIBC_VERSION`, from libc-bin).
-fn image_glibc(image: &str) -> anyhow::Result<(u32, u32)> {
+fn image_glibc(image: &str) -> anyhow::Result<GlibcVersion> {
     let out = duct::cmd!(
         "docker",
         "run",
@@ -245,7 +229,7 @@ fn image_glibc(image: &str) -> anyhow::Result<(u32, u32)> {
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim()
         .strip_prefix("glibc ")
-        .and_then(parse_version)
+        .and_then(GlibcVersion::parse)
         .with_context(|| {
             format!(
                 "cannot tell the glibc version of {image}: {}",
@@ -259,10 +243,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn glibc_versions() {
-        let bin = b"\x00GLIBC_2.2.5\x00GLIBC_2.34\x00GLIBC_2.17\x00GLIBC_PRIVATE\x00";
-        assert_eq!(needed_glibc(bin), Some((2, 34)));
-        assert_eq!(needed_glibc(b"nothing"), None);
+    fn compose_versions() {
         assert_eq!(parse_version("2.26.1-4"), Some((2, 26)));
     }
 }
