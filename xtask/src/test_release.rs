@@ -33,7 +33,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     };
     let b = checkout(root, &twins.join("b"), &head)?;
     let (manifest, dist) = determinism(&t, &a, &b, &head)?;
-    own_binaries_run_where_they_go(&t.root)?;
+    own_binaries_run_where_they_go(&t.root, &a)?;
 
     let work = crate::target_dir(root).join(format!("xtask/release-tests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -600,9 +600,13 @@ fn same_bytes_for_same_inputs(at_head: &Value, fresh: &Value) -> anyhow::Result<
 
 /// The project's own binaries need no newer glibc than where they run (the check every
 /// release makes before it publishes, run here on the staged trees).
-fn own_binaries_run_where_they_go(root: &Utf8Path) -> anyhow::Result<()> {
+fn own_binaries_run_where_they_go(root: &Utf8Path, packaged_in: &Utf8Path) -> anyhow::Result<()> {
     for component in xtask::components::COMPONENTS {
-        let stage = crate::build::stage_dir(root, component);
+        let stage = if packaged_in == root {
+            crate::build::stage_dir(root, component)
+        } else {
+            packaged_in.join("target/xtask/stage").join(component.name)
+        };
         let found = xtask::binaries::check(component, &stage)?;
         let problems = xtask::binaries::problems(component, &found);
         ensure!(problems.is_empty(), "{}", problems.join("\n"));
