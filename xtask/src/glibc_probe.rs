@@ -33,7 +33,7 @@ pub fn binary() -> anyhow::Result<Utf8PathBuf> {
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tools::cache_dir())?;
     eprintln!(
-        "xtask: debootstrap trixie with gcc, for a binary that needs glibc 2.38 (once, about 2 minutes)"
+        "xtask: debootstrap trixie with gcc, for a binary that needs glibc 2.38 (once, under a minute)"
     );
     let built = (|| -> anyhow::Result<Vec<u8>> {
         cmd!(

@@ -317,7 +317,7 @@ fn check_binaries(ui: &Ui, staged: &[(&'static Component, Utf8PathBuf)]) -> anyh
     for (component, dir) in staged {
         let found = binaries::check(component, dir)
             .with_context(|| format!("cannot check the binaries of {}", component.name))?;
-        for b in &found {
+        for b in found.iter().filter(|b| b.too_new.is_empty()) {
             if let Some(newest) = b.newest {
                 ui.info(&format!(
                     "{}: {} needs glibc {newest} at most; {} has {}",

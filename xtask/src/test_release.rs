@@ -657,7 +657,7 @@ fn glibc_too_new(twin: &Utf8Path, work: &Utf8Path) -> anyhow::Result<()> {
     ensure!(!out.status.success(), "the release was not refused:\n{err}");
     let line = err
         .lines()
-        .find(|l| l.contains("bin/hitsave needs glibc"))
+        .find(|l| l.contains("error: api: bin/hitsave needs glibc"))
         .with_context(|| format!("the refusal does not name the binary:\n{err}"))?;
     ensure!(
         line.contains("api: bin/hitsave needs glibc 2.38")
