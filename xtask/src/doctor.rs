@@ -54,7 +54,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("ok: {} free under {probe}", crate::ui::human_bytes(free));
     }
     if problems.is_empty() {
-        println!("the host is ready for `cargo xtask install`");
+        println!(
+            "the host is ready for `{}`",
+            crate::install::host::command("install", &args.root)
+        );
         return Ok(());
     }
     for p in &problems {

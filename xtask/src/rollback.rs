@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _lock = InstallLock::acquire(
         &host.lock_file(),
         std::time::Duration::from_secs(args.host.lock_timeout),
-        "cargo xtask rollback",
+        &crate::install::host::command("rollback", &args.host.root),
     )?;
     let current = host.current();
     let target = match (&args.to, host.previous()) {

@@ -42,8 +42,9 @@ struct ContainerStatus {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.root.join("releases").is_dir() {
         anyhow::bail!(
-            "nothing is installed under {} (no releases/): run `cargo xtask install` first",
-            args.root
+            "nothing is installed under {} (no releases/): run `{}` first",
+            args.root,
+            crate::install::host::command("install --store ... --channel ...", &args.root)
         );
     }
     let host = Host::open(&args.root)?;

@@ -185,6 +185,21 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
         "history: {}",
         h.last_history()?
     );
+    // The removed container's last words outlive it: its health check's output and its log.
+    let recorded = h.last_history()?["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for said in [
+        "its last health check said: hitsave healthcheck: /ready answered 503",
+        "hitsave listening",
+        &v3,
+    ] {
+        ensure!(
+            recorded.contains(said) && err.contains(said),
+            "the failed container's evidence ({said:?}) is not in the error and history:\n{recorded}"
+        );
+    }
     eprintln!("xtask: test: v3 never became ready; v2 was brought back and serves");
 
     // The same releases, deployed through their CodeDeploy bundles on a second host root
@@ -247,6 +262,23 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     h.ok(&["doctor", "--root", h.host_root.as_str()])?;
     eprintln!("xtask: test: status --json and doctor agree");
+
+    // On a host (no cargo around), messages name the command that works there.
+    let empty = h.work.join("no-host-yet");
+    std::fs::create_dir_all(&empty)?;
+    let out =
+        h.t.command(&["status", "--root", empty.as_str()], &[])
+            .env_remove("CARGO")
+            .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && said.contains(&format!(
+                "run `xtask install --store ... --channel ... --root {empty}` first"
+            ))
+            && !said.contains("cargo xtask"),
+        "status on an empty root, as a host runs it:\n{said}"
+    );
     Ok(())
 }
 

@@ -21,6 +21,24 @@ use serde::{Deserialize, Serialize};
 /// The install root when none is named (`--root`, HITSAVE_ROOT or host.env).
 pub const DEFAULT_ROOT: &str = "/opt/hitsave";
 
+/// How to run one of the host commands from where this one runs, for messages: `xtask status
+/// --root /srv/h` on a host (the release's own binary; a host has no cargo), `cargo xtask
+/// status` in a checkout (cargo sets CARGO for what it runs). `--root` only when not the
+/// default.
+pub fn command(args: &str, root: &Utf8Path) -> String {
+    let program = if std::env::var_os("CARGO").is_some() {
+        "cargo xtask"
+    } else {
+        "xtask"
+    };
+    let root = if root == DEFAULT_ROOT {
+        String::new()
+    } else {
+        format!(" --root {root}")
+    };
+    format!("{program} {args}{root}")
+}
+
 pub struct Host {
     pub root: Utf8PathBuf,
 }

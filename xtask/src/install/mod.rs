@@ -141,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _lock = InstallLock::acquire(
         &host.lock_file(),
         Duration::from_secs(args.host.lock_timeout),
-        "cargo xtask install",
+        &host::command("install", &args.host.root),
     )?;
     unpack::clean_leftovers(&host)?;
     let Some(_) = args.store.store.as_deref() else {

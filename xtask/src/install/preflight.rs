@@ -146,9 +146,10 @@ fn disk(dir: &Utf8Path, manifest: &Manifest) -> Vec<String> {
     let needed = manifest.total_size() * 8 + 1024 * 1024 * 1024;
     if free < needed {
         return vec![format!(
-            "only {} free under {dir}; an install needs about {}: `cargo xtask status` shows disk use; old releases go with the next successful install (keeps 5)",
+            "only {} free under {dir}; an install needs about {}: `{}` shows disk use; old releases go with the next successful install (keeps 5)",
             crate::ui::human_bytes(free),
-            crate::ui::human_bytes(needed)
+            crate::ui::human_bytes(needed),
+            super::host::command("status", dir.ancestors().nth(2).unwrap_or(dir))
         )];
     }
     Vec::new()

@@ -67,7 +67,7 @@ impl ReleaseEnv {
 
     /// Written beside, then renamed: a crash never leaves half a file.
     pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
-        let mut text = String::from("# Written by cargo xtask install; read by docker compose.\n");
+        let mut text = String::from("# Written by xtask install; read by docker compose.\n");
         for (k, v) in &self.0 {
             anyhow::ensure!(!v.contains('\n'), "{k} must be one line (release.env)");
             text.push_str(&format!("{k}={v}\n"));

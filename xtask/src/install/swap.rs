@@ -138,8 +138,12 @@ pub fn swap(
             ui.info(&format!(
                 "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
             ));
+            // The evidence goes with the container: keep it in the error (and so in history).
+            let evidence = last_words(&new);
             remove(&new)?;
-            return Err(e.context(format!("the new {service} container never became ready")));
+            return Err(e.context(format!(
+                "the new {service} container never became ready{evidence}"
+            )));
         }
         upstreams.set(service, format!("{new}:{port}"));
         nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
@@ -284,6 +288,37 @@ fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
             _ => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// How many lines of a failed container's log its error keeps.
+const LOG_LINES: &str = "20";
+
+/// What a container that failed said: its last health check's output and the last lines of
+/// its log, as text to append to an error ("" when Docker has neither).
+fn last_words(container: &str) -> String {
+    let probe = inspect(
+        container,
+        "{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}",
+    )
+    .unwrap_or_default();
+    let probe = probe.trim().lines().last().unwrap_or_default().to_owned();
+    let log = duct::cmd!("docker", "logs", "--tail", LOG_LINES, container)
+        .stderr_to_stdout()
+        .unchecked()
+        .read()
+        .unwrap_or_default();
+    let mut out = String::new();
+    if !probe.is_empty() {
+        out.push_str(&format!("; its last health check said: {probe}"));
+    }
+    if !log.trim().is_empty() {
+        let lines: Vec<String> = log.lines().map(|l| format!("  | {l}")).collect();
+        out.push_str(&format!(
+            "; the last lines of its log:\n{}",
+            lines.join("\n")
+        ));
+    }
+    out
 }
 
 fn start(container: &str) -> anyhow::Result<()> {
