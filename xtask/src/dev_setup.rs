@@ -14,9 +14,6 @@ pub const HOSTS: &[&str] = &[
     "api.hitsave-local.io",
 ];
 
-/// The secrets the stack reads; generated once, kept across runs.
-const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
-
 /// Makes `<root>/.secrets/` (git-ignored, 0700) and any secret missing from it (0600).
 /// Existing secrets are kept: the database volume was initialised with the password.
 pub fn ensure_secrets(root: &Utf8Path) -> anyhow::Result<Vec<&'static str>> {
@@ -25,7 +22,7 @@ pub fn ensure_secrets(root: &Utf8Path) -> anyhow::Result<Vec<&'static str>> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     let mut made = Vec::new();
-    for name in SECRETS {
+    for name in crate::secrets::NAMES {
         let path = dir.join(name);
         if !path.exists() {
             write_private(&path, &random_hex(24)?)?;

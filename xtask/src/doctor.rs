@@ -5,9 +5,6 @@ use camino::Utf8PathBuf;
 
 use crate::install::preflight;
 
-/// The secrets the stack mounts (deploy/docker-compose.yml, top-level `secrets`).
-const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
-
 #[derive(clap::Args)]
 pub struct Args {
     /// The install root.
@@ -25,7 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => problems.push(format!("{e:#}")),
     }
     let secrets = args.root.join("secrets");
-    for name in SECRETS {
+    for name in crate::secrets::NAMES {
         match preflight::secret_file(&secrets.join(name)) {
             Ok(()) => println!("ok: secret {name}"),
             Err(p) => problems.push(format!("secret {name}: {p}")),

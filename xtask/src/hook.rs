@@ -169,19 +169,12 @@ pub fn read_settings(path: &Utf8Path) -> anyhow::Result<BTreeMap<String, String>
         Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
     };
     let mut settings = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            bail!("{path}:{}: expected KEY=VALUE, found {line:?}", n + 1);
-        };
-        let key = key.trim();
-        if !SETTINGS.iter().any(|(k, _)| *k == key) {
+    for line in crate::install::env_file::parse(path, &text)? {
+        if !SETTINGS.iter().any(|(k, _)| *k == line.key) {
             bail!(
-                "{path}:{}: unknown setting {key}; the settings are {}",
-                n + 1,
+                "{path}:{}: unknown setting {}; the settings are {}",
+                line.number,
+                line.key,
                 SETTINGS
                     .iter()
                     .map(|(k, _)| *k)
@@ -189,8 +182,7 @@ pub fn read_settings(path: &Utf8Path) -> anyhow::Result<BTreeMap<String, String>
                     .join(", ")
             );
         }
-        let value = value.trim().trim_matches('"').to_owned();
-        settings.insert(key.to_owned(), value);
+        settings.insert(line.key, line.value);
     }
     Ok(settings)
 }

@@ -22,7 +22,6 @@ use crate::process::free_port;
 use crate::secrets::{random_hex, write_private};
 use crate::test_release::{Tester, checkout, commit, git, release_in};
 
-const SECRETS: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
@@ -518,7 +517,7 @@ fn concurrent(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
 /// No secret value in docker inspect, image history, container logs, release.env or
 /// history.jsonl.
 fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
-    let values: Vec<String> = SECRETS
+    let values: Vec<String> = crate::secrets::NAMES
         .iter()
         .map(|s| std::fs::read_to_string(h.host_root.join("secrets").join(s)))
         .collect::<Result<_, _>>()?;
@@ -556,7 +555,7 @@ fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
         "too little was searched for secrets ({} bytes)",
         haystack.len()
     );
-    for (name, value) in SECRETS.iter().zip(&values) {
+    for (name, value) in crate::secrets::NAMES.iter().zip(&values) {
         ensure!(
             !haystack.contains(value.trim()),
             "the value of secret {name} leaked"
@@ -861,7 +860,7 @@ pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
         &secrets,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
-    for name in SECRETS {
+    for name in crate::secrets::NAMES {
         write_private(&secrets.join(name), &random_hex(24)?)?;
     }
     Ok(())

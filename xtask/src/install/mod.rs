@@ -7,6 +7,7 @@
 //! from, and installing what already runs healthy is a quick no-op.
 
 pub mod cpu;
+pub mod env_file;
 pub mod fetch;
 pub mod host;
 pub mod lock;

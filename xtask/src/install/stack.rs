@@ -57,10 +57,9 @@ impl ReleaseEnv {
     pub fn read(path: &Utf8Path) -> anyhow::Result<ReleaseEnv> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
         Ok(ReleaseEnv(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            super::env_file::parse(path, &text)?
+                .into_iter()
+                .map(|l| (l.key, l.value))
                 .collect(),
         ))
     }
