@@ -19,6 +19,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
 use crate::bundle::Revision;
+use crate::install::Env;
 use crate::install::host::Host;
 use crate::install::stack::Stack;
 
@@ -90,9 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let env = environment_of(&group)?;
     eprintln!(
-        "xtask: hook {:?}: release {} for deployment group {group} ({env}), deployment {}",
+        "xtask: hook {:?}: release {} for deployment group {group} ({}), deployment {}",
         args.event,
         revision.release,
+        env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
     if args.event == Event::ValidateService {
@@ -105,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--store".into(),
         revision.store.clone(),
         "--env".into(),
-        env.into(),
+        env.name().into(),
     ];
     if let Some(url) = &revision.endpoint_url {
         argv.extend(["--endpoint-url".into(), url.clone()]);
@@ -145,10 +147,11 @@ fn bundle_dir() -> anyhow::Result<Utf8PathBuf> {
 }
 
 /// production, staging, production-*, staging-* (and *-production, *-staging).
-pub fn environment_of(group: &str) -> anyhow::Result<&'static str> {
+pub fn environment_of(group: &str) -> anyhow::Result<Env> {
     let g = group.to_ascii_lowercase();
-    for env in ["production", "staging"] {
-        if g == env || g.starts_with(&format!("{env}-")) || g.ends_with(&format!("-{env}")) {
+    for env in [Env::Production, Env::Staging] {
+        let name = env.name();
+        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
             return Ok(env);
         }
     }
@@ -251,10 +254,14 @@ mod tests {
 
     #[test]
     fn deployment_groups_name_environments() {
-        assert_eq!(environment_of("production").unwrap(), "production");
-        assert_eq!(environment_of("Production-eu").unwrap(), "production");
-        assert_eq!(environment_of("staging").unwrap(), "staging");
-        assert_eq!(environment_of("pr-42-staging").unwrap(), "staging");
+        assert_eq!(environment_of("production").unwrap(), Env::Production);
+        assert_eq!(environment_of("Production-eu").unwrap(), Env::Production);
+        assert_eq!(environment_of("staging").unwrap(), Env::Staging);
+        assert_eq!(environment_of("pr-42-staging").unwrap(), Env::Staging);
+        for env in [Env::Production, Env::Staging, Env::Local] {
+            assert_eq!(Env::parse(env.name()).unwrap(), env);
+        }
+        assert!(Env::parse("prod").is_err());
         let err = environment_of("qa").unwrap_err().to_string();
         assert!(err.contains("production or staging"), "{err}");
         assert!(environment_of("productionish").is_err());

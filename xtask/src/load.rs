@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::install::app::App;
+
 /// What one run of load saw.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -125,12 +127,12 @@ async fn run(
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
         tick.tick().await;
-        let (app, path) = if n.is_multiple_of(2) {
-            ("api", "/health")
+        let app = if n.is_multiple_of(2) {
+            App::Api
         } else {
-            ("web", "/")
+            App::Web
         };
-        let host = crate::install::nginx::app_host(app, &domain);
+        let (path, host) = (app.warm_up_path(), app.host(&domain));
         n += 1;
         tasks.spawn(async move {
             let t = Instant::now();
@@ -142,7 +144,7 @@ async fn run(
                 Ok(Err(e)) => Err(format!("{host}{path}: {e}")),
                 Err(_) => Err(format!("{host}{path}: no answer within 30 s")),
             };
-            (t, t.elapsed(), app, result)
+            (t, t.elapsed(), app.service(), result)
         });
         while let Some(Ok(done)) = tasks.try_join_next() {
             record(&mut report, done);

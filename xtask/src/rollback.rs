@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::install::host::{HistoryEntry, Host, now_rfc3339};
+use crate::install::host::{Action, HistoryEntry, Host, Outcome, now_rfc3339};
 use crate::install::lock::InstallLock;
 use crate::install::stack::Stack;
 use crate::install::{HostArgs, deploy};
@@ -51,19 +51,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         current.as_deref().unwrap_or("nothing")
     ));
     let stack = Stack::open(&host.release_dir(&target))?;
-    let mut outcome = "failed";
+    let mut outcome = Outcome::Failed;
     let result = deploy(&ui, &host, &stack, &args.host, false, &mut outcome);
     host.record(&HistoryEntry {
         time: now_rfc3339(),
-        action: "rollback".into(),
+        action: Action::Rollback,
         release: target.clone(),
         previous: current,
         outcome: if result.is_ok() {
-            "installed"
+            Outcome::Installed
         } else {
-            "failed"
-        }
-        .into(),
+            Outcome::Failed
+        },
         deployment: std::env::var("DEPLOYMENT_ID").ok(),
         seconds: started.elapsed().as_secs_f64(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),

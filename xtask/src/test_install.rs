@@ -14,6 +14,7 @@ use serde_json::Value;
 use xtask::manifest::{self, Manifest};
 
 use crate::docker_setup;
+use crate::install::app::App;
 use crate::install::lock::InstallLock;
 use crate::install::stack::ReleaseEnv;
 use crate::install::swap::WARM_UP_REQUESTS;
@@ -879,8 +880,8 @@ pub(crate) fn expect_serving_at(
     expect_apps_at(
         port,
         domain,
-        env.app_release("api")?.0,
-        env.app_release("web")?.0,
+        env.app_release(App::Api)?.0,
+        env.app_release(App::Web)?.0,
     )
 }
 

@@ -43,20 +43,65 @@ pub struct Host {
     pub root: Utf8PathBuf,
 }
 
+/// What a line of history.jsonl records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Install,
+    Rollback,
+}
+
+/// How an install or a rollback ended; history.jsonl spells it in kebab-case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The release is current and serves.
+    Installed,
+    /// It was current and serving already: nothing was done.
+    AlreadyInstalled,
+    /// `--until fetched`: downloaded, verified and unpacked; the stack is unchanged.
+    Fetched,
+    /// `--until prepared`: also checked and its images built; the stack is unchanged.
+    Prepared,
+    /// The new version never served: the old one was brought back and serves again.
+    RolledBack,
+    /// Stopped with an error; see `error`.
+    Failed,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Install => "install",
+            Action::Rollback => "rollback",
+        })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Installed => "installed",
+            Outcome::AlreadyInstalled => "already-installed",
+            Outcome::Fetched => "fetched",
+            Outcome::Prepared => "prepared",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
 /// One line of history.jsonl. Never holds a secret: ids, times, outcomes and error messages
 /// (which name files and variables, never values).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// RFC 3339, UTC.
     pub time: String,
-    /// `install`, `rollback`.
-    pub action: String,
+    pub action: Action,
     pub release: String,
     /// What was current before.
     pub previous: Option<String>,
-    /// `installed`, `already-installed`, `rolled-back` (the new version failed and the old
-    /// one serves again), `failed` (stopped before the swap; nothing changed).
-    pub outcome: String,
+    pub outcome: Outcome,
     /// The CodeDeploy deployment (DEPLOYMENT_ID) when the agent ran us.
     pub deployment: Option<String>,
     pub seconds: f64,
@@ -188,4 +233,33 @@ impl Host {
 /// Now, as RFC 3339 UTC to the second.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// history.jsonl keeps its words: the enums serialise as the strings it always had.
+    #[test]
+    fn history_words() {
+        for (outcome, word) in [
+            (Outcome::Installed, "installed"),
+            (Outcome::AlreadyInstalled, "already-installed"),
+            (Outcome::Fetched, "fetched"),
+            (Outcome::Prepared, "prepared"),
+            (Outcome::RolledBack, "rolled-back"),
+            (Outcome::Failed, "failed"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&outcome).unwrap(),
+                format!("\"{word}\"")
+            );
+            assert_eq!(outcome.to_string(), word);
+        }
+        assert_eq!(
+            serde_json::to_string(&Action::Rollback).unwrap(),
+            "\"rollback\""
+        );
+        assert_eq!(Action::Install.to_string(), "install");
+    }
 }

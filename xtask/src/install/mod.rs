@@ -6,6 +6,7 @@
 //! Every step can be repeated: a crash anywhere leaves a state the next install completes
 //! from, and installing what already runs healthy is a quick no-op.
 
+pub mod app;
 pub mod cpu;
 pub mod env_file;
 pub mod fetch;
@@ -25,7 +26,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xtask::manifest::Manifest;
 use xtask::store::{self, StoreArgs};
 
-use self::host::{HistoryEntry, Host};
+use self::app::App;
+use self::host::{Action, HistoryEntry, Host, Outcome};
 use self::lock::InstallLock;
 use self::stack::{ReleaseEnv, Stack};
 use crate::ui::Ui;
@@ -44,6 +46,25 @@ pub enum Env {
 }
 
 impl Env {
+    /// As `--env` and release.env's HITSAVE_ENV spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Production => "production",
+            Env::Staging => "staging",
+            Env::Local => "local",
+        }
+    }
+
+    /// The environment `name` spells, or an error listing them.
+    pub fn parse(name: &str) -> anyhow::Result<Env> {
+        [Env::Production, Env::Staging, Env::Local]
+            .into_iter()
+            .find(|e| e.name() == name)
+            .with_context(|| {
+                format!("{name:?} is not an environment: use production, staging or local")
+            })
+    }
+
     fn domain(self) -> &'static str {
         match self {
             Env::Production => "hitsave.io",
@@ -51,7 +72,7 @@ impl Env {
             Env::Local => "hitsave-local.io",
         }
     }
-    fn tls(self) -> bool {
+    pub fn tls(self) -> bool {
         self != Env::Local
     }
 }
@@ -152,14 +173,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     store.check()?;
     let id = crate::verify::resolve(store.as_ref(), &args.which)?;
     let previous = host.current();
-    let mut outcome = "failed";
+    let mut outcome = Outcome::Failed;
     let result = install(&ui, &host, store.as_ref(), &id, &args, &mut outcome);
     host.record(&HistoryEntry {
         time: host::now_rfc3339(),
-        action: "install".into(),
+        action: Action::Install,
         release: id.clone(),
         previous,
-        outcome: outcome.into(),
+        outcome,
         deployment: std::env::var("DEPLOYMENT_ID").ok(),
         seconds: started.elapsed().as_secs_f64(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
@@ -168,9 +189,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ui.info(&format!(
         "release {id} {} in {:.1} s",
         match outcome {
-            "installed" => "installed and serving",
-            "fetched" => "downloaded, verified and unpacked (the stack is unchanged)",
-            "prepared" => "ready to start: host checked, images built (the stack is unchanged)",
+            Outcome::Installed => "installed and serving",
+            Outcome::Fetched => "downloaded, verified and unpacked (the stack is unchanged)",
+            Outcome::Prepared =>
+                "ready to start: host checked, images built (the stack is unchanged)",
             _ => "already installed and serving",
         },
         started.elapsed().as_secs_f64()
@@ -184,14 +206,14 @@ fn install(
     store: &dyn store::Store,
     id: &str,
     args: &Args,
-    outcome: &mut &'static str,
+    outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let manifest = crate::verify::read_manifest(store, id)?;
     let env = release_env(host, &manifest, args)?;
     if host.current().as_deref() == Some(id) {
         let stack = Stack::open(&host.release_dir(id))?;
         if stack.env == env && stack.serving()?.is_ok() {
-            *outcome = "already-installed";
+            *outcome = Outcome::AlreadyInstalled;
             return Ok(());
         }
         ui.info(&format!(
@@ -207,7 +229,7 @@ fn install(
     env.write(&dir.join("release.env"))?;
     let stack = Stack::open(&dir)?;
     if args.until == Some(Until::Fetched) {
-        *outcome = "fetched";
+        *outcome = Outcome::Fetched;
         return Ok(());
     }
 
@@ -225,11 +247,11 @@ fn install(
         if !built.is_empty() {
             ui.info(&format!("built {}", built.join(", ")));
         }
-        *outcome = "prepared";
+        *outcome = Outcome::Prepared;
         return Ok(());
     }
     deploy(ui, host, &stack, &args.host, true, outcome)?;
-    *outcome = "installed";
+    *outcome = Outcome::Installed;
     prune(ui, host)?;
     Ok(())
 }
@@ -254,7 +276,7 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     set("HITSAVE_RELEASE", manifest.release.clone());
     set("HITSAVE_COMMIT", manifest.commit.clone());
     set("HITSAVE_PROJECT", args.project.clone());
-    set("HITSAVE_ENV", format!("{:?}", args.env).to_lowercase());
+    set("HITSAVE_ENV", args.env.name().to_owned());
     set("HITSAVE_DOMAIN", args.env.domain().into());
     set(
         "HITSAVE_HTTP_BIND",
@@ -292,8 +314,8 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     let current = host
         .current()
         .and_then(|id| ReleaseEnv::read(&host.release_dir(&id).join("release.env")).ok());
-    for app in ["api", "web"] {
-        let upper = app.to_uppercase();
+    for app in App::ALL {
+        let upper = app.service().to_uppercase();
         let tag_key = format!("HITSAVE_{upper}_TAG");
         let (release, commit) = current
             .as_ref()
@@ -316,7 +338,7 @@ pub fn deploy(
     stack: &Stack,
     args: &HostArgs,
     migrate: bool,
-    outcome: &mut &'static str,
+    outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let id = stack.env.get("HITSAVE_RELEASE")?.to_owned();
     let built = stack.build_images()?;
@@ -389,7 +411,7 @@ pub fn deploy(
         )
         .and_then(|()| old_stack.wait_serving(timeout))
         .with_context(|| format!("release {old} did not come back either"))?;
-        *outcome = "rolled-back";
+        *outcome = Outcome::RolledBack;
         bail!(
             "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
         );

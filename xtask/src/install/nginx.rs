@@ -4,6 +4,8 @@
 use anyhow::Context;
 use camino::Utf8Path;
 
+use super::app::App;
+
 /// Where nginx sends each app: `host:port`, a compose service name (`api:8080`) or, during
 /// and after a blue/green swap, one container's name (`hitsave-api-2:8080`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,27 +15,20 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
+    /// Each app by its compose service name (`api:8080`).
     pub fn services() -> Upstreams {
+        let at = |app: App| format!("{}:{}", app.service(), app.port());
         Upstreams {
-            api: "api:8080".into(),
-            web: "web:3000".into(),
+            api: at(App::Api),
+            web: at(App::Web),
         }
     }
 
-    pub fn set(&mut self, service: &str, upstream: String) {
-        match service {
-            "api" => self.api = upstream,
-            _ => self.web = upstream,
+    pub fn set(&mut self, app: App, upstream: String) {
+        match app {
+            App::Api => self.api = upstream,
+            App::Web => self.web = upstream,
         }
-    }
-}
-
-/// The host nginx routes to `app` (as the template says): `api.<domain>` for the API, the
-/// domain itself for the web app.
-pub fn app_host(app: &str, domain: &str) -> String {
-    match app {
-        "api" => format!("api.{domain}"),
-        _ => domain.to_owned(),
     }
 }
 
@@ -89,9 +84,10 @@ mod tests {
         assert!(site.contains("set $api http://api:8080;"));
         assert!(site.contains("server_name api.hitsave.io;"));
         assert!(site.contains("server_name hitsave.io www.hitsave.io;"));
-        // app_host names the hosts the site routes to each app.
-        assert_eq!(super::app_host("api", "hitsave.io"), "api.hitsave.io");
-        assert_eq!(super::app_host("web", "hitsave.io"), "hitsave.io");
+        // App::host names the hosts the site routes to each app.
+        use super::App;
+        assert_eq!(App::Api.host("hitsave.io"), "api.hitsave.io");
+        assert_eq!(App::Web.host("hitsave.io"), "hitsave.io");
         assert!(site.contains("listen 443 ssl;"));
         assert!(!site.contains("{{"));
         let local = super::render(template, "hitsave-local.io", false, &ups);

@@ -9,6 +9,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use xtask::manifest::Manifest;
 
+use super::app::App;
+
 /// Components that run as containers built from their artifact, with their Dockerfile and
 /// the release.env key that names the base image.
 pub const IMAGES: &[(&str, &str)] = &[
@@ -39,8 +41,8 @@ impl ReleaseEnv {
 
     /// The release id (and commit) `app` reports: the release that brought its image. Releases
     /// installed before apps kept their own id have only HITSAVE_RELEASE.
-    pub fn app_release(&self, app: &str) -> anyhow::Result<(&str, &str)> {
-        let upper = app.to_uppercase();
+    pub fn app_release(&self, app: App) -> anyhow::Result<(&str, &str)> {
+        let upper = app.service().to_uppercase();
         let release = self
             .0
             .get(&format!("HITSAVE_{upper}_RELEASE"))
@@ -290,11 +292,9 @@ impl Stack {
         }
         let port = self.http_port()?;
         let domain = self.domain()?;
-        for (app, path, what) in [
-            ("api", "/ready", "the API"),
-            ("web", "/healthz", "the web app"),
-        ] {
-            let host = super::nginx::app_host(app, domain);
+        for app in App::ALL {
+            let (path, what) = (app.ready_path(), app.describe());
+            let host = app.host(domain);
             let (release, _) = self.env.app_release(app)?;
             let marker = format!("\"release\":\"{release}\"");
             match crate::http::get(port, &host, path) {
@@ -369,11 +369,11 @@ mod tests {
             ("HITSAVE_WEB_RELEASE", "r2"),
             ("HITSAVE_WEB_COMMIT", "c2"),
         ]);
-        assert_eq!(carried.app_release("api").unwrap(), ("r1", "c1"));
-        assert_eq!(carried.app_release("web").unwrap(), ("r2", "c2"));
+        assert_eq!(carried.app_release(App::Api).unwrap(), ("r1", "c1"));
+        assert_eq!(carried.app_release(App::Web).unwrap(), ("r2", "c2"));
         // release.env written before apps kept their own id.
         let older = env(&[("HITSAVE_RELEASE", "r0"), ("HITSAVE_COMMIT", "c0")]);
-        assert_eq!(older.app_release("api").unwrap(), ("r0", "c0"));
-        assert!(env(&[]).app_release("web").is_err());
+        assert_eq!(older.app_release(App::Api).unwrap(), ("r0", "c0"));
+        assert!(env(&[]).app_release(App::Web).is_err());
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 
+use super::app::App;
 use super::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use super::nginx::{self, Upstreams};
 use super::stack::Stack;
@@ -32,10 +33,6 @@ pub enum Strategy {
     /// `docker compose up -d`: old containers stop before new ones start.
     InPlace,
 }
-
-/// The services swapped container by container: their port, and the page a new container is
-/// warmed up on (what users ask it most).
-const APPS: &[(&str, u16, &str)] = &[("api", 8080, "/health"), ("web", 3000, "/")];
 
 /// How long an old container has to finish its requests after SIGTERM (the apps' own grace is
 /// 20 s).
@@ -51,16 +48,16 @@ pub fn swap(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let tls = stack.env.get("HITSAVE_ENV")? != "local";
+    let tls = super::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls();
     let domain = stack.domain()?.to_owned();
     let running = stack
         .containers()?
         .into_iter()
         .filter(|c| c.state == "running")
         .collect::<Vec<_>>();
-    let apps_running = APPS
+    let apps_running = App::ALL
         .iter()
-        .all(|(s, _, _)| running.iter().any(|c| c.service == *s));
+        .all(|a| running.iter().any(|c| c.service == a.service()));
     let nginx_running = running.iter().any(|c| c.service == "nginx");
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
         let changed = nginx::install(
@@ -79,11 +76,12 @@ pub fn swap(
 
     let wanted = config_hashes(stack)?;
     let mut upstreams = current_upstreams(stack)?;
-    for (service, port, warm_path) in APPS {
+    for app in App::ALL {
+        let service = app.service();
         let old: Vec<String> = stack
             .containers()?
             .into_iter()
-            .filter(|c| c.service == *service)
+            .filter(|c| c.service == service)
             .map(|c| c.name)
             .collect();
         let hashes: Vec<String> = old
@@ -93,7 +91,7 @@ pub fn swap(
         if !old.is_empty()
             && hashes
                 .iter()
-                .all(|h| wanted.get(*service).is_some_and(|w| w.contains(h)))
+                .all(|h| wanted.get(service).is_some_and(|w| w.contains(h)))
         {
             continue;
         }
@@ -117,22 +115,14 @@ pub fn swap(
         let new = stack
             .containers()?
             .into_iter()
-            .find(|c| c.service == *service && !old.contains(&c.name))
+            .find(|c| c.service == service && !old.contains(&c.name))
             .map(|c| c.name)
             .with_context(|| format!("compose created no new {service} container"))?;
         let ready = weights
             .set_container(&new, BOOT_SHARES)
             .and_then(|()| start(&new))
             .and_then(|()| wait_healthy(&new, timeout))
-            .map(|()| {
-                warm_up(
-                    ui,
-                    &new,
-                    *port,
-                    &nginx::app_host(service, &domain),
-                    warm_path,
-                )
-            })
+            .map(|()| warm_up(ui, &new, app.port(), &app.host(&domain), app.warm_up_path()))
             .and_then(|()| weights.set_container(&new, SERVING_SHARES));
         if let Err(e) = ready {
             ui.info(&format!(
@@ -145,7 +135,7 @@ pub fn swap(
                 "the new {service} container never became ready{evidence}"
             )));
         }
-        upstreams.set(service, format!("{new}:{port}"));
+        upstreams.set(app, format!("{new}:{}", app.port()));
         nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
         reload_nginx(stack)?;
         // Old nginx workers finish routing what they accepted before the reload.
@@ -261,9 +251,9 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
     let mut upstreams = Upstreams::services();
     for c in stack.containers()? {
         if c.state == "running"
-            && let Some((_, port, _)) = APPS.iter().find(|(s, _, _)| *s == c.service)
+            && let Some(app) = App::of_service(&c.service)
         {
-            upstreams.set(&c.service, format!("{}:{port}", c.name));
+            upstreams.set(app, format!("{}:{}", c.name, app.port()));
         }
     }
     Ok(upstreams)
