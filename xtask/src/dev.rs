@@ -21,6 +21,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::dev_setup::{self, HOSTS};
+use crate::process::{Wait, wait_for, wait_until};
 use crate::ui::Ui;
 
 #[derive(clap::Args)]
@@ -310,10 +311,15 @@ impl Session<'_> {
             "starting nginx",
             &["up", "--detach", "--no-deps", "--wait", "nginx"],
         )?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !answers(args.api_port, "/health") || !answers(args.web_port, "/") {
+        let (api, web) = (&mut self.api, &mut self.web);
+        let every = Duration::from_millis(200);
+        let what = "the API and the web dev server to answer";
+        wait_for(what, Duration::from_secs(120), every, || {
+            if answers(args.api_port, "/health") && answers(args.web_port, "/") {
+                return Ok(Wait::Done(()));
+            }
             interrupted()?;
-            for p in [&mut self.api, &mut self.web].into_iter().flatten() {
+            for p in [&mut *api, &mut *web].into_iter().flatten() {
                 if let Some(status) = p.exited() {
                     bail!(
                         "{} exited at start-up ({status}); its output is above",
@@ -321,12 +327,8 @@ impl Session<'_> {
                     );
                 }
             }
-            if Instant::now() > deadline {
-                bail!("the API or the web dev server did not answer within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(())
+            Ok(Wait::NotYet("one of them does not answer yet".into()))
+        })
     }
 
     fn print_urls(&self, args: &Args) {
@@ -464,10 +466,10 @@ impl Session<'_> {
                 return;
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !answers(args.api_port, "/health") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // Reported either way: the API's own output says why it does not answer.
+        let _ = wait_until("the API", Duration::from_secs(30), || {
+            Ok(answers(args.api_port, "/health"))
+        });
         self.ui.info(&format!(
             "api restarted in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -642,12 +644,16 @@ impl Proc {
     fn stop(&mut self) {
         let group = Pid::from_raw(self.child.id() as i32);
         let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if self.exited().is_some() && killpg(group, None).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let every = Duration::from_millis(50);
+        let gone = wait_for("the group to exit", STOP_GRACE, every, || {
+            Ok(if self.exited().is_some() && killpg(group, None).is_err() {
+                Wait::Done(())
+            } else {
+                Wait::NotYet("it still runs".into())
+            })
+        });
+        if gone.is_ok() {
+            return;
         }
         eprintln!(
             "xtask: {} did not stop within {STOP_GRACE:?}; killing it",

@@ -10,7 +10,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use camino::Utf8Path;
@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::docker_setup;
 use crate::http;
 use crate::install::stack::tail;
-use crate::process::{free_port, wait_until};
+use crate::process::{Wait, free_port, wait_until};
 use crate::test_install::{ProjectCleanup, replace};
 use crate::test_release::{checkout, git};
 
@@ -215,16 +215,17 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
         "expected the API and the web dev server among the processes under {copy}, found {started:?}"
     );
     kill(session.pid(), Signal::SIGINT)?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = session.child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            bail!("dev did not exit within 90 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = crate::process::wait_for(
+        "dev to exit after SIGINT",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || {
+            Ok(match session.child.try_wait()? {
+                Some(status) => Wait::Done(status),
+                None => Wait::NotYet("it still runs".into()),
+            })
+        },
+    )?;
     ensure!(status.success(), "dev exited with {status} after SIGINT");
     std::thread::sleep(Duration::from_millis(500));
     let left: Vec<_> = started
@@ -274,12 +275,11 @@ impl Drop for DevProcess {
         if self.child.try_wait().ok().flatten().is_none() {
             // SIGINT lets dev stop its own children and containers; SIGKILL if it hangs.
             let _ = kill(self.pid(), Signal::SIGINT);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if self.child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
+            let exited = wait_until("dev to exit", Duration::from_secs(30), || {
+                Ok(self.child.try_wait().ok().flatten().is_some())
+            });
+            if exited.is_ok() {
+                return;
             }
             let _ = killpg(self.pid(), Signal::SIGKILL);
             let _ = self.child.wait();

@@ -2,7 +2,7 @@
 //! the production overlay and its release.env; runtime images; the migrator; health.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use xtask::manifest::Manifest;
 
 use super::app::App;
+use crate::process::{Wait, wait_for};
 
 /// Components that run as containers built from their artifact, with their Dockerfile and
 /// the release.env key that names the base image.
@@ -318,17 +319,12 @@ impl Stack {
 
     /// Waits until `serving` holds, or fails with the last reason after `timeout`.
     pub fn wait_serving(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.serving()? {
-                Ok(()) => return Ok(()),
-                Err(reason) => reason,
-            };
-            if Instant::now() >= deadline {
-                bail!("not healthy within {timeout:?}: {last}");
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        wait_for("it to serve", timeout, Duration::from_secs(1), || {
+            Ok(match self.serving()? {
+                Ok(()) => Wait::Done(()),
+                Err(reason) => Wait::NotYet(reason),
+            })
+        })
     }
 }
 

@@ -23,6 +23,7 @@ use super::app::App;
 use super::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use super::nginx::{self, Upstreams};
 use super::stack::Stack;
+use crate::process::{Wait, wait_for};
 use crate::ui::Ui;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -260,24 +261,21 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
 }
 
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("{container} to turn healthy");
+    wait_for(&what, timeout, Duration::from_millis(500), || {
         let state = inspect(
             container,
             "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
         )
         .unwrap_or_default();
         match state.as_str() {
-            "running healthy" => return Ok(()),
+            "running healthy" => Ok(Wait::Done(())),
             s if s.starts_with("exited") || s.starts_with("dead") => {
                 bail!("{container} exited ({s})")
             }
-            s if Instant::now() >= deadline => {
-                bail!("{container} is still {s:?} after {timeout:?}")
-            }
-            _ => std::thread::sleep(Duration::from_millis(500)),
+            s => Ok(Wait::NotYet(format!("it is still {s:?}"))),
         }
-    }
+    })
 }
 
 /// How many lines of a failed container's log its error keeps.
