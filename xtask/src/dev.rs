@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::compose::Compose;
 use crate::dev_setup::{self, HOSTS};
 use crate::process::{Wait, wait_for, wait_until};
 use crate::ui::Ui;
@@ -188,44 +189,26 @@ impl Stack {
         })
     }
 
-    fn compose(&self, args: &[&str]) -> duct::Expression {
+    /// The checkout's compose files with dev.yml, and dev's variables.
+    fn compose(&self) -> Compose {
         let deploy = self.root.join("deploy");
-        let mut all: Vec<String> = vec![
-            "compose".into(),
-            "--project-name".into(),
-            self.project.clone(),
-            "--project-directory".into(),
-            deploy.to_string(),
-            "-f".into(),
-            deploy.join("docker-compose.yml").to_string(),
-            "-f".into(),
-            deploy.join("dev.yml").to_string(),
-        ];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let mut cmd = duct::cmd("docker", all);
-        for (key, value) in &self.env {
-            cmd = cmd.env(key, value);
+        Compose {
+            project: self.project.clone(),
+            directory: deploy.clone(),
+            files: vec![deploy.join("docker-compose.yml"), deploy.join("dev.yml")],
+            env_file: None,
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            isolated: false,
         }
-        cmd
     }
 
     /// A compose command whose output is shown only when it fails.
     fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<()> {
-        let out = self
-            .compose(args)
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("cannot run docker compose ({what})"))?;
-        if !out.status.success() {
-            bail!(
-                "{what} failed:\n{}",
-                String::from_utf8_lossy(&out.stdout).trim_end()
-            );
-        }
-        Ok(())
+        self.compose().run(what, args).map(drop)
     }
 
     fn check_images(&self) -> anyhow::Result<()> {

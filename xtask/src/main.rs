@@ -8,6 +8,7 @@ mod bench;
 mod bench_deploy;
 mod build;
 mod bundle;
+mod compose;
 mod deploy;
 mod dev;
 mod dev_setup;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use xtask::manifest::Manifest;
 
 use super::app::App;
+use crate::compose::Compose;
 use crate::process::{Wait, wait_for};
 
 /// Components that run as containers built from their artifact, with their Dockerfile and
@@ -112,56 +113,26 @@ impl Stack {
         })
     }
 
-    fn compose_args(&self) -> Vec<String> {
+    /// The release's own compose files with its release.env, and nothing from the caller's
+    /// environment: a stray HITSAVE_* must not change what production runs.
+    fn compose(&self) -> Compose {
         let deploy = self.release_dir.join("deploy");
-        vec![
-            "compose".into(),
-            "--project-name".into(),
-            self.project.clone(),
-            "--project-directory".into(),
-            deploy.to_string(),
-            "--env-file".into(),
-            self.release_dir.join("release.env").to_string(),
-            "-f".into(),
-            deploy.join("docker-compose.yml").to_string(),
-            "-f".into(),
-            deploy.join("production.yml").to_string(),
-        ]
-    }
-
-    /// `docker compose ...` for this release.
-    pub fn compose(&self, args: &[&str]) -> duct::Expression {
-        let mut all = self.compose_args();
-        all.extend(args.iter().map(|a| a.to_string()));
-        // Only release.env interpolates: a stray HITSAVE_* in the caller's environment must
-        // not change what production runs.
-        let mut cmd = duct::cmd("docker", all);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("HITSAVE_") || key.starts_with("COMPOSE_") {
-                cmd = cmd.env_remove(key);
-            }
+        Compose {
+            project: self.project.clone(),
+            directory: deploy.clone(),
+            files: vec![
+                deploy.join("docker-compose.yml"),
+                deploy.join("production.yml"),
+            ],
+            env_file: Some(self.release_dir.join("release.env")),
+            env: Vec::new(),
+            isolated: true,
         }
-        cmd
     }
 
     /// Runs a compose command; on failure the error carries its output.
     pub fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<String> {
-        let out = self
-            .compose(args)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("cannot run docker compose ({what})"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            bail!(
-                "{what} failed: docker compose {}:\n{}",
-                args.join(" "),
-                tail(&text, 30)
-            );
-        }
-        Ok(text)
+        self.compose().run(what, args)
     }
 
     /// Like `run`, with `overlay` (a compose file's text) added after the release's files.
@@ -338,10 +309,7 @@ pub fn image_exists(image: &str) -> bool {
 }
 
 /// The last `n` lines of `text`.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
+pub use crate::compose::tail;
 
 #[cfg(test)]
 mod tests {
