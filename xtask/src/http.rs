@@ -1,10 +1,18 @@
-//! A minimal HTTP/1.0 client, enough for health checks through nginx on 127.0.0.1 (with a
-//! `Host` header) and for warming up a new container on its own address, without a client
-//! library.
+//! HTTP requests to the stack on this host: health checks through nginx on 127.0.0.1 (with a
+//! `Host` header) and the warm-up of a new container on its own address. HTTP/1.1 through
+//! hyper, which the S3 SDK already brings (no crate of its own), on a small runtime per call:
+//! the callers are synchronous.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// How long to wait for the connection, then for the whole answer.
+const CONNECT: Duration = Duration::from_secs(3);
+const ANSWER: Duration = Duration::from_secs(10);
 
 /// The status and body of `GET path` on 127.0.0.1:port with `Host: host`; None while nothing
 /// answers.
@@ -20,39 +28,55 @@ pub fn request(
     path: &str,
     json: Option<&str>,
 ) -> Option<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    request_to(addr, host, method, path, json)
+    request_to(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        host,
+        method,
+        path,
+        json,
+    )
 }
 
-/// One request to `addr`; None while nothing answers.
+/// One request to `addr`; None while nothing answers (no connection, no whole answer in time).
 pub fn request_to(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     host: &str,
     method: &str,
     path: &str,
     json: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, host);
+    let body = match json {
+        Some(json) => {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(json.to_owned()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let request = request.body(body).ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .ok()?;
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
-    if let Some(body) = json {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    stream.write_all(req.as_bytes()).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+    runtime.block_on(async move {
+        let stream = tokio::time::timeout(CONNECT, tokio::net::TcpStream::connect(addr))
+            .await
+            .ok()?
+            .ok()?;
+        let answer = async {
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(connection);
+            let response = sender.send_request(request).await.ok()?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(ANSWER, answer).await.ok()?
+    })
 }
