@@ -42,7 +42,7 @@ pub fn check(component: &Component, stage: &Utf8Path) -> anyhow::Result<Vec<Bina
         found.push(Binary {
             path: path.strip_prefix(stage).unwrap_or(path).to_owned(),
             newest: elf::newest(&needs),
-            too_new: needs.into_iter().filter(|n| n.version > have).collect(),
+            too_new: elf::newer_than(&needs, have),
         });
     }
     Ok(found)
@@ -56,13 +56,12 @@ pub fn problems(component: &Component, binaries: &[Binary]) -> Vec<String> {
         .iter()
         .filter_map(|b| {
             let newest = b.too_new.last()?;
-            let symbols: Vec<String> = b.too_new.iter().map(GlibcNeed::describe).collect();
             Some(format!(
                 "{}: {} needs glibc {} ({}), but it runs on {}, which has glibc {}",
                 component.name,
                 b.path,
                 newest.version,
-                symbols.join(", "),
+                elf::describe_all(&b.too_new),
                 platform.describe(),
                 platform.glibc()
             ))

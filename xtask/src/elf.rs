@@ -90,6 +90,17 @@ pub fn glibc_needs(data: &[u8]) -> anyhow::Result<Vec<GlibcNeed>> {
     }
 }
 
+/// The needs that `have` does not meet: what would stop the binary from starting there.
+pub fn newer_than(needs: &[GlibcNeed], have: GlibcVersion) -> Vec<GlibcNeed> {
+    needs.iter().filter(|n| n.version > have).cloned().collect()
+}
+
+/// `needs` for a message: `__isoc23_sscanf@GLIBC_2.38, ...`.
+pub fn describe_all(needs: &[GlibcNeed]) -> String {
+    let each: Vec<String> = needs.iter().map(GlibcNeed::describe).collect();
+    each.join(", ")
+}
+
 /// The newest glibc version among `needs`.
 pub fn newest(needs: &[GlibcNeed]) -> Option<GlibcVersion> {
     needs.iter().map(|n| n.version).max()

@@ -353,7 +353,7 @@ fn publish(
     let mut outcomes = Vec::new();
     let mut to_build = Vec::new();
     for (component, input_hash) in &plan.input_hashes {
-        match find_reusable(store, component, input_hash)? {
+        match find_reusable(store, component.name, input_hash)? {
             Some(record) => {
                 ui.info(&format!(
                     "{}: inputs already built; reusing {}",
@@ -470,7 +470,6 @@ fn record_inputs(
     artifact: &Artifact,
     uploaded: &AtomicU64,
 ) -> anyhow::Result<InputRecord> {
-    let key = manifest::input_key(&artifact.component, &artifact.input_hash);
     let ours = InputRecord {
         schema: SCHEMA,
         component: artifact.component.clone(),
@@ -479,51 +478,29 @@ fn record_inputs(
         size: artifact.size,
         target: artifact.target.clone(),
     };
-    if let Some(theirs) = usable_record(store, &key, &ours)? {
+    if let Some(theirs) = find_reusable(store, &ours.component, &ours.input_hash)? {
         return Ok(theirs);
     }
     let bytes = manifest::to_bytes(&ours);
-    store.put(&key, &bytes)?;
+    store.put(
+        &manifest::input_key(&ours.component, &ours.input_hash),
+        &bytes,
+    )?;
     uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    Ok(usable_record(store, &key, &ours)?.unwrap_or(ours))
-}
-
-/// The record under `key` when it describes the same inputs as `ours` and its artifact is in
-/// the store; None when there is none (or it is unusable and ours should replace it).
-fn usable_record(
-    store: &dyn Store,
-    key: &str,
-    ours: &InputRecord,
-) -> anyhow::Result<Option<InputRecord>> {
-    let Some(bytes) = store.get(key)? else {
-        return Ok(None);
-    };
-    let Ok(record) = InputRecord::parse(&bytes) else {
-        return Ok(None);
-    };
-    if record.component != ours.component || record.input_hash != ours.input_hash {
-        return Ok(None);
-    }
-    if record.sha256 == ours.sha256 {
-        return Ok(Some(record));
-    }
-    let present = store
-        .head(&manifest::artifact_key(&record.sha256))?
-        .is_some_and(|info| info.size == record.size);
-    Ok(present.then_some(record))
+    Ok(find_reusable(store, &ours.component, &ours.input_hash)?.unwrap_or(ours))
 }
 
 /// The store's record for these inputs, if its artifact is really there.
 fn find_reusable(
     store: &dyn Store,
-    component: &Component,
+    component: &str,
     input_hash: &str,
 ) -> anyhow::Result<Option<InputRecord>> {
-    let Some(bytes) = store.get(&manifest::input_key(component.name, input_hash))? else {
+    let Some(bytes) = store.get(&manifest::input_key(component, input_hash))? else {
         return Ok(None);
     };
     let record = InputRecord::parse(&bytes)?;
-    if record.component != component.name || record.input_hash != input_hash {
+    if record.component != component || record.input_hash != input_hash {
         return Ok(None);
     }
     let present = store

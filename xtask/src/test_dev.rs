@@ -17,9 +17,9 @@ use camino::Utf8Path;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::compose::tail;
 use crate::docker_setup;
 use crate::http;
-use crate::install::stack::tail;
 use crate::process::{Wait, free_port, wait_until};
 use crate::test_install::{ProjectCleanup, replace};
 use crate::test_release::{checkout, git};

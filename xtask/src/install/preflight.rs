@@ -196,14 +196,9 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
             }
         };
         if needed > have {
-            let symbols: Vec<String> = needs
-                .iter()
-                .filter(|n| n.version > have)
-                .map(elf::GlibcNeed::describe)
-                .collect();
             problems.push(format!(
                 "{component} needs glibc {needed} ({}), but the runtime base {base} has {have}: use a newer base (HITSAVE_RUNTIME_BASE) or release from the release environment (Debian 12)",
-                symbols.join(", ")
+                elf::describe_all(&elf::newer_than(&needs, have))
             ));
         }
     }

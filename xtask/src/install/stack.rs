@@ -10,7 +10,7 @@ use serde::Deserialize;
 use xtask::manifest::Manifest;
 
 use super::app::App;
-use crate::compose::Compose;
+use crate::compose::{Compose, tail};
 use crate::process::{Wait, wait_for};
 
 /// Components that run as containers built from their artifact, with their Dockerfile and
@@ -307,9 +307,6 @@ pub fn image_exists(image: &str) -> bool {
         .run()
         .is_ok_and(|o| o.status.success())
 }
-
-/// The last `n` lines of `text`.
-pub use crate::compose::tail;
 
 #[cfg(test)]
 mod tests {
