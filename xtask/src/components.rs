@@ -3,7 +3,7 @@
 //! Every other part of the pipeline (the input hash, the build, the staging layout, the
 //! manifest) reads this table, so adding a component or an input is a one-line change.
 
-use crate::elf::GlibcVersion;
+use hitsave_host::elf::GlibcVersion;
 
 /// Bump when the build recipe or the staging layout changes in a way that changes artifacts
 /// built from the same inputs: every input hash changes, so everything is built again.
@@ -126,14 +126,15 @@ pub const COMPONENTS: &[Component] = &[
         // The hooks and compose files run on the host; what runs in images comes from those.
         runs_on: RunsOn::Host,
     },
-    // The pipeline itself: the host runs `xtask install` from the release it installs.
+    // The host program: the host runs `xtask install` from the release it installs. Built from
+    // host/ and schema/ only, so a change to the tooling (tests, benchmarks, dev) ships nothing.
     Component {
         name: "xtask",
         recipe: Recipe::Cargo {
-            package: "xtask",
+            package: "hitsave-host",
             binary: "xtask",
         },
-        inputs: rust_inputs!("xtask"),
+        inputs: rust_inputs!("host", "schema"),
         runs_on: RunsOn::Host,
     },
 ];

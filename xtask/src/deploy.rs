@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_host::store::{self, StoreArgs};
+use hitsave_schema::{self as manifest, ReleaseId};
 use serde::Serialize;
 use xtask::branch_config::{self, Decision};
-use xtask::manifest;
-use xtask::store::{self, StoreArgs};
 
-use crate::ui::Ui;
+use hitsave_host::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +24,7 @@ pub struct Args {
     store: StoreArgs,
     /// The release to deploy [default: the one published for HEAD's commit].
     #[arg(long, value_name = "ID", conflicts_with = "channel")]
-    release: Option<String>,
+    release: Option<ReleaseId>,
     /// Deploy the release a channel points at.
     #[arg(long, value_name = "NAME")]
     channel: Option<String>,
@@ -149,7 +149,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let (bucket, prefix) = split_s3_url(url)?;
     let store = store::open(&args.store, Utf8Path::new("."))?;
     store.check()?;
-    let which = crate::verify::Which {
+    let which = hitsave_host::verify::Which {
         release: args.release.clone(),
         channel: args.channel.clone(),
         commit: match (&args.release, &args.channel) {
@@ -157,8 +157,8 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             _ => None,
         },
     };
-    let id = crate::verify::resolve(store.as_ref(), &which)?;
-    let manifest = crate::verify::read_manifest(store.as_ref(), &id)?;
+    let id = hitsave_host::verify::resolve(store.as_ref(), &which)?;
+    let manifest = hitsave_host::verify::read_manifest(store.as_ref(), &id)?;
     let bundle = manifest.bundle.as_ref().with_context(|| {
         format!("release {id} has no CodeDeploy bundle (it predates bundles): release it again with this xtask")
     })?;

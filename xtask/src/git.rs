@@ -130,7 +130,7 @@ impl Checkout {
         for (path, state) in &self.dirty {
             h.update(format!("{path}\0{state}\n"));
         }
-        crate::hex(&h.finalize())
+        hitsave_schema::hex(&h.finalize())
     }
 }
 
@@ -161,7 +161,8 @@ fn worktree_states(root: &Utf8Path, paths: &[&str]) -> anyhow::Result<BTreeMap<S
         };
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&full)?;
-            let digest = crate::hex(&Sha256::digest(target.as_os_str().as_encoded_bytes()));
+            let digest =
+                hitsave_schema::hex(&Sha256::digest(target.as_os_str().as_encoded_bytes()));
             states.insert(path.to_owned(), format!("120000 link-sha256:{digest}"));
         } else if meta.is_file() {
             let mode = if meta.permissions().mode() & 0o111 != 0 {

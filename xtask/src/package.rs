@@ -26,8 +26,8 @@ const GZIP_LEVEL: u32 = 6;
 /// A finished artifact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packed {
-    /// Lowercase hex SHA-256 of the `.tar.gz` bytes.
-    pub sha256: String,
+    /// SHA-256 of the `.tar.gz` bytes.
+    pub sha256: hitsave_schema::Sha256,
     /// Size of the `.tar.gz` in bytes.
     pub size: u64,
     /// `<out_dir>/<sha256>.tar.gz`.
@@ -170,7 +170,7 @@ fn compress(chunk: &[u8]) -> io::Result<Vec<u8>> {
 fn write_in_order(
     rx: mpsc::Receiver<(u64, io::Result<Vec<u8>>)>,
     file: &std::fs::File,
-) -> anyhow::Result<(String, u64)> {
+) -> anyhow::Result<(hitsave_schema::Sha256, u64)> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut size = 0;
@@ -189,7 +189,10 @@ fn write_in_order(
         bail!("the tar stream ended with chunks missing");
     }
     out.flush().context("cannot write the tarball")?;
-    Ok((crate::hex(&hasher.finalize()), size))
+    Ok((
+        hitsave_schema::Sha256::from_bytes(hasher.finalize().into()),
+        size,
+    ))
 }
 
 fn append_tree<W: Write>(

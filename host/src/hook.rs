@@ -1,0 +1,342 @@
+//! `xtask hook <event>`: what each CodeDeploy lifecycle hook does, run by the short scripts in
+//! deploy/hooks/ from a bundle (see `bundle.rs`). The bundle's revision.json names the release
+//! and its store; CodeDeploy's DEPLOYMENT_GROUP_NAME names the environment.
+//!
+//! - application-stop (from the previous revision): reports what runs; never fails.
+//! - before-install: `install --until fetched` (download, verify, unpack).
+//! - after-install: `install --until prepared` (check the host, build images).
+//! - application-start: `install` (migrate, swap, gate, flip; the old release comes back on
+//!   failure).
+//! - validate-service: the release is current and serves through nginx.
+//!
+//! Host settings beyond the defaults (another install root, ports, local base images) come
+//! from an optional file of KEY=VALUE lines, /etc/hitsave/host.env.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Parser;
+
+use crate::install::Env;
+use crate::install::host::Host;
+use crate::install::stack::Stack;
+use hitsave_schema::Revision;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The lifecycle event to run.
+    #[arg(value_enum)]
+    event: Event,
+    /// The unpacked bundle [default: the directory above this xtask's bin/].
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<Utf8PathBuf>,
+    /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
+    /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
+    /// HITSAVE_HEALTH_TIMEOUT); optional.
+    #[arg(
+        long,
+        env = "HITSAVE_HOST_CONFIG",
+        value_name = "FILE",
+        default_value = "/etc/hitsave/host.env"
+    )]
+    config: Utf8PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    ApplicationStop,
+    BeforeInstall,
+    AfterInstall,
+    ApplicationStart,
+    ValidateService,
+}
+
+/// The host settings a file may set, and the install flag each becomes.
+const SETTINGS: &[(&str, &str)] = &[
+    ("HITSAVE_ROOT", "--root"),
+    ("HITSAVE_PROJECT", "--project"),
+    ("HITSAVE_BIND", "--bind"),
+    ("HITSAVE_HTTP_PORT", "--http-port"),
+    ("HITSAVE_HTTPS_PORT", "--https-port"),
+    ("HITSAVE_LOCAL_BASE_IMAGES", "--local-base-images"),
+    ("HITSAVE_HEALTH_TIMEOUT", "--health-timeout"),
+];
+
+/// Parses install's flags as a command line would.
+#[derive(Parser)]
+struct InstallCommand {
+    #[command(flatten)]
+    args: crate::install::Args,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let bundle = match args.bundle {
+        Some(dir) => dir,
+        None => bundle_dir()?,
+    };
+    if args.event == Event::ApplicationStop {
+        // Whatever goes wrong here must not stop the deployment that follows.
+        if let Err(e) = application_stop(&bundle, &args.config) {
+            eprintln!("xtask: hook application-stop: {e:#} (ignored: the stack keeps serving)");
+        }
+        return Ok(());
+    }
+    let revision = Revision::read(bundle.as_std_path())?;
+    let settings = read_settings(&args.config)?;
+    let group = std::env::var("DEPLOYMENT_GROUP_NAME").map_err(|_| {
+        anyhow::anyhow!(
+            "DEPLOYMENT_GROUP_NAME is not set: `xtask hook` runs from CodeDeploy's lifecycle hooks; to install by hand, run `xtask install`"
+        )
+    })?;
+    let env = environment_of(&group)?;
+    eprintln!(
+        "xtask: hook {:?}: release {} for deployment group {group} ({}), deployment {}",
+        args.event,
+        revision.release,
+        env.name(),
+        std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
+    );
+    if args.event == Event::ValidateService {
+        return validate_service(&revision, &settings);
+    }
+    let mut argv: Vec<String> = vec![
+        "install".into(),
+        "--release".into(),
+        revision.release.to_string(),
+        "--store".into(),
+        revision.store.clone(),
+        "--env".into(),
+        env.name().into(),
+    ];
+    if let Some(url) = &revision.endpoint_url {
+        argv.extend(["--endpoint-url".into(), url.clone()]);
+    }
+    if revision.path_style {
+        argv.push("--path-style".into());
+    }
+    for (key, flag) in SETTINGS {
+        match (settings.get(*key), *key) {
+            (None, _) => {}
+            (Some(v), "HITSAVE_LOCAL_BASE_IMAGES") => {
+                if is_true(v) {
+                    argv.push((*flag).into());
+                }
+            }
+            (Some(v), _) => argv.extend([(*flag).into(), v.clone()]),
+        }
+    }
+    match args.event {
+        Event::BeforeInstall => argv.extend(["--until".into(), "fetched".into()]),
+        Event::AfterInstall => argv.extend(["--until".into(), "prepared".into()]),
+        _ => {}
+    }
+    let install = InstallCommand::try_parse_from(&argv)
+        .map_err(|e| anyhow::anyhow!("the host settings in {} are not valid: {e}", args.config))?;
+    crate::install::run(install.args)
+}
+
+/// The bundle this xtask came in: `<bundle>/bin/xtask`.
+fn bundle_dir() -> anyhow::Result<Utf8PathBuf> {
+    let exe = crate::checkout::current_exe()?;
+    let exe = Utf8PathBuf::from_path_buf(exe).map_err(|p| anyhow::anyhow!("{p:?} is not UTF-8"))?;
+    exe.parent()
+        .and_then(Utf8Path::parent)
+        .map(Utf8Path::to_owned)
+        .context("cannot tell which bundle this xtask is in: pass --bundle")
+}
+
+/// production, staging, production-*, staging-* (and *-production, *-staging).
+pub fn environment_of(group: &str) -> anyhow::Result<Env> {
+    let g = group.to_ascii_lowercase();
+    for env in [Env::Production, Env::Staging] {
+        let name = env.name();
+        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
+            return Ok(env);
+        }
+    }
+    bail!(
+        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
+    )
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+}
+
+/// The settings file, if there is one: `KEY=VALUE` lines, `#` comments, blank lines.
+pub fn read_settings(path: &Utf8Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+    };
+    let mut settings = BTreeMap::new();
+    for line in crate::install::env_file::parse(path, &text)? {
+        if !SETTINGS.iter().any(|(k, _)| *k == line.key) {
+            bail!(
+                "{path}:{}: unknown setting {}; the settings are {}",
+                line.number,
+                line.key,
+                SETTINGS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        settings.insert(line.key, line.value);
+    }
+    Ok(settings)
+}
+
+fn root_of(settings: &BTreeMap<String, String>) -> Utf8PathBuf {
+    settings
+        .get("HITSAVE_ROOT")
+        .cloned()
+        .or_else(|| std::env::var("HITSAVE_ROOT").ok())
+        .unwrap_or_else(|| crate::install::host::DEFAULT_ROOT.into())
+        .into()
+}
+
+/// Reports what runs. The stack is not stopped: the next release replaces it container by
+/// container, so requests are served throughout.
+fn application_stop(bundle: &Utf8Path, config: &Utf8Path) -> anyhow::Result<()> {
+    let settings = read_settings(config)?;
+    let root = root_of(&settings);
+    let leaving = Revision::read(bundle.as_std_path())
+        .map(|r| r.release.to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    if !root.join("releases").is_dir() {
+        eprintln!("xtask: hook application-stop: nothing is installed under {root} yet");
+        return Ok(());
+    }
+    let host = Host::open(&root)?;
+    let current = host.current().map_or_else(|| "none".into(), String::from);
+    eprintln!(
+        "xtask: hook application-stop: revision of {leaving}; current is {current}; it keeps serving until the next release replaces it"
+    );
+    Ok(())
+}
+
+/// The release is current, its containers are healthy and it serves through nginx.
+fn validate_service(
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let root = root_of(settings);
+    let host = Host::open(&root)?;
+    let current = host.current();
+    if current.as_deref() != Some(revision.release.as_str()) {
+        bail!(
+            "release {} is not current on this host (current: {}); see `xtask status --root {root}` and {root}/history.jsonl",
+            revision.release,
+            current.as_deref().unwrap_or("none")
+        );
+    }
+    let stack = Stack::open(&host.release_dir(&revision.release))?;
+    if let Err(reason) = stack.serving()? {
+        bail!(
+            "release {} is current but does not serve: {reason}",
+            revision.release
+        );
+    }
+    eprintln!(
+        "xtask: hook validate-service: release {} is current and serving",
+        revision.release
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_groups_name_environments() {
+        assert_eq!(environment_of("production").unwrap(), Env::Production);
+        assert_eq!(environment_of("Production-eu").unwrap(), Env::Production);
+        assert_eq!(environment_of("staging").unwrap(), Env::Staging);
+        assert_eq!(environment_of("pr-42-staging").unwrap(), Env::Staging);
+        for env in [Env::Production, Env::Staging, Env::Local] {
+            assert_eq!(Env::parse(env.name()).unwrap(), env);
+        }
+        assert!(Env::parse("prod").is_err());
+        let err = environment_of("qa").unwrap_err().to_string();
+        assert!(err.contains("production or staging"), "{err}");
+        assert!(environment_of("productionish").is_err());
+    }
+
+    #[test]
+    fn settings_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("host.env")).unwrap();
+        assert!(
+            read_settings(&path).unwrap().is_empty(),
+            "no file, no settings"
+        );
+        std::fs::write(
+            &path,
+            "# a host\nHITSAVE_ROOT=/srv/hitsave\n\nHITSAVE_HTTP_PORT = \"8080\"\n",
+        )
+        .unwrap();
+        let s = read_settings(&path).unwrap();
+        assert_eq!(s["HITSAVE_ROOT"], "/srv/hitsave");
+        assert_eq!(s["HITSAVE_HTTP_PORT"], "8080");
+        std::fs::write(&path, "HITSAVE_PASSWORD=x\n").unwrap();
+        let err = read_settings(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown setting HITSAVE_PASSWORD"), "{err}");
+        std::fs::write(&path, "just words\n").unwrap();
+        let err = read_settings(&path).unwrap_err().to_string();
+        assert!(err.contains(":1: expected KEY=VALUE"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod appspec_tests {
+    use yaml_rust2::YamlLoader;
+
+    /// appspec.yml names a script for every lifecycle event, with a timeout, run as root; each
+    /// script exists, is executable and runs the bundled xtask for its own event.
+    #[test]
+    fn appspec_hooks_run_the_bundled_xtask() {
+        let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(format!("{root}/appspec.yml")).unwrap();
+        let spec = &YamlLoader::load_from_str(&text).unwrap()[0];
+        assert_eq!(spec["version"].as_f64(), Some(0.0));
+        assert_eq!(spec["os"].as_str(), Some("linux"));
+        assert_eq!(spec["file_exists_behavior"].as_str(), Some("OVERWRITE"));
+        for (event, arg) in [
+            ("ApplicationStop", "application-stop"),
+            ("BeforeInstall", "before-install"),
+            ("AfterInstall", "after-install"),
+            ("ApplicationStart", "application-start"),
+            ("ValidateService", "validate-service"),
+        ] {
+            let hooks = spec["hooks"][event]
+                .as_vec()
+                .unwrap_or_else(|| panic!("{event}"));
+            assert_eq!(hooks.len(), 1, "{event}");
+            let timeout = hooks[0]["timeout"].as_i64().unwrap();
+            assert!((1..=3600).contains(&timeout), "{event}: timeout {timeout}");
+            assert_eq!(hooks[0]["runas"].as_str(), Some("root"));
+            let location = hooks[0]["location"].as_str().unwrap();
+            let path = format!("{root}/{location}");
+            let script = std::fs::read_to_string(&path).unwrap();
+            assert!(script.starts_with("#!/bin/sh\n"), "{path}");
+            assert!(
+                script.contains(&format!("/../../bin/xtask\" hook {arg}")),
+                "{path} does not run `xtask hook {arg}`"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert!(mode & 0o111 != 0, "{path} is not executable");
+        }
+        let stop =
+            std::fs::read_to_string(format!("{root}/deploy/hooks/application-stop.sh")).unwrap();
+        assert!(
+            stop.trim_end().ends_with("exit 0") && !stop.contains("set -e"),
+            "ApplicationStop must never fail"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Downloads a release's artifacts into cache/, all at once, each checked against the
+//! manifest (SHA-256 and size) while it streams. Only a verified file gets its final name; a
+//! mismatch deletes what arrived and names both hashes.
+
+use std::io::Write;
+
+use crate::store::Store;
+use anyhow::{Context, bail};
+use hitsave_schema::{self as manifest, Artifact, Manifest};
+use sha2::{Digest, Sha256};
+
+use super::host::Host;
+use crate::ui::Ui;
+
+/// Writes to a file and hashes and counts on the way.
+struct Verifying {
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Write for Verifying {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Makes sure every artifact of `manifest` is in the cache, verified. Returns the bytes
+/// downloaded.
+pub fn fetch(ui: &Ui, host: &Host, store: &dyn Store, manifest: &Manifest) -> anyhow::Result<u64> {
+    let missing: Vec<&Artifact> = manifest
+        .artifacts
+        .iter()
+        .filter(|a| !cached_and_intact(host, a))
+        .collect();
+    if missing.is_empty() {
+        ui.info("every artifact is already in the cache, verified");
+        return Ok(0);
+    }
+    let total: u64 = missing.iter().map(|a| a.size).sum();
+    ui.info(&format!(
+        "downloading {} artifacts ({}) from {}",
+        missing.len(),
+        crate::ui::human_bytes(total),
+        store.describe()
+    ));
+    let bar = ui.bytes("downloading", total);
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = missing
+            .iter()
+            .map(|a| {
+                let bar = &bar;
+                scope.spawn(move || download_one(host, store, a, &|n| bar.inc(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a download thread panicked"))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(total)
+}
+
+/// A cached file is trusted only if it still hashes to its name and size.
+fn cached_and_intact(host: &Host, a: &Artifact) -> bool {
+    let path = host.cache_file(&a.sha256);
+    let Ok(mut file) = std::fs::File::open(&path) else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    let ok = std::io::copy(&mut file, &mut hasher).ok() == Some(a.size)
+        && manifest::Sha256::from_bytes(hasher.finalize().into()) == a.sha256;
+    if !ok {
+        eprintln!("xtask: {path} is damaged; downloading it again");
+        let _ = std::fs::remove_file(&path);
+    }
+    ok
+}
+
+fn download_one(
+    host: &Host,
+    store: &dyn Store,
+    a: &Artifact,
+    progress: crate::store::Progress,
+) -> anyhow::Result<()> {
+    let dest = host.cache_file(&a.sha256);
+    let partial = dest.with_extension("partial");
+    let key = manifest::artifact_key(&a.sha256);
+    let file =
+        std::fs::File::create(&partial).with_context(|| format!("cannot create {partial}"))?;
+    let mut out = Verifying {
+        file: std::io::BufWriter::new(file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let result = store
+        .download(&key, &mut out, progress)
+        .and_then(|_| out.flush().map_err(Into::into))
+        .with_context(|| format!("{}: downloading {key} failed", a.component));
+    let actual = manifest::Sha256::from_bytes(out.hasher.finalize_reset().into());
+    let problem = match result {
+        Err(e) => Some(format!("{e:#}")),
+        Ok(()) if out.bytes != a.size => Some(format!(
+            "{}: {key} is {} bytes, the manifest says {} (sha256 expected {}, actual {actual})",
+            a.component, out.bytes, a.size, a.sha256
+        )),
+        Ok(()) if actual != a.sha256 => Some(format!(
+            "{}: {key} does not match the manifest: sha256 expected {}, actual {actual}",
+            a.component, a.sha256
+        )),
+        Ok(()) => None,
+    };
+    drop(out);
+    if let Some(problem) = problem {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{problem}; the download was deleted and nothing was installed");
+    }
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, &dest).with_context(|| format!("cannot rename {partial}"))?;
+    Ok(())
+}

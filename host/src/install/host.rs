@@ -1,0 +1,265 @@
+//! The install root on the host (default /opt/hitsave) and everything kept in it:
+//!
+//! ```text
+//! releases/<id>/        unpacked artifacts, manifest.json and release.env of one release
+//! current, previous     links to releases/<id>, flipped by rename(2)
+//! cache/<sha256>.tar.gz verified downloads
+//! secrets/              one root-owned private file per secret
+//! tls/                  fullchain.pem and privkey.pem (production, staging)
+//! nginx/                the site config rendered for the domain, mounted into nginx
+//! install.lock          one install at a time
+//! history.jsonl         one line per install, rollback or failure
+//! ```
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::Context;
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::{ReleaseId, Sha256};
+use serde::{Deserialize, Serialize};
+
+/// The install root when none is named (`--root`, HITSAVE_ROOT or host.env).
+pub const DEFAULT_ROOT: &str = "/opt/hitsave";
+
+/// How to run one of the host commands from where this one runs, for messages: `xtask status
+/// --root /srv/h` on a host (the release's own binary; a host has no cargo), `cargo xtask
+/// status` in a checkout (cargo sets CARGO for what it runs). `--root` only when not the
+/// default.
+pub fn command(args: &str, root: &Utf8Path) -> String {
+    let program = if std::env::var_os("CARGO").is_some() {
+        "cargo xtask"
+    } else {
+        "xtask"
+    };
+    let root = if root == DEFAULT_ROOT {
+        String::new()
+    } else {
+        format!(" --root {root}")
+    };
+    format!("{program} {args}{root}")
+}
+
+pub struct Host {
+    pub root: Utf8PathBuf,
+}
+
+/// What a line of history.jsonl records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Install,
+    Rollback,
+}
+
+/// How an install or a rollback ended; history.jsonl spells it in kebab-case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The release is current and serves.
+    Installed,
+    /// It was current and serving already: nothing was done.
+    AlreadyInstalled,
+    /// `--until fetched`: downloaded, verified and unpacked; the stack is unchanged.
+    Fetched,
+    /// `--until prepared`: also checked and its images built; the stack is unchanged.
+    Prepared,
+    /// The new version never served: the old one was brought back and serves again.
+    RolledBack,
+    /// Stopped with an error; see `error`.
+    Failed,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Install => "install",
+            Action::Rollback => "rollback",
+        })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Installed => "installed",
+            Outcome::AlreadyInstalled => "already-installed",
+            Outcome::Fetched => "fetched",
+            Outcome::Prepared => "prepared",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
+/// One line of history.jsonl. Never holds a secret: ids, times, outcomes and error messages
+/// (which name files and variables, never values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub action: Action,
+    pub release: ReleaseId,
+    /// What was current before.
+    pub previous: Option<ReleaseId>,
+    pub outcome: Outcome,
+    /// The CodeDeploy deployment (DEPLOYMENT_ID) when the agent ran us.
+    pub deployment: Option<String>,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+impl Host {
+    /// Opens the install root, creating its layout on first use.
+    pub fn open(root: &Utf8Path) -> anyhow::Result<Host> {
+        let host = Host {
+            root: root.to_owned(),
+        };
+        for dir in ["releases", "cache", "nginx"] {
+            std::fs::create_dir_all(root.join(dir))
+                .with_context(|| format!("cannot create {}", root.join(dir)))?;
+        }
+        let secrets = host.secrets_dir();
+        if !secrets.exists() {
+            std::fs::create_dir_all(&secrets)?;
+            std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(host)
+    }
+
+    pub fn release_dir(&self, id: &ReleaseId) -> Utf8PathBuf {
+        self.root.join("releases").join(id.as_str())
+    }
+    pub fn cache_file(&self, sha256: &Sha256) -> Utf8PathBuf {
+        self.root.join("cache").join(format!("{sha256}.tar.gz"))
+    }
+    pub fn secrets_dir(&self) -> Utf8PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn tls_dir(&self) -> Utf8PathBuf {
+        self.root.join("tls")
+    }
+    pub fn nginx_dir(&self) -> Utf8PathBuf {
+        self.root.join("nginx")
+    }
+    pub fn lock_file(&self) -> Utf8PathBuf {
+        self.root.join("install.lock")
+    }
+    pub fn history_file(&self) -> Utf8PathBuf {
+        self.root.join("history.jsonl")
+    }
+
+    /// Whether a release is unpacked here (the rename into releases/ is the last step, so a
+    /// directory there is complete).
+    pub fn has_release(&self, id: &ReleaseId) -> bool {
+        self.release_dir(id).join("manifest.json").is_file()
+    }
+
+    /// The release a link (`current`, `previous`) points at.
+    pub fn link(&self, name: &str) -> Option<ReleaseId> {
+        let target = std::fs::read_link(self.root.join(name)).ok()?;
+        let id = ReleaseId::new(target.file_name()?.to_str()?).ok()?;
+        self.has_release(&id).then_some(id)
+    }
+
+    pub fn current(&self) -> Option<ReleaseId> {
+        self.link("current")
+    }
+    pub fn previous(&self) -> Option<ReleaseId> {
+        self.link("previous")
+    }
+
+    /// Points `name` at releases/<id>, atomically: a new link beside it, renamed over it.
+    pub fn set_link(&self, name: &str, id: &ReleaseId) -> anyhow::Result<()> {
+        let tmp = self.root.join(format!(".{name}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("releases/{id}"), &tmp)
+            .with_context(|| format!("cannot create {tmp}"))?;
+        std::fs::rename(&tmp, self.root.join(name))
+            .with_context(|| format!("cannot flip {name} to {id}"))?;
+        Ok(())
+    }
+
+    /// Makes `id` current and what was current previous.
+    pub fn flip(&self, id: &ReleaseId) -> anyhow::Result<()> {
+        match self.current() {
+            Some(old) if old != *id => self.set_link("previous", &old)?,
+            _ => {}
+        }
+        self.set_link("current", id)
+    }
+
+    pub fn record(&self, entry: &HistoryEntry) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(entry)?;
+        line.push('\n');
+        let path = self.history_file();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {path}"))?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    pub fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
+        let text = match std::fs::read_to_string(self.history_file()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("cannot read history.jsonl"),
+        };
+        // A line cut short by a crash is skipped, not fatal.
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// Release ids unpacked here, oldest first (ids sort by commit time).
+    pub fn releases(&self) -> anyhow::Result<Vec<ReleaseId>> {
+        let mut ids: Vec<ReleaseId> = self
+            .root
+            .join("releases")
+            .read_dir_utf8()?
+            .filter_map(|e| ReleaseId::new(e.ok()?.file_name()).ok())
+            .filter(|id| self.has_release(id))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Now, as RFC 3339 UTC to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// history.jsonl keeps its words: the enums serialise as the strings it always had.
+    #[test]
+    fn history_words() {
+        for (outcome, word) in [
+            (Outcome::Installed, "installed"),
+            (Outcome::AlreadyInstalled, "already-installed"),
+            (Outcome::Fetched, "fetched"),
+            (Outcome::Prepared, "prepared"),
+            (Outcome::RolledBack, "rolled-back"),
+            (Outcome::Failed, "failed"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&outcome).unwrap(),
+                format!("\"{word}\"")
+            );
+            assert_eq!(outcome.to_string(), word);
+        }
+        assert_eq!(
+            serde_json::to_string(&Action::Rollback).unwrap(),
+            "\"rollback\""
+        );
+        assert_eq!(Action::Install.to_string(), "install");
+    }
+}

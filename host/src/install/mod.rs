@@ -1,0 +1,492 @@
+//! `cargo xtask install`: what the CodeDeploy hooks run on the host. Takes the lock, fetches
+//! and verifies a release, unpacks it, checks the host, builds the runtime images, migrates,
+//! swaps the compose stack, gates on health (bringing the old release back if the new one does
+//! not become healthy), flips `current`, records the outcome and prunes.
+//!
+//! Every step can be repeated: a crash anywhere leaves a state the next install completes
+//! from, and installing what already runs healthy is a quick no-op.
+
+pub mod app;
+pub mod cpu;
+pub mod env_file;
+pub mod fetch;
+pub mod host;
+pub mod lock;
+pub mod nginx;
+pub mod preflight;
+pub mod stack;
+pub mod swap;
+pub mod unpack;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::store::{self, StoreArgs};
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::{Manifest, ReleaseId};
+
+use self::app::App;
+use self::host::{Action, HistoryEntry, Host, Outcome};
+use self::lock::InstallLock;
+use self::stack::{ReleaseEnv, Stack};
+use crate::ui::Ui;
+
+/// How many releases stay on disk (besides current and previous, which always stay).
+pub const KEEP_RELEASES: usize = 5;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Env {
+    /// hitsave.io on 0.0.0.0:80 and :443 with TLS files from <root>/tls.
+    Production,
+    /// staging.hitsave.io, like production.
+    Staging,
+    /// hitsave-local.io on 127.0.0.1 without TLS (tests, a laptop).
+    Local,
+}
+
+impl Env {
+    /// As `--env` and release.env's HITSAVE_ENV spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Production => "production",
+            Env::Staging => "staging",
+            Env::Local => "local",
+        }
+    }
+
+    /// The environment `name` spells, or an error listing them.
+    pub fn parse(name: &str) -> anyhow::Result<Env> {
+        [Env::Production, Env::Staging, Env::Local]
+            .into_iter()
+            .find(|e| e.name() == name)
+            .with_context(|| {
+                format!("{name:?} is not an environment: use production, staging or local")
+            })
+    }
+
+    fn domain(self) -> &'static str {
+        match self {
+            Env::Production => "hitsave.io",
+            Env::Staging => "staging.hitsave.io",
+            Env::Local => "hitsave-local.io",
+        }
+    }
+    pub fn tls(self) -> bool {
+        self != Env::Local
+    }
+}
+
+/// Where the stack lives on the host and how long to wait: shared by install and rollback.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostArgs {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    pub root: Utf8PathBuf,
+    /// How long to wait for another install to finish.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    pub lock_timeout: u64,
+    /// How long the new version has to become healthy before the old one is brought back.
+    #[arg(long, value_name = "SECS", default_value = "120")]
+    pub health_timeout: u64,
+    /// How app containers are replaced: blue/green (no request dropped) or in place.
+    #[arg(long, value_enum, default_value = "blue-green")]
+    pub strategy: swap::Strategy,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    which: crate::verify::Which,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Which deployment this host is: picks the domain, the ports and TLS.
+    #[arg(long, value_enum, default_value = "production")]
+    env: Env,
+    /// The compose project name (containers are <project>-<service>-N).
+    #[arg(long, env = "HITSAVE_PROJECT", default_value = "hitsave")]
+    project: String,
+    /// The host address nginx's ports are published on [default: 0.0.0.0; local: 127.0.0.1].
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Option<std::net::IpAddr>,
+    /// The host port nginx serves HTTP on [default: 80; local: 8080].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// The host port nginx serves HTTPS on [default: 443; local: 8443].
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
+    /// Build on the base images `cargo xtask images` makes from Debian's packages, for hosts
+    /// that reach no registry; otherwise the official images.
+    #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
+    local_base_images: bool,
+    /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
+    /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
+    #[arg(long, value_enum, value_name = "STEP")]
+    until: Option<Until>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Downloaded, verified and unpacked into releases/<id>.
+    Fetched,
+    /// Also: the host checked (secrets, Docker, disk, TLS, platform) and the runtime images
+    /// built.
+    Prepared,
+}
+
+/// Base images: the official ones, or the local equivalents (deploy/base-images).
+pub fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
+    if local {
+        [
+            ("HITSAVE_RUNTIME_BASE", "hitsave-base/debian:bookworm"),
+            ("HITSAVE_NODE_BASE", "hitsave-base/node:20"),
+            ("HITSAVE_POSTGRES_IMAGE", "hitsave-base/postgres:15"),
+            ("HITSAVE_NGINX_IMAGE", "hitsave-base/nginx:bookworm"),
+        ]
+    } else {
+        [
+            ("HITSAVE_RUNTIME_BASE", "debian:bookworm-slim"),
+            ("HITSAVE_NODE_BASE", "node:22-bookworm-slim"),
+            ("HITSAVE_POSTGRES_IMAGE", "postgres:15-bookworm"),
+            ("HITSAVE_NGINX_IMAGE", "nginx:1.27-bookworm"),
+        ]
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    yield_cpu();
+    let ui = Ui::new();
+    let started = Instant::now();
+    let host = Host::open(&args.host.root)?;
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        Duration::from_secs(args.host.lock_timeout),
+        &host::command("install", &args.host.root),
+    )?;
+    unpack::clean_leftovers(&host)?;
+    let Some(_) = args.store.store.as_deref() else {
+        bail!("name the artifact store: --store DIR|s3://BUCKET/PREFIX (or HITSAVE_STORE)");
+    };
+    let store = store::open(&args.store, Utf8Path::new("."))?;
+    store.check()?;
+    let id = crate::verify::resolve(store.as_ref(), &args.which)?;
+    let previous = host.current();
+    let mut outcome = Outcome::Failed;
+    let result = install(&ui, &host, store.as_ref(), &id, &args, &mut outcome);
+    host.record(&HistoryEntry {
+        time: host::now_rfc3339(),
+        action: Action::Install,
+        release: id.clone(),
+        previous,
+        outcome,
+        deployment: std::env::var("DEPLOYMENT_ID").ok(),
+        seconds: started.elapsed().as_secs_f64(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    })?;
+    result?;
+    ui.info(&format!(
+        "release {id} {} in {:.1} s",
+        match outcome {
+            Outcome::Installed => "installed and serving",
+            Outcome::Fetched => "downloaded, verified and unpacked (the stack is unchanged)",
+            Outcome::Prepared =>
+                "ready to start: host checked, images built (the stack is unchanged)",
+            _ => "already installed and serving",
+        },
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+fn install(
+    ui: &Ui,
+    host: &Host,
+    store: &dyn store::Store,
+    id: &ReleaseId,
+    args: &Args,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let manifest = crate::verify::read_manifest(store, id)?;
+    let env = release_env(host, &manifest, args)?;
+    if host.current().as_ref() == Some(id) {
+        let stack = Stack::open(&host.release_dir(id))?;
+        if stack.env == env && stack.serving()?.is_ok() {
+            *outcome = Outcome::AlreadyInstalled;
+            return Ok(());
+        }
+        ui.info(&format!(
+            "release {id} is current but not serving, or its settings changed; installing it again"
+        ));
+    }
+    ui.info(&format!(
+        "installing release {id} (commit {}) into {}",
+        manifest.commit, host.root
+    ));
+    fetch::fetch(ui, host, store, &manifest)?;
+    let dir = unpack::unpack_release(host, &manifest)?;
+    env.write(&dir.join("release.env"))?;
+    let stack = Stack::open(&dir)?;
+    if args.until == Some(Until::Fetched) {
+        *outcome = Outcome::Fetched;
+        return Ok(());
+    }
+
+    ui.info("checking the host (secrets, Docker, disk, platform)");
+    let tls = args.env.tls().then(|| host.tls_dir());
+    let problems = preflight::check(&stack, &manifest, tls.as_deref())?;
+    if !problems.is_empty() {
+        bail!(
+            "the host is not ready; nothing was changed:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    if args.until == Some(Until::Prepared) {
+        let built = stack.build_images()?;
+        if !built.is_empty() {
+            ui.info(&format!("built {}", built.join(", ")));
+        }
+        *outcome = Outcome::Prepared;
+        return Ok(());
+    }
+    deploy(ui, host, &stack, &args.host, true, outcome)?;
+    *outcome = Outcome::Installed;
+    prune(ui, host)?;
+    Ok(())
+}
+
+/// Lowers this process's CPU priority (and so that of the docker and compose processes it
+/// starts): on a small host, deploy work must not slow the requests being served meanwhile.
+pub fn yield_cpu() {
+    // SAFETY: nice(2) only changes this process's scheduling priority.
+    unsafe {
+        libc::nice(10);
+    }
+}
+
+/// release.env for this release on this host: image tags from the manifest, the host's
+/// settings, paths on the host. Nothing secret.
+fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<ReleaseEnv> {
+    let local = args.env == Env::Local;
+    let mut env = ReleaseEnv::default();
+    let mut set = |k: &str, v: String| {
+        env.0.insert(k.to_owned(), v);
+    };
+    set("HITSAVE_RELEASE", manifest.release.to_string());
+    set("HITSAVE_COMMIT", manifest.commit.clone());
+    set("HITSAVE_PROJECT", args.project.clone());
+    set("HITSAVE_ENV", args.env.name().to_owned());
+    set("HITSAVE_DOMAIN", args.env.domain().into());
+    set(
+        "HITSAVE_HTTP_BIND",
+        args.bind.map_or_else(
+            || if local { "127.0.0.1" } else { "0.0.0.0" }.into(),
+            |ip| ip.to_string(),
+        ),
+    );
+    set(
+        "HITSAVE_HTTP_PORT",
+        args.http_port
+            .unwrap_or(if local { 8080 } else { 80 })
+            .to_string(),
+    );
+    set(
+        "HITSAVE_HTTPS_PORT",
+        args.https_port
+            .unwrap_or(if local { 8443 } else { 443 })
+            .to_string(),
+    );
+    set("HITSAVE_SECRETS_DIR", host.secrets_dir().to_string());
+    set("HITSAVE_TLS_DIR", host.tls_dir().to_string());
+    set("HITSAVE_NGINX_DIR", host.nginx_dir().to_string());
+    for (key, image) in base_images(args.local_base_images) {
+        set(key, image.into());
+    }
+    for (component, _) in stack::IMAGES {
+        set(
+            &format!("HITSAVE_{}_TAG", component.to_uppercase()),
+            stack::image_tag(manifest, component)?,
+        );
+    }
+    // An app whose image is the one the current release runs keeps the release id it reports:
+    // its container configuration is then unchanged, and the swap leaves it running.
+    let current = host
+        .current()
+        .and_then(|id| ReleaseEnv::read(&host.release_dir(&id).join("release.env")).ok());
+    for app in App::ALL {
+        let upper = app.service().to_uppercase();
+        let tag_key = format!("HITSAVE_{upper}_TAG");
+        let (release, commit) = current
+            .as_ref()
+            .filter(|cur| cur.0.get(&tag_key) == env.0.get(&tag_key))
+            .and_then(|cur| cur.app_release(app).ok())
+            .unwrap_or((&manifest.release, &manifest.commit));
+        let (release, commit) = (release.to_owned(), commit.to_owned());
+        env.0.insert(format!("HITSAVE_{upper}_RELEASE"), release);
+        env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
+    }
+    Ok(env)
+}
+
+/// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
+/// serves. When it does not, the release `current` names is brought back, `outcome` says
+/// `rolled-back`, and this fails.
+pub fn deploy(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    args: &HostArgs,
+    migrate: bool,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let id = ReleaseId::new(stack.env.get("HITSAVE_RELEASE")?)?;
+    let built = stack.build_images()?;
+    if !built.is_empty() {
+        ui.info(&format!("built {}", built.join(", ")));
+    }
+    let timeout = args.health_timeout.to_string();
+    ui.info("starting the database (kept as it is when it runs)");
+    stack.run(
+        "starting the database",
+        &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
+    )?;
+    let db = stack
+        .containers()?
+        .into_iter()
+        .find(|c| c.service == "db" && c.state == "running")
+        .context("the database is not running after `up db`")?;
+    let weights = cpu::Weights::prioritise(ui, &db.name);
+    if migrate {
+        ui.info("running the new migrator");
+        if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
+            let text = format!("{e:#}");
+            let reason = text
+                .lines()
+                .find(|l| l.contains("migrate: error:"))
+                .map(|l| l.trim().to_owned())
+                .unwrap_or(text);
+            bail!(
+                "the migrations of release {id} failed; the running stack is untouched: {reason}"
+            );
+        }
+    }
+
+    ui.info(&format!(
+        "swapping the stack to release {id} ({:?})",
+        args.strategy
+    ));
+    let timeout = Duration::from_secs(args.health_timeout);
+    let swap = swap::swap(
+        ui,
+        stack,
+        &host.nginx_dir(),
+        args.strategy,
+        &weights,
+        timeout,
+    )
+    .and_then(|()| {
+        ui.info(&format!(
+            "waiting up to {timeout:?} for release {id} to serve"
+        ));
+        stack.wait_serving(timeout)
+    });
+    if let Err(e) = swap {
+        let Some(old) = host.current().filter(|old| *old != id) else {
+            bail!(
+                "release {id} did not become healthy ({e:#}); there is no previous release to bring back"
+            );
+        };
+        ui.info(&format!(
+            "release {id} is not healthy ({e:#}); bringing {old} back"
+        ));
+        let old_stack = Stack::open(&host.release_dir(&old))?;
+        swap::swap(
+            ui,
+            &old_stack,
+            &host.nginx_dir(),
+            args.strategy,
+            &weights,
+            timeout,
+        )
+        .and_then(|()| old_stack.wait_serving(timeout))
+        .with_context(|| format!("release {old} did not come back either"))?;
+        *outcome = Outcome::RolledBack;
+        bail!(
+            "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
+        );
+    }
+    host.flip(&id)?;
+    Ok(())
+}
+
+/// Keeps the newest releases, current and previous; removes the rest with their images and
+/// cached tarballs.
+pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
+    let mut keep: BTreeSet<ReleaseId> = host
+        .releases()?
+        .into_iter()
+        .rev()
+        .take(KEEP_RELEASES)
+        .collect();
+    keep.extend(host.current());
+    keep.extend(host.previous());
+    let mut removed = Vec::new();
+    for id in host.releases()? {
+        if !keep.contains(&id) {
+            std::fs::remove_dir_all(host.release_dir(&id))
+                .with_context(|| format!("cannot remove {}", host.release_dir(&id)))?;
+            removed.push(id);
+        }
+    }
+    // What the kept releases still use.
+    let mut images = BTreeSet::new();
+    let mut tarballs = BTreeSet::new();
+    for id in &keep {
+        let dir = host.release_dir(id);
+        if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
+            for (component, _) in stack::IMAGES {
+                if let Ok(tag) = env.get(&format!("HITSAVE_{}_TAG", component.to_uppercase())) {
+                    images.insert(format!("hitsave/{component}:{tag}"));
+                }
+            }
+        }
+        if let Ok(bytes) = std::fs::read(dir.join("manifest.json"))
+            && let Ok(m) = Manifest::parse(&bytes)
+        {
+            tarballs.extend(
+                m.artifacts
+                    .into_iter()
+                    .map(|a| format!("{}.tar.gz", a.sha256)),
+            );
+        }
+    }
+    for entry in host.root.join("cache").read_dir_utf8()? {
+        let entry = entry?;
+        if !tarballs.contains(entry.file_name()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let listed = duct::cmd!(
+        "docker",
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "hitsave/*"
+    )
+    .read()
+    .unwrap_or_default();
+    for image in listed.lines().filter(|i| !images.contains(*i)) {
+        // An image still used by a container stays; the next prune gets it.
+        let _ = duct::cmd!("docker", "image", "rm", image)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+    if !removed.is_empty() {
+        ui.info(&format!("pruned releases {}", ReleaseId::list(&removed)));
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The host program: what every release ships to its hosts as `bin/xtask`, where CodeDeploy runs
+//! it as root. It holds the host commands (install, rollback, status, doctor, hook, verify) and
+//! what they need, nothing else; the tooling (`cargo xtask`, in `xtask/`) reuses them as a
+//! library, so `cargo xtask install` on a laptop is the same code.
+
+pub mod checkout;
+pub mod compose;
+pub mod doctor;
+pub mod elf;
+pub mod hook;
+pub mod http;
+pub mod install;
+pub mod process;
+pub mod rollback;
+pub mod secrets;
+pub mod status;
+pub mod store;
+pub mod ui;
+pub mod verify;
+
+/// The commands a host may run; `cargo xtask` offers the same ones.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Download a release from the store and check every artifact against its manifest.
+    Verify(verify::Args),
+    /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
+    /// gate on health, rolling back when the new version is not healthy.
+    Install(install::Args),
+    /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): one step of an install.
+    Hook(hook::Args),
+    /// On the host: run a release that is already on disk again (the previous one by default).
+    Rollback(rollback::Args),
+    /// On the host: current and previous release, container health, last installs, disk use.
+    Status(status::Args),
+    /// On the host: check Docker, Compose, secrets, TLS files and disk, with the fix for each.
+    Doctor(doctor::Args),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Verify(args) => verify::run(args),
+            Command::Install(args) => install::run(args),
+            Command::Hook(args) => hook::run(args),
+            Command::Rollback(args) => rollback::run(args),
+            Command::Status(args) => status::run(args),
+            Command::Doctor(args) => doctor::run(args),
+        }
+    }
+}
+
+/// How both programs end: the error's whole chain on stderr, and a failing exit code.
+pub fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

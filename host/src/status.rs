@@ -1,0 +1,125 @@
+//! `cargo xtask status`: what runs on this host: current and previous release, each
+//! container's state and health, the last installs and disk use.
+
+use camino::Utf8Path;
+use hitsave_schema::ReleaseId;
+use serde::Serialize;
+
+use crate::install::host::{HistoryEntry, Host};
+use crate::install::stack::Stack;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    root: camino::Utf8PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Status {
+    root: String,
+    current: Option<ReleaseId>,
+    previous: Option<ReleaseId>,
+    releases: Vec<ReleaseId>,
+    containers: Vec<ContainerStatus>,
+    /// Whether the current release serves through nginx, and if not, why.
+    serving: Option<Result<(), String>>,
+    disk_used_bytes: u64,
+    disk_free_bytes: u64,
+    last: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize)]
+struct ContainerStatus {
+    service: String,
+    state: String,
+    health: String,
+    image: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.root.join("releases").is_dir() {
+        anyhow::bail!(
+            "nothing is installed under {} (no releases/): run `{}` first",
+            args.root,
+            crate::install::host::command("install --store ... --channel ...", &args.root)
+        );
+    }
+    let host = Host::open(&args.root)?;
+    let current = host.current();
+    let (containers, serving) = match &current {
+        Some(id) => {
+            let stack = Stack::open(&host.release_dir(id))?;
+            let containers = stack
+                .containers()?
+                .into_iter()
+                .map(|c| ContainerStatus {
+                    service: c.service,
+                    state: c.state,
+                    health: c.health,
+                    image: c.image,
+                })
+                .collect();
+            (containers, Some(stack.serving()?))
+        }
+        None => (Vec::new(), None),
+    };
+    let history = host.history()?;
+    let status = Status {
+        root: args.root.to_string(),
+        current,
+        previous: host.previous(),
+        releases: host.releases()?,
+        containers,
+        serving,
+        disk_used_bytes: du(&args.root),
+        disk_free_bytes: crate::install::preflight::free_bytes(&args.root)?,
+        last: history.into_iter().rev().take(5).collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let or_none = |id: &Option<ReleaseId>| id.as_ref().map_or("none", ReleaseId::as_str).to_owned();
+    println!("root:      {}", status.root);
+    println!("current:   {}", or_none(&status.current));
+    println!("previous:  {}", or_none(&status.previous));
+    println!("releases:  {}", ReleaseId::list(&status.releases));
+    match &status.serving {
+        Some(Ok(())) => println!("serving:   yes"),
+        Some(Err(reason)) => println!("serving:   NO: {reason}"),
+        None => println!("serving:   nothing installed"),
+    }
+    for c in &status.containers {
+        println!(
+            "  {:<8} {:<10} {:<10} {}",
+            c.service, c.state, c.health, c.image
+        );
+    }
+    println!(
+        "disk:      {} used under the root, {} free",
+        crate::ui::human_bytes(status.disk_used_bytes),
+        crate::ui::human_bytes(status.disk_free_bytes)
+    );
+    for h in &status.last {
+        println!(
+            "  {} {} {} {} ({:.1} s)",
+            h.time, h.action, h.release, h.outcome, h.seconds
+        );
+    }
+    Ok(())
+}
+
+/// Bytes in regular files under `dir`, without following links.
+fn du(dir: &Utf8Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}

@@ -1,0 +1,198 @@
+//! `cargo xtask verify`: downloads every artifact of a release and checks its SHA-256 and
+//! size against the manifest. Exits non-zero on any mismatch, naming each one.
+
+use crate::store::{self, Store, StoreArgs};
+use anyhow::{Context, bail};
+use hitsave_schema::{self as manifest, Manifest, Pointer, ReleaseId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::ui::Ui;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    which: Which,
+    /// Print a machine-readable report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Check {
+    component: String,
+    sha256: manifest::Sha256,
+    size: u64,
+    ok: bool,
+    /// What is wrong, when something is.
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    release: ReleaseId,
+    store: String,
+    ok: bool,
+    artifacts: Vec<Check>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let store = store::open(
+        &args.store,
+        &crate::checkout::default_store(&crate::checkout::project_root()),
+    )?;
+    store.check()?;
+    let release = resolve(store.as_ref(), &args.which)?;
+    let manifest = read_manifest(store.as_ref(), &release)?;
+    ui.info(&format!(
+        "verifying release {} ({} artifacts, {}) in {}",
+        manifest.release,
+        manifest.artifacts.len(),
+        crate::ui::human_bytes(manifest.total_size()),
+        store.describe()
+    ));
+    // Every artifact, and the CodeDeploy bundle (listed as `bundle`).
+    let objects: Vec<(&str, &manifest::Sha256, u64)> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.component.as_str(), &a.sha256, a.size))
+        .chain(
+            manifest
+                .bundle
+                .iter()
+                .map(|b| ("bundle", &b.sha256, b.size)),
+        )
+        .collect();
+    let bar = ui.bytes("downloading", objects.iter().map(|o| o.2).sum());
+    let mut checks = Vec::new();
+    for (component, sha256, size) in objects {
+        let problem = check_artifact(store.as_ref(), sha256, size, &|n| bar.inc(n))?;
+        match &problem {
+            None => ui.info(&format!("{component}: ok ({size} bytes, sha256 {sha256})")),
+            Some(p) => ui.info(&format!("{component}: MISMATCH: {p}")),
+        }
+        checks.push(Check {
+            component: component.to_owned(),
+            sha256: sha256.clone(),
+            size,
+            ok: problem.is_none(),
+            problem,
+        });
+    }
+    bar.finish_and_clear();
+    let bad: Vec<_> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.component.clone())
+        .collect();
+    let report = Report {
+        release: manifest.release.clone(),
+        store: store.describe(),
+        ok: bad.is_empty(),
+        artifacts: checks,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if !bad.is_empty() {
+        bail!(
+            "release {} in {} is damaged: {} do not match the manifest; publish it again from its commit (`cargo xtask release`) after removing the bad objects",
+            manifest.release,
+            store.describe(),
+            bad.join(", ")
+        );
+    }
+    ui.info(&format!(
+        "release {}: every artifact matches its manifest",
+        manifest.release
+    ));
+    Ok(())
+}
+
+/// Which release a command works on: by id, or through a channel or commit pointer.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["release", "channel", "commit"])))]
+pub struct Which {
+    /// The release id.
+    #[arg(long, value_name = "ID")]
+    pub release: Option<ReleaseId>,
+    /// The release a channel points at.
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
+    /// The release built from a commit (full sha).
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+}
+
+/// The release id the flags name, following a pointer when needed.
+pub fn resolve(store: &dyn Store, args: &Which) -> anyhow::Result<ReleaseId> {
+    if let Some(id) = &args.release {
+        return Ok(id.clone());
+    }
+    let key = match (&args.channel, &args.commit) {
+        (Some(channel), _) => {
+            manifest::check_channel(channel)?;
+            manifest::channel_key(channel)
+        }
+        (None, Some(commit)) => {
+            if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--commit wants a full 40-character git sha, not {commit:?}");
+            }
+            manifest::commit_key(&commit.to_ascii_lowercase())
+        }
+        (None, None) => unreachable!("clap requires one of --release, --channel, --commit"),
+    };
+    let bytes = store
+        .get(&key)?
+        .with_context(|| format!("{}: there is no {key}", store.describe()))?;
+    Ok(Pointer::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?
+        .release)
+}
+
+pub fn read_manifest(store: &dyn Store, release: &ReleaseId) -> anyhow::Result<Manifest> {
+    let key = manifest::manifest_key(release);
+    let bytes = store.get(&key)?.with_context(|| {
+        format!(
+            "{}: there is no release {release} ({key} is missing)",
+            store.describe()
+        )
+    })?;
+    let manifest = Manifest::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    if manifest.release != *release {
+        bail!(
+            "{}: {key} describes release {}, not {release}",
+            store.describe(),
+            manifest.release
+        );
+    }
+    Ok(manifest)
+}
+
+/// Streams one artifact through SHA-256; `Some(problem)` when it does not match.
+pub fn check_artifact(
+    store: &dyn Store,
+    sha256: &manifest::Sha256,
+    size: u64,
+    progress: store::Progress,
+) -> anyhow::Result<Option<String>> {
+    let key = manifest::artifact_key(sha256);
+    if store.head(&key)?.is_none() {
+        return Ok(Some(format!("{key} is missing")));
+    }
+    // Sha256 is an io::Write: the download streams straight into it.
+    let mut hasher = Sha256::new();
+    let got = store.download(&key, &mut hasher, progress)?;
+    let actual = manifest::Sha256::from_bytes(hasher.finalize().into());
+    Ok(if got != size {
+        Some(format!("{key} has {got} bytes, the manifest says {size}"))
+    } else if actual != *sha256 {
+        Some(format!("{key} has sha256 {actual}"))
+    } else {
+        None
+    })
+}

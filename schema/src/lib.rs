@@ -1,0 +1,331 @@
+//! The documents the pipeline writes and reads, each field documented where it is defined:
+//! the artifact store's JSON (manifests, input records, pointers), a bundle's revision.json,
+//! and the two ids every key is built from, `ReleaseId` and `Sha256`, checked when parsed so a
+//! crafted document cannot name a path outside the store. Both sides use it: the tooling that
+//! publishes releases and the host program that installs them.
+//!
+//! Store layout under the prefix (the commit protocol: artifacts first, then input records,
+//! then the manifest, then the pointers, so a reader never sees a manifest whose artifacts are
+//! missing):
+//!
+//! ```text
+//! artifacts/<sha256>.tar.gz                immutable, content-addressed
+//! inputs/<component>/<input-hash>.json     InputRecord: which artifact these inputs built
+//! releases/<release-id>/manifest.json      Manifest
+//! commits/<git-sha>.json                   Pointer: commit -> release id
+//! channels/<name>.json                     Pointer: channel -> release id
+//! ```
+
+mod ids;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+pub use ids::{ReleaseId, Sha256, check_release_id, hex};
+
+/// The only schema this version of xtask writes and reads.
+pub const SCHEMA: u32 = 1;
+
+/// `releases/<release-id>/manifest.json`: everything a host needs to install a release.
+/// Deterministic: the same release built twice gives the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version; always 1 here. Readers refuse a schema they do not know.
+    pub schema: u32,
+    /// `<commit time UTC YYYYMMDDHHMMSS>-<commit12>[-dirty-<8 hex>]`.
+    pub release: ReleaseId,
+    /// Full git commit the release was built from.
+    pub commit: String,
+    /// Committer time of that commit (seconds since the epoch); the release id's time. The
+    /// tarballs do not carry it: their entries are dated `components::ARTIFACT_EPOCH`.
+    pub commit_time: u64,
+    /// Branch it was built on, when known (CI's ref name, or the checked-out branch).
+    pub branch: Option<String>,
+    /// True when the working tree had uncommitted changes; such a release cannot be put on a
+    /// channel without `--allow-dirty`.
+    pub dirty: bool,
+    /// Versions of the tools that built it: rustc, cargo, node, npm, xtask.
+    pub tools: BTreeMap<String, String>,
+    /// One artifact per component, in the order of the component table.
+    pub artifacts: Vec<Artifact>,
+    /// The CodeDeploy revision of this release (appspec.yml, deploy/hooks/, the release's
+    /// bin/xtask and a revision.json naming the release and this store), itself stored as
+    /// `artifacts/<sha256>.tar.gz`. Absent from releases made before bundles existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleRef>,
+}
+
+/// Where a release's CodeDeploy bundle is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRef {
+    /// SHA-256 of the `.tar.gz`; the object is `artifacts/<sha256>.tar.gz`.
+    pub sha256: Sha256,
+    /// Size of the `.tar.gz` in bytes.
+    pub size: u64,
+}
+
+/// One component's tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Component name: `api`, `migrate`, `web` or `xtask`.
+    pub component: String,
+    /// SHA-256 of the `.tar.gz`; the object is `artifacts/<sha256>.tar.gz`.
+    pub sha256: Sha256,
+    /// Size of the `.tar.gz` in bytes.
+    pub size: u64,
+    /// Hash of everything the component was built from (see `inputs.rs`). An artifact built by
+    /// an earlier release from the same inputs is reused, not rebuilt.
+    pub input_hash: Sha256,
+    /// Where it runs: a Rust target triple, or `noarch`.
+    pub target: String,
+}
+
+/// `inputs/<component>/<input-hash>.json`: the build-once index. Written once, after its
+/// artifact, and never changed; a release that finds one uses its artifact.
+///
+/// Its bytes depend on the inputs alone (no release, no time): two releases that race to
+/// record the same inputs write the same bytes, whichever lands last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// Format version; always 1 here.
+    pub schema: u32,
+    /// The component those inputs are of.
+    pub component: String,
+    /// The input hash (see `inputs.rs`); also the key's file name.
+    pub input_hash: Sha256,
+    /// The artifact those inputs built: `artifacts/<sha256>.tar.gz`.
+    pub sha256: Sha256,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it runs, as in the manifest's `Artifact::target`.
+    pub target: String,
+}
+
+/// `commits/<git-sha>.json` and `channels/<name>.json`: which release to install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    /// Format version; always 1 here.
+    pub schema: u32,
+    /// The release id; its manifest is `releases/<release>/manifest.json`.
+    pub release: ReleaseId,
+    /// The commit of that release.
+    pub commit: String,
+}
+
+/// `artifacts/<sha256>.tar.gz`.
+pub fn artifact_key(sha256: &Sha256) -> String {
+    format!("artifacts/{sha256}.tar.gz")
+}
+
+/// `releases/<release>/manifest.json`.
+pub fn manifest_key(release: &ReleaseId) -> String {
+    format!("releases/{release}/manifest.json")
+}
+
+/// `inputs/<component>/<input-hash>.json`.
+pub fn input_key(component: &str, input_hash: &Sha256) -> String {
+    format!("inputs/{component}/{input_hash}.json")
+}
+
+/// `commits/<git-sha>.json`.
+pub fn commit_key(commit: &str) -> String {
+    format!("commits/{commit}.json")
+}
+
+/// `channels/<name>.json`.
+pub fn channel_key(channel: &str) -> String {
+    format!("channels/{channel}.json")
+}
+
+/// Pretty JSON with a final newline: stable bytes for the same value.
+pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("manifest types always serialise");
+    bytes.push(b'\n');
+    bytes
+}
+
+fn check_schema(schema: u32, what: &str) -> anyhow::Result<()> {
+    if schema != SCHEMA {
+        bail!(
+            "{what} has schema {schema}, but this xtask reads schema {SCHEMA}: use the xtask of a matching release"
+        );
+    }
+    Ok(())
+}
+
+/// Channel names share the release id alphabet: they become store keys.
+pub fn check_channel(name: &str) -> anyhow::Result<()> {
+    check_release_id(name).map_err(|_| {
+        anyhow::anyhow!(
+            "{name:?} is not a channel name: use letters, digits, '.', '_' and '-' (like main or production)"
+        )
+    })
+}
+
+impl Manifest {
+    /// Parses and validates a manifest: every digest and name that later becomes a key or a
+    /// path is checked here, so a crafted manifest cannot point outside the store.
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<Manifest> {
+        let m: Manifest =
+            serde_json::from_slice(bytes).context("the manifest is not valid JSON")?;
+        check_schema(m.schema, "the manifest")?;
+        if !ids::is_hex(&m.commit, 40) {
+            bail!("the manifest's commit {:?} is not a git sha", m.commit);
+        }
+        if m.artifacts.is_empty() {
+            bail!("the manifest lists no artifacts");
+        }
+        for a in &m.artifacts {
+            if a.component.is_empty()
+                || !a
+                    .component
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-')
+            {
+                bail!(
+                    "artifact component {:?} is not a component name",
+                    a.component
+                );
+            }
+            if m.artifacts
+                .iter()
+                .filter(|b| b.component == a.component)
+                .count()
+                > 1
+            {
+                bail!("the manifest lists component {:?} twice", a.component);
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn artifact(&self, component: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.component == component)
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.size).sum()
+    }
+}
+
+impl InputRecord {
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<InputRecord> {
+        let r: InputRecord =
+            serde_json::from_slice(bytes).context("the input record is not valid JSON")?;
+        check_schema(r.schema, "the input record")?;
+        Ok(r)
+    }
+}
+
+impl Pointer {
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<Pointer> {
+        let p: Pointer = serde_json::from_slice(bytes).context("the pointer is not valid JSON")?;
+        check_schema(p.schema, "the pointer")?;
+        Ok(p)
+    }
+}
+
+/// The bundle's file that names what it installs.
+pub const REVISION_FILE: &str = "revision.json";
+
+/// `revision.json`: which release a bundle installs, and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// Format version; always 1 here.
+    pub schema: u32,
+    /// The release id; its manifest is `releases/<release>/manifest.json` in `store`.
+    pub release: ReleaseId,
+    /// The store it was published to: `s3://BUCKET/PREFIX`, or a directory.
+    pub store: String,
+    /// An S3 endpoint override (S3-compatible servers); none for AWS S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Path-style S3 addressing (S3-compatible servers).
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+impl Revision {
+    /// Reads and checks `<bundle>/revision.json`.
+    pub fn read(bundle: &Path) -> anyhow::Result<Revision> {
+        let path = bundle.join(REVISION_FILE);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {}: is {} a bundle made by `cargo xtask release`?",
+                path.display(),
+                bundle.display()
+            )
+        })?;
+        let r: Revision = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid", path.display()))?;
+        check_schema(r.schema, &path.display().to_string())?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            schema: 1,
+            release: ReleaseId::new("20261101120000-0123456789ab").unwrap(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            commit_time: 1_793_534_400,
+            branch: Some("main".into()),
+            dirty: false,
+            tools: BTreeMap::from([("rustc".into(), "rustc 1.95.0".into())]),
+            artifacts: vec![Artifact {
+                component: "api".into(),
+                sha256: Sha256::new("a".repeat(64)).unwrap(),
+                size: 10,
+                input_hash: Sha256::new("b".repeat(64)).unwrap(),
+                target: "x86_64-unknown-linux-gnu".into(),
+            }],
+            bundle: Some(BundleRef {
+                sha256: Sha256::new("c".repeat(64)).unwrap(),
+                size: 20,
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_stable_bytes() {
+        let m = sample();
+        let bytes = to_bytes(&m);
+        assert_eq!(Manifest::parse(&bytes).unwrap(), m);
+        assert_eq!(to_bytes(&Manifest::parse(&bytes).unwrap()), bytes);
+        // A manifest from before bundles existed still reads, and writes back the same.
+        let mut old = sample();
+        old.bundle = None;
+        let bytes = to_bytes(&old);
+        assert!(!String::from_utf8_lossy(&bytes).contains("bundle"));
+        assert_eq!(Manifest::parse(&bytes).unwrap(), old);
+    }
+
+    #[test]
+    fn refuses_crafted_digests_ids_and_schemas() {
+        // What an attacker controls is the JSON: edit it there, one field at a time.
+        let crafted = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut json = serde_json::to_value(sample()).unwrap();
+            edit(&mut json);
+            Manifest::parse(&serde_json::to_vec(&json).unwrap())
+        };
+        assert!(crafted(&|_| {}).is_ok());
+        assert!(crafted(&|j| j["artifacts"][0]["sha256"] = "../../etc/passwd".into()).is_err());
+        assert!(crafted(&|j| j["artifacts"][0]["input_hash"] = "B".repeat(64).into()).is_err());
+        assert!(crafted(&|j| j["release"] = "../x".into()).is_err());
+        assert!(crafted(&|j| j["bundle"]["sha256"] = "../bundle".into()).is_err());
+        assert!(crafted(&|j| j["commit"] = "main".into()).is_err());
+        assert!(crafted(&|j| j["artifacts"][0]["component"] = "../api".into()).is_err());
+        let err = crafted(&|j| j["schema"] = 2.into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema 2"), "{err}");
+        assert!(Manifest::parse(b"{").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! `cargo xtask bench deploy`: requests dropped while a new release is installed, blue/green
+//! against in-place, on this machine with the real stack.
+//!
+//! Three releases are built on top of HEAD (an API change, a web change, a change to both) and
+//! installed one after the other over v1, once per strategy, while a steady load (250 requests
+//! per second, half `GET /health` on the API, half the web app's landing page) runs against
+//! nginx on 127.0.0.1. Steady-state latency is measured first, without a deploy. One table:
+//! strategy, change, requests, failed, p50/p99/max latency, install wall time.
+//!
+//! Targets: blue/green drops nothing in any of the three deploys, its p99 stays within 2x of
+//! steady state, and an API-only install takes under 20 s. Exits non-zero when one is missed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use camino::Utf8Path;
+
+use crate::images;
+use crate::test::install::{DOMAIN, Harness, commit_and_release, release, replace};
+use crate::test::load::{Load, Report};
+use crate::test::release::{checkout, git};
+use hitsave_host::install::swap::Strategy;
+
+const RATE: u32 = 250;
+/// No deploy here takes this long; the load stops by itself if one does.
+const LIMIT: Duration = Duration::from_secs(300);
+
+struct Row {
+    strategy: &'static str,
+    change: &'static str,
+    report: Report,
+    /// The requests that started while containers were being swapped: from "swapping the
+    /// stack" until the install ended.
+    swap: Option<Report>,
+    install: Option<Duration>,
+}
+
+/// When an install's steps happened: each line of its log with the time it was read.
+struct Timed {
+    swap_started: Instant,
+    ended: Instant,
+    log: Vec<(Instant, String)>,
+}
+
+/// Runs an install, keeping its log with the time of each line, and notes when the swap began
+/// and when it ended.
+fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed> {
+    use std::io::BufRead;
+    let args = h.install_args(id, &["--strategy", strategy]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child =
+        h.t.command(&args, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run xtask install")?;
+    let mut swap_started = None;
+    let mut log = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().context("no stderr")?).lines() {
+        let line = line?;
+        if line.contains("swapping the stack") {
+            swap_started = Some(Instant::now());
+        }
+        log.push((Instant::now(), line));
+    }
+    let status = child.wait()?;
+    let ended = Instant::now();
+    ensure!(
+        status.success(),
+        "installing {id} ({strategy}) failed:\n{}",
+        {
+            let lines: Vec<&str> = log.iter().map(|(_, l)| l.as_str()).collect();
+            lines.join("\n")
+        }
+    );
+    Ok(Timed {
+        swap_started: swap_started.context("the install never reached the swap")?,
+        ended,
+        log,
+    })
+}
+
+/// The install's log and the slowest requests on one timeline, in ms since `zero`.
+fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
+    let at = |t: Instant| t.saturating_duration_since(zero).as_secs_f64() * 1000.0;
+    let mut lines: Vec<(f64, String)> = timed
+        .log
+        .iter()
+        .map(|(t, l)| (at(*t), format!("install: {l}")))
+        .collect();
+    for (start, latency, app) in report.slowest(20) {
+        lines.push((
+            at(start),
+            format!("request: {app} {:.1} ms", latency.as_secs_f64() * 1000.0),
+        ));
+    }
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (ms, line) in lines {
+        println!("  {ms:>9.0} ms  {line}");
+    }
+}
+
+pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Result<()> {
+    let _dockerd = images::ready_for_stacks(root)?;
+    let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
+
+    let head = git(root, &["rev-parse", "HEAD"])?;
+    let twin = checkout(
+        root,
+        &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
+        &head,
+    )?;
+    let releases = (|| -> anyhow::Result<_> {
+        let v1 = release(&h, &twin)?;
+        let api = commit_and_release(&h, &twin, "bench: api change", |d| api_change(d, 1))?;
+        let web = commit_and_release(&h, &twin, "bench: web change", |d| web_change(d, 1))?;
+        let both = commit_and_release(&h, &twin, "bench: api and web change", |d| {
+            api_change(d, 2)?;
+            web_change(d, 2)
+        })?;
+        Ok((v1, [("api", api), ("web", web), ("both", both)]))
+    })();
+    git(&twin, &["reset", "--quiet", "--hard", &head])?;
+    let (v1, changes) = releases?;
+
+    let mut rows = Vec::new();
+    let base = |h: &Harness| -> anyhow::Result<()> {
+        let out = h.install(&v1, &["--strategy", "in-place"])?;
+        ensure!(
+            out.status.success(),
+            "installing v1 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        h.expect_serving(&v1)
+    };
+    base(&h)?;
+    // As long as a deploy's load runs, so that both p99s rest on as many requests.
+    let steady = Duration::from_secs(20);
+    eprintln!(
+        "xtask: bench: steady state, {} s at {RATE} requests/s",
+        steady.as_secs()
+    );
+    let load = Load::start(h.port, DOMAIN, RATE, steady);
+    std::thread::sleep(steady);
+    rows.push(Row {
+        strategy: "steady",
+        change: "none",
+        report: load.stop(),
+        swap: None,
+        install: None,
+    });
+
+    for (strategy, flag, which) in [
+        ("blue/green", "blue-green", Strategy::BlueGreen),
+        ("in-place", "in-place", Strategy::InPlace),
+    ] {
+        if only.is_some_and(|o| o != which) {
+            continue;
+        }
+        if h.current()? != v1 {
+            base(&h)?;
+        }
+        for (change, id) in &changes {
+            eprintln!("xtask: bench: {strategy}: installing the {change} change under load");
+            let load = Load::start(h.port, DOMAIN, RATE, LIMIT);
+            let zero = Instant::now();
+            std::thread::sleep(Duration::from_secs(2));
+            let started = Instant::now();
+            let timed = install_timed(&h, id, flag);
+            let took = started.elapsed();
+            std::thread::sleep(Duration::from_secs(2));
+            let report = load.stop();
+            let timed = timed?;
+            h.expect_serving(id)?;
+            if trace {
+                println!("{strategy} {change}: the install and the 20 slowest requests");
+                print_trace(zero, &timed, &report);
+            }
+            rows.push(Row {
+                strategy,
+                change,
+                swap: Some(report.window(timed.swap_started, timed.ended)),
+                report,
+                install: Some(took),
+            });
+        }
+    }
+    drop(cleanup);
+    std::fs::remove_dir_all(&h.work)?;
+
+    println!(
+        "deploy under load: {RATE} requests/s to nginx on 127.0.0.1 (GET /health on the API and the web landing page)"
+    );
+    println!(
+        "{:<11} {:<6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>14}",
+        "strategy", "change", "requests", "failed", "p50", "p99", "max", "install", "p99 in swap"
+    );
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    for r in &rows {
+        println!(
+            "{:<11} {:<6} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>14}",
+            r.strategy,
+            r.change,
+            r.report.requests,
+            r.report.failed,
+            ms(r.report.percentile(0.5)),
+            ms(r.report.percentile(0.99)),
+            ms(r.report.max()),
+            r.install
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            r.swap
+                .as_ref()
+                .map(|w| format!("{} ({} req)", ms(w.percentile(0.99)), w.requests))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+
+    let steady = rows[0].report.percentile(0.99);
+    let mut missed = Vec::new();
+    for r in rows.iter().filter(|r| r.strategy == "blue/green") {
+        if r.report.failed > 0 {
+            missed.push(format!(
+                "blue/green {} dropped {} requests: {:?}",
+                r.change, r.report.failed, r.report.failures
+            ));
+        }
+        let p99 = r
+            .swap
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.percentile(0.99));
+        if p99 > steady * 2 {
+            missed.push(format!(
+                "blue/green {}: p99 during the swap {} is more than 2x steady state ({})",
+                r.change,
+                ms(p99),
+                ms(steady)
+            ));
+        }
+        if r.change == "api" && r.install.is_some_and(|d| d > Duration::from_secs(20)) {
+            missed.push(format!(
+                "an API-only install took {:.1} s (target 20 s)",
+                r.install.unwrap_or_default().as_secs_f64()
+            ));
+        }
+    }
+    for r in rows.iter().filter(|r| r.strategy == "in-place") {
+        println!(
+            "in-place {} dropped {} of {} requests",
+            r.change, r.report.failed, r.report.requests
+        );
+    }
+    if missed.is_empty() {
+        println!("all targets met");
+        return Ok(());
+    }
+    for m in &missed {
+        println!("MISSED: {m}");
+    }
+    anyhow::bail!("{} target(s) missed", missed.len())
+}
+
+/// A visible change to the API: /health gains a field.
+fn api_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
+    let path = dir.join("api/src/routes/health.rs");
+    let text = std::fs::read_to_string(&path)?;
+    let text = text.replace("\"bench\": 1, ", "");
+    std::fs::write(&path, text)?;
+    replace(
+        &path,
+        "\"service\": \"hitsave\",",
+        &format!("\"service\": \"hitsave\", \"bench\": {n}, "),
+    )
+    .context("the API change for the benchmark")
+}
+
+/// A visible change to the web app: /healthz gains a field.
+fn web_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
+    let path = dir.join("web/app/routes/healthz.js");
+    let text = std::fs::read_to_string(&path)?;
+    let text = text.replace("bench: 1, ", "");
+    std::fs::write(&path, text)?;
+    replace(
+        &path,
+        "status: \"ok\", ",
+        &format!("status: \"ok\", bench: {n}, "),
+    )
+    .context("the web change for the benchmark")
+}

@@ -1,0 +1,660 @@
+//! `cargo xtask package` and `cargo xtask release`: build what changed, package it, and
+//! publish it to the artifact store in commit-protocol order.
+//!
+//! 1. Check the store (one clear error before any work when it cannot be used).
+//! 2. Read the checkout; compute the release id and every component's input hash.
+//! 3. Reuse: a component whose input hash the store already knows is neither built nor
+//!    uploaded; its existing artifact goes into the manifest.
+//! 4. Build and package the rest into `<target>/xtask/dist` (itself laid out as a store).
+//! 5. Publish: artifacts (skipping those present), input records, the manifest, then the
+//!    `commits/` and `channels/` pointers. A failure at any step leaves no manifest or
+//!    pointer that refers to a missing artifact.
+
+pub mod build;
+pub mod bundle;
+pub mod web;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_host::store::{self, Store, StoreArgs};
+use hitsave_schema::{
+    self as manifest, Artifact, BundleRef, InputRecord, Manifest, Pointer, ReleaseId, SCHEMA,
+    Sha256,
+};
+use serde::Serialize;
+use xtask::binaries;
+use xtask::components::{self, ARTIFACT_EPOCH, COMPONENTS, Component};
+use xtask::git::Checkout;
+use xtask::inputs::{self, Toolchain};
+use xtask::package;
+
+use hitsave_host::ui::{Ui, human_bytes};
+
+#[derive(clap::Args)]
+pub struct PackageArgs {
+    /// Directory to write into, laid out like a store (artifacts/, releases/).
+    /// [default: <target dir>/xtask/dist]
+    #[arg(long, value_name = "DIR")]
+    out: Option<Utf8PathBuf>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Point this channel (e.g. main, production) at the release once it is published.
+    #[arg(long, value_name = "NAME")]
+    channel: Vec<String>,
+    /// Allow a release with uncommitted changes on a channel.
+    #[arg(long)]
+    allow_dirty: bool,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What happened to one component.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    #[serde(flatten)]
+    artifact: Artifact,
+    /// `built` (packaged by this run) or `reused` (the store already had these inputs).
+    action: &'static str,
+    /// Bytes of this artifact sent to the store by this run.
+    uploaded_bytes: u64,
+}
+
+impl Outcome {
+    fn new(artifact: &Artifact, action: &'static str, uploaded_bytes: u64) -> Outcome {
+        Outcome {
+            artifact: artifact.clone(),
+            action,
+            uploaded_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    release: ReleaseId,
+    commit: String,
+    branch: Option<String>,
+    dirty: bool,
+    store: String,
+    manifest: String,
+    channels: Vec<String>,
+    /// Every byte sent to the store: artifacts, records, the manifest and pointers.
+    uploaded_bytes: u64,
+    /// True when the store already had this exact release.
+    already_published: bool,
+    seconds: f64,
+    /// The most memory this process held at once (VmHWM), children (cargo, npm) excluded.
+    peak_rss_bytes: u64,
+    artifacts: Vec<Outcome>,
+    /// The CodeDeploy bundle the manifest names (none for `package`, or a release published
+    /// before bundles existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<BundleRef>,
+}
+
+pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let started = Instant::now();
+    let out = args
+        .out
+        .unwrap_or_else(|| hitsave_host::checkout::target_dir(root).join("xtask/dist"));
+    let plan = Plan::read(root)?;
+    let all: Vec<&'static Component> = COMPONENTS.iter().collect();
+    let packed = build_and_pack(&ui, root, &plan, &all, &out)?;
+    let manifest = plan.manifest(packed.iter().map(|(a, _)| a.clone()).collect());
+    let key = manifest::manifest_key(&manifest.release);
+    let local = store::LocalStore::new(&out);
+    local.put(&key, &manifest::to_bytes(&manifest))?;
+    let summary = Summary {
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+        branch: manifest.branch.clone(),
+        dirty: manifest.dirty,
+        store: local.describe(),
+        manifest: out.join(&key).to_string(),
+        channels: vec![],
+        uploaded_bytes: 0,
+        already_published: false,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+        artifacts: manifest
+            .artifacts
+            .iter()
+            .map(|a| Outcome::new(a, "built", 0))
+            .collect(),
+        bundle: None,
+    };
+    report(&ui, &summary, args.json, false)
+}
+
+pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let started = Instant::now();
+    for channel in &args.channel {
+        manifest::check_channel(channel)?;
+    }
+    let store = store::open(&args.store, &default_store(root))?;
+    store.check()?;
+    let plan = Plan::read(root)?;
+    if plan.checkout.is_dirty() && !args.channel.is_empty() && !args.allow_dirty {
+        let files: Vec<_> = plan.checkout.dirty.keys().take(5).cloned().collect();
+        bail!(
+            "the working tree has uncommitted changes ({}{}); a dirty release cannot go on a channel: commit them, or pass --allow-dirty",
+            files.join(", "),
+            if plan.checkout.dirty.len() > 5 {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+    ui.info(&format!("release {} to {}", plan.id, store.describe()));
+    let uploaded = AtomicU64::new(0);
+    let key = manifest::manifest_key(&plan.id);
+
+    let (manifest, outcomes, already) = match store.get(&key)? {
+        Some(bytes) => {
+            let existing = Manifest::parse(&bytes)
+                .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+            republish(&ui, &plan, store.as_ref(), existing)?
+        }
+        None => {
+            let (manifest, outcomes) =
+                publish(&ui, root, &plan, &args.store, store.as_ref(), &uploaded)?;
+            (manifest, outcomes, false)
+        }
+    };
+
+    // Pointers last: only now is everything they lead to in the store.
+    let pointer = manifest::to_bytes(&Pointer {
+        schema: SCHEMA,
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+    });
+    if !manifest.dirty {
+        put_if_changed(
+            store.as_ref(),
+            &manifest::commit_key(&manifest.commit),
+            &pointer,
+            &uploaded,
+        )?;
+    }
+    for channel in &args.channel {
+        put_if_changed(
+            store.as_ref(),
+            &manifest::channel_key(channel),
+            &pointer,
+            &uploaded,
+        )?;
+        ui.info(&format!("channel {channel} -> {}", manifest.release));
+    }
+
+    let summary = Summary {
+        release: manifest.release.clone(),
+        commit: manifest.commit.clone(),
+        branch: manifest.branch.clone(),
+        dirty: manifest.dirty,
+        store: store.describe(),
+        manifest: key,
+        channels: args.channel.clone(),
+        uploaded_bytes: uploaded.load(Ordering::Relaxed),
+        already_published: already,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+        artifacts: outcomes,
+        bundle: manifest.bundle.clone(),
+    };
+    report(&ui, &summary, args.json, true)
+}
+
+/// The local store used when no `--store` is given.
+pub fn default_store(root: &Utf8Path) -> Utf8PathBuf {
+    hitsave_host::checkout::target_dir(root).join("hitsave-store")
+}
+
+/// What a release is made of, known before anything is built.
+struct Plan {
+    checkout: Checkout,
+    toolchain: Toolchain,
+    id: ReleaseId,
+    /// Input hash per component, in table order.
+    input_hashes: Vec<(&'static Component, Sha256)>,
+}
+
+impl Plan {
+    fn read(root: &Utf8Path) -> anyhow::Result<Plan> {
+        let checkout = Checkout::read(root)?;
+        let all: Vec<&Component> = COMPONENTS.iter().collect();
+        let toolchain = Toolchain::detect(&all)?;
+        let id = inputs::release_id(&checkout);
+        let input_hashes = COMPONENTS
+            .iter()
+            .map(|c| (c, inputs::input_hash(&checkout, &toolchain, c)))
+            .collect();
+        Ok(Plan {
+            checkout,
+            toolchain,
+            id,
+            input_hashes,
+        })
+    }
+
+    fn input_hash(&self, component: &Component) -> &Sha256 {
+        &self
+            .input_hashes
+            .iter()
+            .find(|(c, _)| c.name == component.name)
+            .expect("every component has an input hash")
+            .1
+    }
+
+    fn manifest(&self, mut artifacts: Vec<Artifact>) -> Manifest {
+        artifacts.sort_by_key(|a| components::position(&a.component));
+        let mut tools = self.toolchain.versions.clone();
+        tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
+        Manifest {
+            schema: SCHEMA,
+            release: self.id.clone(),
+            commit: self.checkout.commit.clone(),
+            commit_time: self.checkout.commit_time,
+            branch: self.checkout.branch.clone(),
+            dirty: self.checkout.is_dirty(),
+            tools,
+            artifacts,
+            bundle: None,
+        }
+    }
+}
+
+/// Builds and packages the components into `<out>/artifacts/`.
+fn build_and_pack(
+    ui: &Ui,
+    root: &Utf8Path,
+    plan: &Plan,
+    components: &[&'static Component],
+    out: &Utf8Path,
+) -> anyhow::Result<Vec<(Artifact, Utf8PathBuf)>> {
+    let staged = build::build(ui, root, components, ARTIFACT_EPOCH)?;
+    check_binaries(ui, &staged)?;
+    let mut packed = Vec::new();
+    for (component, dir) in staged {
+        let bar = ui.spinner(&format!("packaging {}", component.name));
+        let p = package::pack_dir(&dir, &out.join("artifacts"), ARTIFACT_EPOCH)
+            .with_context(|| format!("packaging {} failed", component.name))?;
+        bar.finish_and_clear();
+        ui.info(&format!(
+            "{}: {} entries, {}, sha256 {}",
+            component.name,
+            p.entries,
+            human_bytes(p.size),
+            p.sha256
+        ));
+        packed.push((
+            Artifact {
+                component: component.name.to_owned(),
+                sha256: p.sha256,
+                size: p.size,
+                input_hash: plan.input_hash(component).to_owned(),
+                target: plan.toolchain.target_of(component),
+            },
+            p.path,
+        ));
+    }
+    Ok(packed)
+}
+
+/// Refuses, before anything is packaged or uploaded, every staged binary that needs a newer
+/// glibc than where it runs offers; names the binary, the symbols and the versions.
+fn check_binaries(ui: &Ui, staged: &[(&'static Component, Utf8PathBuf)]) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (component, dir) in staged {
+        let found = binaries::check(component, dir)
+            .with_context(|| format!("cannot check the binaries of {}", component.name))?;
+        for b in found.iter().filter(|b| b.too_new.is_empty()) {
+            if let Some(newest) = b.newest {
+                ui.info(&format!(
+                    "{}: {} needs glibc {newest} at most; {} has {}",
+                    component.name,
+                    b.path,
+                    component.runs_on.describe(),
+                    component.runs_on.glibc()
+                ));
+            }
+        }
+        problems.extend(binaries::problems(component, &found));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{}\nnothing was published: these binaries would not start where they run. Build in \
+             the release environment, Debian 12 (the rust:1.95.0-bookworm image, as \
+             .github/workflows/release.yml does)",
+            problems.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// A first publication of this release id.
+fn publish(
+    ui: &Ui,
+    root: &Utf8Path,
+    plan: &Plan,
+    store_args: &StoreArgs,
+    store: &dyn Store,
+    uploaded: &AtomicU64,
+) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
+    let mut outcomes = Vec::new();
+    let mut to_build = Vec::new();
+    for (component, input_hash) in &plan.input_hashes {
+        match find_reusable(store, component.name, input_hash)? {
+            Some(record) => {
+                ui.info(&format!(
+                    "{}: inputs already built; reusing {}",
+                    component.name, record.sha256
+                ));
+                let artifact = Artifact {
+                    component: component.name.to_owned(),
+                    sha256: record.sha256,
+                    size: record.size,
+                    input_hash: input_hash.clone(),
+                    target: record.target,
+                };
+                outcomes.push(Outcome::new(&artifact, "reused", 0));
+            }
+            None => to_build.push(*component),
+        }
+    }
+
+    if !to_build.is_empty() {
+        let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
+        let packed = build_and_pack(ui, root, plan, &to_build, &dist)?;
+        let total: u64 = packed.iter().map(|(a, _)| a.size).sum();
+        let bar = ui.bytes("uploading artifacts", total);
+        let mut sent_per_artifact = Vec::new();
+        for (artifact, path) in &packed {
+            let sent = upload_unless_present(store, path, &artifact.sha256, artifact.size, &|n| {
+                bar.inc(n)
+            })?;
+            uploaded.fetch_add(sent, Ordering::Relaxed);
+            sent_per_artifact.push(sent);
+        }
+        bar.finish_and_clear();
+        // The build-once index, only once the artifacts it names are in the store.
+        for ((artifact, _), sent) in packed.iter().zip(sent_per_artifact) {
+            let recorded = record_inputs(store, artifact, uploaded)?;
+            if recorded.sha256 == artifact.sha256 {
+                outcomes.push(Outcome::new(artifact, "built", sent));
+            } else {
+                // Another release recorded these inputs first, with other bytes (a build that
+                // is not reproducible): use its artifact, so both releases name the same one.
+                ui.info(&format!(
+                    "{}: another release recorded these inputs first; using its {} instead of {}",
+                    artifact.component, recorded.sha256, artifact.sha256
+                ));
+                let theirs = Artifact {
+                    sha256: recorded.sha256,
+                    size: recorded.size,
+                    target: recorded.target,
+                    ..artifact.clone()
+                };
+                outcomes.push(Outcome::new(&theirs, "reused", sent));
+            }
+        }
+    }
+
+    outcomes.sort_by_key(|o| components::position(&o.artifact.component));
+    let mut manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
+
+    // The CodeDeploy bundle, after the artifacts (it carries the xtask one) and before the
+    // manifest that names it.
+    let revision = bundle::revision(&plan.id, store_args, &default_store(root));
+    let bar = ui.spinner("making the CodeDeploy bundle");
+    let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
+    let bundle = bundle::make(root, store, &manifest, &revision, &dist)?;
+    let sent = upload_unless_present(store, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
+    uploaded.fetch_add(sent, Ordering::Relaxed);
+    bar.finish_and_clear();
+    ui.info(&format!(
+        "bundle: {} entries, {}, sha256 {}",
+        bundle.entries,
+        human_bytes(bundle.size),
+        bundle.sha256
+    ));
+    manifest.bundle = Some(BundleRef {
+        sha256: bundle.sha256,
+        size: bundle.size,
+    });
+
+    let bytes = manifest::to_bytes(&manifest);
+    store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
+    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok((manifest, outcomes))
+}
+
+/// Uploads the packed file `path` as `artifacts/<sha256>.tar.gz` unless the store already has
+/// that object with this size (and this sha256, when the store records one); the bytes sent.
+/// An object already there counts as progress.
+fn upload_unless_present(
+    store: &dyn Store,
+    path: &Utf8Path,
+    sha256: &Sha256,
+    size: u64,
+    progress: store::Progress,
+) -> anyhow::Result<u64> {
+    let key = manifest::artifact_key(sha256);
+    let present = store
+        .head(&key)?
+        .is_some_and(|info| info.size == size && info.sha256.as_ref().is_none_or(|s| sha256 == s));
+    if present {
+        progress(size);
+        return Ok(0);
+    }
+    store.upload(&key, path, sha256, size, progress)?;
+    Ok(size)
+}
+
+/// Records that `artifact` is what its inputs build, unless a record is there already; returns
+/// the record the store holds afterwards. Writes happen only where none was found, and the
+/// record's bytes depend on the inputs alone, so two releases racing on the same inputs (the
+/// store has no conditional writes) write identical bytes when their builds agree. When they
+/// do not, the record read back wins, and both releases name its artifact.
+fn record_inputs(
+    store: &dyn Store,
+    artifact: &Artifact,
+    uploaded: &AtomicU64,
+) -> anyhow::Result<InputRecord> {
+    let ours = InputRecord {
+        schema: SCHEMA,
+        component: artifact.component.clone(),
+        input_hash: artifact.input_hash.clone(),
+        sha256: artifact.sha256.clone(),
+        size: artifact.size,
+        target: artifact.target.clone(),
+    };
+    if let Some(theirs) = find_reusable(store, &ours.component, &ours.input_hash)? {
+        return Ok(theirs);
+    }
+    let bytes = manifest::to_bytes(&ours);
+    store.put(
+        &manifest::input_key(&ours.component, &ours.input_hash),
+        &bytes,
+    )?;
+    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    Ok(find_reusable(store, &ours.component, &ours.input_hash)?.unwrap_or(ours))
+}
+
+/// The store's record for these inputs, if its artifact is really there.
+fn find_reusable(
+    store: &dyn Store,
+    component: &str,
+    input_hash: &Sha256,
+) -> anyhow::Result<Option<InputRecord>> {
+    let Some(bytes) = store.get(&manifest::input_key(component, input_hash))? else {
+        return Ok(None);
+    };
+    let record = InputRecord::parse(&bytes)?;
+    if record.component != component || record.input_hash != *input_hash {
+        return Ok(None);
+    }
+    let present = store
+        .head(&manifest::artifact_key(&record.sha256))?
+        .is_some_and(|info| info.size == record.size);
+    Ok(present.then_some(record))
+}
+
+/// The store already has a manifest under this id: it must be this very release.
+fn republish(
+    ui: &Ui,
+    plan: &Plan,
+    store: &dyn Store,
+    existing: Manifest,
+) -> anyhow::Result<(Manifest, Vec<Outcome>, bool)> {
+    for (component, input_hash) in &plan.input_hashes {
+        let same = existing
+            .artifact(component.name)
+            .is_some_and(|a| a.input_hash == *input_hash);
+        if !same {
+            bail!(
+                "{}: release {} was already published from different inputs ({} differs; a new toolchain?). A release id is immutable: make a new commit to release again",
+                store.describe(),
+                existing.release,
+                component.name
+            );
+        }
+    }
+    for a in &existing.artifacts {
+        let key = manifest::artifact_key(&a.sha256);
+        if store.head(&key)?.is_none_or(|info| info.size != a.size) {
+            bail!(
+                "{}: release {} is published but {key} ({}) is missing or has the wrong size; run `cargo xtask verify --release {}`",
+                store.describe(),
+                existing.release,
+                a.component,
+                existing.release
+            );
+        }
+    }
+    ui.info(&format!(
+        "release {} is already in the store: nothing to build or upload",
+        existing.release
+    ));
+    let outcomes = existing
+        .artifacts
+        .iter()
+        .map(|a| Outcome::new(a, "reused", 0))
+        .collect();
+    Ok((existing, outcomes, true))
+}
+
+fn put_if_changed(
+    store: &dyn Store,
+    key: &str,
+    bytes: &[u8],
+    uploaded: &AtomicU64,
+) -> anyhow::Result<()> {
+    if store.get(key)?.as_deref() != Some(bytes) {
+        store.put(key, bytes)?;
+        uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// This process's peak resident set size, from /proc (0 where there is none).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Prints the summary; `published` is false for `package`, which only writes locally.
+fn report(ui: &Ui, summary: &Summary, json: bool, published: bool) -> anyhow::Result<()> {
+    let table = markdown_table(summary);
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        eprintln!("{table}");
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(table.as_bytes()))
+            .with_context(|| format!("cannot append to GITHUB_STEP_SUMMARY ({path:?})"))?;
+    }
+    let outcome = if !published {
+        format!("packaged into {}", summary.store)
+    } else if summary.already_published {
+        format!(
+            "was already published ({} uploaded)",
+            human_bytes(summary.uploaded_bytes)
+        )
+    } else {
+        format!(
+            "published ({} uploaded)",
+            human_bytes(summary.uploaded_bytes)
+        )
+    };
+    ui.info(&format!(
+        "release {} {outcome} in {:.1} s",
+        summary.release, summary.seconds
+    ));
+    Ok(())
+}
+
+fn markdown_table(s: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Release `{}`\n", s.release);
+    let _ = writeln!(
+        out,
+        "Commit `{}`{}{} → {}\n",
+        &s.commit[..12],
+        s.branch
+            .as_deref()
+            .map(|b| format!(" on `{b}`"))
+            .unwrap_or_default(),
+        if s.dirty { " (dirty)" } else { "" },
+        s.store
+    );
+    let _ = writeln!(out, "| component | action | size | sha256 | target |");
+    let _ = writeln!(out, "|---|---|---:|---|---|");
+    for o in &s.artifacts {
+        let a = &o.artifact;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | `{}` | {} |",
+            a.component,
+            o.action,
+            human_bytes(a.size),
+            &a.sha256[..16],
+            a.target
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} uploaded{}.",
+        human_bytes(s.uploaded_bytes),
+        if s.channels.is_empty() {
+            String::new()
+        } else {
+            format!("; channels: {}", s.channels.join(", "))
+        }
+    );
+    out
+}

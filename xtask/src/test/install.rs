@@ -1,0 +1,1039 @@
+//! The `install` test suite: `cargo xtask install`, `rollback`, `status` and `doctor` for real,
+//! on a real Docker Engine with real images, PostgreSQL inside the stack and nginx in front.
+//!
+//! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a web and
+//! docs change, built again with no input records: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
+//! to a local store and installed into a temporary install root as its own compose project.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::{self as manifest, Manifest};
+use serde_json::Value;
+
+use crate::images;
+use crate::test::load::Load;
+use crate::test::release::{Tester, checkout, commit, git, release_in};
+use crate::test::service::free_port;
+use hitsave_host::install::app::App;
+use hitsave_host::install::lock::InstallLock;
+use hitsave_host::install::stack::ReleaseEnv;
+use hitsave_host::install::swap::WARM_UP_REQUESTS;
+use hitsave_host::secrets::{random_hex, write_private};
+
+pub(crate) const DOMAIN: &str = "hitsave-local.io";
+
+pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
+    let _dockerd = images::ready_for_stacks(root)?;
+    production_overlay(root)?;
+    let (h, _cleanup) = Harness::fresh(root, "install-tests")?;
+
+    let head = git(root, &["rev-parse", "HEAD"])?;
+    let twin = checkout(
+        root,
+        &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
+        &head,
+    )?;
+    let result = scenario(&h, &twin);
+    git(&twin, &["reset", "--quiet", "--hard", &head])?;
+    result?;
+    drop(_cleanup);
+    std::fs::remove_dir_all(&h.work)?;
+    eprintln!("xtask: install suite: all checks passed");
+    Ok(())
+}
+
+fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
+    // v1: HEAD as it is.
+    let v1 = release(h, twin)?;
+    h.install_ok(&v1)?;
+    h.expect_serving(&v1)?;
+    for n in 0..3 {
+        let body = format!(r#"{{"email":"install-{n}@example.com"}}"#);
+        let reply = hitsave_host::http::request(
+            h.port,
+            &format!("api.{DOMAIN}"),
+            "PUT",
+            "/waitlist",
+            Some(&body),
+        );
+        ensure!(
+            matches!(reply, Some((201, _))),
+            "joining the waitlist through nginx: {reply:?}"
+        );
+    }
+    let db_id = h.container_id("db")?;
+    eprintln!("xtask: test: v1 serves through nginx; 3 waitlist rows written");
+
+    // v2: a web-only change (and a docs change): only the web container may be replaced,
+    // also when the store has lost its build-once records, so v2 builds every component again
+    // rather than reusing v1's artifacts: the same inputs give the same bytes, and so the same
+    // image tags.
+    let api_id = h.container_id("api")?;
+    std::fs::remove_dir_all(h.store.join("inputs"))?;
+    let v2 = commit_and_release(h, twin, "v2: web and docs", |dir| {
+        append(&dir.join("README.md"), "\nInstall test v2.\n")?;
+        replace(
+            &dir.join("web/app/routes/healthz.js"),
+            "status: \"ok\", ",
+            "status: \"ok\", v2: true, ",
+        )
+    })?;
+    let (m1, m2) = (h.manifest(&v1)?, h.manifest(&v2)?);
+    for component in ["api", "migrate", "xtask"] {
+        let sha = |m: &Manifest| m.artifact(component).map(|a| a.sha256.clone());
+        ensure!(
+            sha(&m1) == sha(&m2),
+            "{component} was built again from the same inputs into other bytes"
+        );
+    }
+    // What a crash half-way through an earlier install leaves behind.
+    let leftover_dir = h.host_root.join("releases/.tmp-crashed-1");
+    std::fs::create_dir_all(leftover_dir.join("api/bin"))?;
+    let leftover_part = h
+        .host_root
+        .join(format!("cache/{}.partial", "0".repeat(64)));
+    std::fs::write(&leftover_part, "half a download")?;
+    // Blue/green under steady load: not one request may fail.
+    let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
+    let installed = h.install(&v2, &[]);
+    let report = load.stop();
+    let installed = installed?;
+    let log = String::from_utf8_lossy(&installed.stderr);
+    ensure!(installed.status.success(), "installing {v2} failed:\n{log}");
+    h.expect_serving(&v2)?;
+    // The new web container answered every warm-up request on its own address before nginx
+    // sent it traffic; the unchanged API got none.
+    ensure!(
+        log.lines().any(|l| l.contains("-web-")
+            && l.contains(&format!("warmed up with {WARM_UP_REQUESTS} requests to /"))),
+        "the new web container was not warmed up:\n{log}"
+    );
+    ensure!(
+        !log.lines()
+            .any(|l| l.contains("-api-") && l.contains("warmed up")),
+        "the unchanged API was warmed up:\n{log}"
+    );
+    expect_cpu_weights(h, &log)?;
+    // The API's image did not change: its container kept running, and it still answers as
+    // the release that brought it.
+    expect_apps_at(h.port, DOMAIN, &v1, &v2)?;
+    ensure!(
+        h.container_id("api")? == api_id,
+        "a web-only change replaced the API container"
+    );
+    ensure!(
+        report.failed == 0 && report.requests >= 200,
+        "{} of {} requests failed during a blue/green swap: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    eprintln!(
+        "xtask: test: v1 -> v2 blue/green under load: {} requests, 0 failed, p99 {:?}",
+        report.requests,
+        report.percentile(0.99)
+    );
+    ensure!(
+        !leftover_dir.exists() && !leftover_part.exists(),
+        "an install did not clean up after a crashed one"
+    );
+    ensure!(
+        h.waitlist_rows()? == 3,
+        "the waitlist rows did not survive the swap"
+    );
+    ensure!(
+        h.container_id("db")? == db_id,
+        "the db container was recreated by the swap"
+    );
+    let again = h.install(&v2, &[])?;
+    ensure!(again.status.success(), "re-installing v2 failed");
+    ensure!(
+        h.last_history()?["outcome"] == "already-installed",
+        "re-installing v2 was not a no-op: {}",
+        h.last_history()?
+    );
+    eprintln!("xtask: test: v2 serves, rows and the db container kept; re-install is a no-op");
+
+    // v3: an API that never becomes ready: the old release comes back.
+    let v3 = commit_and_release(h, twin, "v3: never ready", |dir| {
+        replace(
+            &dir.join("api/src/routes/health.rs"),
+            "let verdict = match",
+            "let verdict: Result<(), String> = Err(\"broken on purpose\".into());\n    let _ = match",
+        )
+    })?;
+    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+    let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
+    let out = h.install(&v3, &["--health-timeout", "25"]);
+    let report = load.stop();
+    let out = out?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        report.failed == 0 && report.requests >= 200,
+        "{} of {} requests failed while an unhealthy v3 was tried: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    ensure!(
+        !out.status.success() && err.contains("rolled back") && err.contains(&v2),
+        "installing an API that never becomes ready:\n{err}"
+    );
+    h.expect_serving(&v2)?;
+    ensure!(h.current()? == v2, "current moved to a release that failed");
+    ensure!(
+        h.last_history()?["outcome"] == "rolled-back",
+        "history: {}",
+        h.last_history()?
+    );
+    // The removed container's last words outlive it: its health check's output and its log.
+    let recorded = h.last_history()?["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for said in [
+        "its last health check said: hitsave healthcheck: /ready answered 503",
+        "hitsave listening",
+        &v3,
+    ] {
+        ensure!(
+            recorded.contains(said) && err.contains(said),
+            "the failed container's evidence ({said:?}) is not in the error and history:\n{recorded}"
+        );
+    }
+    eprintln!("xtask: test: v3 never became ready; v2 was brought back and serves");
+
+    // The same releases, deployed through their CodeDeploy bundles on a second host root
+    // (before `refusals` tampers with v3's artifacts in the store).
+    crate::test::codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)?;
+
+    // v4: a migration that fails: no swap at all.
+    let v4 = commit_and_release(h, twin, "v4: broken migration", |dir| {
+        std::fs::write(
+            dir.join("migrations/20991231000000_broken_on_purpose.sql"),
+            "ALTER TABLE no_such_table ADD COLUMN x int;\n",
+        )?;
+        Ok(())
+    })?;
+    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+    let api_id = h.container_id("api")?;
+    let out = h.install(&v4, &[])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("20991231000000") && err.contains("untouched"),
+        "installing a release whose migration fails:\n{err}"
+    );
+    ensure!(
+        h.container_id("api")? == api_id,
+        "a failed migration still swapped the API"
+    );
+    h.expect_serving(&v2)?;
+    ensure!(h.current()? == v2, "current moved after a failed migration");
+    eprintln!("xtask: test: v4's migration failed, named; nothing was swapped");
+
+    // Rollback: from disk, to previous (v1), refusing what is not on disk; then forward again.
+    let err = h.t.fails(
+        &h.host_args(&["rollback", "--to", "20990101000000-0123456789ab"]),
+        &[],
+    )?;
+    ensure!(
+        err.contains("not on this host"),
+        "rollback to an unknown id:\n{err}"
+    );
+    h.ok(&h.host_args(&["rollback"]))?;
+    h.expect_serving(&v1)?;
+    ensure!(h.current()? == v1, "rollback did not make v1 current");
+    h.ok(&h.host_args(&["rollback"]))?;
+    h.expect_serving(&v2)?;
+    ensure!(h.waitlist_rows()? == 3, "rows lost across rollbacks");
+    eprintln!("xtask: test: rollback to v1 and back to v2, from disk");
+
+    refusals(h, &v1, &v3)?;
+    concurrent(h, &v1, &v2)?;
+    no_secret_leaks(h)?;
+
+    let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;
+    ensure!(
+        status["current"] == v2.as_str()
+            && status["serving"].get("Ok").is_some()
+            && status["containers"]
+                .as_array()
+                .is_some_and(|c| c.len() == 4),
+        "status --json: {status}"
+    );
+    h.ok(&["doctor", "--root", h.host_root.as_str()])?;
+    eprintln!("xtask: test: status --json and doctor agree");
+
+    // On a host (no cargo around), messages name the command that works there.
+    let empty = h.work.join("no-host-yet");
+    std::fs::create_dir_all(&empty)?;
+    let out =
+        h.t.command(&["status", "--root", empty.as_str()], &[])
+            .env_remove("CARGO")
+            .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && said.contains(&format!(
+                "run `xtask install --store ... --channel ... --root {empty}` first"
+            ))
+            && !said.contains("cargo xtask"),
+        "status on an empty root, as a host runs it:\n{said}"
+    );
+    Ok(())
+}
+
+/// A tampered artifact, a missing or readable secret, and crafted tarballs: each refused with
+/// a clear error, and nothing changes.
+fn refusals(h: &Harness, v1: &str, v3: &str) -> anyhow::Result<()> {
+    let before = h.snapshot()?;
+
+    // A tampered artifact in the store (and not in the host's cache).
+    let m3 = h.manifest(v3)?;
+    let api = m3.artifact("api").context("v3 has no api")?;
+    let key = h.store.join(manifest::artifact_key(&api.sha256));
+    let mut bytes = std::fs::read(&key)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&key, &bytes)?;
+    std::fs::remove_file(
+        h.host_root
+            .join("cache")
+            .join(format!("{}.tar.gz", api.sha256)),
+    )?;
+    let out = h.install(v3, &[])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("expected")
+            && err.contains("actual")
+            && err.contains(api.sha256.as_str()),
+        "a tampered artifact:\n{err}"
+    );
+    ensure!(
+        !h.host_root
+            .join("cache")
+            .join(format!("{}.tar.gz", api.sha256))
+            .exists()
+            && !h
+                .host_root
+                .join("cache")
+                .join(format!("{}.partial", api.sha256))
+                .exists(),
+        "the tampered download was kept"
+    );
+    ensure!(
+        h.snapshot()? == before,
+        "a tampered artifact changed the host"
+    );
+
+    // A missing secret, then one that others can read.
+    let secret = h.host_root.join("secrets/jwt_secret");
+    let aside = h.host_root.join("jwt_secret.aside");
+    std::fs::rename(&secret, &aside)?;
+    let out = h.install(v1, &[])?;
+    std::fs::rename(&aside, &secret)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("jwt_secret") && err.contains("missing"),
+        "a missing secret:\n{err}"
+    );
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let out = h.install(v1, &[])?;
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("readable by others"),
+        "a world-readable secret:\n{err}"
+    );
+    ensure!(h.snapshot()? == before, "a secret problem changed the host");
+    h.expect_serving(&h.current()?)?;
+
+    // Crafted tarballs, each published as the api artifact of a release of its own.
+    let m1 = h.manifest(v1)?;
+    for (n, (kind, expect)) in [
+        ("dotdot", "`..`"),
+        ("absolute", "absolute"),
+        ("link-out", "outside the tree"),
+        ("fifo", "refused"),
+        ("hardlink", "hard links"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tarball = crafted_tarball(kind)?;
+        let sha =
+            manifest::Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&tarball).into());
+        std::fs::write(h.store.join(manifest::artifact_key(&sha)), &tarball)?;
+        let mut m = m1.clone();
+        m.release = format!("2099010100000{n}-abcdef012345").parse()?;
+        let a = m
+            .artifacts
+            .iter_mut()
+            .find(|a| a.component == "api")
+            .context("no api")?;
+        a.sha256 = sha;
+        a.size = tarball.len() as u64;
+        let key = h.store.join(manifest::manifest_key(&m.release));
+        std::fs::create_dir_all(key.parent().expect("has a parent"))?;
+        std::fs::write(&key, manifest::to_bytes(&m))?;
+        let out = h.install(&m.release, &[])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && err.contains(expect) && err.contains("nothing was installed"),
+            "a crafted tarball ({kind}):\n{err}"
+        );
+        ensure!(
+            !h.host_root
+                .join("releases")
+                .join(m.release.as_str())
+                .exists(),
+            "{kind}: unpacked anyway"
+        );
+        ensure!(
+            !h.host_root.join("escaped").exists() && !h.work.join("escaped").exists(),
+            "{kind}: wrote outside"
+        );
+    }
+    ensure!(
+        h.snapshot()? == before,
+        "a crafted tarball changed the host"
+    );
+    eprintln!(
+        "xtask: test: a tampered artifact, a missing and a readable secret and 5 crafted tarballs were refused; nothing changed"
+    );
+    Ok(())
+}
+
+/// A tarball (gzip'd tar) with one malicious entry besides a normal file.
+fn crafted_tarball(kind: &str) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut file = tar::Header::new_gnu();
+    file.set_size(3);
+    file.set_mode(0o644);
+    file.set_entry_type(tar::EntryType::Regular);
+    file.set_path("bin/ok")?;
+    file.set_cksum();
+    builder.append(&file, &b"ok\n"[..])?;
+    let mut evil = tar::Header::new_gnu();
+    evil.set_mode(0o644);
+    evil.set_size(0);
+    // Raw names: the tar crate's setters refuse these, as they should.
+    let set_name = |h: &mut tar::Header, name: &str| {
+        let raw = &mut h.as_old_mut().name;
+        raw.fill(0);
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+    };
+    let set_link = |h: &mut tar::Header, name: &str| {
+        let raw = &mut h.as_old_mut().linkname;
+        raw.fill(0);
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+    };
+    match kind {
+        "dotdot" => {
+            evil.set_entry_type(tar::EntryType::Regular);
+            set_name(&mut evil, "../../escaped");
+        }
+        "absolute" => {
+            evil.set_entry_type(tar::EntryType::Regular);
+            set_name(&mut evil, "/tmp/escaped");
+        }
+        "link-out" => {
+            evil.set_entry_type(tar::EntryType::Symlink);
+            set_name(&mut evil, "bin/escaped");
+            set_link(&mut evil, "../../../../../../etc");
+        }
+        "fifo" => {
+            evil.set_entry_type(tar::EntryType::Fifo);
+            set_name(&mut evil, "bin/fifo");
+        }
+        "hardlink" => {
+            evil.set_entry_type(tar::EntryType::Link);
+            set_name(&mut evil, "bin/passwd");
+            set_link(&mut evil, "/etc/passwd");
+        }
+        _ => bail!("no crafted tarball called {kind}"),
+    }
+    evil.set_cksum();
+    builder.append(&evil, std::io::empty())?;
+    let tar = builder.into_inner()?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar)?;
+    Ok(gz.finish()?)
+}
+
+/// The lock: a held lock makes an install wait, then fail after --lock-timeout, naming the
+/// holder; two installs started together run one after the other.
+fn concurrent(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
+    {
+        let _held = InstallLock::acquire(
+            &h.host_root.join("install.lock"),
+            Duration::from_secs(5),
+            "the install test",
+        )?;
+        let out = h.install(v2, &["--lock-timeout", "2"])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success()
+                && err.contains(&format!("pid {}", std::process::id()))
+                && err.contains("the install test"),
+            "an install while the lock is held:\n{err}"
+        );
+    }
+    let start = |id: &str| {
+        let args = h.install_args(id, &["--lock-timeout", "300"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        h.t.command(&args, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let first = start(v1)?;
+    let second = start(v1)?;
+    let (a, b) = (first.wait_with_output()?, second.wait_with_output()?);
+    let errs = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    ensure!(
+        a.status.success() && b.status.success(),
+        "two installs at once:\n{errs}"
+    );
+    ensure!(
+        errs.contains("waiting for the install lock"),
+        "neither install waited:\n{errs}"
+    );
+    let history = h.history()?;
+    let outcomes: Vec<_> = history[history.len() - 2..]
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or("").to_owned())
+        .collect();
+    ensure!(
+        outcomes == ["installed", "already-installed"],
+        "two installs at once recorded {outcomes:?}"
+    );
+    h.expect_serving(v1)?;
+    // Leave v2 current for what follows.
+    h.install_ok(v2)?;
+    eprintln!("xtask: test: the lock names its holder, times out, and serialises two installs");
+    Ok(())
+}
+
+/// No secret value in docker inspect, image history, container logs, release.env or
+/// history.jsonl.
+fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
+    let values: Vec<String> = hitsave_host::secrets::NAMES
+        .iter()
+        .map(|s| std::fs::read_to_string(h.host_root.join("secrets").join(s)))
+        .collect::<Result<_, _>>()?;
+    let containers = read(Command::new("docker").args([
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", h.project),
+    ]))?;
+    let mut haystack = String::new();
+    for id in containers.split_whitespace() {
+        haystack += &read(Command::new("docker").args(["inspect", id]))?;
+        let logs = Command::new("docker").args(["logs", id]).output()?;
+        haystack += &String::from_utf8_lossy(&logs.stdout);
+        haystack += &String::from_utf8_lossy(&logs.stderr);
+    }
+    let images = read(Command::new("docker").args([
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "hitsave/*",
+    ]))?;
+    for image in images.split_whitespace() {
+        haystack += &read(Command::new("docker").args(["image", "history", "--no-trunc", image]))?;
+        haystack += &read(Command::new("docker").args(["image", "inspect", image]))?;
+    }
+    haystack += &std::fs::read_to_string(h.host_root.join("history.jsonl"))?;
+    for id in h.releases()? {
+        haystack +=
+            &std::fs::read_to_string(h.host_root.join("releases").join(id).join("release.env"))?;
+    }
+    ensure!(
+        haystack.len() > 10_000,
+        "too little was searched for secrets ({} bytes)",
+        haystack.len()
+    );
+    for (name, value) in hitsave_host::secrets::NAMES.iter().zip(&values) {
+        ensure!(
+            !haystack.contains(value.trim()),
+            "the value of secret {name} leaked"
+        );
+    }
+    eprintln!(
+        "xtask: test: no secret value in docker inspect, image history, logs, release.env or history.jsonl ({} KiB searched)",
+        haystack.len() / 1024
+    );
+    Ok(())
+}
+
+/// `docker compose config` of the base file with the production overlay: what production
+/// really gets, against what the base alone gives a developer.
+fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
+    let config = |files: &[&str]| -> anyhow::Result<Value> {
+        let mut cmd = Command::new("docker");
+        // The profile shows the one-off migrate service too.
+        cmd.args(["compose", "--profile", "migrate"]);
+        for f in files {
+            cmd.args(["-f", root.join("deploy").join(f).as_str()]);
+        }
+        cmd.args(["config", "--format", "json"])
+            .env("HITSAVE_NGINX_DIR", "/opt/hitsave/nginx")
+            .env("HITSAVE_SECRETS_DIR", "/opt/hitsave/secrets");
+        Ok(serde_json::from_str(&read(&mut cmd)?)?)
+    };
+    let base = config(&["docker-compose.yml"])?;
+    let prod = config(&["docker-compose.yml", "production.yml"])?;
+    let s = |c: &Value, svc: &str| c["services"][svc].clone();
+
+    ensure!(
+        s(&base, "db")["ports"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "the base publishes the db port for developers"
+    );
+    ensure!(
+        s(&prod, "db")["ports"]
+            .as_array()
+            .is_none_or(|p| p.is_empty()),
+        "production publishes the db port: {}",
+        s(&prod, "db")["ports"]
+    );
+    for svc in ["api", "web"] {
+        ensure!(
+            s(&base, svc)["volumes"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty()),
+            "the base mounts {svc}'s code"
+        );
+        ensure!(
+            s(&prod, svc)["volumes"]
+                .as_array()
+                .is_none_or(|v| v.is_empty()),
+            "production mounts code into {svc}: {}",
+            s(&prod, svc)["volumes"]
+        );
+    }
+    for svc in ["db", "api", "web", "nginx"] {
+        let service = s(&prod, svc);
+        ensure!(
+            service["restart"] == "always",
+            "{svc} restart: {}",
+            service["restart"]
+        );
+        ensure!(
+            service["logging"]["options"]["max-size"] == "10m",
+            "{svc} logs are not rotated"
+        );
+        ensure!(
+            service["healthcheck"]["test"].is_array(),
+            "{svc} has no health check"
+        );
+    }
+    let ports: Vec<(String, String)> = s(&prod, "nginx")["ports"]
+        .as_array()
+        .context("nginx publishes nothing")?
+        .iter()
+        .map(|p| {
+            (
+                p["target"].to_string(),
+                p["published"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    ensure!(
+        ports
+            == [
+                ("80".to_owned(), "80".to_owned()),
+                ("443".to_owned(), "443".to_owned())
+            ],
+        "production nginx ports: {ports:?}"
+    );
+    ensure!(
+        s(&prod, "migrate")["profiles"][0] == "migrate",
+        "migrate would start with `up`: {}",
+        s(&prod, "migrate")
+    );
+    ensure!(
+        s(&prod, "api")["depends_on"]["db"]["condition"] == "service_healthy",
+        "the api does not wait for a healthy db"
+    );
+    ensure!(
+        prod["secrets"]["postgres_password"]["file"] == "/opt/hitsave/secrets/postgres_password",
+        "secrets: {}",
+        prod["secrets"]
+    );
+    let env = s(&prod, "api")["environment"].to_string();
+    ensure!(
+        env.contains("JWT_SECRET_FILE") && !env.contains("\"JWT_SECRET\""),
+        "api environment: {env}"
+    );
+    eprintln!(
+        "xtask: test: the production overlay drops code mounts and the db port, adds restarts, log rotation, 80 and 443"
+    );
+    Ok(())
+}
+
+/// Everything the tests need to run xtask against one install root and one compose project.
+pub(crate) struct Harness {
+    pub(crate) t: Tester,
+    pub(crate) work: Utf8PathBuf,
+    pub(crate) store: Utf8PathBuf,
+    pub(crate) host_root: Utf8PathBuf,
+    project: String,
+    pub(crate) port: u16,
+    https_port: u16,
+}
+
+impl Harness {
+    /// A harness in a fresh `<target>/xtask/<name>-<pid>` with a compose project of its own,
+    /// which the returned guard removes.
+    pub(crate) fn fresh(root: &Utf8Path, name: &str) -> anyhow::Result<(Harness, ProjectCleanup)> {
+        let work = hitsave_host::checkout::target_dir(root)
+            .join(format!("xtask/{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let project = format!("hitsave-{name}-{}", std::process::id());
+        let cleanup = ProjectCleanup(project.clone());
+        Ok((Harness::new(root, &work, &project)?, cleanup))
+    }
+
+    fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
+        let host_root = work.join("host");
+        write_host_secrets(&host_root)?;
+        Ok(Harness {
+            t: Tester::new(root)?,
+            work: work.to_owned(),
+            store: work.join("store"),
+            host_root,
+            project: project.to_owned(),
+            port: free_port()?,
+            https_port: free_port()?,
+        })
+    }
+
+    fn host_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(["--root", self.host_root.as_str()]);
+        all
+    }
+
+    pub(crate) fn install_args(&self, id: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "install",
+            "--store",
+            self.store.as_str(),
+            "--release",
+            id,
+            "--root",
+            self.host_root.as_str(),
+            "--env",
+            "local",
+            "--local-base-images",
+            "--project",
+            &self.project,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--http-port".to_owned(), self.port.to_string()]);
+        args.extend(["--https-port".to_owned(), self.https_port.to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub(crate) fn install(&self, id: &str, extra: &[&str]) -> anyhow::Result<std::process::Output> {
+        let args = self.install_args(id, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        eprintln!(
+            "xtask: test: xtask install --release {id} {}",
+            extra.join(" ")
+        );
+        let out = self
+            .t
+            .command(&args, &[])
+            .output()
+            .context("cannot run xtask install")?;
+        Ok(out)
+    }
+
+    pub(crate) fn install_ok(&self, id: &str) -> anyhow::Result<()> {
+        let out = self.install(id, &[])?;
+        ensure!(
+            out.status.success(),
+            "installing {id} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn ok(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        eprintln!("xtask: test: xtask {}", args.join(" "));
+        let out = self
+            .t
+            .command(args, &[])
+            .stderr(Stdio::inherit())
+            .output()?;
+        ensure!(out.status.success(), "`xtask {}` failed", args.join(" "));
+        Ok(out.stdout)
+    }
+
+    /// `release` serves: each app answers through nginx as the release that brought its image.
+    pub(crate) fn expect_serving(&self, release: &str) -> anyhow::Result<()> {
+        expect_serving_at(self.port, DOMAIN, &self.host_root, release)
+    }
+
+    pub(crate) fn current(&self) -> anyhow::Result<String> {
+        current_release(&self.host_root)
+    }
+
+    fn container_id(&self, service: &str) -> anyhow::Result<String> {
+        read(Command::new("docker").args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]))
+    }
+
+    fn waitlist_rows(&self) -> anyhow::Result<u64> {
+        let db = self.container_id("db")?;
+        let n = read(Command::new("docker").args([
+            "exec",
+            &db,
+            "psql",
+            "-U",
+            "hitsave",
+            "-d",
+            "hitsave",
+            "-tAc",
+            "SELECT count(*) FROM waitlist WHERE email LIKE 'install-%'",
+        ]))?;
+        n.parse().with_context(|| format!("psql printed {n:?}"))
+    }
+
+    fn history(&self) -> anyhow::Result<Vec<Value>> {
+        std::fs::read_to_string(self.host_root.join("history.jsonl"))?
+            .lines()
+            .map(|l| Ok(serde_json::from_str(l)?))
+            .collect()
+    }
+
+    fn last_history(&self) -> anyhow::Result<Value> {
+        self.history()?.pop().context("history.jsonl is empty")
+    }
+
+    fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
+        Manifest::parse(&std::fs::read(
+            self.store.join(manifest::manifest_key(&id.parse()?)),
+        )?)
+    }
+
+    fn releases(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.host_root.join("releases"))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// What a refused install must leave as it was: links, releases on disk, containers.
+    fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
+        let containers = read(Command::new("docker").args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.ID}} {{.Image}} {{.State}}",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+        ]))?;
+        Ok((self.current()?, self.releases()?, containers))
+    }
+}
+
+/// Makes `<host_root>/secrets/` (0700) with a random value for every secret (0600).
+pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
+    let secrets = host_root.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    for name in hitsave_host::secrets::NAMES {
+        write_private(&secrets.join(name), &random_hex(24)?)?;
+    }
+    Ok(())
+}
+
+/// `release` serves through nginx on 127.0.0.1:`port` for `domain`: each app answers as the
+/// release that brought its image (its own id, or an earlier release's when its image did not
+/// change), as `release`'s release.env under `host_root` records.
+pub(crate) fn expect_serving_at(
+    port: u16,
+    domain: &str,
+    host_root: &Utf8Path,
+    release: &str,
+) -> anyhow::Result<()> {
+    let env = ReleaseEnv::read(&host_root.join("releases").join(release).join("release.env"))?;
+    expect_apps_at(
+        port,
+        domain,
+        env.app_release(App::Api)?.0,
+        env.app_release(App::Web)?.0,
+    )
+}
+
+/// On cgroup v1 the install gave the containers' parent cgroup ten times a host process's CPU
+/// weight, and the new web container, which booted at the lowest weight, is back at the
+/// default one now that it serves (in Docker's settings and in its cgroup).
+fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
+    use hitsave_host::install::cpu::{CPU_MOUNT, PARENT_SHARES, SERVING_SHARES, shares};
+    if !Utf8Path::new(CPU_MOUNT).join("cpu.shares").exists() {
+        eprintln!("xtask: test: no cgroup v1 cpu controller here: CPU weights not checked");
+        return Ok(());
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("CPU weight of the containers ("))
+        .with_context(|| format!("the install set no CPU weight:\n{log}"))?;
+    let parent = line
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dir, _)| Utf8PathBuf::from(dir))
+        .context("the CPU weight line names no cgroup")?;
+    ensure!(
+        shares(&parent)? == PARENT_SHARES,
+        "{parent} does not have the CPU weight the install logged"
+    );
+    let web = h.container_id("web")?;
+    let full = read(Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{.Id}} {{.HostConfig.CpuShares}}",
+        &web,
+    ]))?;
+    let (id, configured) = full
+        .split_once(' ')
+        .context("docker inspect printed no id")?;
+    ensure!(
+        configured == SERVING_SHARES.to_string() && shares(&parent.join(id))? == SERVING_SHARES,
+        "the new web container serves at CPU weight {configured} (its boot weight was not lifted)"
+    );
+    Ok(())
+}
+
+/// The API answers through nginx as release `api` and the web app as release `web`.
+pub(crate) fn expect_apps_at(port: u16, domain: &str, api: &str, web: &str) -> anyhow::Result<()> {
+    for (host, path, release) in [
+        (format!("api.{domain}"), "/health", api),
+        (domain.to_owned(), "/healthz", web),
+    ] {
+        let marker = format!("\"release\":\"{release}\"");
+        let reply = hitsave_host::http::get(port, &host, path);
+        ensure!(
+            matches!(&reply, Some((200, body)) if body.contains(&marker)),
+            "{host}{path} should serve {release}: {reply:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The release `<host_root>/current` points at.
+pub(crate) fn current_release(host_root: &Utf8Path) -> anyhow::Result<String> {
+    let link = std::fs::read_link(host_root.join("current"))?;
+    Ok(link
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned())
+}
+
+pub(crate) fn release(h: &Harness, twin: &Utf8Path) -> anyhow::Result<String> {
+    let summary = release_in(twin, &h.store)?;
+    Ok(summary["release"]
+        .as_str()
+        .context("no release id")?
+        .to_owned())
+}
+
+/// Commits `change` in the twin checkout and releases it.
+pub(crate) fn commit_and_release(
+    h: &Harness,
+    twin: &Utf8Path,
+    message: &str,
+    change: impl FnOnce(&Utf8Path) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    change(twin)?;
+    git(twin, &["add", "-A"])?;
+    commit(twin, message)?;
+    release(h, twin)
+}
+
+fn append(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
+    let mut s = std::fs::read_to_string(path)?;
+    s.push_str(text);
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+pub(crate) fn replace(path: &Utf8Path, from: &str, to: &str) -> anyhow::Result<()> {
+    let s = std::fs::read_to_string(path)?;
+    ensure!(s.contains(from), "{path} no longer contains {from:?}");
+    std::fs::write(path, s.replacen(from, to, 1))?;
+    Ok(())
+}
+
+fn read(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Removes the test's compose project (containers, network, the database volume) however the
+/// test ends.
+pub(crate) struct ProjectCleanup(pub(crate) String);
+
+impl Drop for ProjectCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args([
+                "compose",
+                "--project-name",
+                &self.0,
+                "down",
+                "--volumes",
+                "--remove-orphans",
+                "--timeout",
+                "5",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "--force", &format!("{}_db-data", self.0)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,180 @@
+//! A steady-rate HTTP load generator for 127.0.0.1 (for `bench deploy` and the zero-downtime
+//! tests): requests start on a fixed schedule whatever the server does, each on its own
+//! connection, alternating `GET /health` on the API and the web app's landing page through
+//! nginx. Every non-2xx answer and every connection error counts as a failure.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use hitsave_host::install::app::App;
+
+/// What one run of load saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub requests: u64,
+    pub failed: u64,
+    /// The first few failures, for the error message.
+    pub failures: Vec<String>,
+    /// Latency of every request, sorted, in microseconds.
+    latencies_us: Vec<u64>,
+    /// When each request started, how long it took and what it asked for, in start order.
+    samples: Vec<(Instant, Duration, &'static str)>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies_us.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        Duration::from_micros(self.latencies_us[i])
+    }
+    /// The same numbers for the requests that started between `from` and `to` only.
+    pub fn window(&self, from: Instant, to: Instant) -> Report {
+        let mut latencies_us: Vec<u64> = self
+            .samples
+            .iter()
+            .filter(|(start, _, _)| *start >= from && *start <= to)
+            .map(|(_, latency, _)| latency.as_micros() as u64)
+            .collect();
+        latencies_us.sort_unstable();
+        Report {
+            requests: latencies_us.len() as u64,
+            latencies_us,
+            seconds: to.saturating_duration_since(from).as_secs_f64(),
+            ..Report::default()
+        }
+    }
+
+    /// The `n` slowest requests: when each started, how long it took, and which app it asked.
+    pub fn slowest(&self, n: usize) -> Vec<(Instant, Duration, &'static str)> {
+        let mut samples = self.samples.clone();
+        samples.sort_unstable_by_key(|(_, latency, _)| std::cmp::Reverse(*latency));
+        samples.truncate(n);
+        samples.sort_unstable_by_key(|(start, _, _)| *start);
+        samples
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0))
+    }
+}
+
+/// Load that runs on its own threads until `stop()` (or `limit` passes).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Report>,
+}
+
+impl Load {
+    /// Starts `rate` requests per second against nginx on 127.0.0.1:`port` for `domain`.
+    pub fn start(port: u16, domain: &str, rate: u32, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let domain = domain.to_owned();
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("start the load generator's runtime");
+            runtime.block_on(run(port, domain, rate, limit, flag))
+        });
+        Load { stop, handle }
+    }
+
+    /// Stops starting requests, waits for those in flight, and reports.
+    pub fn stop(self) -> Report {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+async fn run(
+    port: u16,
+    domain: String,
+    rate: u32,
+    limit: Duration,
+    stop: Arc<AtomicBool>,
+) -> Report {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut report = Report::default();
+    let record = |report: &mut Report,
+                  (start, latency, app, result): (
+        Instant,
+        Duration,
+        &'static str,
+        Result<(), String>,
+    )| {
+        report.requests += 1;
+        report.samples.push((start, latency, app));
+        report.latencies_us.push(latency.as_micros() as u64);
+        if let Err(e) = result {
+            report.failed += 1;
+            if report.failures.len() < 5 {
+                report.failures.push(e);
+            }
+        }
+    };
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
+        tick.tick().await;
+        let app = if n.is_multiple_of(2) {
+            App::Api
+        } else {
+            App::Web
+        };
+        let (path, host) = (app.warm_up_path(), app.host(&domain));
+        n += 1;
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(30), one(port, &host, path)).await;
+            let result = match outcome {
+                Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
+                Ok(Ok(status)) => Err(format!("{host}{path}: HTTP {status}")),
+                Ok(Err(e)) => Err(format!("{host}{path}: {e}")),
+                Err(_) => Err(format!("{host}{path}: no answer within 30 s")),
+            };
+            (t, t.elapsed(), app.service(), result)
+        });
+        while let Some(Ok(done)) = tasks.try_join_next() {
+            record(&mut report, done);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(done) = done {
+            record(&mut report, done);
+        }
+    }
+    report.latencies_us.sort_unstable();
+    report.samples.sort_unstable_by_key(|(start, _, _)| *start);
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// One GET on a fresh connection; the status code.
+async fn one(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::with_capacity(4096);
+    stream.read_to_end(&mut response).await?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    Ok(status)
+}

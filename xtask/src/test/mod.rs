@@ -1,0 +1,266 @@
+//! `cargo xtask test`: every test, against real services that it starts on 127.0.0.1 and
+//! stops by pid when it ends.
+//!
+//! Suites: `rust` (unit and integration tests of the workspace, on a real PostgreSQL), `web`
+//! (the web app's unit tests) and `browser` (headless Chromium against the built web server,
+//! the real API and the database) and `release` (the release pipeline against a local store
+//! and a real Garage S3 server), `install` (the host side on a real Docker Engine) and `dev`
+//! (`cargo xtask dev` as a developer runs it).
+
+pub mod codedeploy;
+pub mod dev;
+pub mod garage;
+pub mod glibc_probe;
+pub mod install;
+pub mod load;
+pub mod postgres;
+pub mod release;
+pub mod service;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+use crate::release::web;
+use crate::test::postgres::TestPostgres;
+use crate::test::service::{Service, free_port};
+use crate::tools;
+use hitsave_host::process::wait_until;
+use hitsave_host::secrets::write_private;
+use hitsave_host::ui::Ui;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Suites to run; all of them when none is named.
+    #[arg(value_enum)]
+    suites: Vec<Suite>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Suite {
+    /// cargo fmt --check and clippy with warnings denied.
+    Lint,
+    /// cargo test for the whole workspace.
+    Rust,
+    /// The web app's unit tests (vitest).
+    Web,
+    /// Headless Chromium against the built web app, the API and PostgreSQL.
+    Browser,
+    /// package, release and verify: determinism across two checkouts, a local store, a store
+    /// that fills up, and a real Garage S3 server.
+    Release,
+    /// install, rollback, status and doctor on a real Docker Engine: swaps, failed health,
+    /// failed migrations, refusals, the lock and secrets that must not leak.
+    Install,
+    /// `cargo xtask dev` on a real Docker Engine: the three names through nginx, an API
+    /// change served without a restart of dev, Ctrl-C leaving nothing behind, --down.
+    Dev,
+}
+
+pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
+    let suites = if args.suites.is_empty() {
+        vec![
+            Suite::Lint,
+            Suite::Rust,
+            Suite::Web,
+            Suite::Browser,
+            Suite::Release,
+            Suite::Install,
+            Suite::Dev,
+        ]
+    } else {
+        args.suites
+    };
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let ui = Ui::new();
+    let started = Instant::now();
+
+    let needs_db = suites
+        .iter()
+        .any(|s| matches!(s, Suite::Rust | Suite::Browser));
+    let pg = needs_db.then(|| TestPostgres::start(&sh)).transpose()?;
+    if suites
+        .iter()
+        .any(|s| matches!(s, Suite::Web | Suite::Browser))
+    {
+        web::install_dependencies(&ui, &sh, root)?;
+    }
+
+    let mut passed = 0;
+    // What each suite costs, printed at the end (CI's time budget is shared by all of them).
+    let mut took = Vec::new();
+    for suite in &suites {
+        eprintln!("xtask: ── suite {suite:?} ──");
+        let suite_started = Instant::now();
+        let result = match suite {
+            Suite::Lint => lint(&sh),
+            Suite::Rust => rust(&sh, pg.as_ref().expect("started above")),
+            Suite::Web => cmd!(sh, "npm --prefix web run test")
+                .run()
+                .context("web unit tests failed"),
+            Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
+            Suite::Release => crate::test::release::run(root),
+            Suite::Install => crate::test::install::run(root),
+            Suite::Dev => crate::test::dev::run(root),
+        };
+        if let Err(e) = result {
+            println!("suites: {passed} passed, 1 failed");
+            return Err(e.context(format!("suite {suite:?}")));
+        }
+        passed += 1;
+        took.push(format!("{suite:?} {:.0?}", suite_started.elapsed()));
+    }
+    eprintln!(
+        "xtask: all suites passed in {:.0?} ({})",
+        started.elapsed(),
+        took.join(", ")
+    );
+    println!("suites: {passed} passed, 0 failed");
+    Ok(())
+}
+
+fn lint(sh: &Shell) -> anyhow::Result<()> {
+    cmd!(sh, "cargo fmt --all --check")
+        .run()
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cmd!(
+        sh,
+        "cargo clippy --workspace --all-targets --locked -- -D warnings"
+    )
+    .run()
+    .context("clippy found problems")?;
+    // The GitHub Actions workflows: no actionlint error and no zizmor finding, even the
+    // informational ones of its strictest persona.
+    let (zizmor, actionlint) = tools::workflow_linters(sh)?;
+    let dir = sh.current_dir().join(".github/workflows");
+    let workflows: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".yml"))
+        .collect();
+    cmd!(sh, "{actionlint} {workflows...}")
+        .run()
+        .context("actionlint found problems in .github/workflows")?;
+    cmd!(sh, "{zizmor} --offline --persona=auditor {dir}")
+        .run()
+        .context("zizmor found problems in .github/workflows")?;
+    Ok(())
+}
+
+fn rust(sh: &Shell, pg: &TestPostgres) -> anyhow::Result<()> {
+    let mut test = cmd!(sh, "cargo test --workspace --locked");
+    for (k, v) in pg.test_env() {
+        test = test.env(k, v);
+    }
+    test.run().context("cargo test failed")?;
+    Ok(())
+}
+
+fn wait_healthy(name: &str, service: &mut Service, port: u16, path: &str) -> anyhow::Result<()> {
+    wait_until(name, Duration::from_secs(30), || {
+        service.check_running()?;
+        Ok(matches!(
+            hitsave_host::http::get(port, "127.0.0.1", path),
+            Some((200, _))
+        ))
+    })
+}
+
+fn write_secret(dir: &Utf8Path, name: &str, value: &str) -> anyhow::Result<Utf8PathBuf> {
+    let path = dir.join(name);
+    write_private(&path, value)?;
+    Ok(path)
+}
+
+fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
+    let chromium = tools::require(sh, "chromium", "chromium")?;
+    cmd!(sh, "cargo build --locked -p hitsave -p migrate")
+        .run()
+        .context("building the API and the migrator failed")?;
+    web::build(&Ui::new(), root, None)?;
+    let bin = hitsave_host::checkout::target_dir(root).join("debug");
+
+    let database = format!("e2e_{}", std::process::id());
+    pg.psql("postgres", &format!("CREATE DATABASE {database}"))?;
+    let app_env = pg.app_env(&database);
+    let status = Command::new(bin.join("migrate"))
+        .arg("run")
+        .envs(app_env.iter().cloned())
+        .status()
+        .context("cannot run migrate")?;
+    if !status.success() {
+        bail!("migrate run failed ({status})");
+    }
+
+    let secrets = tempdir(root, "e2e-secrets")?;
+    let api_port = free_port()?;
+    let mut api = Service::spawn(
+        "hitsave",
+        Command::new(bin.join("hitsave"))
+            .envs(app_env.iter().cloned())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", api_port.to_string())
+            .env(
+                "JWT_SECRET_FILE",
+                write_secret(&secrets, "jwt_secret", "e2e-jwt")?,
+            )
+            .env(
+                "GH_CLIENT_SECRET_FILE",
+                write_secret(&secrets, "gh_client_secret", "e2e-gh")?,
+            )
+            .stdin(Stdio::null()),
+    )?;
+    wait_healthy("the API", &mut api, api_port, "/ready")?;
+
+    let web_port = free_port()?;
+    let mut web = Service::spawn(
+        "the web server",
+        Command::new("node")
+            .arg("server.js")
+            .current_dir(root.join("web"))
+            .env("NODE_ENV", "production")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", web_port.to_string())
+            .env("API_URL", format!("http://127.0.0.1:{api_port}"))
+            .stdin(Stdio::null()),
+    )?;
+    wait_healthy("the web server", &mut web, web_port, "/healthz")?;
+
+    let email = format!("e2e-{}@example.com", std::process::id());
+    cmd!(sh, "node --test --test-reporter=spec web/e2e/")
+        .env("WEB_URL", format!("http://127.0.0.1:{web_port}"))
+        .env("CHROMIUM_PATH", chromium.as_str())
+        .env("E2E_EMAIL", &email)
+        .run()
+        .context("browser tests failed")?;
+
+    // The form's submission went through the web server and the API into the database.
+    let rows = pg.psql(
+        &database,
+        &format!("SELECT count(*) FROM waitlist WHERE email = '{email}'"),
+    )?;
+    if rows != "1" {
+        bail!("expected 1 waitlist row for {email} in the database, found {rows}");
+    }
+    eprintln!("xtask: the database holds the waitlist row the browser submitted");
+    web.stop_gracefully()?;
+    api.stop_gracefully()?;
+    eprintln!("xtask: the web server and the API shut down cleanly on SIGTERM");
+    std::fs::remove_dir_all(&secrets)?;
+    Ok(())
+}
+
+fn tempdir(root: &Utf8Path, name: &str) -> anyhow::Result<Utf8PathBuf> {
+    let dir = root
+        .join("target/xtask")
+        .join(format!("{name}-{}", std::process::id()));
+    // A run that crashed with the same pid may have left it behind.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
