@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{Shell, cmd};
 
-use crate::test::service::Service;
+use crate::child::Child;
 use crate::tools;
 use hitsave_host::install::preflight;
 use hitsave_host::install::stack::image_exists;
@@ -41,12 +40,12 @@ fn engine_answers() -> bool {
 
 /// Starts Docker Engine if none answers; the returned daemon is stopped (by pid) when it is
 /// dropped. `None` when one was already running.
-pub fn ensure_engine(sh: &Shell) -> anyhow::Result<Option<Service>> {
+pub fn ensure_engine() -> anyhow::Result<Option<Child>> {
     if engine_answers() {
         return Ok(None);
     }
     if tools::which("dockerd").is_none() {
-        tools::apt_install(sh, &["docker.io"], "Docker Engine")?;
+        tools::apt_install(&["docker.io"], "Docker Engine")?;
         if engine_answers() {
             return Ok(None);
         }
@@ -58,7 +57,7 @@ pub fn ensure_engine(sh: &Shell) -> anyhow::Result<Option<Service>> {
     std::fs::create_dir_all(&logs)?;
     let log = std::fs::File::create(logs.join("dockerd.log"))?;
     eprintln!("xtask: starting dockerd (log in {logs}/dockerd.log)");
-    let mut daemon = Service::spawn(
+    let mut daemon = Child::spawn(
         "dockerd",
         Command::new("dockerd")
             // Without docker-proxy, traffic to ports published on 127.0.0.1 takes the kernel's
@@ -81,13 +80,13 @@ pub fn ensure_engine(sh: &Shell) -> anyhow::Result<Option<Service>> {
 }
 
 /// Makes `docker compose` a Compose v2 >= 2.24.
-pub fn ensure_compose(sh: &Shell) -> anyhow::Result<()> {
+pub fn ensure_compose() -> anyhow::Result<()> {
     if preflight::docker_and_compose().is_ok() {
         return Ok(());
     }
     let cached = tools::cache_dir().join("tools/docker-compose-trixie/docker-compose");
     if !cached.is_file() {
-        download_compose(sh, &cached)?;
+        download_compose(&cached)?;
     }
     let plugins = Utf8Path::new("/usr/local/lib/docker/cli-plugins");
     if !tools::is_root() {
@@ -100,7 +99,7 @@ pub fn ensure_compose(sh: &Shell) -> anyhow::Result<()> {
 
 /// `apt-get download docker-compose` from trixie with a private apt state, so the machine's
 /// own sources and package lists stay as they are.
-fn download_compose(sh: &Shell, dest: &Utf8Path) -> anyhow::Result<()> {
+fn download_compose(dest: &Utf8Path) -> anyhow::Result<()> {
     eprintln!("xtask: fetching Compose v2 from Debian trixie");
     let work = tools::cache_dir().join("tools/apt-trixie");
     let _ = std::fs::remove_dir_all(&work);
@@ -123,11 +122,20 @@ fn download_compose(sh: &Shell, dest: &Utf8Path) -> anyhow::Result<()> {
         "-o".to_owned(),
         "APT::Sandbox::User=root".to_owned(),
     ];
-    cmd!(sh, "apt-get {opts...} -qq update")
+    let apt = |args: &[&str]| {
+        duct::cmd(
+            "apt-get",
+            opts.iter()
+                .map(String::as_str)
+                .chain(["-qq"])
+                .chain(args.iter().copied()),
+        )
+        .dir(&work)
+    };
+    apt(&["update"])
         .run()
         .context("apt-get update (trixie) failed")?;
-    let _dir = sh.push_dir(&work);
-    cmd!(sh, "apt-get {opts...} -qq download docker-compose")
+    apt(&["download", "docker-compose"])
         .run()
         .context("apt-get download docker-compose (trixie) failed")?;
     let deb = std::fs::read_dir(&work)?
@@ -135,7 +143,7 @@ fn download_compose(sh: &Shell, dest: &Utf8Path) -> anyhow::Result<()> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .context("apt-get download left no .deb")?;
-    cmd!(sh, "dpkg-deb -x {deb} {work}/x").run()?;
+    duct::cmd!("dpkg-deb", "-x", deb, work.join("x")).run()?;
     std::fs::create_dir_all(dest.parent().expect("has a parent"))?;
     std::fs::copy(
         work.join("x/usr/libexec/docker/cli-plugins/docker-compose"),
@@ -147,10 +155,9 @@ fn download_compose(sh: &Shell, dest: &Utf8Path) -> anyhow::Result<()> {
 
 /// What the tests and `bench deploy` need to run stacks: Docker Engine (started here when none
 /// runs; stopped when the returned guard drops), Compose v2 and the base images.
-pub fn ready_for_stacks(root: &Utf8Path) -> anyhow::Result<Option<Service>> {
-    let sh = Shell::new()?;
-    let dockerd = ensure_engine(&sh)?;
-    ensure_compose(&sh)?;
+pub fn ready_for_stacks(root: &Utf8Path) -> anyhow::Result<Option<Child>> {
+    let dockerd = ensure_engine()?;
+    ensure_compose()?;
     base_images(root, false)?;
     Ok(dockerd)
 }
@@ -158,22 +165,23 @@ pub fn ready_for_stacks(root: &Utf8Path) -> anyhow::Result<Option<Service>> {
 /// hitsave-base/debian:{bookworm,trixie} from debootstrap, then the images in
 /// deploy/base-images on top. Each is skipped when its tag exists.
 pub fn base_images(root: &Utf8Path, rebuild: bool) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
     for suite in ["bookworm", "trixie"] {
         let tag = format!("hitsave-base/debian:{suite}");
         if image_exists(&tag) && !rebuild {
             continue;
         }
-        tools::require(&sh, "debootstrap", "debootstrap")?;
+        tools::require("debootstrap", "debootstrap")?;
         let dir: Utf8PathBuf = tools::cache_dir().join(format!("rootfs-{suite}"));
         let _ = std::fs::remove_dir_all(&dir);
         eprintln!("xtask: debootstrap --variant=minbase {suite} (about 30 s)");
-        cmd!(
-            sh,
-            "debootstrap --variant=minbase {suite} {dir} http://deb.debian.org/debian"
+        duct::cmd!(
+            "debootstrap",
+            "--variant=minbase",
+            suite,
+            &dir,
+            "http://deb.debian.org/debian"
         )
-        .quiet()
-        .ignore_stdout()
+        .stdout_null()
         .run()
         .with_context(|| format!("debootstrap {suite} failed"))?;
         let tar = duct::cmd!("tar", "-C", &dir, "-c", ".");
@@ -193,13 +201,18 @@ pub fn base_images(root: &Utf8Path, rebuild: bool) -> anyhow::Result<()> {
             continue;
         }
         eprintln!("xtask: building {tag}");
-        cmd!(
-            sh,
-            "docker build --quiet --file {context}/{file} --tag {tag} {context}"
+        duct::cmd!(
+            "docker",
+            "build",
+            "--quiet",
+            "--file",
+            context.join(file),
+            "--tag",
+            tag,
+            &context
         )
         .env("DOCKER_BUILDKIT", "0")
-        .quiet()
-        .ignore_stdout()
+        .stdout_null()
         .run()
         .with_context(|| format!("building {tag} failed"))?;
     }

@@ -5,6 +5,7 @@
 //! a plain `run` function.
 
 mod bench;
+mod child;
 mod deploy;
 mod dev;
 mod images;

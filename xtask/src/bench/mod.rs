@@ -205,16 +205,29 @@ fn packaging(
     let gnu_file = out.join("gnu.tar.gz");
     // --hard-dereference: like ours, GNU then stores every file's content (a tarball must be a
     // function of the content, not of which files happen to be hard links in this checkout).
-    let script = format!(
-        "tar --sort=name --format=gnu --owner=0 --group=0 --numeric-owner --hard-dereference --mtime=@{mtime} -C '{tree}' -cf - . | gzip -6 -n | tee '{gnu_file}' | sha256sum"
-    );
+    // tar | gzip -6 -n | tee <file> | sha256sum, without a shell: duct checks every stage.
+    let gnu = duct::cmd!(
+        "tar",
+        "--sort=name",
+        "--format=gnu",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--hard-dereference",
+        format!("--mtime=@{mtime}"),
+        "-C",
+        tree,
+        "-cf",
+        "-",
+        "."
+    )
+    .pipe(duct::cmd!("gzip", "-6", "-n"))
+    .pipe(duct::cmd!("tee", &gnu_file))
+    .pipe(duct::cmd!("sha256sum"))
+    .stdout_null();
     let gnu_once = || -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let status = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        ensure!(status.success(), "the GNU pipeline failed");
+        gnu.run().context("the GNU pipeline failed")?;
         Ok(started.elapsed())
     };
     let ours_once = || -> anyhow::Result<(Duration, u64)> {

@@ -10,8 +10,7 @@
 pub mod setup;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -19,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use crate::child::{Child, Stop};
 use hitsave_host::compose::Compose;
 use hitsave_host::process::{Wait, wait_for, wait_until};
 use hitsave_host::ui::Ui;
@@ -107,8 +106,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     stack.run("stopping a leftover nginx", &["stop", "nginx"])?;
     ensure_free(args.port, "--port")?;
     stack.check_images()?;
-    let sh = xshell::Shell::new()?;
-    crate::release::web::install_dependencies(&ui, &sh, root)?;
+    crate::release::web::install_dependencies(&ui, root)?;
     let made = setup::ensure_secrets(root)?;
     if !made.is_empty() {
         ui.info(&format!(
@@ -263,8 +261,8 @@ impl Stack {
 struct Session<'a> {
     stack: &'a Stack,
     ui: &'a Ui,
-    api: Option<Proc>,
-    web: Option<Proc>,
+    api: Option<Child>,
+    web: Option<Child>,
     /// One line at a time on stdout, whichever child printed it.
     out: Arc<Mutex<()>>,
     /// Set by Ctrl-C.
@@ -308,7 +306,7 @@ impl Session<'_> {
                 if let Some(status) = p.exited() {
                     bail!(
                         "{} exited at start-up ({status}); its output is above",
-                        p.name
+                        p.name()
                     );
                 }
             }
@@ -466,8 +464,8 @@ impl Session<'_> {
         let mut cmd = Command::new(bin.as_std_path());
         cmd.args(["run", "--wait", "60"]);
         db_env(&mut cmd, root, args);
-        let mut p = Proc::spawn("migrate", &mut cmd, &self.out)?;
-        let status = p.wait();
+        let mut p = spawn("migrate", &mut cmd, &self.out)?;
+        let status = p.wait()?;
         if !status.success() {
             bail!(
                 "migrations failed ({status}); their output is above (a password error after .secrets/ was made again: `cargo xtask dev --down --reset-db` starts the database afresh)"
@@ -476,7 +474,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn spawn_api(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<Proc> {
+    fn spawn_api(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<Child> {
         let bin = hitsave_host::checkout::target_dir(root).join("debug/hitsave");
         let secrets = root.join(".secrets");
         let mut cmd = Command::new(bin.as_std_path());
@@ -488,10 +486,10 @@ impl Session<'_> {
             .env("HITSAVE_RELEASE", "dev")
             // A restart after a change should not wait for idle connections.
             .env("SHUTDOWN_GRACE_SECS", "1");
-        Proc::spawn("api", &mut cmd, &self.out)
+        spawn("api", &mut cmd, &self.out)
     }
 
-    fn spawn_web(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<Proc> {
+    fn spawn_web(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<Child> {
         let web = root.join("web");
         let cli = web.join("node_modules/.bin/react-router");
         let mut cmd = Command::new("node");
@@ -501,7 +499,7 @@ impl Session<'_> {
             .current_dir(&web)
             .env("API_URL", format!("http://127.0.0.1:{}", args.api_port))
             .env("HITSAVE_RELEASE", "dev");
-        Proc::spawn("web", &mut cmd, &self.out)
+        spawn("web", &mut cmd, &self.out)
     }
 
     /// Stops the children (their whole process groups), then the containers.
@@ -509,7 +507,7 @@ impl Session<'_> {
         let started: Vec<String> = [&self.web, &self.api]
             .into_iter()
             .flatten()
-            .map(|p| p.name.clone())
+            .map(|p| p.name().to_owned())
             .collect();
         self.ui.info(&format!(
             "stopping {}the database and nginx",
@@ -574,87 +572,26 @@ fn answers(port: u16, path: &str) -> bool {
     hitsave_host::http::get(port, "127.0.0.1", path).is_some()
 }
 
-/// A child in its own process group whose output lines are printed with its name in front.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command, out: &Arc<Mutex<()>>) -> anyhow::Result<Proc> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Ctrl-C in the terminal goes to xtask only; xtask stops the group in order.
-            .process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            // If xtask itself is killed, the child gets SIGTERM instead of living on.
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        {
-            let _guard = out.lock();
-            println!("{name:>7} | started (pid {})", child.id());
-        }
-        prefix_lines(name, stdout, out.clone());
-        prefix_lines(name, stderr, out.clone());
-        Ok(Proc {
-            name: name.to_owned(),
-            child,
-        })
+/// A child in its own process group whose output lines are printed with its name in front;
+/// stopped with SIGTERM to the whole group (node's children too).
+fn spawn(name: &str, cmd: &mut Command, out: &Arc<Mutex<()>>) -> anyhow::Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let stop = Stop {
+        signal: Signal::SIGTERM,
+        to_group: true,
+        grace: STOP_GRACE,
+    };
+    let mut child = Child::spawn_group(name, cmd, stop)?;
+    {
+        let _guard = out.lock();
+        println!("{name:>7} | started (pid {})", child.pid());
     }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        self.child
-            .wait()
-            .expect("a spawned child can be waited for")
-    }
-
-    /// SIGTERM to the whole group (node's children too), SIGKILL after the grace period.
-    fn stop(&mut self) {
-        let group = Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let every = Duration::from_millis(50);
-        let gone = wait_for("the group to exit", STOP_GRACE, every, || {
-            Ok(if self.exited().is_some() && killpg(group, None).is_err() {
-                Wait::Done(())
-            } else {
-                Wait::NotYet("it still runs".into())
-            })
-        });
-        if gone.is_ok() {
-            return;
-        }
-        eprintln!(
-            "xtask: {} did not stop within {STOP_GRACE:?}; killing it",
-            self.name
-        );
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.exited().is_none() || killpg(Pid::from_raw(self.child.id() as i32), None).is_ok() {
-            self.stop();
-        }
-    }
+    let (stdout, stderr) = child.take_output();
+    prefix_lines(name, stdout.expect("piped"), out.clone());
+    prefix_lines(name, stderr.expect("piped"), out.clone());
+    Ok(child)
 }
 
 fn prefix_lines(name: &str, stream: impl Read + Send + 'static, out: Arc<Mutex<()>>) {

@@ -13,7 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::Shell;
 use xtask::components::{self, Component, Recipe};
 
 use crate::release::web;
@@ -128,7 +127,7 @@ fn build_web(
     component: &Component,
     source_date_epoch: u64,
 ) -> anyhow::Result<()> {
-    web::install_dependencies(ui, &Shell::new()?, root)?;
+    web::install_dependencies(ui, root)?;
     web::build(ui, root, Some(source_date_epoch))?;
     let web = root.join("web");
     let target = hitsave_host::checkout::target_dir(root);

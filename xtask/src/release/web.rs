@@ -3,15 +3,14 @@
 
 use anyhow::{Context, bail};
 use camino::Utf8Path;
-use xshell::{Shell, cmd};
 
 use crate::tools;
 use hitsave_host::ui::Ui;
 
 /// `npm ci`, skipped when node_modules was installed from the same package-lock.json.
-pub fn install_dependencies(ui: &Ui, sh: &Shell, root: &Utf8Path) -> anyhow::Result<()> {
-    check_node(sh)?;
-    tools::require(sh, "npm", "npm")?;
+pub fn install_dependencies(ui: &Ui, root: &Utf8Path) -> anyhow::Result<()> {
+    check_node()?;
+    tools::require("npm", "npm")?;
     let lock = std::fs::read(root.join("web/package-lock.json"))
         .context("web/package-lock.json is missing")?;
     // npm writes node_modules/.package-lock.json after a successful install; our marker
@@ -35,12 +34,12 @@ pub fn install_dependencies(ui: &Ui, sh: &Shell, root: &Utf8Path) -> anyhow::Res
 /// The oldest Node.js that Vite 7 and React Router 7 run on.
 const MIN_NODE: (u32, u32) = (20, 19);
 
-fn check_node(sh: &Shell) -> anyhow::Result<()> {
+fn check_node() -> anyhow::Result<()> {
     let how = "install Node.js 20.19 or newer (for example the nodejs package of Debian trixie or of NodeSource)";
     if tools::which("node").is_none() {
         bail!("node is missing: {how}");
     }
-    let version = cmd!(sh, "node --version").quiet().read()?;
+    let version = duct::cmd!("node", "--version").read()?;
     let mut parts = version
         .trim_start_matches('v')
         .split('.')

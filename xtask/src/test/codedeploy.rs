@@ -23,10 +23,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{self as manifest, Manifest};
 use yaml_rust2::YamlLoader;
 
+use crate::child::free_port;
 use crate::test::install::{
     ProjectCleanup, current_release, expect_serving_at, write_host_secrets,
 };
-use crate::test::service::free_port;
 
 /// The order of an in-place deployment's events that run scripts, with the step between.
 const BEFORE_COPY: &[&str] = &["BeforeInstall"];

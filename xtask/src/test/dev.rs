@@ -8,19 +8,18 @@
 //! survives and no container of its project runs. `--down` keeps the database volume and
 //! `--down --reset-db` deletes it.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use camino::Utf8Path;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::child::{Child, Stop, free_port};
 use crate::images;
 use crate::test::install::{ProjectCleanup, replace};
 use crate::test::release::{checkout, git};
-use crate::test::service::free_port;
 use hitsave_host::compose::tail;
 use hitsave_host::http;
 use hitsave_host::process::{Wait, wait_until};
@@ -92,16 +91,19 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
         hosts.to_string(),
     ];
     let port_args: Vec<&str> = port_args.iter().map(String::as_str).collect();
-    let child = dev(copy, project, &port_args)?
-        .stdin(Stdio::null())
+    let mut cmd = dev(copy, project, &port_args)?;
+    cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)
-        .stderr(out)
-        // Its own group: SIGINT below reaches xtask alone, as Ctrl-C does in a terminal where
-        // xtask's children sit in groups of their own; the guard can kill the lot.
-        .process_group(0)
-        .spawn()
-        .context("cannot start xtask dev")?;
-    let mut session = DevProcess { child };
+        .stderr(out);
+    // Its own group: SIGINT below reaches xtask alone, as Ctrl-C does in a terminal where
+    // xtask's children sit in groups of their own. If the test fails half-way, SIGINT lets dev
+    // stop its own children and containers; SIGKILL to the lot if it hangs.
+    let stop = Stop {
+        signal: Signal::SIGINT,
+        to_group: false,
+        grace: Duration::from_secs(30),
+    };
+    let mut session = Child::spawn_group("xtask dev", &mut cmd, stop)?;
 
     // Up: the first run builds the API and installs the web dependencies.
     wait_for(
@@ -215,13 +217,13 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
         started.len() >= 2,
         "expected the API and the web dev server among the processes under {copy}, found {started:?}"
     );
-    kill(session.pid(), Signal::SIGINT)?;
+    kill(Pid::from_raw(session.pid() as i32), Signal::SIGINT)?;
     let status = hitsave_host::process::wait_for(
         "dev to exit after SIGINT",
         Duration::from_secs(90),
         Duration::from_millis(200),
         || {
-            Ok(match session.child.try_wait()? {
+            Ok(match session.exited() {
                 Some(status) => Wait::Done(status),
                 None => Wait::NotYet("it still runs".into()),
             })
@@ -260,44 +262,16 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
     Ok(())
 }
 
-/// The dev process under test; killed with its whole group if the test fails half-way.
-struct DevProcess {
-    child: Child,
-}
-
-impl DevProcess {
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-}
-
-impl Drop for DevProcess {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SIGINT lets dev stop its own children and containers; SIGKILL if it hangs.
-            let _ = kill(self.pid(), Signal::SIGINT);
-            let exited = wait_until("dev to exit", Duration::from_secs(30), || {
-                Ok(self.child.try_wait().ok().flatten().is_some())
-            });
-            if exited.is_ok() {
-                return;
-            }
-            let _ = killpg(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Polls `done` until it holds; fails early when dev exits, with the end of its output.
 fn wait_for(
-    session: &mut DevProcess,
+    session: &mut Child,
     log: &Utf8Path,
     timeout: Duration,
     what: &str,
     mut done: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     wait_until(what, timeout, || {
-        if let Some(status) = session.child.try_wait()? {
+        if let Some(status) = session.exited() {
             bail!("dev exited ({status})");
         }
         done()

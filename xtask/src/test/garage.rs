@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 
-use crate::test::service::{Service, free_port};
+use crate::child::{Child, free_port};
 use crate::tools;
 use hitsave_host::process::wait_until;
 
@@ -21,7 +21,7 @@ pub const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345
 pub const REGION: &str = "garage";
 
 pub struct Garage {
-    service: Service,
+    service: Child,
     binary: Utf8PathBuf,
     config: Utf8PathBuf,
     dir: Utf8PathBuf,
@@ -58,7 +58,7 @@ api_bind_addr = "127.0.0.1:{admin}"
             ),
         )?;
         let log = std::fs::File::create(dir.join("garage.log"))?;
-        let service = Service::spawn(
+        let service = Child::spawn(
             "garage",
             Command::new(&binary)
                 .args(["-c", config.as_str(), "server"])

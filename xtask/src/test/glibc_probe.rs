@@ -6,7 +6,6 @@
 use anyhow::{Context, bail, ensure};
 use camino::Utf8PathBuf;
 use hitsave_host::elf::{self, GlibcVersion};
-use xshell::{Shell, cmd};
 
 use crate::tools;
 
@@ -27,8 +26,7 @@ pub fn binary() -> anyhow::Result<Utf8PathBuf> {
     if !tools::is_root() {
         bail!("building the glibc 2.38 probe needs debootstrap and chroot: run the tests as root");
     }
-    let sh = Shell::new()?;
-    tools::require(&sh, "debootstrap", "debootstrap")?;
+    tools::require("debootstrap", "debootstrap")?;
     let tree = tools::cache_dir().join("rootfs-trixie-gcc");
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tools::cache_dir())?;
@@ -36,21 +34,29 @@ pub fn binary() -> anyhow::Result<Utf8PathBuf> {
         "xtask: debootstrap trixie with gcc, for a binary that needs glibc 2.38 (once, under a minute)"
     );
     let built = (|| -> anyhow::Result<Vec<u8>> {
-        cmd!(
-            sh,
-            "debootstrap --variant=minbase --include=gcc,libc6-dev trixie {tree} http://deb.debian.org/debian"
+        duct::cmd!(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=gcc,libc6-dev",
+            "trixie",
+            &tree,
+            "http://deb.debian.org/debian"
         )
-        .quiet()
-        .ignore_stdout()
+        .stdout_null()
         .run()
         .context("debootstrap trixie failed")?;
         std::fs::write(tree.join("tmp/probe.c"), SOURCE)?;
         // _GNU_SOURCE, as C++ and much C code has it: sscanf then binds to the C23 variant.
-        cmd!(
-            sh,
-            "chroot {tree} gcc -O2 -D_GNU_SOURCE -o /tmp/probe /tmp/probe.c"
+        duct::cmd!(
+            "chroot",
+            &tree,
+            "gcc",
+            "-O2",
+            "-D_GNU_SOURCE",
+            "-o",
+            "/tmp/probe",
+            "/tmp/probe.c"
         )
-        .quiet()
         .run()
         .context("gcc in the trixie tree failed")?;
         Ok(std::fs::read(tree.join("tmp/probe"))?)

@@ -13,10 +13,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{self as manifest, Manifest};
 use serde_json::Value;
 
+use crate::child::free_port;
 use crate::images;
 use crate::test::load::Load;
 use crate::test::release::{Tester, checkout, commit, git, release_in};
-use crate::test::service::free_port;
 use hitsave_host::install::app::App;
 use hitsave_host::install::lock::InstallLock;
 use hitsave_host::install::stack::ReleaseEnv;

@@ -15,18 +15,16 @@ pub mod install;
 pub mod load;
 pub mod postgres;
 pub mod release;
-pub mod service;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::{Shell, cmd};
 
+use crate::child::{Child, free_port};
 use crate::release::web;
 use crate::test::postgres::TestPostgres;
-use crate::test::service::{Service, free_port};
 use crate::tools;
 use hitsave_host::process::wait_until;
 use hitsave_host::secrets::write_private;
@@ -74,20 +72,18 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     } else {
         args.suites
     };
-    let sh = Shell::new()?;
-    sh.change_dir(root);
     let ui = Ui::new();
     let started = Instant::now();
 
     let needs_db = suites
         .iter()
         .any(|s| matches!(s, Suite::Rust | Suite::Browser));
-    let pg = needs_db.then(|| TestPostgres::start(&sh)).transpose()?;
+    let pg = needs_db.then(TestPostgres::start).transpose()?;
     if suites
         .iter()
         .any(|s| matches!(s, Suite::Web | Suite::Browser))
     {
-        web::install_dependencies(&ui, &sh, root)?;
+        web::install_dependencies(&ui, root)?;
     }
 
     let mut passed = 0;
@@ -97,12 +93,14 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         eprintln!("xtask: ── suite {suite:?} ──");
         let suite_started = Instant::now();
         let result = match suite {
-            Suite::Lint => lint(&sh),
-            Suite::Rust => rust(&sh, pg.as_ref().expect("started above")),
-            Suite::Web => cmd!(sh, "npm --prefix web run test")
+            Suite::Lint => lint(root),
+            Suite::Rust => rust(root, pg.as_ref().expect("started above")),
+            Suite::Web => duct::cmd!("npm", "--prefix", "web", "run", "test")
+                .dir(root)
                 .run()
+                .map(drop)
                 .context("web unit tests failed"),
-            Suite::Browser => browser(&sh, root, pg.as_ref().expect("started above")),
+            Suite::Browser => browser(root, pg.as_ref().expect("started above")),
             Suite::Release => crate::test::release::run(root),
             Suite::Install => crate::test::install::run(root),
             Suite::Dev => crate::test::dev::run(root),
@@ -123,37 +121,45 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lint(sh: &Shell) -> anyhow::Result<()> {
-    cmd!(sh, "cargo fmt --all --check")
+fn lint(root: &Utf8Path) -> anyhow::Result<()> {
+    duct::cmd!("cargo", "fmt", "--all", "--check")
+        .dir(root)
         .run()
         .context("code is not formatted: run `cargo fmt --all`")?;
-    cmd!(
-        sh,
-        "cargo clippy --workspace --all-targets --locked -- -D warnings"
+    duct::cmd!(
+        "cargo",
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings"
     )
+    .dir(root)
     .run()
     .context("clippy found problems")?;
     // The GitHub Actions workflows: no actionlint error and no zizmor finding, even the
     // informational ones of its strictest persona.
-    let (zizmor, actionlint) = tools::workflow_linters(sh)?;
-    let dir = sh.current_dir().join(".github/workflows");
+    let (zizmor, actionlint) = tools::workflow_linters()?;
+    let dir = root.join(".github/workflows");
     let workflows: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
+        .with_context(|| format!("cannot read {dir}"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path().to_string_lossy().into_owned())
         .filter(|p| p.ends_with(".yml"))
         .collect();
-    cmd!(sh, "{actionlint} {workflows...}")
+    duct::cmd(actionlint.as_std_path(), &workflows)
         .run()
         .context("actionlint found problems in .github/workflows")?;
-    cmd!(sh, "{zizmor} --offline --persona=auditor {dir}")
+    duct::cmd!(zizmor.as_std_path(), "--offline", "--persona=auditor", &dir)
         .run()
         .context("zizmor found problems in .github/workflows")?;
     Ok(())
 }
 
-fn rust(sh: &Shell, pg: &TestPostgres) -> anyhow::Result<()> {
-    let mut test = cmd!(sh, "cargo test --workspace --locked");
+fn rust(root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
+    let mut test = duct::cmd!("cargo", "test", "--workspace", "--locked").dir(root);
     for (k, v) in pg.test_env() {
         test = test.env(k, v);
     }
@@ -161,7 +167,7 @@ fn rust(sh: &Shell, pg: &TestPostgres) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_healthy(name: &str, service: &mut Service, port: u16, path: &str) -> anyhow::Result<()> {
+fn wait_healthy(name: &str, service: &mut Child, port: u16, path: &str) -> anyhow::Result<()> {
     wait_until(name, Duration::from_secs(30), || {
         service.check_running()?;
         Ok(matches!(
@@ -177,11 +183,14 @@ fn write_secret(dir: &Utf8Path, name: &str, value: &str) -> anyhow::Result<Utf8P
     Ok(path)
 }
 
-fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
-    let chromium = tools::require(sh, "chromium", "chromium")?;
-    cmd!(sh, "cargo build --locked -p hitsave -p migrate")
-        .run()
-        .context("building the API and the migrator failed")?;
+fn browser(root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
+    let chromium = tools::require("chromium", "chromium")?;
+    duct::cmd!(
+        "cargo", "build", "--locked", "-p", "hitsave", "-p", "migrate"
+    )
+    .dir(root)
+    .run()
+    .context("building the API and the migrator failed")?;
     web::build(&Ui::new(), root, None)?;
     let bin = hitsave_host::checkout::target_dir(root).join("debug");
 
@@ -199,7 +208,7 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
 
     let secrets = tempdir(root, "e2e-secrets")?;
     let api_port = free_port()?;
-    let mut api = Service::spawn(
+    let mut api = Child::spawn(
         "hitsave",
         Command::new(bin.join("hitsave"))
             .envs(app_env.iter().cloned())
@@ -218,7 +227,7 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
     wait_healthy("the API", &mut api, api_port, "/ready")?;
 
     let web_port = free_port()?;
-    let mut web = Service::spawn(
+    let mut web = Child::spawn(
         "the web server",
         Command::new("node")
             .arg("server.js")
@@ -232,7 +241,8 @@ fn browser(sh: &Shell, root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()>
     wait_healthy("the web server", &mut web, web_port, "/healthz")?;
 
     let email = format!("e2e-{}@example.com", std::process::id());
-    cmd!(sh, "node --test --test-reporter=spec web/e2e/")
+    duct::cmd!("node", "--test", "--test-reporter=spec", "web/e2e/")
+        .dir(root)
         .env("WEB_URL", format!("http://127.0.0.1:{web_port}"))
         .env("CHROMIUM_PATH", chromium.as_str())
         .env("E2E_EMAIL", &email)

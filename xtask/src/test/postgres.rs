@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use xshell::Shell;
 
-use crate::test::service::{Service, free_port};
+use crate::child::{Child, free_port};
 use crate::tools;
 use hitsave_host::process::wait_until;
 use hitsave_host::secrets::{random_hex, write_private};
@@ -24,7 +23,7 @@ pub struct TestPostgres {
     pgpass: Utf8PathBuf,
     bin: Utf8PathBuf,
     dir: Utf8PathBuf,
-    server: Option<Service>,
+    server: Option<Child>,
 }
 
 /// PostgreSQL refuses to run as root: as root, run it as the `postgres` user that Debian's
@@ -39,8 +38,8 @@ fn unprivileged_user() -> anyhow::Result<Option<nix::unistd::User>> {
 }
 
 impl TestPostgres {
-    pub fn start(sh: &Shell) -> anyhow::Result<TestPostgres> {
-        let bin = tools::postgres_bin_dir(sh)?;
+    pub fn start() -> anyhow::Result<TestPostgres> {
+        let bin = tools::postgres_bin_dir()?;
         let user = unprivileged_user()?;
         let dir = Utf8PathBuf::from_path_buf(std::env::temp_dir())
             .map_err(|p| anyhow::anyhow!("temporary directory {p:?} is not UTF-8"))?
@@ -101,7 +100,7 @@ impl TestPostgres {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        pg.server = Some(Service::spawn("postgres", &mut server)?);
+        pg.server = Some(Child::spawn("postgres", &mut server)?);
         let port = pg.port.to_string();
         let isready = pg.bin.join("pg_isready");
         wait_until("PostgreSQL", Duration::from_secs(60), || {

@@ -15,8 +15,8 @@ use hitsave_schema::{self as manifest, Manifest};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::child::free_port;
 use crate::test::garage::Garage;
-use crate::test::service::free_port;
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let t = Tester::new(root)?;

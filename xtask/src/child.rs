@@ -1,0 +1,179 @@
+//! The one child-process type. Every program xtask keeps running beside itself (the test
+//! servers, dockerd, dev's API and web server, the dev session a test drives) is a `Child`:
+//! stopped by its pid or its whole process group, with a signal first and SIGKILL after a
+//! grace period, and also when xtask fails half-way (on drop).
+
+use std::process::{ChildStderr, ChildStdout, Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::Context;
+use hitsave_host::process::{Wait, wait_for};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// How a child is stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    /// The signal that asks it to stop.
+    pub signal: Signal,
+    /// Send it to the whole process group (the child runs in its own), not the pid alone.
+    pub to_group: bool,
+    /// How long it has to exit before SIGKILL (to its group when it has one).
+    pub grace: Duration,
+}
+
+impl Stop {
+    /// SIGTERM to the pid, SIGKILL after 10 s: a server.
+    pub const SERVER: Stop = Stop {
+        signal: Signal::SIGTERM,
+        to_group: false,
+        grace: Duration::from_secs(10),
+    };
+}
+
+pub struct Child {
+    name: String,
+    child: std::process::Child,
+    stop: Stop,
+    /// Runs in a process group of its own (whose id is its pid).
+    own_group: bool,
+}
+
+impl Child {
+    /// Starts a server stopped as `Stop::SERVER`.
+    pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Child> {
+        Child::start(name, cmd, Stop::SERVER, false)
+    }
+
+    /// Starts `cmd` in a process group of its own, so a signal for xtask (Ctrl-C) does not
+    /// reach it and `stop` can reach its own children; it gets SIGTERM if xtask dies.
+    pub fn spawn_group(name: &str, cmd: &mut Command, stop: Stop) -> anyhow::Result<Child> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Child::start(name, cmd, stop, true)
+    }
+
+    fn start(name: &str, cmd: &mut Command, stop: Stop, own_group: bool) -> anyhow::Result<Child> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+        Ok(Child {
+            name: name.to_owned(),
+            child,
+            stop,
+            own_group,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its piped stdout and stderr, to read elsewhere.
+    pub fn take_output(&mut self) -> (Option<ChildStdout>, Option<ChildStderr>) {
+        (self.child.stdout.take(), self.child.stderr.take())
+    }
+
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Fails if the process has already exited: a server that died at start-up.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!("{} exited at start-up ({status})", self.name);
+        }
+        Ok(())
+    }
+
+    /// Waits for it to exit by itself.
+    pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child
+            .wait()
+            .with_context(|| format!("cannot wait for {}", self.name))
+    }
+
+    fn pid_t(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Whether it, or anything left in its process group, still runs.
+    fn running(&mut self) -> bool {
+        self.exited().is_none() || (self.own_group && killpg(self.pid_t(), None).is_ok())
+    }
+
+    /// The stop signal, then SIGKILL after the grace period. Returns how it ended: `None`
+    /// when it had to be killed, or when it had already exited before we asked.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if !self.running() {
+            return None;
+        }
+        let pid = self.pid_t();
+        // Once the child itself is reaped its pid may be reused: only its group is signalled.
+        let _ = if self.stop.to_group || self.exited().is_some() {
+            killpg(pid, self.stop.signal)
+        } else {
+            kill(pid, self.stop.signal)
+        };
+        let every = Duration::from_millis(50);
+        let ended = wait_for(&self.name.clone(), self.stop.grace, every, || {
+            Ok(match self.exited() {
+                Some(status) if !(self.own_group && killpg(pid, None).is_ok()) => {
+                    Wait::Done(status)
+                }
+                _ => Wait::NotYet("it still runs".into()),
+            })
+        });
+        if let Ok(status) = ended {
+            return Some(status);
+        }
+        eprintln!(
+            "xtask: {} did not stop within {:?} of {}; killing it",
+            self.name, self.stop.grace, self.stop.signal
+        );
+        if self.own_group {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// Stops it and fails unless it exited by itself, successfully, after the stop signal:
+    /// what a zero-downtime swap relies on.
+    pub fn stop_gracefully(&mut self) -> anyhow::Result<()> {
+        let signal = self.stop.signal;
+        match self.stop() {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => anyhow::bail!("{} exited with {status} after {signal}", self.name),
+            None => anyhow::bail!("{} did not shut down cleanly on {signal}", self.name),
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nobody listens on right now, on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
