@@ -6,7 +6,7 @@ use hitsave_schema::ReleaseId;
 use serde::Serialize;
 
 use crate::install::host::{HistoryEntry, Host};
-use crate::install::stack::Stack;
+use crate::install::stack::{Health, Stack};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,8 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|c| ContainerStatus {
                     service: c.service,
-                    state: c.state,
-                    health: c.health,
+                    state: c.state.as_str().to_owned(),
+                    health: c.health.map_or("", Health::as_str).to_owned(),
                     image: c.image,
                 })
                 .collect();

@@ -354,7 +354,7 @@ pub fn deploy(
     let db = stack
         .containers()?
         .into_iter()
-        .find(|c| c.service == "db" && c.state == "running")
+        .find(|c| c.service == "db" && c.state == stack::State::Running)
         .context("the database is not running after `up db`")?;
     let weights = cpu::Weights::prioritise(ui, &db.name);
     if migrate {

@@ -90,16 +90,97 @@ pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String>
     Ok(a.sha256[..16].to_owned())
 }
 
+/// One container of the stack, as `docker compose ps --format json` lists it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Container {
     pub name: String,
     pub service: String,
-    pub state: String,
-    #[serde(default)]
-    pub health: String,
+    pub state: State,
+    /// `None` when the container has no health check.
+    #[serde(default, deserialize_with = "health")]
+    pub health: Option<Health>,
     #[serde(default)]
     pub image: String,
+}
+
+/// A container's state, as Docker names it (`.State.Status`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum State {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Removing,
+    Dead,
+    /// A state this program does not know: treated as not running.
+    Other(String),
+}
+
+/// A health check's verdict (`.State.Health.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl From<String> for State {
+    fn from(s: String) -> State {
+        match s.as_str() {
+            "created" => State::Created,
+            "running" => State::Running,
+            "restarting" => State::Restarting,
+            "paused" => State::Paused,
+            "exited" => State::Exited,
+            "removing" => State::Removing,
+            "dead" => State::Dead,
+            _ => State::Other(s),
+        }
+    }
+}
+
+impl State {
+    /// Whether it has stopped for good: waiting longer will not make it healthy.
+    pub fn is_over(&self) -> bool {
+        matches!(self, State::Exited | State::Dead)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Paused => "paused",
+            State::Exited => "exited",
+            State::Removing => "removing",
+            State::Dead => "dead",
+            State::Other(s) => s,
+        }
+    }
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// Docker's word for it; `None` for "" (no health check) or one this program does not know.
+    pub fn parse(s: &str) -> Option<Health> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+/// Compose prints "" for a container without a health check.
+fn health<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Health>, D::Error> {
+    Ok(Health::parse(&String::deserialize(d)?))
 }
 
 impl Stack {
@@ -246,17 +327,14 @@ impl Stack {
         for service in ["db", "api", "web", "nginx"] {
             match containers.iter().find(|c| c.service == service) {
                 None => return Ok(Err(format!("{service} has no container"))),
-                Some(c) if c.state != "running" => {
-                    return Ok(Err(format!("{service} is {}", c.state)));
+                Some(c) if c.state != State::Running => {
+                    return Ok(Err(format!("{service} is {}", c.state.as_str())));
                 }
-                Some(c) if c.health != "healthy" => {
+                Some(c) if c.health != Some(Health::Healthy) => {
                     return Ok(Err(format!(
                         "{service} is {}",
-                        if c.health.is_empty() {
-                            "running without a health check"
-                        } else {
-                            &c.health
-                        }
+                        c.health
+                            .map_or("running without a health check", Health::as_str)
                     )));
                 }
                 Some(_) => {}
@@ -336,5 +414,25 @@ mod tests {
         let older = env(&[("HITSAVE_RELEASE", "r0"), ("HITSAVE_COMMIT", "c0")]);
         assert_eq!(older.app_release(App::Api).unwrap(), ("r0", "c0"));
         assert!(env(&[]).app_release(App::Web).is_err());
+    }
+
+    /// What `docker compose ps --format json` prints becomes types; a state Docker may add
+    /// later is kept as text and counts as not running.
+    #[test]
+    fn container_states_are_types() {
+        let line = |state: &str, health: &str| -> Container {
+            serde_json::from_str(&format!(
+                r#"{{"Name":"p-api-1","Service":"api","State":"{state}","Health":"{health}","Image":"hitsave/api:x"}}"#
+            ))
+            .unwrap()
+        };
+        let c = line("running", "healthy");
+        assert_eq!((c.state, c.health), (State::Running, Some(Health::Healthy)));
+        assert_eq!(line("running", "").health, None);
+        assert_eq!(line("exited", "unhealthy").health, Some(Health::Unhealthy));
+        assert!(line("dead", "").state.is_over());
+        let odd = line("hibernating", "dozing");
+        assert_eq!(odd.state, State::Other("hibernating".into()));
+        assert_eq!((odd.state.as_str(), odd.health), ("hibernating", None));
     }
 }

@@ -22,7 +22,7 @@ use camino::Utf8Path;
 use super::app::App;
 use super::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use super::nginx::{self, Upstreams};
-use super::stack::Stack;
+use super::stack::{Health, Stack, State};
 use crate::process::{Wait, wait_for};
 use crate::ui::Ui;
 
@@ -54,7 +54,7 @@ pub fn swap(
     let running = stack
         .containers()?
         .into_iter()
-        .filter(|c| c.state == "running")
+        .filter(|c| c.state == State::Running)
         .collect::<Vec<_>>();
     let apps_running = App::ALL
         .iter()
@@ -251,7 +251,7 @@ fn config_hash_of(container: &str) -> anyhow::Result<String> {
 fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
     let mut upstreams = Upstreams::services();
     for c in stack.containers()? {
-        if c.state == "running"
+        if c.state == State::Running
             && let Some(app) = App::of_service(&c.service)
         {
             upstreams.set(app, format!("{}:{}", c.name, app.port()));
@@ -263,17 +263,16 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
     let what = format!("{container} to turn healthy");
     wait_for(&what, timeout, Duration::from_millis(500), || {
-        let state = inspect(
+        let seen = inspect(
             container,
             "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
         )
         .unwrap_or_default();
-        match state.as_str() {
-            "running healthy" => Ok(Wait::Done(())),
-            s if s.starts_with("exited") || s.starts_with("dead") => {
-                bail!("{container} exited ({s})")
-            }
-            s => Ok(Wait::NotYet(format!("it is still {s:?}"))),
+        let (status, health) = seen.split_once(' ').unwrap_or((&seen, ""));
+        match (State::from(status.to_owned()), Health::parse(health)) {
+            (State::Running, Some(Health::Healthy)) => Ok(Wait::Done(())),
+            (state, _) if state.is_over() => bail!("{container} exited ({seen})"),
+            _ => Ok(Wait::NotYet(format!("it is still {seen:?}"))),
         }
     })
 }
