@@ -358,18 +358,7 @@ pub fn deploy(
         .context("the database is not running after `up db`")?;
     let weights = cpu::Weights::prioritise(ui, &db.name);
     if migrate {
-        ui.info("running the new migrator");
-        if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
-            let text = format!("{e:#}");
-            let reason = text
-                .lines()
-                .find(|l| l.contains("migrate: error:"))
-                .map(|l| l.trim().to_owned())
-                .unwrap_or(text);
-            bail!(
-                "the migrations of release {id} failed; the running stack is untouched: {reason}"
-            );
-        }
+        run_migrations(ui, stack, &id)?;
     }
 
     ui.info(&format!(
@@ -417,6 +406,21 @@ pub fn deploy(
         );
     }
     host.flip(&id)?;
+    Ok(())
+}
+
+/// The new release's migrator, on the running database; its own error line when it fails.
+fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> {
+    ui.info("running the new migrator");
+    if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
+        let text = format!("{e:#}");
+        let reason = text
+            .lines()
+            .find(|l| l.contains("migrate: error:"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or(text);
+        bail!("the migrations of release {id} failed; the running stack is untouched: {reason}");
+    }
     Ok(())
 }
 

@@ -49,8 +49,11 @@ pub fn swap(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let tls = super::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls();
-    let domain = stack.domain()?.to_owned();
+    let site = Site {
+        nginx_dir,
+        domain: stack.domain()?.to_owned(),
+        tls: super::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls(),
+    };
     let running = stack
         .containers()?
         .into_iter()
@@ -61,13 +64,7 @@ pub fn swap(
         .all(|a| running.iter().any(|c| c.service == a.service()));
     let nginx_running = running.iter().any(|c| c.service == "nginx");
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
-        let changed = nginx::install(
-            &stack.release_dir,
-            nginx_dir,
-            &domain,
-            tls,
-            &Upstreams::services(),
-        )?;
+        let changed = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
         if changed {
             reload_nginx(stack)?;
@@ -96,48 +93,9 @@ pub fn swap(
         {
             continue;
         }
-        ui.info(&format!(
-            "{service}: starting the new container beside the old one"
-        ));
-        let scale = format!("{service}={}", old.len() + 1);
-        // Created first, so that it starts at the boot weight.
-        stack.run(
-            &format!("creating a new {service} container"),
-            &[
-                "up",
-                "--no-start",
-                "--no-deps",
-                "--no-recreate",
-                "--scale",
-                &scale,
-                service,
-            ],
-        )?;
-        let new = stack
-            .containers()?
-            .into_iter()
-            .find(|c| c.service == service && !old.contains(&c.name))
-            .map(|c| c.name)
-            .with_context(|| format!("compose created no new {service} container"))?;
-        let ready = weights
-            .set_container(&new, BOOT_SHARES)
-            .and_then(|()| start(&new))
-            .and_then(|()| wait_healthy(&new, timeout))
-            .map(|()| warm_up(ui, &new, app.port(), &app.host(&domain), app.warm_up_path()))
-            .and_then(|()| weights.set_container(&new, SERVING_SHARES));
-        if let Err(e) = ready {
-            ui.info(&format!(
-                "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
-            ));
-            // The evidence goes with the container: keep it in the error (and so in history).
-            let evidence = last_words(&new);
-            remove(&new)?;
-            return Err(e.context(format!(
-                "the new {service} container never became ready{evidence}"
-            )));
-        }
+        let new = start_beside(ui, stack, app, &old, &site.domain, weights, timeout)?;
         upstreams.set(app, format!("{new}:{}", app.port()));
-        nginx::install(&stack.release_dir, nginx_dir, &domain, tls, &upstreams)?;
+        site.install(stack, &upstreams)?;
         reload_nginx(stack)?;
         // Old nginx workers finish routing what they accepted before the reload.
         std::thread::sleep(Duration::from_secs(1));
@@ -152,6 +110,82 @@ pub fn swap(
     }
     // db was started by the install and nginx was running: neither is touched.
     Ok(())
+}
+
+/// What nginx is rendered for.
+struct Site<'a> {
+    nginx_dir: &'a Utf8Path,
+    domain: String,
+    tls: bool,
+}
+
+impl Site<'_> {
+    /// Renders the site for `upstreams`; true when the file changed.
+    fn install(&self, stack: &Stack, upstreams: &Upstreams) -> anyhow::Result<bool> {
+        nginx::install(
+            &stack.release_dir,
+            self.nginx_dir,
+            &self.domain,
+            self.tls,
+            upstreams,
+        )
+    }
+}
+
+/// One new container of `app` beside the `old` ones: created, started at the boot weight,
+/// healthy, warmed up and back at the serving weight. Its name, or an error that carries its
+/// last health output and log lines, after it is removed (the old ones never stopped).
+fn start_beside(
+    ui: &Ui,
+    stack: &Stack,
+    app: App,
+    old: &[String],
+    domain: &str,
+    weights: &Weights,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let service = app.service();
+    ui.info(&format!(
+        "{service}: starting the new container beside the old one"
+    ));
+    let scale = format!("{service}={}", old.len() + 1);
+    // Created first, so that it starts at the boot weight.
+    stack.run(
+        &format!("creating a new {service} container"),
+        &[
+            "up",
+            "--no-start",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            &scale,
+            service,
+        ],
+    )?;
+    let new = stack
+        .containers()?
+        .into_iter()
+        .find(|c| c.service == service && !old.contains(&c.name))
+        .map(|c| c.name)
+        .with_context(|| format!("compose created no new {service} container"))?;
+    let ready = weights
+        .set_container(&new, BOOT_SHARES)
+        .and_then(|()| start(&new))
+        .and_then(|()| wait_healthy(&new, timeout))
+        .map(|()| warm_up(ui, &new, app.port(), &app.host(domain), app.warm_up_path()))
+        .and_then(|()| weights.set_container(&new, SERVING_SHARES));
+    if let Err(e) = ready {
+        ui.info(&format!(
+            "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
+        ));
+        // The evidence goes with the container: keep it in the error (and so in history).
+        let evidence = last_words(&new);
+        remove(&new)?;
+        return Err(e.context(format!(
+            "the new {service} container never became ready{evidence}"
+        )));
+    }
+    Ok(new)
 }
 
 /// Requests a new container answers before nginx sends it traffic. A fresh Node.js process
