@@ -13,8 +13,12 @@
 //! inputs/<component>/<input-hash>.json     InputRecord: which artifact these inputs built
 //! releases/<release-id>/manifest.json      Manifest
 //! commits/<git-sha>.json                   Pointer: commit -> release id
+//! contents/<contents-hash>.json            Pointer: what a release ships -> release id
 //! channels/<name>.json                     Pointer: channel -> release id
 //! ```
+//!
+//! A commit whose release would ship exactly what an earlier one ships (a change to docs or
+//! to the tooling only) gets no release of its own: its commit pointer names that release.
 
 mod ids;
 
@@ -104,7 +108,8 @@ pub struct InputRecord {
     pub target: String,
 }
 
-/// `commits/<git-sha>.json` and `channels/<name>.json`: which release to install.
+/// `commits/<git-sha>.json`, `contents/<contents-hash>.json` and `channels/<name>.json`:
+/// which release to install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointer {
     /// Format version; always 1 here.
@@ -133,6 +138,12 @@ pub fn input_key(component: &str, input_hash: &Sha256) -> String {
 /// `commits/<git-sha>.json`.
 pub fn commit_key(commit: &str) -> String {
     format!("commits/{commit}.json")
+}
+
+/// `contents/<contents-hash>.json`: the release that ships these contents (see the tooling's
+/// `inputs::contents_hash`).
+pub fn contents_key(contents_hash: &Sha256) -> String {
+    format!("contents/{contents_hash}.json")
 }
 
 /// `channels/<name>.json`.

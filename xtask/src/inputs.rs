@@ -127,6 +127,30 @@ pub fn input_hash(checkout: &Checkout, toolchain: &Toolchain, component: &Compon
     Digest::from_bytes(h.finalize().into())
 }
 
+/// What a release ships, as one hash: every component's input hash and what its CodeDeploy
+/// bundle adds to them (appspec.yml; the store its revision.json names). Two commits with the
+/// same contents hash ship the same bytes, so the later one is the earlier one's release.
+pub fn contents_hash(
+    checkout: &Checkout,
+    input_hashes: &[(&Component, Digest)],
+    bundle_store: &str,
+) -> Digest {
+    let mut h = Sha256::new();
+    let mut line = |s: String| {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    };
+    line(format!("hitsave release contents; recipe {RECIPE_VERSION}"));
+    for (component, input_hash) in input_hashes {
+        line(format!("component {} {input_hash}", component.name));
+    }
+    for (path, state) in checkout.files_under(&["appspec.yml"]) {
+        line(format!("bundle file {path} {state}"));
+    }
+    line(format!("bundle store {bundle_store}"));
+    Digest::from_bytes(h.finalize().into())
+}
+
 /// `<commit time UTC, YYYYMMDDHHMMSS>-<first 12 of the commit>`, with `-dirty-<8 hex>` when
 /// the tree has uncommitted changes. Sorts by time; the same commit always gets the same id.
 pub fn release_id(checkout: &Checkout) -> ReleaseId {

@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_host::store::{self, Store, StoreArgs};
 use hitsave_schema::{
-    self as manifest, Artifact, BundleRef, InputRecord, Manifest, Pointer, ReleaseId, SCHEMA,
-    Sha256,
+    self as manifest, Artifact, BundleRef, InputRecord, Manifest, Pointer, ReleaseId, Revision,
+    SCHEMA, Sha256,
 };
 use serde::Serialize;
 use xtask::binaries;
@@ -84,7 +84,11 @@ impl Outcome {
 #[derive(Debug, Serialize)]
 struct Summary {
     release: ReleaseId,
+    /// The release's commit.
     commit: String,
+    /// The commit this run released: another than `commit` when it ships exactly what that
+    /// earlier release ships (only files no component is built from changed).
+    checkout_commit: String,
     branch: Option<String>,
     dirty: bool,
     store: String,
@@ -92,7 +96,7 @@ struct Summary {
     channels: Vec<String>,
     /// Every byte sent to the store: artifacts, records, the manifest and pointers.
     uploaded_bytes: u64,
-    /// True when the store already had this exact release.
+    /// True when the store already had this exact release (or one that ships the same).
     already_published: bool,
     seconds: f64,
     /// The most memory this process held at once (VmHWM), children (cargo, npm) excluded.
@@ -120,6 +124,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
     let summary = Summary {
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
+        checkout_commit: plan.checkout.commit.clone(),
         branch: manifest.branch.clone(),
         dirty: manifest.dirty,
         store: local.describe(),
@@ -164,17 +169,30 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     let uploaded = AtomicU64::new(0);
     let key = manifest::manifest_key(&plan.id);
 
+    let revision = bundle::revision(&plan.id, &args.store, &default_store(root));
+    let contents = inputs::contents_hash(
+        &plan.checkout,
+        &plan.input_hashes,
+        &format!(
+            "{} {:?} {}",
+            revision.store, revision.endpoint_url, revision.path_style
+        ),
+    );
+
     let (manifest, outcomes, already) = match store.get(&key)? {
         Some(bytes) => {
             let existing = Manifest::parse(&bytes)
                 .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
             republish(&ui, &plan, store.as_ref(), existing)?
         }
-        None => {
-            let (manifest, outcomes) =
-                publish(&ui, root, &plan, &args.store, store.as_ref(), &uploaded)?;
-            (manifest, outcomes, false)
-        }
+        None => match same_contents(&ui, &plan, store.as_ref(), &contents)? {
+            Some(found) => found,
+            None => {
+                let (manifest, outcomes) =
+                    publish(&ui, root, &plan, &revision, store.as_ref(), &uploaded)?;
+                (manifest, outcomes, false)
+            }
+        },
     };
 
     // Pointers last: only now is everything they lead to in the store.
@@ -183,10 +201,15 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
     });
-    if !manifest.dirty {
+    if !plan.checkout.is_dirty() {
+        // The first release of these contents keeps them: a later one ships the same bytes.
+        let contents_key = manifest::contents_key(&contents);
+        if store.get(&contents_key)?.is_none() {
+            put_if_changed(store.as_ref(), &contents_key, &pointer, &uploaded)?;
+        }
         put_if_changed(
             store.as_ref(),
-            &manifest::commit_key(&manifest.commit),
+            &manifest::commit_key(&plan.checkout.commit),
             &pointer,
             &uploaded,
         )?;
@@ -204,6 +227,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     let summary = Summary {
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
+        checkout_commit: plan.checkout.commit.clone(),
         branch: manifest.branch.clone(),
         dirty: manifest.dirty,
         store: store.describe(),
@@ -351,7 +375,7 @@ fn publish(
     ui: &Ui,
     root: &Utf8Path,
     plan: &Plan,
-    store_args: &StoreArgs,
+    revision: &Revision,
     store: &dyn Store,
     uploaded: &AtomicU64,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
@@ -419,10 +443,9 @@ fn publish(
 
     // The CodeDeploy bundle, after the artifacts (it carries the xtask one) and before the
     // manifest that names it.
-    let revision = bundle::revision(&plan.id, store_args, &default_store(root));
     let bar = ui.spinner("making the CodeDeploy bundle");
     let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
-    let bundle = bundle::make(root, store, &manifest, &revision, &dist)?;
+    let bundle = bundle::make(root, store, &manifest, revision, &dist)?;
     let sent = upload_unless_present(store, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
     uploaded.fetch_add(sent, Ordering::Relaxed);
     bar.finish_and_clear();
@@ -512,6 +535,42 @@ fn find_reusable(
         .head(&manifest::artifact_key(&record.sha256))?
         .is_some_and(|info| info.size == record.size);
     Ok(present.then_some(record))
+}
+
+/// A clean commit whose release would ship what an earlier release ships (the store's
+/// `contents/` pointer for these contents) is that release: nothing is built or uploaded, and
+/// only its commit pointer is new. `None` when there is none, or its manifest is gone.
+fn same_contents(
+    ui: &Ui,
+    plan: &Plan,
+    store: &dyn Store,
+    contents: &Sha256,
+) -> anyhow::Result<Option<(Manifest, Vec<Outcome>, bool)>> {
+    if plan.checkout.is_dirty() {
+        return Ok(None);
+    }
+    let key = manifest::contents_key(contents);
+    let Some(bytes) = store.get(&key)? else {
+        return Ok(None);
+    };
+    let pointer = Pointer::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    let Some(bytes) = store.get(&manifest::manifest_key(&pointer.release))? else {
+        return Ok(None);
+    };
+    let existing = Manifest::parse(&bytes).with_context(|| {
+        format!(
+            "{}: the manifest of release {} is damaged",
+            store.describe(),
+            pointer.release
+        )
+    })?;
+    ui.info(&format!(
+        "commit {} ships exactly what release {} ships (only files that no component is built from changed): it is that release",
+        &plan.checkout.commit[..12],
+        existing.release
+    ));
+    republish(ui, plan, store, existing).map(Some)
 }
 
 /// The store already has a manifest under this id: it must be this very release.

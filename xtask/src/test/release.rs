@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context, bail, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_host::store::{S3Options, S3Store, Store};
-use hitsave_schema::{self as manifest, Manifest};
+use hitsave_schema::{self as manifest, Manifest, Pointer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -539,10 +539,10 @@ fn web_only_commit(twin: &Utf8Path) -> anyhow::Result<String> {
     Ok(sha)
 }
 
-/// A commit that edits only the tooling (a test suite, a benchmark and the dev mode) rebuilds
-/// nothing and uploads no artifact: the host program keeps its input hash and its bytes, so
-/// the only new object is the release's CodeDeploy bundle, whose revision.json names it. The
-/// host program inside that bundle is the previous release's, byte for byte.
+/// A commit that edits only the tooling (a test suite, a benchmark and the dev mode) ships
+/// nothing new: the host program keeps its input hash, so every artifact and the bundle are
+/// the ones HEAD's release has, and the commit's release is HEAD's. Only its commit pointer is
+/// written.
 fn tooling_change_ships_nothing(
     work: &Utf8Path,
     twin: &Utf8Path,
@@ -566,47 +566,38 @@ fn tooling_change_ships_nothing(
     // HEAD is already in the local store (`local_store` published it).
     let store = work.join("local-store");
     let before = release_in(twin, &store)?;
+    let objects = list_files(&store)?;
     let after = at_commit(twin, &tooling_commit, head, || release_in(twin, &store))?;
     ensure!(
-        before["release"] != after["release"],
-        "the tooling-only commit made no release of its own: {after}"
+        after["release"] == before["release"]
+            && after["bundle"] == before["bundle"]
+            && artifacts_of(&after)? == artifacts_of(&before)?
+            && after["checkout_commit"] == tooling_commit.as_str(),
+        "a tooling-only commit shipped something new:\nHEAD: {before}\ntooling-only: {after}"
     );
+    let uploaded = after["uploaded_bytes"].as_u64().unwrap_or(u64::MAX);
     ensure!(
-        artifacts_of(&before)? == artifacts_of(&after)?,
-        "a tooling-only change changed an artifact's inputs or bytes:\n{before}\n{after}"
+        uploaded < 1024,
+        "a tooling-only release uploaded {uploaded} bytes: {after}"
     );
+    let pointer_key = manifest::commit_key(&tooling_commit);
+    let added: Vec<String> = list_files(&store)?
+        .into_iter()
+        .filter(|f| !objects.contains(f))
+        .collect();
     ensure!(
-        after["artifacts"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|c| c["action"] == "reused")),
-        "a tooling-only change rebuilt something: {after}"
+        added == [store.join(&pointer_key).to_string()],
+        "a tooling-only release added {added:?} to the store; only {pointer_key} was expected"
     );
-    let bundle_size = after["bundle"]["size"].as_u64().context("no bundle")?;
-    let uploaded = after["uploaded_bytes"].as_u64().unwrap_or_default();
+    let pointer = Pointer::parse(&std::fs::read(store.join(&pointer_key))?)?;
     ensure!(
-        uploaded < bundle_size + 16_384,
-        "a tooling-only release uploaded {uploaded} bytes; its bundle is {bundle_size}"
-    );
-    let host_program = |summary: &Value| -> anyhow::Result<Vec<u8>> {
-        let sha = summary["bundle"]["sha256"].as_str().context("no bundle")?;
-        let tarball = std::fs::read(store.join(manifest::artifact_key(&sha.parse()?)))?;
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tarball[..]));
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            if entry.path()?.to_string_lossy().trim_start_matches("./") == "bin/xtask" {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut bytes)?;
-                return Ok(bytes);
-            }
-        }
-        anyhow::bail!("bundle {sha} has no bin/xtask")
-    };
-    ensure!(
-        host_program(&before)? == host_program(&after)?,
-        "the bundles of the two releases carry different host programs"
+        pointer.release == before["release"].as_str().unwrap_or_default(),
+        "{pointer_key} names {}, not HEAD's release",
+        pointer.release
     );
     eprintln!(
-        "xtask: test: a tooling-only commit rebuilt nothing and uploaded {uploaded} bytes (its {bundle_size}-byte bundle, with the same bin/xtask)"
+        "xtask: test: a tooling-only commit is HEAD's release {}: nothing built, {uploaded} bytes uploaded (its commit pointer)",
+        pointer.release
     );
     Ok(())
 }
