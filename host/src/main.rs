@@ -6,6 +6,10 @@ use clap::Parser;
 #[command(
     name = "xtask",
     about = "Install, check and roll back HitSave releases on this host",
+    after_help = "This is the host program every release ships (bin/xtask in its CodeDeploy \
+                  bundle; the hooks run it as root). It only installs, checks and rolls back: \
+                  building, releasing, deploying, dev and the tests are `cargo xtask` in a \
+                  checkout, and are not in this program.",
     version
 )]
 struct Cli {

@@ -1,8 +1,8 @@
-//! `cargo xtask`: HitSave's build, test, release and deploy pipeline.
-//!
-//! The mechanics (components, input hashes, packaging, manifests, stores) live in the library, `lib.rs`; this binary holds the commands.
-//! `main` parses flags, finds the project root and dispatches to one module per command, each
-//! a plain `run` function.
+//! `cargo xtask`: HitSave's tooling (build, release, deploy, dev, images, bench, test), which
+//! never leaves a laptop or CI. A release's mechanics (components, input hashes, packaging)
+//! are the library, `lib.rs`; the host commands are hitsave-host's, the program each release
+//! ships. `main` parses flags, finds the project root and dispatches to one module per command,
+//! each a plain `run` function.
 
 mod bench;
 mod child;
@@ -22,6 +22,9 @@ use clap::{Parser, Subcommand};
     name = "cargo xtask",
     bin_name = "cargo xtask",
     about = "Build, test, release and deploy HitSave",
+    after_help = "Runs on a laptop or in CI and is never shipped to a host. verify, install, \
+                  hook, rollback, status and doctor are the host program's commands (host/, \
+                  `xtask` on a host, from each release's bundle), the same code run from here.",
     version
 )]
 struct Cli {
