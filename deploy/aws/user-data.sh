@@ -51,3 +51,33 @@ systemctl enable --now codedeploy-agent
 # (docs/aws-setup.md), never through user data, which any process on the host can read.
 install -d -m 0755 /opt/hitsave
 install -d -m 0700 /opt/hitsave/secrets /opt/hitsave/tls
+
+# The daily backup and its restore drill, by the xtask of the deployed bundle. Where the
+# backups go off the host is the operator's: HITSAVE_STORE=s3://BUCKET/PREFIX in
+# /etc/hitsave/backup.env (docs/aws-setup.md); without it they stay on the host.
+cat > /etc/systemd/system/hitsave-backup.service <<'UNIT'
+[Unit]
+Description=HitSave: back up the database, then restore the backup into a throwaway database
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+EnvironmentFile=-/etc/hitsave/backup.env
+ExecStart=/opt/hitsave/revision/bin/xtask backup --reason scheduled
+ExecStart=/opt/hitsave/revision/bin/xtask backup verify
+UNIT
+cat > /etc/systemd/system/hitsave-backup.timer <<'UNIT'
+[Unit]
+Description=HitSave: the daily database backup and restore drill
+
+[Timer]
+OnCalendar=*-*-* 03:17:00 UTC
+RandomizedDelaySec=30min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now hitsave-backup.timer

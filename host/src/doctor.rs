@@ -50,6 +50,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("ok: {} free under {probe}", crate::ui::human_bytes(free));
     }
+    let host = crate::install::host::Host {
+        root: args.root.clone(),
+    };
+    match crate::backup::last_verified(&host) {
+        Some((id, age)) if age < std::time::Duration::from_secs(26 * 3600) => {
+            println!("ok: backup {id} restores ({} h ago)", age.as_secs() / 3600)
+        }
+        Some((id, age)) => println!(
+            "WARNING: the last backup that passed its restore drill, {id}, is {} h old: is the daily timer running? (`systemctl status hitsave-backup.timer`, `{}`)",
+            age.as_secs() / 3600,
+            crate::install::host::command("backup verify", &args.root)
+        ),
+        None => println!(
+            "WARNING: no backup has passed its restore drill: `{}` then `{}`",
+            crate::install::host::command("backup", &args.root),
+            crate::install::host::command("backup verify", &args.root)
+        ),
+    }
     if problems.is_empty() {
         println!(
             "the host is ready for `{}`",

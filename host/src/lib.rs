@@ -3,6 +3,7 @@
 //! what they need, nothing else; the tooling (`cargo xtask`, in `xtask/`) reuses them as a
 //! library, so `cargo xtask install` on a laptop is the same code.
 
+pub mod backup;
 pub mod checkout;
 pub mod compose;
 pub mod doctor;
@@ -34,6 +35,9 @@ pub enum Command {
     Status(status::Args),
     /// On the host: check Docker, Compose, secrets, TLS files and disk, with the fix for each.
     Doctor(doctor::Args),
+    /// On the host: back up the database (pg_dump in its container) into <root>/backups and,
+    /// with --store, the artifact store.
+    Backup(backup::Args),
 }
 
 impl Command {
@@ -45,6 +49,7 @@ impl Command {
             Command::Rollback(args) => rollback::run(args),
             Command::Status(args) => status::run(args),
             Command::Doctor(args) => doctor::run(args),
+            Command::Backup(args) => backup::run(args),
         }
     }
 }

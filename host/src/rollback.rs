@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ));
     let stack = Stack::open(&host.release_dir(&target))?;
     let mut outcome = Outcome::Failed;
-    let result = deploy(&ui, &host, &stack, &args.host, false, &mut outcome);
+    let result = deploy(&ui, &host, &stack, &args.host, None, &mut outcome);
     host.record(&HistoryEntry {
         time: now_rfc3339(),
         action: Action::Rollback,
@@ -67,6 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         deployment: std::env::var("DEPLOYMENT_ID").ok(),
         seconds: started.elapsed().as_secs_f64(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
+        backup: None,
+        backup_skipped: false,
     })?;
     result?;
     ui.info(&format!("release {target} serves again"));

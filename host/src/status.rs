@@ -29,7 +29,16 @@ struct Status {
     serving: Option<Result<(), String>>,
     disk_used_bytes: u64,
     disk_free_bytes: u64,
+    /// The backup whose restore drill passed last.
+    last_verified_backup: Option<VerifiedBackup>,
     last: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize)]
+struct VerifiedBackup {
+    id: String,
+    /// Seconds since its drill passed.
+    age_seconds: u64,
 }
 
 #[derive(Serialize)]
@@ -77,6 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serving,
         disk_used_bytes: du(&args.root),
         disk_free_bytes: crate::install::preflight::free_bytes(&args.root)?,
+        last_verified_backup: crate::backup::last_verified(&host).map(|(id, age)| VerifiedBackup {
+            id,
+            age_seconds: age.as_secs(),
+        }),
         last: history.into_iter().rev().take(5).collect(),
     };
     if args.json {
@@ -88,6 +101,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("current:   {}", or_none(&status.current));
     println!("previous:  {}", or_none(&status.previous));
     println!("releases:  {}", ReleaseId::list(&status.releases));
+    match &status.last_verified_backup {
+        Some(b) => println!(
+            "backup:    {} restores (drill passed {} h ago)",
+            b.id,
+            b.age_seconds / 3600
+        ),
+        None => println!("backup:    none verified (`xtask backup verify`)"),
+    }
     match &status.serving {
         Some(Ok(())) => println!("serving:   yes"),
         Some(Err(reason)) => println!("serving:   NO: {reason}"),

@@ -29,6 +29,17 @@ struct Cli {
     /// How long to keep retrying while the database does not accept connections yet.
     #[arg(long, global = true, default_value = "30", value_name = "SECS")]
     wait: u64,
+    /// How long a statement may wait for a lock before it gives up (PostgreSQL's
+    /// lock_timeout): a migration must not queue the serving release's queries behind it.
+    #[arg(long, global = true, default_value = "5", value_name = "SECS")]
+    lock_timeout: u64,
+    /// How long one statement may run (PostgreSQL's statement_timeout).
+    #[arg(long, global = true, default_value = "300", value_name = "SECS")]
+    statement_timeout: u64,
+    /// How many times `run` tries a migration again after a lock timeout (1 s, 2 s, 4 s ...
+    /// apart) before it gives up and names the session holding the lock.
+    #[arg(long, global = true, default_value = "3", value_name = "N")]
+    lock_retries: u32,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -70,9 +81,9 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
     let outcome = runtime.block_on(async {
-        let pool = connect(&config, Duration::from_secs(cli.wait)).await?;
+        let pool = connect(&config, &cli).await?;
         let code = match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(&pool).await?,
+            Command::Run => run(&pool, cli.lock_retries).await?,
             Command::Status { json } => status(&pool, json).await?,
             Command::Check { json } => check(&pool, json).await?,
         };
@@ -88,10 +99,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Connects, retrying until `wait` has passed: in a fresh stack the database may still start.
-async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<PgPool> {
-    let deadline = Instant::now() + wait;
-    let pool = config.lazy_pool();
+/// Connects, retrying until `--wait` has passed: in a fresh stack the database may still start.
+/// Every session gets the lock and statement timeouts.
+async fn connect(config: &DbConfig, cli: &Cli) -> anyhow::Result<PgPool> {
+    let deadline = Instant::now() + Duration::from_secs(cli.wait);
+    let options = config.connect_options().options([
+        ("lock_timeout", format!("{}s", cli.lock_timeout)),
+        ("statement_timeout", format!("{}s", cli.statement_timeout)),
+    ]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
     let mut announced = false;
     loop {
         match pool.acquire().await {
@@ -107,6 +126,44 @@ async fn connect(config: &DbConfig, wait: Duration) -> anyhow::Result<PgPool> {
                 return Err(e).with_context(|| format!("cannot connect to {}", config.describe()));
             }
         }
+    }
+}
+
+/// 55P03 lock_not_available: a statement waited longer than lock_timeout.
+fn is_lock_timeout(e: &MigrateError) -> bool {
+    let source = match e {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => e,
+        _ => return false,
+    };
+    matches!(source, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+/// The other sessions of this database that hold table locks in an open transaction: who a
+/// migration waited for, for the message.
+async fn lock_holders(pool: &PgPool) -> String {
+    let rows: Result<Vec<(i32, String, i64, String)>, _> = sqlx::query_as(
+        "SELECT a.pid, coalesce(a.state, ''), \
+                coalesce(extract(epoch FROM now() - a.xact_start), 0)::bigint, \
+                left(coalesce(a.query, ''), 200) \
+         FROM pg_stat_activity a \
+         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() \
+           AND a.xact_start IS NOT NULL \
+           AND EXISTS (SELECT 1 FROM pg_locks l \
+                       WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation') \
+         ORDER BY a.xact_start",
+    )
+    .fetch_all(pool)
+    .await;
+    match rows {
+        Ok(rows) if !rows.is_empty() => rows
+            .iter()
+            .map(|(pid, state, secs, query)| {
+                format!("pid {pid} ({state}, in a transaction for {secs} s): {query}")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Ok(_) => "a session that has finished since".into(),
+        Err(e) => format!("a session this migrator cannot see ({e})"),
     }
 }
 
@@ -135,7 +192,7 @@ fn describe(version: i64) -> String {
         .unwrap_or_else(|| version.to_string())
 }
 
-async fn run(pool: &PgPool) -> anyhow::Result<u8> {
+async fn run(pool: &PgPool, lock_retries: u32) -> anyhow::Result<u8> {
     let before = report(pool).await?;
     if let Some((v, d)) = before.modified.first() {
         bail!(
@@ -156,7 +213,26 @@ async fn run(pool: &PgPool) -> anyhow::Result<u8> {
         ignore_missing: true,
         ..Migrator::DEFAULT
     };
-    if let Err(e) = migrator.run(pool).await {
+    let mut attempt = 0;
+    while let Err(e) = migrator.run(pool).await {
+        if is_lock_timeout(&e) {
+            let holders = lock_holders(pool).await;
+            if attempt < lock_retries {
+                let pause = Duration::from_secs(1 << attempt);
+                attempt += 1;
+                tracing::warn!(
+                    error = %e,
+                    held_by = %holders,
+                    "a migration timed out waiting for a lock; trying again in {pause:?}"
+                );
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            bail!(
+                "gave up after {} attempts: {e}; nothing of that migration was applied. The lock is held by {holders}. Let it finish (or end it), then run the migrator again",
+                attempt + 1
+            );
+        }
         return Err(match e {
             MigrateError::ExecuteMigration(source, version) => anyhow::anyhow!(
                 "migration {} failed and was rolled back: {source}",

@@ -211,6 +211,60 @@ async fn a_failing_migration_is_named_and_rolled_back() {
     assert!(out.contains("1 applied"), "{out}");
 }
 
+/// A session holding a lock the migration needs: the migrator waits no longer than its lock
+/// timeout per try, gives up after its retries, names the holder's query, and applies nothing.
+#[tokio::test]
+async fn a_held_lock_is_waited_for_within_bounds_and_named() {
+    let db = TestDb::create("locked").await;
+    assert_eq!(run(&db, &["run"]).0, 0);
+    // api_keys pending again: creating it takes a lock on users (its foreign key).
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "DROP TABLE api_keys; DELETE FROM _sqlx_migrations WHERE version = 20261101000002",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut holder = db.connect().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let (code, out, err) = run(&db, &["run", "--lock-timeout", "1", "--lock-retries", "1"]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("gave up after 2 attempts"), "{err}");
+    assert!(
+        err.contains("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"),
+        "{err}"
+    );
+    // Two tries of 1 s and a pause of 1 s between them, plus the start-up.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'api_keys'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM _sqlx_migrations").await,
+        embedded_count() - 1
+    );
+
+    // Once the lock is released the same run applies it.
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let (code, out, err) = run(&db, &["run", "--lock-timeout", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied 20261101000002"), "{out}");
+}
+
 #[tokio::test]
 async fn concurrent_runs_leave_one_correct_schema() {
     for round in 0..3 {

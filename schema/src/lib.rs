@@ -15,6 +15,8 @@
 //! commits/<git-sha>.json                   Pointer: commit -> release id
 //! contents/<contents-hash>.json            Pointer: what a release ships -> release id
 //! channels/<name>.json                     Pointer: channel -> release id
+//! backups/<backup-id>.dump                 a database backup (pg_dump's custom format)
+//! backups/<backup-id>.json                 BackupRecord: what it holds; written after it
 //! ```
 //!
 //! A commit whose release would ship exactly what an earlier one ships (a change to docs or
@@ -275,6 +277,66 @@ impl Revision {
         check_schema(r.schema, &path.display().to_string())?;
         Ok(r)
     }
+}
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupReason {
+    /// Someone ran `xtask backup`.
+    Manual,
+    /// An install was about to apply migrations.
+    PreMigrate,
+    /// The daily timer.
+    Scheduled,
+}
+
+/// `backups/<id>.json` in the store, and `<root>/backups/<id>.json` on the host: what one
+/// database backup holds. Written after the dump it describes, so a record always has its dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// Format version; always 1 here.
+    pub schema: u32,
+    /// `<UTC YYYYMMDDTHHMMSSZ>-<reason>`; the dump is `<id>.dump`.
+    pub id: String,
+    /// When the snapshot was taken, RFC 3339 UTC.
+    pub time: String,
+    /// The release that was current, whose schema the dump has.
+    pub release: Option<ReleaseId>,
+    pub reason: BackupReason,
+    /// The newest migration applied in the database (its version), if any.
+    pub last_migration: Option<i64>,
+    /// Size of the dump in bytes.
+    pub size: u64,
+    /// SHA-256 of the dump, computed while it was written.
+    pub sha256: Sha256,
+    /// Rows per table of the public schema, counted in the snapshot the dump was made from.
+    pub tables: BTreeMap<String, u64>,
+}
+
+/// Backup ids become file names and store keys: `[0-9A-Za-z._-]` only, like release ids.
+pub fn check_backup_id(id: &str) -> anyhow::Result<()> {
+    check_release_id(id).map_err(|_| anyhow::anyhow!("{id:?} is not a backup id"))
+}
+
+impl BackupRecord {
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<BackupRecord> {
+        let r: BackupRecord =
+            serde_json::from_slice(bytes).context("the backup record is not valid JSON")?;
+        check_schema(r.schema, "the backup record")?;
+        check_backup_id(&r.id)?;
+        Ok(r)
+    }
+}
+
+/// `backups/<id>.dump`.
+pub fn backup_key(id: &str) -> String {
+    format!("backups/{id}.dump")
+}
+
+/// `backups/<id>.json`.
+pub fn backup_record_key(id: &str) -> String {
+    format!("backups/{id}.json")
 }
 
 #[cfg(test)]

@@ -396,8 +396,10 @@ mod tests {
                             "{name}: listing must be limited to the prefix"
                         );
                     } else if a.starts_with("s3:") {
-                        assert_eq!(
-                            s["Resource"], "arn:aws:s3:::hitsave-releases/hitsave/*",
+                        let resource = s["Resource"].as_str().unwrap_or_default();
+                        assert!(
+                            resource == "arn:aws:s3:::hitsave-releases/hitsave/*"
+                                || resource == "arn:aws:s3:::hitsave-releases/hitsave/backups/*",
                             "{name}: {a} outside the release prefix"
                         );
                     }
@@ -410,8 +412,29 @@ mod tests {
         let deploy = actions(&policy("deploy-role-policy.json"));
         assert!(deploy.contains(&"codedeploy:CreateDeployment".to_owned()));
         assert!(!deploy.contains(&"s3:PutObject".to_owned()));
-        let instance = actions(&policy("instance-role-policy.json"));
-        assert_eq!(instance, ["s3:GetObject", "s3:ListBucket"]);
+        // A host reads releases, and writes (and prunes) its database backups only.
+        let instance = policy("instance-role-policy.json");
+        assert_eq!(
+            actions(&instance),
+            [
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload"
+            ]
+        );
+        for s in &instance {
+            if actions(std::slice::from_ref(s))
+                .iter()
+                .any(|a| a != "s3:GetObject" && a != "s3:ListBucket")
+            {
+                assert_eq!(
+                    s["Resource"],
+                    "arn:aws:s3:::hitsave-releases/hitsave/backups/*"
+                );
+            }
+        }
         let trust = std::fs::read_to_string(format!(
             "{}/../deploy/aws/github-oidc-trust-policy.json",
             env!("CARGO_MANIFEST_DIR")

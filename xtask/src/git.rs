@@ -2,7 +2,6 @@
 //! their object ids, and the files that differ from the commit (the dirty ones).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -31,9 +30,9 @@ impl Checkout {
     pub fn read(root: &Utf8Path) -> anyhow::Result<Checkout> {
         let git = |args: &[&str]| run(root, args, None);
         // A missing git must not read as "not a checkout".
-        Command::new("git")
-            .arg("--version")
-            .output()
+        duct::cmd!("git", "--version")
+            .stdout_null()
+            .run()
             .map_err(missing_git)?;
         git(&["rev-parse", "--git-dir"]).with_context(|| {
             format!("{root} is not a git checkout: releases are made from a git commit")
@@ -198,30 +197,18 @@ fn worktree_states(root: &Utf8Path, paths: &[&str]) -> anyhow::Result<BTreeMap<S
 /// Runs git in `root` and returns what it printed; `input`, when given, goes to its stdin.
 /// TZ is UTC, so dates that git formats as local time are UTC.
 pub fn run(root: &Utf8Path, args: &[&str], input: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .env("TZ", "UTC")
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let git = duct::cmd("git", args).dir(root).env("TZ", "UTC");
+    // duct writes stdin from a thread of its own, so a full stdout pipe cannot deadlock us.
+    let git = match input {
+        Some(input) => git.stdin_bytes(input.as_bytes().to_vec()),
+        None => git.stdin_null(),
+    };
+    let out = git
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
         .map_err(missing_git)?;
-    // Written from a thread so that a full stdout pipe cannot deadlock us.
-    let writer = child.stdin.take().map(|mut stdin| {
-        let input = input.unwrap_or_default().to_owned();
-        std::thread::spawn(move || stdin.write_all(input.as_bytes()))
-    });
-    let out = child.wait_with_output()?;
-    if let Some(writer) = writer {
-        writer.join().expect("writer thread")?;
-    }
     if !out.status.success() {
         bail!(
             "`git {}` failed: {}",

@@ -30,12 +30,11 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
 }
 
 fn engine_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    duct::cmd!("docker", "version", "--format", "{{.Server.Version}}")
+        .stdout_null()
+        .stderr_null()
+        .run()
+        .is_ok()
 }
 
 /// Starts Docker Engine if none answers; the returned daemon is stopped (by pid) when it is

@@ -6,7 +6,6 @@
 //! part of it, so two checkouts of one commit agree.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use anyhow::{Context, bail};
 use hitsave_schema::{ReleaseId, Sha256 as Digest};
@@ -81,7 +80,12 @@ impl Toolchain {
 }
 
 fn version_of(program: &str, args: &[&str], how: &str) -> anyhow::Result<String> {
-    let out = match Command::new(program).args(args).output() {
+    let out = match duct::cmd(program, args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+    {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("{program} is missing: {how}")

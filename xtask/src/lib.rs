@@ -6,4 +6,5 @@ pub mod branch_config;
 pub mod components;
 pub mod git;
 pub mod inputs;
+pub mod migrations;
 pub mod package;

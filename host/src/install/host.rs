@@ -7,6 +7,7 @@
 //! secrets/              one root-owned private file per secret
 //! tls/                  fullchain.pem and privkey.pem (production, staging)
 //! nginx/                the site config rendered for the domain, mounted into nginx
+//! backups/              database backups (<id>.dump) and their records (<id>.json), 0700
 //! install.lock          one install at a time
 //! history.jsonl         one line per install, rollback or failure
 //! ```
@@ -107,6 +108,12 @@ pub struct HistoryEntry {
     pub deployment: Option<String>,
     pub seconds: f64,
     pub error: Option<String>,
+    /// The backup taken before this install's migrations (its id), if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// True when migrations ran without a backup (`--skip-backup`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup_skipped: bool,
 }
 
 impl Host {
@@ -141,6 +148,9 @@ impl Host {
     }
     pub fn nginx_dir(&self) -> Utf8PathBuf {
         self.root.join("nginx")
+    }
+    pub fn backups_dir(&self) -> Utf8PathBuf {
+        self.root.join("backups")
     }
     pub fn lock_file(&self) -> Utf8PathBuf {
         self.root.join("install.lock")

@@ -121,6 +121,9 @@ pub struct Args {
     /// that reach no registry; otherwise the official images.
     #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
     local_base_images: bool,
+    /// Apply pending migrations without taking a backup first (history says so).
+    #[arg(long)]
+    skip_backup: bool,
     /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
     /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
     #[arg(long, value_enum, value_name = "STEP")]
@@ -174,7 +177,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let id = crate::verify::resolve(store.as_ref(), &args.which)?;
     let previous = host.current();
     let mut outcome = Outcome::Failed;
-    let result = install(&ui, &host, store.as_ref(), &id, &args, &mut outcome);
+    let mut migrations = Migrations {
+        store: Some(store.as_ref()),
+        skip_backup: args.skip_backup,
+        backup: None,
+        skipped: false,
+    };
+    let result = install(&ui, &host, &id, &args, &mut migrations, &mut outcome);
     host.record(&HistoryEntry {
         time: host::now_rfc3339(),
         action: Action::Install,
@@ -184,6 +193,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         deployment: std::env::var("DEPLOYMENT_ID").ok(),
         seconds: started.elapsed().as_secs_f64(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
+        backup: migrations.backup.clone(),
+        backup_skipped: migrations.skipped,
     })?;
     result?;
     ui.info(&format!(
@@ -203,11 +214,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn install(
     ui: &Ui,
     host: &Host,
-    store: &dyn store::Store,
     id: &ReleaseId,
     args: &Args,
+    migrations: &mut Migrations,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
+    let store = migrations.store.context("install needs a store")?;
     let manifest = crate::verify::read_manifest(store, id)?;
     let env = release_env(host, &manifest, args)?;
     if host.current().as_ref() == Some(id) {
@@ -250,7 +262,7 @@ fn install(
         *outcome = Outcome::Prepared;
         return Ok(());
     }
-    deploy(ui, host, &stack, &args.host, true, outcome)?;
+    deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
     *outcome = Outcome::Installed;
     prune(ui, host)?;
     Ok(())
@@ -332,12 +344,27 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
 /// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
 /// serves. When it does not, the release `current` names is brought back, `outcome` says
 /// `rolled-back`, and this fails.
+/// What an install asks of `deploy` before the new migrator runs, and what it did.
+pub struct Migrations<'a> {
+    /// Where the pre-migrate backup is copied too (off the host).
+    pub store: Option<&'a dyn store::Store>,
+    /// `--skip-backup`: migrate without a backup.
+    pub skip_backup: bool,
+    /// The pre-migrate backup taken (its id).
+    pub backup: Option<String>,
+    /// Migrations were pending and ran without a backup.
+    pub skipped: bool,
+}
+
+/// Builds the images, starts the database, migrates (`migrations`: none for a rollback,
+/// which never migrates), swaps and gates; brings the old release back when the new one
+/// is not healthy.
 pub fn deploy(
     ui: &Ui,
     host: &Host,
     stack: &Stack,
     args: &HostArgs,
-    migrate: bool,
+    migrations: Option<&mut Migrations>,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let id = ReleaseId::new(stack.env.get("HITSAVE_RELEASE")?)?;
@@ -357,7 +384,8 @@ pub fn deploy(
         .find(|c| c.service == "db" && c.state == stack::State::Running)
         .context("the database is not running after `up db`")?;
     let weights = cpu::Weights::prioritise(ui, &db.name);
-    if migrate {
+    if let Some(migrations) = migrations {
+        back_up_before_migrating(ui, host, stack, migrations)?;
         run_migrations(ui, stack, &id)?;
     }
 
@@ -406,6 +434,40 @@ pub fn deploy(
         );
     }
     host.flip(&id)?;
+    Ok(())
+}
+
+/// A backup of the live database before the new migrator changes it, when it has anything
+/// to apply and a release already runs; when it cannot be taken, nothing is migrated.
+fn back_up_before_migrating(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    migrations: &mut Migrations,
+) -> anyhow::Result<()> {
+    let Some(current) = host.current() else {
+        return Ok(()); // A first install: the database is new.
+    };
+    if !stack.pending_migrations()? {
+        return Ok(());
+    }
+    if migrations.skip_backup {
+        ui.info("migrations are pending; --skip-backup: migrating without a backup");
+        migrations.skipped = true;
+        return Ok(());
+    }
+    let record = crate::backup::take(
+        ui,
+        host,
+        stack,
+        Some(current),
+        hitsave_schema::BackupReason::PreMigrate,
+        migrations.store,
+    )
+    .context(
+        "the backup before migrating failed, so nothing was migrated and the running stack is untouched (fix the cause, or pass --skip-backup to migrate without one)",
+    )?;
+    migrations.backup = Some(record.id);
     Ok(())
 }
 

@@ -308,6 +308,27 @@ impl Stack {
             .collect()
     }
 
+    /// Whether this release's migrator has migrations the database has not applied
+    /// (`migrate status` exits 3 then).
+    pub fn pending_migrations(&self) -> anyhow::Result<bool> {
+        let out = self
+            .compose()
+            .command(&["run", "--rm", "--no-deps", "migrate", "status"])
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context("cannot run docker compose (checking for pending migrations)")?;
+        match out.status.code() {
+            Some(0) => Ok(false),
+            Some(3) => Ok(true),
+            _ => bail!(
+                "checking for pending migrations failed: {}",
+                tail(&String::from_utf8_lossy(&out.stdout), 20)
+            ),
+        }
+    }
+
     /// The host port nginx answers HTTP on, and the domain it serves.
     pub fn http_port(&self) -> anyhow::Result<u16> {
         self.env

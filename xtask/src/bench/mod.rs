@@ -13,7 +13,6 @@
 
 pub mod deploy;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -108,13 +107,25 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let env = garage.client_env();
     let release = |label: &str, store: &str| -> anyhow::Result<(Duration, Value)> {
         let started = Instant::now();
-        let out = Command::new(hitsave_host::checkout::current_exe()?)
-            .args(["release", "--store", store, "--allow-dirty", "--json"])
-            .current_dir(root)
-            .env("CI", "true")
-            .env_remove("GITHUB_STEP_SUMMARY")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()?;
+        let mut release = duct::cmd!(
+            hitsave_host::checkout::current_exe()?,
+            "release",
+            "--store",
+            store,
+            "--allow-dirty",
+            "--json"
+        )
+        .dir(root)
+        .env("CI", "true")
+        .env_remove("GITHUB_STEP_SUMMARY");
+        for (k, v) in &env {
+            release = release.env(k, v);
+        }
+        let out = release
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()?;
         let elapsed = started.elapsed();
         ensure!(
             out.status.success(),

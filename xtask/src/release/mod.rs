@@ -115,6 +115,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
         .out
         .unwrap_or_else(|| hitsave_host::checkout::target_dir(root).join("xtask/dist"));
     let plan = Plan::read(root)?;
+    xtask::migrations::check(root).context("refused before anything was built")?;
     let all: Vec<&'static Component> = COMPONENTS.iter().collect();
     let packed = build_and_pack(&ui, root, &plan, &all, &out)?;
     let manifest = plan.manifest(packed.iter().map(|(a, _)| a.clone()).collect());
@@ -153,6 +154,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     let store = store::open(&args.store, &default_store(root))?;
     store.check()?;
     let plan = Plan::read(root)?;
+    xtask::migrations::check(root).context("refused before anything was built")?;
     if plan.checkout.is_dirty() && !args.channel.is_empty() && !args.allow_dirty {
         let files: Vec<_> = plan.checkout.dirty.keys().take(5).cloned().collect();
         bail!(

@@ -155,22 +155,19 @@ fn binary() -> anyhow::Result<Utf8PathBuf> {
     }
     eprintln!("xtask: building garage {VERSION} into {root} (once; about 7 minutes on 2 cores)");
     let build_dir = tools::cache_dir().join("tools/garage-build");
-    let status = Command::new("cargo")
-        .args([
-            "install",
-            "garage",
-            "--locked",
-            "--version",
-            VERSION,
-            "--root",
-        ])
-        .arg(root.as_str())
-        .env("CARGO_TARGET_DIR", build_dir.as_str())
-        .status()
-        .context("cannot run cargo install")?;
-    if !status.success() {
-        bail!("`cargo install garage --version {VERSION}` failed ({status})");
-    }
+    duct::cmd!(
+        "cargo",
+        "install",
+        "garage",
+        "--locked",
+        "--version",
+        VERSION,
+        "--root",
+        &root
+    )
+    .env("CARGO_TARGET_DIR", &build_dir)
+    .run()
+    .with_context(|| format!("`cargo install garage --version {VERSION}` failed"))?;
     // The build tree is large and no longer needed once the binary is installed.
     let _ = std::fs::remove_dir_all(&build_dir);
     Ok(path)

@@ -5,7 +5,7 @@
 //! docs change, built again with no input records: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
 //! to a local store and installed into a temporary install root as its own compose project.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -233,6 +233,8 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     h.expect_serving(&v2)?;
     ensure!(h.current()? == v2, "current moved after a failed migration");
     eprintln!("xtask: test: v4's migration failed, named; nothing was swapped");
+    pre_migrate_backup(h, &v2)?;
+    backup_failures(h, &v2, &v4)?;
 
     // Rollback: from disk, to previous (v1), refusing what is not on disk; then forward again.
     let err = h.t.fails(
@@ -282,6 +284,243 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
             ))
             && !said.contains("cargo xtask"),
         "status on an empty root, as a host runs it:\n{said}"
+    );
+    Ok(())
+}
+
+/// The install of v4 had a migration pending, so it backed the database up first: on the
+/// host and in the store, its record naming v2 (whose schema it has) and counting the rows the
+/// database has; pg_restore reads it. A manual `xtask backup` works too.
+fn pre_migrate_backup(h: &Harness, v2: &str) -> anyhow::Result<()> {
+    let last = h.last_history()?;
+    let id = last["backup"]
+        .as_str()
+        .with_context(|| format!("the install of v4 took no backup: {last}"))?;
+    let dir = h.host_root.join("backups");
+    let record =
+        hitsave_schema::BackupRecord::parse(&std::fs::read(dir.join(format!("{id}.json")))?)?;
+    let dump = std::fs::read(dir.join(format!("{id}.dump")))?;
+    let sha = manifest::Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&dump).into());
+    ensure!(
+        record.reason == hitsave_schema::BackupReason::PreMigrate
+            && record.release.as_ref().is_some_and(|r| r == v2)
+            && record.sha256 == sha
+            && record.size == dump.len() as u64
+            && record.last_migration == Some(20261101000004),
+        "the pre-migrate backup's record: {record:?}"
+    );
+    let rows = h.db_count("SELECT count(*) FROM waitlist")?;
+    ensure!(
+        record.tables.get("waitlist") == Some(&rows) && record.tables.contains_key("users"),
+        "the backup counted {:?}, the database has {rows} waitlist rows",
+        record.tables
+    );
+    ensure!(
+        std::fs::read(h.store.join(hitsave_schema::backup_key(id)))? == dump
+            && h.store
+                .join(hitsave_schema::backup_record_key(id))
+                .is_file(),
+        "backup {id} is not in the store"
+    );
+    let db = h.container_id("db")?;
+    let listed = duct::cmd!("docker", "exec", "-i", &db, "pg_restore", "--list")
+        .stdin_bytes(dump)
+        .read()
+        .context("pg_restore cannot read the backup")?;
+    ensure!(
+        listed.contains("TABLE DATA public waitlist"),
+        "pg_restore --list:\n{listed}"
+    );
+
+    let manual: Value = serde_json::from_slice(&h.ok(&h.host_args(&["backup", "--json"]))?)?;
+    ensure!(
+        manual["reason"] == "manual" && manual["release"] == v2,
+        "xtask backup: {manual}"
+    );
+    let files = std::fs::read_dir(&dir)?.count();
+    ensure!(
+        files == 4,
+        "{dir} has {files} files, not two backups and their records"
+    );
+
+    // The restore drill: the backup restores with every row, into a throwaway database.
+    let verified: Value =
+        serde_json::from_slice(&h.ok(&h.host_args(&["backup", "verify", id, "--json"]))?)?;
+    ensure!(verified["id"] == id, "backup verify: {verified}");
+    ensure!(
+        dir.join(format!("{id}.verified")).is_file(),
+        "the drill left no mark"
+    );
+    // A flipped byte is refused before anything is restored.
+    let manual_id = manual["id"].as_str().context("no id")?;
+    let manual_dump = dir.join(format!("{manual_id}.dump"));
+    let good = std::fs::read(&manual_dump)?;
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&manual_dump, &bad)?;
+    let err =
+        h.t.fails(&h.host_args(&["backup", "verify", manual_id]), &[])?;
+    ensure!(
+        err.contains("is damaged") && err.contains("nothing was restored"),
+        "verify of a flipped byte:\n{err}"
+    );
+    // A truncated dump whose record was rewritten to match: pg_restore finds it out.
+    let cut = &good[..good.len() / 2];
+    std::fs::write(&manual_dump, cut)?;
+    let record_path = dir.join(format!("{manual_id}.json"));
+    let mut record: hitsave_schema::BackupRecord =
+        hitsave_schema::BackupRecord::parse(&std::fs::read(&record_path)?)?;
+    let honest = record.clone();
+    record.size = cut.len() as u64;
+    record.sha256 =
+        manifest::Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(cut).into());
+    std::fs::write(&record_path, hitsave_schema::to_bytes(&record))?;
+    let err =
+        h.t.fails(&h.host_args(&["backup", "verify", manual_id]), &[])?;
+    ensure!(
+        err.contains("does not restore"),
+        "verify of a truncated dump:\n{err}"
+    );
+    std::fs::write(&manual_dump, &good)?;
+    std::fs::write(&record_path, hitsave_schema::to_bytes(&honest))?;
+    let drills = docker(&["ps", "-aq", "--filter", "name=hitsave-drill-"])?;
+    ensure!(drills.is_empty(), "drill containers left behind: {drills}");
+    eprintln!(
+        "xtask: test: v4's install backed up first ({id}: {} bytes, {} waitlist rows, in the store too); a manual backup works",
+        record.size, rows
+    );
+    Ok(())
+}
+
+/// A pre-migrate backup that cannot be taken stops the install before it migrates, and a
+/// backup killed half-way leaves nothing that is listed or uploaded.
+fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
+    let dir = h.host_root.join("backups");
+    let before = std::fs::read_dir(&dir)?.count();
+    let listed = |suffix: &str| -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .count())
+    };
+    let records = listed(".json")?;
+    let api_id = h.container_id("api")?;
+    let migrations = h.db_count("SELECT count(*) FROM _sqlx_migrations")?;
+    let refused = |why: &str| -> anyhow::Result<()> {
+        let out = h.install(v4, &[])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success()
+                && err.contains("the backup before migrating failed")
+                && err.contains("nothing was migrated")
+                && !err.contains("20991231000000"),
+            "an install whose backup fails ({why}):\n{err}"
+        );
+        ensure!(
+            h.container_id("api")? == api_id
+                && h.db_count("SELECT count(*) FROM _sqlx_migrations")? == migrations
+                && h.waitlist_rows()? == 3,
+            "{why}: the stack, schema or rows changed"
+        );
+        h.expect_serving(v2)
+    };
+
+    // The backups directory on a tiny tmpfs.
+    duct::cmd!(
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=16k,mode=0700",
+        "tmpfs",
+        &dir
+    )
+    .run()
+    .context("cannot mount a tmpfs (the tests run as root)")?;
+    let full = refused("a full disk");
+    let _ = duct::cmd!("umount", &dir).unchecked().run();
+    full?;
+    // The store refusing the upload: its backups/ is a file.
+    let store_backups = h.store.join("backups");
+    let aside = h.store.join("backups.aside");
+    std::fs::rename(&store_backups, &aside)?;
+    std::fs::write(&store_backups, "not a directory\n")?;
+    let upload = refused("the store refusing the upload");
+    std::fs::remove_file(&store_backups)?;
+    std::fs::rename(&aside, &store_backups)?;
+    upload?;
+    ensure!(
+        std::fs::read_dir(&dir)?.count() == before,
+        "a refused backup left files in {dir}"
+    );
+
+    // kill -9 half-way: enough rows that the dump takes a moment.
+    let db = h.container_id("db")?;
+    docker(&[
+        "exec",
+        &db,
+        "psql",
+        "-U",
+        "hitsave",
+        "-d",
+        "hitsave",
+        "-qc",
+        "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS filler FROM generate_series(1, 400000) g",
+    ])?;
+    let mut backup = std::process::Command::new(h.t.exe());
+    backup
+        .args(h.host_args(&["backup"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = crate::child::Child::spawn("xtask backup", &mut backup)?;
+    let partial = hitsave_host::process::wait_for(
+        "the backup to start writing",
+        Duration::from_secs(30),
+        Duration::from_millis(5),
+        || {
+            let found = std::fs::read_dir(&dir)?
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"));
+            Ok(if found {
+                hitsave_host::process::Wait::Done(())
+            } else if child.exited().is_some() {
+                anyhow::bail!("the backup finished before it could be killed")
+            } else {
+                hitsave_host::process::Wait::NotYet("no partial file yet".into())
+            })
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let _ = child.wait();
+    partial?;
+    ensure!(listed(".json")? == records, "a killed backup left a record");
+    let in_store = std::fs::read_dir(&store_backups)?.count();
+    h.ok(&h.host_args(&["backup"]))?;
+    ensure!(
+        listed(".partial")? == 0 && listed(".json")? == records + 1,
+        "the next backup did not clean up after the killed one"
+    );
+    ensure!(
+        std::fs::read_dir(&store_backups)?.count() == in_store,
+        "a backup without --store wrote to the store"
+    );
+    docker(&[
+        "exec",
+        &db,
+        "psql",
+        "-U",
+        "hitsave",
+        "-d",
+        "hitsave",
+        "-qc",
+        "DROP TABLE bulk",
+    ])?;
+    eprintln!(
+        "xtask: test: a full backups disk or a refusing store stops the install before it migrates; a backup killed half-way leaves nothing listed"
     );
     Ok(())
 }
@@ -530,29 +769,33 @@ fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
         .iter()
         .map(|s| std::fs::read_to_string(h.host_root.join("secrets").join(s)))
         .collect::<Result<_, _>>()?;
-    let containers = read(Command::new("docker").args([
+    let containers = docker(&[
         "ps",
         "-aq",
         "--filter",
         &format!("label=com.docker.compose.project={}", h.project),
-    ]))?;
+    ])?;
     let mut haystack = String::new();
     for id in containers.split_whitespace() {
-        haystack += &read(Command::new("docker").args(["inspect", id]))?;
-        let logs = Command::new("docker").args(["logs", id]).output()?;
+        haystack += &docker(&["inspect", id])?;
+        let logs = duct::cmd!("docker", "logs", id)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()?;
         haystack += &String::from_utf8_lossy(&logs.stdout);
         haystack += &String::from_utf8_lossy(&logs.stderr);
     }
-    let images = read(Command::new("docker").args([
+    let images = docker(&[
         "image",
         "ls",
         "--format",
         "{{.Repository}}:{{.Tag}}",
         "hitsave/*",
-    ]))?;
+    ])?;
     for image in images.split_whitespace() {
-        haystack += &read(Command::new("docker").args(["image", "history", "--no-trunc", image]))?;
-        haystack += &read(Command::new("docker").args(["image", "inspect", image]))?;
+        haystack += &docker(&["image", "history", "--no-trunc", image])?;
+        haystack += &docker(&["image", "inspect", image])?;
     }
     haystack += &std::fs::read_to_string(h.host_root.join("history.jsonl"))?;
     for id in h.releases()? {
@@ -581,16 +824,18 @@ fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
 /// really gets, against what the base alone gives a developer.
 fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
     let config = |files: &[&str]| -> anyhow::Result<Value> {
-        let mut cmd = Command::new("docker");
         // The profile shows the one-off migrate service too.
-        cmd.args(["compose", "--profile", "migrate"]);
+        let mut args = vec!["compose".to_owned(), "--profile".into(), "migrate".into()];
         for f in files {
-            cmd.args(["-f", root.join("deploy").join(f).as_str()]);
+            args.extend(["-f".into(), root.join("deploy").join(f).to_string()]);
         }
-        cmd.args(["config", "--format", "json"])
+        args.extend(["config".into(), "--format".into(), "json".into()]);
+        let out = duct::cmd("docker", &args)
             .env("HITSAVE_NGINX_DIR", "/opt/hitsave/nginx")
-            .env("HITSAVE_SECRETS_DIR", "/opt/hitsave/secrets");
-        Ok(serde_json::from_str(&read(&mut cmd)?)?)
+            .env("HITSAVE_SECRETS_DIR", "/opt/hitsave/secrets")
+            .read()
+            .context("docker compose config failed")?;
+        Ok(serde_json::from_str(&out)?)
     };
     let base = config(&["docker-compose.yml"])?;
     let prod = config(&["docker-compose.yml", "production.yml"])?;
@@ -798,19 +1043,29 @@ impl Harness {
     }
 
     fn container_id(&self, service: &str) -> anyhow::Result<String> {
-        read(Command::new("docker").args([
+        docker(&[
             "ps",
             "-q",
             "--filter",
             &format!("label=com.docker.compose.project={}", self.project),
             "--filter",
             &format!("label=com.docker.compose.service={service}"),
-        ]))
+        ])
+    }
+
+    /// One number from the stack's database.
+    fn db_count(&self, sql: &str) -> anyhow::Result<u64> {
+        let db = self.container_id("db")?;
+        Ok(docker(&[
+            "exec", &db, "psql", "-U", "hitsave", "-d", "hitsave", "-tAc", sql,
+        ])?
+        .trim()
+        .parse()?)
     }
 
     fn waitlist_rows(&self) -> anyhow::Result<u64> {
         let db = self.container_id("db")?;
-        let n = read(Command::new("docker").args([
+        let n = docker(&[
             "exec",
             &db,
             "psql",
@@ -820,7 +1075,7 @@ impl Harness {
             "hitsave",
             "-tAc",
             "SELECT count(*) FROM waitlist WHERE email LIKE 'install-%'",
-        ]))?;
+        ])?;
         n.parse().with_context(|| format!("psql printed {n:?}"))
     }
 
@@ -852,14 +1107,14 @@ impl Harness {
 
     /// What a refused install must leave as it was: links, releases on disk, containers.
     fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
-        let containers = read(Command::new("docker").args([
+        let containers = docker(&[
             "ps",
             "-a",
             "--format",
             "{{.ID}} {{.Image}} {{.State}}",
             "--filter",
             &format!("label=com.docker.compose.project={}", self.project),
-        ]))?;
+        ])?;
         Ok((self.current()?, self.releases()?, containers))
     }
 }
@@ -919,12 +1174,12 @@ fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
         "{parent} does not have the CPU weight the install logged"
     );
     let web = h.container_id("web")?;
-    let full = read(Command::new("docker").args([
+    let full = docker(&[
         "inspect",
         "--format",
         "{{.Id}} {{.HostConfig.CpuShares}}",
         &web,
-    ]))?;
+    ])?;
     let (id, configured) = full
         .split_once(' ')
         .context("docker inspect printed no id")?;
@@ -996,14 +1251,18 @@ pub(crate) fn replace(path: &Utf8Path, from: &str, to: &str) -> anyhow::Result<(
     Ok(())
 }
 
-fn read(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+/// What `docker ARGS` printed, trimmed; its stderr in the error when it fails.
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = duct::cmd("docker", args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run docker")?;
     if !out.status.success() {
         bail!(
-            "{:?} failed: {}",
-            cmd,
+            "`docker {}` failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -1016,24 +1275,23 @@ pub(crate) struct ProjectCleanup(pub(crate) String);
 
 impl Drop for ProjectCleanup {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args([
-                "compose",
-                "--project-name",
-                &self.0,
-                "down",
-                "--volumes",
-                "--remove-orphans",
-                "--timeout",
-                "5",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("docker")
-            .args(["volume", "rm", "--force", &format!("{}_db-data", self.0)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let quiet = |args: &[&str]| {
+            let _ = duct::cmd("docker", args)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        };
+        quiet(&[
+            "compose",
+            "--project-name",
+            &self.0,
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout",
+            "5",
+        ]);
+        quiet(&["volume", "rm", "--force", &format!("{}_db-data", self.0)]);
     }
 }

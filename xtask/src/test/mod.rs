@@ -141,6 +141,8 @@ fn lint(root: &Utf8Path) -> anyhow::Result<()> {
     .context("clippy found problems")?;
     // The GitHub Actions workflows: no actionlint error and no zizmor finding, even the
     // informational ones of its strictest persona.
+    let linted = xtask::migrations::check(root)?;
+    eprintln!("xtask: {linted} migrations are safe on a live database");
     let (zizmor, actionlint) = tools::workflow_linters()?;
     let dir = root.join(".github/workflows");
     let workflows: Vec<String> = std::fs::read_dir(&dir)

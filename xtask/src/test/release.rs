@@ -44,6 +44,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let web_commit = web_only_commit(&b)?;
     local_store(&t, &work, &b, &head, &web_commit, root_clean)?;
     tooling_change_ships_nothing(&work, &b, &head)?;
+    unsafe_migration_refused(&work, &b)?;
     out_of_space(&t, &work, root_clean)?;
 
     let garage = Garage::start()?;
@@ -69,6 +70,11 @@ pub(crate) struct Tester {
 }
 
 impl Tester {
+    /// The xtask binary under test.
+    pub(crate) fn exe(&self) -> &std::path::Path {
+        &self.exe
+    }
+
     pub(crate) fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
         Ok(Tester {
             exe: hitsave_host::checkout::current_exe().context("cannot find the xtask binary")?,
@@ -599,6 +605,35 @@ fn tooling_change_ships_nothing(
         "xtask: test: a tooling-only commit is HEAD's release {}: nothing built, {uploaded} bytes uploaded (its commit pointer)",
         pointer.release
     );
+    Ok(())
+}
+
+/// A new migration that drops a column is refused before anything is built, naming the file,
+/// the line, the rule and the safe way; the store is unchanged.
+fn unsafe_migration_refused(work: &Utf8Path, twin: &Utf8Path) -> anyhow::Result<()> {
+    let store = work.join("local-store");
+    let before = list_files(&store)?;
+    let file = "migrations/20991231000000_drop_login.sql";
+    std::fs::write(
+        twin.join(file),
+        "-- Logins are kept elsewhere now.\nALTER TABLE users DROP COLUMN github_login;\n",
+    )?;
+    let out = xtask_in(twin, &["release", "--store", store.as_str()]).output();
+    std::fs::remove_file(twin.join(file))?;
+    let out = out?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains(&format!("{file}:2: ban-drop-column"))
+            && err.contains("expand, then contract")
+            && !err.contains("building "),
+        "a release with a migration that drops a column:\n{err}"
+    );
+    ensure!(
+        list_files(&store)? == before,
+        "a refused release changed the store"
+    );
+    eprintln!("xtask: test: a migration that drops a column is refused: {file}:2: ban-drop-column");
     Ok(())
 }
 

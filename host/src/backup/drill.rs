@@ -1,0 +1,269 @@
+//! `xtask backup verify [ID]`, the restore drill: a backup is only a backup once it has been
+//! restored. Its SHA-256 is checked, then it is restored into a throwaway PostgreSQL container
+//! (no network; never the live database), its rows are counted table by table against the
+//! record, and the migrator of the release it was taken under checks the schema.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use camino::Utf8Path;
+use hitsave_schema::BackupRecord;
+use sha2::Digest;
+
+use crate::install::host::{Host, now_rfc3339};
+use crate::install::stack::ReleaseEnv;
+use crate::process::{Wait, wait_for};
+use crate::ui::Ui;
+
+/// Restores backup `id` (the newest when `None`) into a throwaway database and compares it
+/// with its record; an error says what differs. Records the verification beside the backup.
+pub fn verify(ui: &Ui, host: &Host, id: Option<&str>) -> anyhow::Result<BackupRecord> {
+    let dir = host.backups_dir();
+    let id = match id {
+        Some(id) => id.to_owned(),
+        None => newest(&dir)?.with_context(|| format!("there is no backup in {dir}"))?,
+    };
+    let record = BackupRecord::parse(
+        &std::fs::read(dir.join(format!("{id}.json")))
+            .with_context(|| format!("there is no backup {id} in {dir}"))?,
+    )?;
+    let dump = dir.join(format!("{id}.dump"));
+    check_hash(&dump, &record)?;
+    // Images of the release the backup was taken under (or the current one).
+    let release = record
+        .release
+        .as_ref()
+        .filter(|r| host.has_release(r))
+        .cloned()
+        .or_else(|| host.current())
+        .context("no release is on this host to take the database and migrator images from")?;
+    let env = ReleaseEnv::read(&host.release_dir(&release).join("release.env"))?;
+    let drill = Drill::start(env.get("HITSAVE_POSTGRES_IMAGE")?, &id)?;
+    ui.info(&format!(
+        "restoring backup {id} into a throwaway database ({})",
+        drill.name
+    ));
+    drill.restore(&dump)?;
+    let counted = drill.row_counts()?;
+    if counted != record.tables {
+        let differ: Vec<String> = record
+            .tables
+            .iter()
+            .filter(|(t, n)| counted.get(*t) != Some(n))
+            .map(|(t, n)| format!("{t}: {n} in the record, {:?} restored", counted.get(t)))
+            .chain(
+                counted
+                    .keys()
+                    .filter(|t| !record.tables.contains_key(*t))
+                    .map(|t| format!("{t}: restored, not in the record")),
+            )
+            .collect();
+        bail!(
+            "backup {id} does not restore what it recorded: {}",
+            differ.join("; ")
+        );
+    }
+    drill.check_schema(&format!(
+        "hitsave/migrate:{}",
+        env.get("HITSAVE_MIGRATE_TAG")?
+    ))?;
+    std::fs::write(
+        dir.join(format!("{id}.verified")),
+        format!("{}\n", now_rfc3339()),
+    )?;
+    ui.info(&format!(
+        "backup {id} restores: {} tables, every row count as recorded, schema checked by release {release}'s migrator",
+        counted.len()
+    ));
+    Ok(record)
+}
+
+/// The newest backup with a record.
+pub fn newest(dir: &Utf8Path) -> anyhow::Result<Option<String>> {
+    let mut ids: Vec<String> = match dir.read_dir_utf8() {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().strip_suffix(".json").map(str::to_owned))
+            .filter(|id| !id.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
+    };
+    ids.sort();
+    Ok(ids.pop())
+}
+
+/// The dump is the one its record describes, byte for byte.
+fn check_hash(dump: &Utf8Path, record: &BackupRecord) -> anyhow::Result<()> {
+    let mut file = std::fs::File::open(dump).with_context(|| format!("cannot read {dump}"))?;
+    let mut hasher = sha2::Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    let actual = hitsave_schema::Sha256::from_bytes(hasher.finalize().into());
+    if size != record.size || actual != record.sha256 {
+        bail!(
+            "backup {} is damaged: {dump} is {size} bytes with sha256 {actual}, its record says {} bytes, sha256 {}; nothing was restored",
+            record.id,
+            record.size,
+            record.sha256
+        );
+    }
+    Ok(())
+}
+
+/// A PostgreSQL container without a network, removed when dropped.
+struct Drill {
+    name: String,
+}
+
+impl Drill {
+    fn start(image: &str, id: &str) -> anyhow::Result<Drill> {
+        let name = format!("hitsave-drill-{}-{}", std::process::id(), id.len());
+        duct::cmd!(
+            "docker",
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--env",
+            "POSTGRES_USER=hitsave",
+            "--env",
+            "POSTGRES_DB=hitsave",
+            "--env",
+            "POSTGRES_HOST_AUTH_METHOD=trust",
+            image
+        )
+        .stdout_null()
+        .run()
+        .with_context(|| format!("cannot start a throwaway database from {image}"))?;
+        let drill = Drill { name };
+        wait_for(
+            "the throwaway database",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                let ready = duct::cmd!(
+                    "docker",
+                    "exec",
+                    &drill.name,
+                    "pg_isready",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "hitsave",
+                    "-d",
+                    "hitsave"
+                )
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run()?;
+                Ok(if ready.status.success() {
+                    Wait::Done(())
+                } else {
+                    Wait::NotYet("it does not accept connections yet".into())
+                })
+            },
+        )?;
+        Ok(drill)
+    }
+
+    fn restore(&self, dump: &Utf8Path) -> anyhow::Result<()> {
+        let out = duct::cmd!(
+            "docker",
+            "exec",
+            "-i",
+            &self.name,
+            "pg_restore",
+            "--exit-on-error",
+            "--no-owner",
+            "--username",
+            "hitsave",
+            "--dbname",
+            "hitsave"
+        )
+        .stdin_path(dump)
+        .stderr_capture()
+        .stdout_null()
+        .unchecked()
+        .run()?;
+        if !out.status.success() {
+            bail!(
+                "the backup does not restore (truncated or damaged?): pg_restore: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn row_counts(&self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let line = duct::cmd!(
+            "docker",
+            "exec",
+            &self.name,
+            "psql",
+            "-X",
+            "-t",
+            "-A",
+            "--username",
+            "hitsave",
+            "--dbname",
+            "hitsave",
+            "-c",
+            super::ROW_COUNTS
+        )
+        .read()
+        .context("cannot count the restored rows")?;
+        super::parse_counts(line.trim())
+    }
+
+    /// The release's migrator finds every applied migration known and unchanged.
+    fn check_schema(&self, migrate_image: &str) -> anyhow::Result<()> {
+        let password = tempfile::NamedTempFile::new()?;
+        std::fs::write(
+            password.path(),
+            "unused: the drill trusts local connections\n",
+        )?;
+        let mount = format!(
+            "{}:/run/secrets/postgres_password:ro",
+            password.path().display()
+        );
+        let out = duct::cmd!(
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            format!("container:{}", self.name),
+            "--volume",
+            mount,
+            "--env",
+            "POSTGRES_HOST=127.0.0.1",
+            "--env",
+            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
+            migrate_image,
+            "check"
+        )
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+        if !out.status.success() {
+            bail!(
+                "the migrator ({migrate_image}) finds the restored schema wrong: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Drill {
+    fn drop(&mut self) {
+        let _ = duct::cmd!("docker", "rm", "--force", "--volumes", &self.name)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+}

@@ -1,0 +1,456 @@
+//! `xtask backup`: the database, off the host. `pg_dump --format=custom` runs inside the db
+//! container (so the client is the server's own version) from a snapshot that a psql session
+//! of the same container exports and holds, so the row counts in the record are the dump's.
+//! The dump streams to `<root>/backups/.<id>.partial` through SHA-256 and is renamed to
+//! `<id>.dump` only when complete; its record (`<id>.json`) is written after it. With a store,
+//! both go to `backups/` there too, dump first, record last, as releases do.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context, bail};
+use camino::Utf8PathBuf;
+use hitsave_schema::{self as schema, BackupReason, BackupRecord, SCHEMA, Sha256};
+use sha2::Digest;
+
+mod drill;
+
+use crate::install::host::{DEFAULT_ROOT, Host, now_rfc3339};
+use crate::install::lock::InstallLock;
+use crate::install::stack::{Stack, State};
+use crate::store::{self, Store, StoreArgs};
+use crate::ui::{Ui, human_bytes};
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT, global = true)]
+    root: Utf8PathBuf,
+    /// Also copy the backup to this artifact store, under backups/ (S3 in production: off the
+    /// instance).
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Why it is taken: `scheduled` from the daily timer.
+    #[arg(long, value_enum, default_value = "manual")]
+    reason: Reason,
+    /// Print the record as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The restore drill: check a backup's SHA-256, restore it into a throwaway PostgreSQL
+    /// container (never the live database), compare every table's rows with its record and
+    /// check the schema with the migrator. Exits non-zero saying what differs.
+    Verify {
+        /// The backup [default: the newest].
+        id: Option<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Reason {
+    Manual,
+    Scheduled,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let host = Host::open(&args.root)?;
+    if let Some(Command::Verify { id }) = &args.command {
+        let record = drill::verify(&ui, &host, id.as_deref())?;
+        if args.json {
+            println!(
+                "{}",
+                String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
+            );
+        }
+        return Ok(());
+    }
+    // Not beside an install, a rollback or another backup.
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        std::time::Duration::from_secs(600),
+        &crate::install::host::command("backup", &args.root),
+    )?;
+    let current = host.current().with_context(|| {
+        format!(
+            "nothing is installed under {}: there is no database to back up",
+            args.root
+        )
+    })?;
+    let stack = Stack::open(&host.release_dir(&current))?;
+    let store = match args.store.store {
+        Some(_) => {
+            let store = store::open(&args.store, camino::Utf8Path::new("."))?;
+            store.check()?;
+            Some(store)
+        }
+        None => None,
+    };
+    let reason = match args.reason {
+        Reason::Manual => BackupReason::Manual,
+        Reason::Scheduled => BackupReason::Scheduled,
+    };
+    let record = take(&ui, &host, &stack, Some(current), reason, store.as_deref())?;
+    if args.json {
+        println!(
+            "{}",
+            String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
+        );
+    }
+    Ok(())
+}
+
+/// Takes a backup of `stack`'s database into `<root>/backups/` (and `store`, when given).
+/// Nothing is left behind when it fails: no partial file is listed, nothing half-uploaded is
+/// named by a record.
+pub fn take(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    release: Option<hitsave_schema::ReleaseId>,
+    reason: BackupReason,
+    store: Option<&dyn Store>,
+) -> anyhow::Result<BackupRecord> {
+    let db = stack
+        .containers()?
+        .into_iter()
+        .find(|c| c.service == "db" && c.state == State::Running)
+        .map(|c| c.name)
+        .context("the database container is not running: there is nothing to back up")?;
+    let dir = host.backups_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    clean_partials(&dir);
+    let id = new_id(&dir, reason)?;
+    ui.info(&format!("backing up the database into {dir}/{id}.dump"));
+
+    let mut snapshot = Snapshot::open(&db)?;
+    let tables = snapshot.row_counts()?;
+    let last_migration = snapshot.last_migration()?;
+    let time = now_rfc3339();
+    let dump = dir.join(format!("{id}.dump"));
+    let (size, sha256) = dump_to(&db, &snapshot.id, &dump)?;
+    snapshot.close()?;
+
+    let record = BackupRecord {
+        schema: SCHEMA,
+        id: id.clone(),
+        time,
+        release,
+        reason,
+        last_migration,
+        size,
+        sha256,
+        tables,
+    };
+    let bytes = schema::to_bytes(&record);
+    write_private(&dir.join(format!("{id}.json")), &bytes)?;
+    ui.info(&format!(
+        "backup {id}: {}, sha256 {}, {} tables",
+        human_bytes(size),
+        record.sha256,
+        record.tables.len()
+    ));
+    if let Some(store) = store {
+        let bar = ui.bytes("uploading the backup", size);
+        let copied = store
+            .upload(
+                &schema::backup_key(&id),
+                &dump,
+                &record.sha256,
+                size,
+                &|n| bar.inc(n),
+            )
+            .and_then(|()| store.put(&schema::backup_record_key(&id), &bytes));
+        bar.finish_and_clear();
+        if let Err(e) = copied {
+            // A backup that is not off the host is not the one asked for: leave no trace.
+            let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
+            let _ = std::fs::remove_file(&dump);
+            return Err(e.context(format!("cannot copy backup {id} to {}", store.describe())));
+        }
+        ui.info(&format!("backup {id} is in {}", store.describe()));
+    }
+    Ok(record)
+}
+
+/// The backup whose restore drill passed last, and how long ago, if any did.
+pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
+    let dir = host.backups_dir();
+    dir.read_dir_utf8()
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let id = e.file_name().strip_suffix(".verified")?.to_owned();
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let when = humantime::parse_rfc3339(text.trim()).ok()?;
+            Some((id, when))
+        })
+        .max_by_key(|(_, when)| *when)
+        .map(|(id, when)| (id, when.elapsed().unwrap_or_default()))
+}
+
+/// `<UTC YYYYMMDDTHHMMSSZ>-<reason>`, with `-2`, `-3` ... when that second is taken.
+fn new_id(dir: &camino::Utf8Path, reason: BackupReason) -> anyhow::Result<String> {
+    let stamp: String = now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let reason = match reason {
+        BackupReason::Manual => "manual",
+        BackupReason::PreMigrate => "pre-migrate",
+        BackupReason::Scheduled => "scheduled",
+    };
+    let base = format!("{stamp}-{reason}");
+    let id = (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| !dir.join(format!("{id}.dump")).exists())
+        .expect("some suffix is free");
+    schema::check_backup_id(&id)?;
+    Ok(id)
+}
+
+/// A dump cut short by a crash (`kill -9`) is never listed: only `<id>.dump` files with a
+/// record count, and the next backup removes what is left.
+fn clean_partials(dir: &camino::Utf8Path) {
+    if let Ok(entries) = dir.read_dir_utf8() {
+        for e in entries.flatten() {
+            if e.file_name().starts_with('.') && e.file_name().ends_with(".partial") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Streams `pg_dump` from the exported snapshot into `dest`, through a temporary file.
+fn dump_to(db: &str, snapshot: &str, dest: &camino::Utf8Path) -> anyhow::Result<(u64, Sha256)> {
+    let name = dest.file_name().unwrap_or_default();
+    let partial = dest.with_file_name(format!(".{name}.partial"));
+    let result = (|| -> anyhow::Result<(u64, Sha256)> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_private()
+            .open(&partial)
+            .with_context(|| format!("cannot create {partial}"))?;
+        let mut out = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: sha2::Sha256::new(),
+            bytes: 0,
+        };
+        let user_db = db_identity(db)?;
+        let mut dump = duct::cmd!(
+            "docker",
+            "exec",
+            db,
+            "pg_dump",
+            "--format=custom",
+            format!("--snapshot={snapshot}"),
+            "--username",
+            &user_db.0,
+            "--dbname",
+            &user_db.1
+        )
+        .stderr_capture()
+        .reader()
+        .context("cannot start pg_dump in the database container")?;
+        std::io::copy(&mut dump, &mut out).context("pg_dump failed")?;
+        let file = out
+            .inner
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {partial}"))?;
+        file.sync_all()
+            .with_context(|| format!("cannot write {partial}"))?;
+        Ok((out.bytes, Sha256::from_bytes(out.hasher.finalize().into())))
+    })();
+    match result {
+        Ok(done) => {
+            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))?;
+            Ok(done)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// The database's user and name, as the db container was started with.
+fn db_identity(db: &str) -> anyhow::Result<(String, String)> {
+    let env = duct::cmd!(
+        "docker",
+        "exec",
+        db,
+        "printenv",
+        "POSTGRES_USER",
+        "POSTGRES_DB"
+    )
+    .read()
+    .context("cannot read POSTGRES_USER and POSTGRES_DB in the database container")?;
+    let mut lines = env.lines();
+    match (lines.next(), lines.next()) {
+        (Some(user), Some(name)) => Ok((user.to_owned(), name.to_owned())),
+        _ => bail!("the database container has no POSTGRES_USER and POSTGRES_DB"),
+    }
+}
+
+/// A psql session in the db container holding a repeatable-read transaction whose snapshot
+/// it exported: the row counts and the dump see the same data.
+struct Snapshot {
+    id: String,
+    input: Option<std::io::PipeWriter>,
+    output: BufReader<duct::ReaderHandle>,
+}
+
+impl Snapshot {
+    fn open(db: &str) -> anyhow::Result<Snapshot> {
+        let (user, name) = db_identity(db)?;
+        let (read_end, input) = std::io::pipe()?;
+        let session = duct::cmd!(
+            "docker",
+            "exec",
+            "-i",
+            db,
+            "psql",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--username",
+            user,
+            "--dbname",
+            name
+        )
+        .stdin_file(read_end)
+        .stderr_capture()
+        .reader()
+        .context("cannot start psql in the database container")?;
+        let mut snapshot = Snapshot {
+            id: String::new(),
+            input: Some(input),
+            output: BufReader::new(session),
+        };
+        snapshot.id = snapshot
+            .ask("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();")?;
+        Ok(snapshot)
+    }
+
+    /// Sends one statement and reads its one line of output.
+    fn ask(&mut self, sql: &str) -> anyhow::Result<String> {
+        let input = self.input.as_mut().context("the psql session is closed")?;
+        writeln!(input, "{sql}").context("the psql session ended")?;
+        input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line).context("psql failed")? == 0 {
+            bail!("psql ended without answering {sql:?}");
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    /// Exact row counts of every table in the public schema.
+    fn row_counts(&mut self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let line = self.ask(ROW_COUNTS)?;
+        parse_counts(&line)
+    }
+
+    /// The newest migration the database has applied, if it has the migrator's table.
+    fn last_migration(&mut self) -> anyhow::Result<Option<i64>> {
+        let line = self.ask(
+            "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN '' ELSE \
+             coalesce((xpath('/row/v/text()', query_to_xml('SELECT max(version) AS v FROM \
+             public._sqlx_migrations WHERE success', false, true, '')))[1]::text, '') END;",
+        )?;
+        Ok(if line.is_empty() {
+            None
+        } else {
+            Some(line.parse()?)
+        })
+    }
+
+    /// Ends the transaction (the snapshot is no longer needed) and the session.
+    fn close(mut self) -> anyhow::Result<()> {
+        if let Some(mut input) = self.input.take() {
+            writeln!(input, "COMMIT;")?;
+        }
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.output, &mut rest).context("psql failed")?;
+        Ok(())
+    }
+}
+
+/// Exact row counts of every table in the public schema, on one line: `t1=3,t2=0`.
+const ROW_COUNTS: &str = "SELECT coalesce(string_agg(t || '=' || (xpath('/row/c/text()', \
+     query_to_xml(format('SELECT count(*) AS c FROM public.%I', t), false, true, '')))[1]::text, \
+     ',' ORDER BY t), '') FROM (SELECT tablename::text AS t FROM pg_tables \
+     WHERE schemaname = 'public') s;";
+
+fn parse_counts(line: &str) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    line.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (table, count) = pair
+                .rsplit_once('=')
+                .with_context(|| format!("psql printed {pair:?} for a row count"))?;
+            Ok((table.to_owned(), count.parse()?))
+        })
+        .collect()
+}
+
+/// Writes through to `inner` while hashing what passes.
+struct Hashing<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A file readable by its owner only, written beside its destination and renamed into place.
+fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode_private()
+        .open(&tmp)
+        .with_context(|| format!("cannot write {tmp}"))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {path}"))
+}
+
+trait PrivateMode {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateMode for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
