@@ -110,14 +110,21 @@ fn check_hash(dump: &Utf8Path, record: &BackupRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the drill's password file is mounted, in the database and the migrator alike.
+const SECRET: &str = "/run/secrets/postgres_password";
+
 /// A PostgreSQL container without a network, removed when dropped.
 struct Drill {
     name: String,
+    /// Its password (random), as a file: both images read it from POSTGRES_PASSWORD_FILE.
+    password: tempfile::NamedTempFile,
 }
 
 impl Drill {
     fn start(image: &str, id: &str) -> anyhow::Result<Drill> {
         let name = format!("hitsave-drill-{}-{}", std::process::id(), id.len());
+        let password = tempfile::NamedTempFile::new()?;
+        std::fs::write(password.path(), crate::secrets::random_hex(16)?)?;
         duct::cmd!(
             "docker",
             "run",
@@ -130,14 +137,16 @@ impl Drill {
             "POSTGRES_USER=hitsave",
             "--env",
             "POSTGRES_DB=hitsave",
+            "--volume",
+            format!("{}:{SECRET}:ro", password.path().display()),
             "--env",
-            "POSTGRES_HOST_AUTH_METHOD=trust",
+            format!("POSTGRES_PASSWORD_FILE={SECRET}"),
             image
         )
         .stdout_null()
         .run()
         .with_context(|| format!("cannot start a throwaway database from {image}"))?;
-        let drill = Drill { name };
+        let drill = Drill { name, password };
         wait_for(
             "the throwaway database",
             Duration::from_secs(120),
@@ -159,11 +168,22 @@ impl Drill {
                 .stderr_null()
                 .unchecked()
                 .run()?;
-                Ok(if ready.status.success() {
-                    Wait::Done(())
-                } else {
-                    Wait::NotYet("it does not accept connections yet".into())
-                })
+                if ready.status.success() {
+                    return Ok(Wait::Done(()));
+                }
+                let running =
+                    duct::cmd!("docker", "inspect", "-f", "{{.State.Running}}", &drill.name)
+                        .read()
+                        .unwrap_or_default();
+                if running.trim() != "true" {
+                    let logs = duct::cmd!("docker", "logs", "--tail", "20", &drill.name)
+                        .stderr_to_stdout()
+                        .unchecked()
+                        .read()
+                        .unwrap_or_default();
+                    bail!("the throwaway database ({image}) stopped:\n{logs}");
+                }
+                Ok(Wait::NotYet("it does not accept connections yet".into()))
             },
         )?;
         Ok(drill)
@@ -220,15 +240,7 @@ impl Drill {
 
     /// The release's migrator finds every applied migration known and unchanged.
     fn check_schema(&self, migrate_image: &str) -> anyhow::Result<()> {
-        let password = tempfile::NamedTempFile::new()?;
-        std::fs::write(
-            password.path(),
-            "unused: the drill trusts local connections\n",
-        )?;
-        let mount = format!(
-            "{}:/run/secrets/postgres_password:ro",
-            password.path().display()
-        );
+        let mount = format!("{}:{SECRET}:ro", self.password.path().display());
         let out = duct::cmd!(
             "docker",
             "run",
@@ -240,7 +252,7 @@ impl Drill {
             "--env",
             "POSTGRES_HOST=127.0.0.1",
             "--env",
-            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
+            format!("POSTGRES_PASSWORD_FILE={SECRET}"),
             migrate_image,
             "check"
         )
