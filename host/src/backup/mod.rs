@@ -14,6 +14,9 @@ use hitsave_schema::{self as schema, BackupReason, BackupRecord, SCHEMA, Sha256}
 use sha2::Digest;
 
 mod drill;
+mod retention;
+
+pub use retention::{Retention, prune};
 
 use crate::install::host::{DEFAULT_ROOT, Host, now_rfc3339};
 use crate::install::lock::InstallLock;
@@ -33,6 +36,8 @@ pub struct Args {
     /// instance).
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    retention: Retention,
     /// Why it is taken: `scheduled` from the daily timer.
     #[arg(long, value_enum, default_value = "manual")]
     reason: Reason,
@@ -97,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Reason::Scheduled => BackupReason::Scheduled,
     };
     let record = take(&ui, &host, &stack, Some(current), reason, store.as_deref())?;
+    retention::prune(&ui, &host, store.as_deref(), args.retention)?;
     if args.json {
         println!(
             "{}",

@@ -468,6 +468,16 @@ fn back_up_before_migrating(
         "the backup before migrating failed, so nothing was migrated and the running stack is untouched (fix the cause, or pass --skip-backup to migrate without one)",
     )?;
     migrations.backup = Some(record.id);
+    if let Err(e) = crate::backup::prune(
+        ui,
+        host,
+        migrations.store,
+        crate::backup::Retention::default(),
+    ) {
+        ui.info(&format!(
+            "pruning old backups failed (the install goes on): {e:#}"
+        ));
+    }
     Ok(())
 }
 

@@ -79,6 +79,33 @@ impl Store for LocalStore {
         }
     }
 
+    fn list(&self, dir: &str) -> anyhow::Result<Vec<String>> {
+        let path = self.path(dir);
+        let mut keys: Vec<String> = match path.read_dir_utf8() {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_owned())
+                // Half-written objects (write_atomically's temporary files) are not objects.
+                .filter(|name| !name.starts_with('.'))
+                .map(|name| format!("{dir}/{name}"))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {path}")),
+        };
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.path(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", self.path(key)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match std::fs::read(self.path(key)) {
             Ok(bytes) => Ok(Some(bytes)),

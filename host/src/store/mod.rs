@@ -55,6 +55,12 @@ pub trait Store: Send + Sync {
 
     /// Streams an object into `out`; fails when there is none.
     fn download(&self, key: &str, out: &mut dyn Write, progress: Progress) -> anyhow::Result<u64>;
+
+    /// The keys of the objects directly under `dir` (`backups`), sorted.
+    fn list(&self, dir: &str) -> anyhow::Result<Vec<String>>;
+
+    /// Removes the object under `key`; nothing to do when there is none.
+    fn delete(&self, key: &str) -> anyhow::Result<()>;
 }
 
 /// Options that only matter for S3 stores.

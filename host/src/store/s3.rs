@@ -352,6 +352,47 @@ impl Store for S3Store {
         })
     }
 
+    fn list(&self, dir: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = self.key(&format!("{dir}/"));
+        let strip = self.key("");
+        self.runtime.block_on(async {
+            let mut keys = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.opts.bucket)
+                .prefix(&prefix)
+                .delimiter("/")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.explain(e, &format!("listing {dir}/")))?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .filter_map(|k| k.strip_prefix(strip.as_str()))
+                        .map(str::to_owned),
+                );
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.opts.bucket)
+                    .key(self.key(key))
+                    .send(),
+            )
+            .map_err(|e| self.explain(e, &format!("removing {key}")))?;
+        Ok(())
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let checksum = BASE64.encode(Sha256::digest(bytes));
         self.runtime

@@ -235,6 +235,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     eprintln!("xtask: test: v4's migration failed, named; nothing was swapped");
     pre_migrate_backup(h, &v2)?;
     backup_failures(h, &v2, &v4)?;
+    backup_retention(h)?;
 
     // Rollback: from disk, to previous (v1), refusing what is not on disk; then forward again.
     let err = h.t.fails(
@@ -521,6 +522,54 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
     ])?;
     eprintln!(
         "xtask: test: a full backups disk or a refusing store stops the install before it migrates; a backup killed half-way leaves nothing listed"
+    );
+    Ok(())
+}
+
+/// `--keep 1 --days 0` leaves the newest backup and the pinned one (the pre-migrate backup that
+/// history names, which is also the last to pass its drill), on the host and in the store.
+fn backup_retention(h: &Harness) -> anyhow::Result<()> {
+    let pinned = h
+        .history()?
+        .iter()
+        .rev()
+        .find_map(|e| e["backup"].as_str().map(str::to_owned))
+        .context("history names no backup")?;
+    let store = h.store.as_str();
+    let first: Value =
+        serde_json::from_slice(&h.ok(&h.host_args(&["backup", "--store", store, "--json"]))?)?;
+    let args = [
+        "backup", "--store", store, "--keep", "1", "--days", "0", "--json",
+    ];
+    let newest: Value = serde_json::from_slice(&h.ok(&h.host_args(&args))?)?;
+    let newest = newest["id"].as_str().context("no id")?.to_owned();
+    let mut expected = vec![pinned.clone(), newest.clone()];
+    expected.sort();
+    let records = |dir: &Utf8Path| -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                Some(name.strip_suffix(".json")?.to_owned())
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    };
+    let on_host = records(&h.host_root.join("backups"))?;
+    let in_store = records(&h.store.join("backups"))?;
+    ensure!(
+        on_host == expected && in_store == expected,
+        "after --keep 1 --days 0: host {on_host:?}, store {in_store:?}; expected {expected:?} ({} was pruned)",
+        first["id"]
+    );
+    let dumps = std::fs::read_dir(h.store.join("backups"))?.count();
+    ensure!(
+        dumps == 4,
+        "the store keeps {dumps} files, not 2 backups and their records"
+    );
+    eprintln!(
+        "xtask: test: retention keeps the newest backup and the pinned {pinned}, on the host and in the store"
     );
     Ok(())
 }

@@ -52,6 +52,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     s3_racing_releases(&t, &garage, &a, &b, &head, &web_commit)?;
     s3_errors(&t, &garage)?;
     s3_multipart(&garage, &work)?;
+    s3_list_and_delete(&garage)?;
     s3_interrupted(&t, &garage, root_clean)?;
     drop(garage);
 
@@ -1111,6 +1112,43 @@ fn s3_racing_releases(
         "xtask: test: garage: two racing releases both published and verify; each of {} input hashes has one record, naming the artifact the manifests name ({records} references)",
         distinct.len()
     );
+    Ok(())
+}
+
+/// What backup retention asks of a store: the objects directly under a directory of the
+/// prefix, and deleting one (a missing one too).
+fn s3_list_and_delete(garage: &Garage) -> anyhow::Result<()> {
+    garage.create_bucket("lists")?;
+    let store = s3(garage, "lists", "hitsave")?;
+    for key in [
+        "backups/b.json",
+        "backups/a.json",
+        "backups/a.dump",
+        "backupsx/c",
+        "backups/deeper/d",
+    ] {
+        store.put(key, b"{}")?;
+    }
+    let other = s3(garage, "lists", "other")?;
+    other.put("backups/e.json", b"{}")?;
+    ensure!(
+        store.list("backups")? == ["backups/a.dump", "backups/a.json", "backups/b.json"],
+        "list(backups): {:?}",
+        store.list("backups")?
+    );
+    store.delete("backups/a.json")?;
+    store.delete("backups/never-was.json")?;
+    ensure!(
+        store.list("backups")? == ["backups/a.dump", "backups/b.json"]
+            && store.get("backups/a.json")?.is_none(),
+        "after delete: {:?}",
+        store.list("backups")?
+    );
+    ensure!(
+        other.list("backups")? == ["backups/e.json"],
+        "prefixes leak"
+    );
+    eprintln!("xtask: test: garage: list and delete under a prefix, for backup retention");
     Ok(())
 }
 
