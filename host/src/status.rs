@@ -94,8 +94,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+    } else {
+        print_text(&status);
     }
+    Ok(())
+}
+
+/// The status for a person at a terminal.
+fn print_text(status: &Status) {
     let or_none = |id: &Option<ReleaseId>| id.as_ref().map_or("none", ReleaseId::as_str).to_owned();
     println!("root:      {}", status.root);
     println!("current:   {}", or_none(&status.current));
@@ -131,7 +137,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             h.time, h.action, h.release, h.outcome, h.seconds
         );
     }
-    Ok(())
 }
 
 /// Bytes in regular files under `dir`, without following links.
