@@ -53,10 +53,15 @@ impl DbConfig {
     /// A pool that connects on first use, so a process can start (and say it is not ready)
     /// while the database is still coming up.
     pub fn lazy_pool(&self) -> PgPool {
+        self.lazy_pool_with(self.connect_options())
+    }
+
+    /// The same pool on `options` (these settings with more, such as session parameters).
+    pub fn lazy_pool_with(&self, options: PgConnectOptions) -> PgPool {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(self.connect_options())
+            .connect_lazy_with(options)
     }
 
     /// Where this config points, for messages: never includes the password.

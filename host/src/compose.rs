@@ -53,9 +53,12 @@ impl Compose {
         cmd
     }
 
-    /// Runs a compose command and returns its output; on failure the error names `what` and
-    /// the command and carries the end of the output.
-    pub fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<String> {
+    /// Runs a compose command to its end: how it exited, and its output (stdout and stderr).
+    pub fn output(
+        &self,
+        what: &str,
+        args: &[&str],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
         let out = self
             .command(args)
             .stderr_to_stdout()
@@ -63,8 +66,17 @@ impl Compose {
             .unchecked()
             .run()
             .with_context(|| format!("cannot run docker compose ({what})"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    /// Runs a compose command and returns its output; on failure the error names `what` and
+    /// the command and carries the end of the output.
+    pub fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<String> {
+        let (status, text) = self.output(what, args)?;
+        if !status.success() {
             bail!(
                 "{what} failed: docker compose {}:\n{}",
                 args.join(" "),

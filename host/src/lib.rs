@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod checkout;
 pub mod compose;
+pub mod digest;
 pub mod doctor;
 pub mod elf;
 pub mod hook;

@@ -107,10 +107,7 @@ async fn connect(config: &DbConfig, cli: &Cli) -> anyhow::Result<PgPool> {
         ("lock_timeout", format!("{}s", cli.lock_timeout)),
         ("statement_timeout", format!("{}s", cli.statement_timeout)),
     ]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
+    let pool = config.lazy_pool_with(options);
     let mut announced = false;
     loop {
         match pool.acquire().await {

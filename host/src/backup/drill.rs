@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 use hitsave_schema::BackupRecord;
-use sha2::Digest;
 
 use crate::install::host::{Host, now_rfc3339};
 use crate::install::stack::ReleaseEnv;
@@ -21,7 +20,9 @@ pub fn verify(ui: &Ui, host: &Host, id: Option<&str>) -> anyhow::Result<BackupRe
     let dir = host.backups_dir();
     let id = match id {
         Some(id) => id.to_owned(),
-        None => newest(&dir)?.with_context(|| format!("there is no backup in {dir}"))?,
+        None => super::ids(&dir)?
+            .pop()
+            .with_context(|| format!("there is no backup in {dir}"))?,
     };
     let record = BackupRecord::parse(
         &std::fs::read(dir.join(format!("{id}.json")))
@@ -78,27 +79,10 @@ pub fn verify(ui: &Ui, host: &Host, id: Option<&str>) -> anyhow::Result<BackupRe
     Ok(record)
 }
 
-/// The newest backup with a record.
-pub fn newest(dir: &Utf8Path) -> anyhow::Result<Option<String>> {
-    let mut ids: Vec<String> = match dir.read_dir_utf8() {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().strip_suffix(".json").map(str::to_owned))
-            .filter(|id| !id.starts_with('.'))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
-    };
-    ids.sort();
-    Ok(ids.pop())
-}
-
 /// The dump is the one its record describes, byte for byte.
 fn check_hash(dump: &Utf8Path, record: &BackupRecord) -> anyhow::Result<()> {
-    let mut file = std::fs::File::open(dump).with_context(|| format!("cannot read {dump}"))?;
-    let mut hasher = sha2::Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)?;
-    let actual = hitsave_schema::Sha256::from_bytes(hasher.finalize().into());
+    let (size, actual) =
+        crate::digest::of_file(dump).with_context(|| format!("cannot read {dump}"))?;
     if size != record.size || actual != record.sha256 {
         bail!(
             "backup {} is damaged: {dump} is {size} bytes with sha256 {actual}, its record says {} bytes, sha256 {}; nothing was restored",

@@ -6,18 +6,18 @@
 //! both go to `backups/` there too, dump first, record last, as releases do.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 use hitsave_schema::{self as schema, BackupReason, BackupRecord, SCHEMA, Sha256};
-use sha2::Digest;
 
 mod drill;
 mod retention;
 
 pub use retention::{Retention, prune};
 
+use crate::digest::Hashing;
 use crate::install::host::{DEFAULT_ROOT, Host, now_rfc3339};
 use crate::install::lock::InstallLock;
 use crate::install::stack::{Stack, State};
@@ -136,12 +136,13 @@ pub fn take(
     let id = new_id(&dir, reason)?;
     ui.info(&format!("backing up the database into {dir}/{id}.dump"));
 
-    let mut snapshot = Snapshot::open(&db)?;
+    let login = db_identity(&db)?;
+    let mut snapshot = Snapshot::open(&db, &login)?;
     let tables = snapshot.row_counts()?;
     let last_migration = snapshot.last_migration()?;
     let time = now_rfc3339();
     let dump = dir.join(format!("{id}.dump"));
-    let (size, sha256) = dump_to(&db, &snapshot.id, &dump)?;
+    let (size, sha256) = dump_to(&db, &login, &snapshot.id, &dump)?;
     snapshot.close()?;
 
     let record = BackupRecord {
@@ -184,6 +185,21 @@ pub fn take(
         ui.info(&format!("backup {id} is in {}", store.describe()));
     }
     Ok(record)
+}
+
+/// The backups in `dir` that have a record, oldest first (ids start with their UTC time).
+pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<String>> {
+    let mut ids: Vec<String> = match dir.read_dir_utf8() {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().strip_suffix(".json").map(str::to_owned))
+            .filter(|id| !id.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
+    };
+    ids.sort();
+    Ok(ids)
 }
 
 /// The backup whose restore drill passed last, and how long ago, if any did.
@@ -241,22 +257,22 @@ fn clean_partials(dir: &camino::Utf8Path) {
 }
 
 /// Streams `pg_dump` from the exported snapshot into `dest`, through a temporary file.
-fn dump_to(db: &str, snapshot: &str, dest: &camino::Utf8Path) -> anyhow::Result<(u64, Sha256)> {
+fn dump_to(
+    db: &str,
+    (user, database): &(String, String),
+    snapshot: &str,
+    dest: &camino::Utf8Path,
+) -> anyhow::Result<(u64, Sha256)> {
     let name = dest.file_name().unwrap_or_default();
     let partial = dest.with_file_name(format!(".{name}.partial"));
     let result = (|| -> anyhow::Result<(u64, Sha256)> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode_private()
+            .mode(0o600)
             .open(&partial)
             .with_context(|| format!("cannot create {partial}"))?;
-        let mut out = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file),
-            hasher: sha2::Sha256::new(),
-            bytes: 0,
-        };
-        let user_db = db_identity(db)?;
+        let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
         let mut dump = duct::cmd!(
             "docker",
             "exec",
@@ -265,14 +281,15 @@ fn dump_to(db: &str, snapshot: &str, dest: &camino::Utf8Path) -> anyhow::Result<
             "--format=custom",
             format!("--snapshot={snapshot}"),
             "--username",
-            &user_db.0,
+            user,
             "--dbname",
-            &user_db.1
+            database
         )
         .stderr_capture()
         .reader()
         .context("cannot start pg_dump in the database container")?;
         std::io::copy(&mut dump, &mut out).context("pg_dump failed")?;
+        let done = (out.bytes(), out.digest());
         let file = out
             .inner
             .into_inner()
@@ -280,7 +297,7 @@ fn dump_to(db: &str, snapshot: &str, dest: &camino::Utf8Path) -> anyhow::Result<
             .with_context(|| format!("cannot write {partial}"))?;
         file.sync_all()
             .with_context(|| format!("cannot write {partial}"))?;
-        Ok((out.bytes, Sha256::from_bytes(out.hasher.finalize().into())))
+        Ok(done)
     })();
     match result {
         Ok(done) => {
@@ -322,8 +339,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn open(db: &str) -> anyhow::Result<Snapshot> {
-        let (user, name) = db_identity(db)?;
+    fn open(db: &str, (user, database): &(String, String)) -> anyhow::Result<Snapshot> {
         let (read_end, input) = std::io::pipe()?;
         let session = duct::cmd!(
             "docker",
@@ -340,7 +356,7 @@ impl Snapshot {
             "--username",
             user,
             "--dbname",
-            name
+            database
         )
         .stdin_file(read_end)
         .stderr_capture()
@@ -417,25 +433,6 @@ fn parse_counts(line: &str) -> anyhow::Result<std::collections::BTreeMap<String,
         .collect()
 }
 
-/// Writes through to `inner` while hashing what passes.
-struct Hashing<W> {
-    inner: W,
-    hasher: sha2::Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A file readable by its owner only, written beside its destination and renamed into place.
 fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
@@ -443,20 +440,10 @@ fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> anyhow::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode_private()
+        .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {tmp}"))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {path}"))
-}
-
-trait PrivateMode {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateMode for std::fs::OpenOptions {
-    fn mode_private(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
-    }
 }

@@ -95,15 +95,7 @@ pub fn prune(
 ) -> anyhow::Result<()> {
     let pinned = pinned(host);
     let dir = host.backups_dir();
-    let mut ids: Vec<String> = dir
-        .read_dir_utf8()
-        .with_context(|| format!("cannot read {dir}"))?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().strip_suffix(".json").map(str::to_owned))
-        .filter(|id| !id.starts_with('.'))
-        .collect();
-    ids.sort();
-    let gone = expired(&ids, retention, today(), &pinned);
+    let gone = expired(&super::ids(&dir)?, retention, today(), &pinned);
     for id in &gone {
         for suffix in ["json", "dump", "verified"] {
             let path = dir.join(format!("{id}.{suffix}"));

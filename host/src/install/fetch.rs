@@ -7,29 +7,11 @@ use std::io::Write;
 use crate::store::Store;
 use anyhow::{Context, bail};
 use hitsave_schema::{self as manifest, Artifact, Manifest};
-use sha2::{Digest, Sha256};
+
+use crate::digest::{self, Hashing};
 
 use super::host::Host;
 use crate::ui::Ui;
-
-/// Writes to a file and hashes and counts on the way.
-struct Verifying {
-    file: std::io::BufWriter<std::fs::File>,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl Write for Verifying {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
 
 /// Makes sure every artifact of `manifest` is in the cache, verified. Returns the bytes
 /// downloaded.
@@ -82,12 +64,10 @@ pub fn fetch(ui: &Ui, host: &Host, store: &dyn Store, manifest: &Manifest) -> an
 /// A cached file is trusted only if it still hashes to its name and size.
 fn cached_and_intact(host: &Host, a: &Artifact) -> bool {
     let path = host.cache_file(&a.sha256);
-    let Ok(mut file) = std::fs::File::open(&path) else {
+    if !path.is_file() {
         return false;
-    };
-    let mut hasher = Sha256::new();
-    let ok = std::io::copy(&mut file, &mut hasher).ok() == Some(a.size)
-        && manifest::Sha256::from_bytes(hasher.finalize().into()) == a.sha256;
+    }
+    let ok = digest::of_file(&path).is_ok_and(|(size, sha)| size == a.size && sha == a.sha256);
     if !ok {
         eprintln!("xtask: {path} is damaged; downloading it again");
         let _ = std::fs::remove_file(&path);
@@ -106,21 +86,20 @@ fn download_one(
     let key = manifest::artifact_key(&a.sha256);
     let file =
         std::fs::File::create(&partial).with_context(|| format!("cannot create {partial}"))?;
-    let mut out = Verifying {
-        file: std::io::BufWriter::new(file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
+    let mut out = Hashing::new(std::io::BufWriter::new(file));
     let result = store
         .download(&key, &mut out, progress)
         .and_then(|_| out.flush().map_err(Into::into))
         .with_context(|| format!("{}: downloading {key} failed", a.component));
-    let actual = manifest::Sha256::from_bytes(out.hasher.finalize_reset().into());
+    let actual = out.digest();
     let problem = match result {
         Err(e) => Some(format!("{e:#}")),
-        Ok(()) if out.bytes != a.size => Some(format!(
+        Ok(()) if out.bytes() != a.size => Some(format!(
             "{}: {key} is {} bytes, the manifest says {} (sha256 expected {}, actual {actual})",
-            a.component, out.bytes, a.size, a.sha256
+            a.component,
+            out.bytes(),
+            a.size,
+            a.sha256
         )),
         Ok(()) if actual != a.sha256 => Some(format!(
             "{}: {key} does not match the manifest: sha256 expected {}, actual {actual}",

@@ -311,21 +311,14 @@ impl Stack {
     /// Whether this release's migrator has migrations the database has not applied
     /// (`migrate status` exits 3 then).
     pub fn pending_migrations(&self) -> anyhow::Result<bool> {
-        let out = self
+        let what = "checking for pending migrations";
+        let (status, text) = self
             .compose()
-            .command(&["run", "--rm", "--no-deps", "migrate", "status"])
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .context("cannot run docker compose (checking for pending migrations)")?;
-        match out.status.code() {
+            .output(what, &["run", "--rm", "--no-deps", "migrate", "status"])?;
+        match status.code() {
             Some(0) => Ok(false),
             Some(3) => Ok(true),
-            _ => bail!(
-                "checking for pending migrations failed: {}",
-                tail(&String::from_utf8_lossy(&out.stdout), 20)
-            ),
+            _ => bail!("{what} failed: {}", tail(&text, 20)),
         }
     }
 
