@@ -68,6 +68,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             crate::install::host::command("backup verify", &args.root)
         ),
     }
+    if crate::install::nginx::in_maintenance(&host.nginx_dir()) {
+        problems.push(format!(
+            "the site is in maintenance ({}/maintenance.html): unless a restore is running, one was stopped half-way; run that restore again, or install the current release again (`{}`), to end it",
+            host.nginx_dir(),
+            crate::install::host::command("install --channel ...", &args.root)
+        ));
+    }
     if problems.is_empty() {
         println!(
             "the host is ready for `{}`",

@@ -39,6 +39,10 @@ pub enum Command {
     /// On the host: back up the database (pg_dump in its container) into <root>/backups and,
     /// with --store, the artifact store.
     Backup(backup::Args),
+    /// On the host: put the database back to a backup (BACKUP, --latest or --before RELEASE),
+    /// restored into a new database while the site serves, swapped in during a short
+    /// maintenance (503 with Retry-After); --undo goes back.
+    Restore(backup::restore::Args),
 }
 
 impl Command {
@@ -51,6 +55,7 @@ impl Command {
             Command::Status(args) => status::run(args),
             Command::Doctor(args) => doctor::run(args),
             Command::Backup(args) => backup::run(args),
+            Command::Restore(args) => backup::restore::run(args),
         }
     }
 }

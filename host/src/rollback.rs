@@ -69,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         error: result.as_ref().err().map(|e| format!("{e:#}")),
         backup: None,
         backup_skipped: false,
+        by: crate::install::host::who(),
     })?;
     result?;
     ui.info(&format!("release {target} serves again"));

@@ -31,6 +31,8 @@ struct Status {
     disk_free_bytes: u64,
     /// The backup whose restore drill passed last.
     last_verified_backup: Option<VerifiedBackup>,
+    /// Every host answers the maintenance page (a restore runs, or was killed).
+    maintenance: bool,
     last: Vec<HistoryEntry>,
 }
 
@@ -90,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             id,
             age_seconds: age.as_secs(),
         }),
+        maintenance: crate::install::nginx::in_maintenance(&host.nginx_dir()),
         last: history.into_iter().rev().take(5).collect(),
     };
     if args.json {
@@ -115,6 +118,11 @@ fn print_text(status: &Status) {
         ),
         None => println!("backup:    none verified (`xtask backup verify`)"),
     }
+    if status.maintenance {
+        println!(
+            "MAINTENANCE: every host answers 503 (a restore runs, or was stopped half-way: running it again or an install ends it)"
+        );
+    }
     match &status.serving {
         Some(Ok(())) => println!("serving:   yes"),
         Some(Err(reason)) => println!("serving:   NO: {reason}"),
@@ -133,8 +141,15 @@ fn print_text(status: &Status) {
     );
     for h in &status.last {
         println!(
-            "  {} {} {} {} ({:.1} s)",
-            h.time, h.action, h.release, h.outcome, h.seconds
+            "  {} {} {} {} ({:.1} s{})",
+            h.time,
+            h.action,
+            h.release,
+            h.outcome,
+            h.seconds,
+            h.by.as_ref()
+                .map(|by| format!(", by {by}"))
+                .unwrap_or_default()
         );
     }
 }

@@ -13,14 +13,17 @@ use camino::Utf8PathBuf;
 use hitsave_schema::{self as schema, BackupReason, BackupRecord, SCHEMA, Sha256};
 
 mod drill;
+pub mod restore;
 mod retention;
+pub mod server;
 
 pub use retention::{Retention, prune};
+pub use server::Server;
 
 use crate::digest::Hashing;
-use crate::install::host::{DEFAULT_ROOT, Host, now_rfc3339};
+use crate::install::host::{Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome, now_rfc3339};
 use crate::install::lock::InstallLock;
-use crate::install::stack::{Stack, State};
+use crate::install::stack::Stack;
 use crate::store::{self, Store, StoreArgs};
 use crate::ui::{Ui, human_bytes};
 
@@ -101,7 +104,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Reason::Manual => BackupReason::Manual,
         Reason::Scheduled => BackupReason::Scheduled,
     };
-    let record = take(&ui, &host, &stack, Some(current), reason, store.as_deref())?;
+    let started = std::time::Instant::now();
+    let taken = take(
+        &ui,
+        &host,
+        &stack,
+        Some(current.clone()),
+        reason,
+        store.as_deref(),
+    );
+    host.record(&HistoryEntry {
+        time: now_rfc3339(),
+        action: Action::Backup,
+        release: current,
+        previous: None,
+        outcome: if taken.is_ok() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        },
+        deployment: None,
+        seconds: started.elapsed().as_secs_f64(),
+        error: taken.as_ref().err().map(|e| format!("{e:#}")),
+        backup: taken.as_ref().ok().map(|r| r.id.clone()),
+        backup_skipped: false,
+        by: crate::install::host::who(),
+    })?;
+    let record = taken?;
     retention::prune(&ui, &host, store.as_deref(), args.retention)?;
     if args.json {
         println!(
@@ -123,26 +152,18 @@ pub fn take(
     reason: BackupReason,
     store: Option<&dyn Store>,
 ) -> anyhow::Result<BackupRecord> {
-    let db = stack
-        .containers()?
-        .into_iter()
-        .find(|c| c.service == "db" && c.state == State::Running)
-        .map(|c| c.name)
-        .context("the database container is not running: there is nothing to back up")?;
+    let server = Server::of(stack).context("there is no database to back up")?;
     let dir = host.backups_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    clean_partials(&dir);
+    prepare_dir(&dir)?;
     let id = new_id(&dir, reason)?;
     ui.info(&format!("backing up the database into {dir}/{id}.dump"));
 
-    let login = db_identity(&db)?;
-    let mut snapshot = Snapshot::open(&db, &login)?;
+    let mut snapshot = Snapshot::open(&server)?;
     let tables = snapshot.row_counts()?;
     let last_migration = snapshot.last_migration()?;
     let time = now_rfc3339();
     let dump = dir.join(format!("{id}.dump"));
-    let (size, sha256) = dump_to(&db, &login, &snapshot.id, &dump)?;
+    let (size, sha256) = dump_to(&server, &snapshot.id, &dump)?;
     snapshot.close()?;
 
     let record = BackupRecord {
@@ -244,6 +265,62 @@ fn new_id(dir: &camino::Utf8Path, reason: BackupReason) -> anyhow::Result<String
     Ok(id)
 }
 
+/// The backups directory, private to root, without what a crash left in it.
+fn prepare_dir(dir: &camino::Utf8Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    clean_partials(dir);
+    Ok(())
+}
+
+/// Downloads backup `record` from the store to `dest` through a temporary file, checking its
+/// size and SHA-256 on the way: a damaged copy never gets `dest`'s name.
+fn download(
+    store: &dyn Store,
+    record: &BackupRecord,
+    dest: &camino::Utf8Path,
+    progress: store::Progress,
+) -> anyhow::Result<()> {
+    let partial = partial_of(dest);
+    let result = (|| -> anyhow::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("cannot create {partial}"))?;
+        let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        store.download(&schema::backup_key(&record.id), &mut out, progress)?;
+        let (size, sha256) = (out.bytes(), out.digest());
+        if size != record.size || sha256 != record.sha256 {
+            bail!(
+                "backup {} in {} is damaged: {size} bytes with sha256 {sha256}, its record says {} bytes, sha256 {}; nothing was restored",
+                record.id,
+                store.describe(),
+                record.size,
+                record.sha256
+            );
+        }
+        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// `.<name>.partial` beside `dest`: never listed as a backup.
+fn partial_of(dest: &camino::Utf8Path) -> camino::Utf8PathBuf {
+    dest.with_file_name(format!(".{}.partial", dest.file_name().unwrap_or_default()))
+}
+
 /// A dump cut short by a crash (`kill -9`) is never listed: only `<id>.dump` files with a
 /// record count, and the next backup removes what is left.
 fn clean_partials(dir: &camino::Utf8Path) {
@@ -258,13 +335,11 @@ fn clean_partials(dir: &camino::Utf8Path) {
 
 /// Streams `pg_dump` from the exported snapshot into `dest`, through a temporary file.
 fn dump_to(
-    db: &str,
-    (user, database): &(String, String),
+    server: &Server,
     snapshot: &str,
     dest: &camino::Utf8Path,
 ) -> anyhow::Result<(u64, Sha256)> {
-    let name = dest.file_name().unwrap_or_default();
-    let partial = dest.with_file_name(format!(".{name}.partial"));
+    let partial = partial_of(dest);
     let result = (|| -> anyhow::Result<(u64, Sha256)> {
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -276,14 +351,14 @@ fn dump_to(
         let mut dump = duct::cmd!(
             "docker",
             "exec",
-            db,
+            &server.container,
             "pg_dump",
             "--format=custom",
             format!("--snapshot={snapshot}"),
             "--username",
-            user,
+            &server.user,
             "--dbname",
-            database
+            &server.live
         )
         .stderr_capture()
         .reader()
@@ -311,25 +386,6 @@ fn dump_to(
     }
 }
 
-/// The database's user and name, as the db container was started with.
-fn db_identity(db: &str) -> anyhow::Result<(String, String)> {
-    let env = duct::cmd!(
-        "docker",
-        "exec",
-        db,
-        "printenv",
-        "POSTGRES_USER",
-        "POSTGRES_DB"
-    )
-    .read()
-    .context("cannot read POSTGRES_USER and POSTGRES_DB in the database container")?;
-    let mut lines = env.lines();
-    match (lines.next(), lines.next()) {
-        (Some(user), Some(name)) => Ok((user.to_owned(), name.to_owned())),
-        _ => bail!("the database container has no POSTGRES_USER and POSTGRES_DB"),
-    }
-}
-
 /// A psql session in the db container holding a repeatable-read transaction whose snapshot
 /// it exported: the row counts and the dump see the same data.
 struct Snapshot {
@@ -339,13 +395,13 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn open(db: &str, (user, database): &(String, String)) -> anyhow::Result<Snapshot> {
+    fn open(server: &Server) -> anyhow::Result<Snapshot> {
         let (read_end, input) = std::io::pipe()?;
         let session = duct::cmd!(
             "docker",
             "exec",
             "-i",
-            db,
+            &server.container,
             "psql",
             "-X",
             "-q",
@@ -354,9 +410,9 @@ impl Snapshot {
             "-v",
             "ON_ERROR_STOP=1",
             "--username",
-            user,
+            &server.user,
             "--dbname",
-            database
+            &server.live
         )
         .stdin_file(read_end)
         .stderr_capture()

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 
-use crate::install::host::Host;
+use crate::install::host::{Action, Host};
 use crate::store::Store;
 use crate::ui::Ui;
 
@@ -71,13 +71,20 @@ fn today() -> u64 {
         .map_or(0, |d| d.as_secs() / 86_400)
 }
 
-/// What must stay: the newest backup history names and the last one that restored.
+/// What must stay: the newest backup an install took before migrating (the last good
+/// state), the newest one restored, and the last one whose drill passed.
 fn pinned(host: &Host) -> BTreeSet<String> {
     let mut pinned = BTreeSet::new();
-    if let Ok(history) = host.history()
-        && let Some(id) = history.iter().rev().find_map(|e| e.backup.clone())
-    {
-        pinned.insert(id);
+    if let Ok(history) = host.history() {
+        for action in [Action::Install, Action::Restore] {
+            pinned.extend(
+                history
+                    .iter()
+                    .rev()
+                    .filter(|e| e.action == action)
+                    .find_map(|e| e.backup.clone()),
+            );
+        }
     }
     if let Some((id, _)) = super::last_verified(host) {
         pinned.insert(id);

@@ -9,7 +9,7 @@
 //! nginx/                the site config rendered for the domain, mounted into nginx
 //! backups/              database backups (<id>.dump) and their records (<id>.json), 0700
 //! install.lock          one install at a time
-//! history.jsonl         one line per install, rollback or failure
+//! history.jsonl         one line per install, rollback, backup or restore (and who ran it)
 //! ```
 
 use std::io::Write;
@@ -51,6 +51,10 @@ pub struct Host {
 pub enum Action {
     Install,
     Rollback,
+    /// `xtask backup` (a pre-migrate backup is named by its install's line instead).
+    Backup,
+    /// `xtask restore`.
+    Restore,
 }
 
 /// How an install or a rollback ended; history.jsonl spells it in kebab-case.
@@ -69,6 +73,8 @@ pub enum Outcome {
     RolledBack,
     /// Stopped with an error; see `error`.
     Failed,
+    /// A backup was taken.
+    Done,
 }
 
 impl std::fmt::Display for Action {
@@ -76,6 +82,8 @@ impl std::fmt::Display for Action {
         f.write_str(match self {
             Action::Install => "install",
             Action::Rollback => "rollback",
+            Action::Backup => "backup",
+            Action::Restore => "restore",
         })
     }
 }
@@ -89,6 +97,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Prepared => "prepared",
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
+            Outcome::Done => "done",
         })
     }
 }
@@ -114,6 +123,16 @@ pub struct HistoryEntry {
     /// True when migrations ran without a backup (`--skip-backup`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backup_skipped: bool,
+    /// Who ran it: the user behind sudo, else the user (`root` for CodeDeploy's agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// Who runs this command, for history: SUDO_USER when run through sudo, else USER.
+pub fn who() -> Option<String> {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .into_iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
 impl Host {
@@ -259,6 +278,7 @@ mod tests {
             (Outcome::Prepared, "prepared"),
             (Outcome::RolledBack, "rolled-back"),
             (Outcome::Failed, "failed"),
+            (Outcome::Done, "done"),
         ] {
             assert_eq!(
                 serde_json::to_string(&outcome).unwrap(),

@@ -195,6 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         error: result.as_ref().err().map(|e| format!("{e:#}")),
         backup: migrations.backup.clone(),
         backup_skipped: migrations.skipped,
+        by: host::who(),
     })?;
     result?;
     ui.info(&format!(
@@ -265,6 +266,11 @@ fn install(
     deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
     *outcome = Outcome::Installed;
     prune(ui, host)?;
+    if let Err(e) = crate::backup::restore::prune_replaced(ui, &stack) {
+        ui.info(&format!(
+            "dropping the databases restores replaced failed (the install goes on): {e:#}"
+        ));
+    }
     Ok(())
 }
 
@@ -403,6 +409,11 @@ pub fn deploy(
         timeout,
     )
     .and_then(|()| {
+        // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
+        if nginx::in_maintenance(&host.nginx_dir()) {
+            ui.info("ending the maintenance a restore that did not finish left on");
+            nginx::maintenance_off(&host.nginx_dir())?;
+        }
         ui.info(&format!(
             "waiting up to {timeout:?} for release {id} to serve"
         ));

@@ -1,5 +1,9 @@
 //! Renders deploy/nginx/hitsave.conf.template for a domain into the host's nginx/ directory,
 //! which the nginx container mounts. Written by rename, so nginx never reads half a file.
+//!
+//! Maintenance mode lives in the same directory: while `maintenance.html` is there, every
+//! host's `location /` answers 503 with `Retry-After` and that page (nginx tests for the file
+//! on each request, so turning it on or off needs no reload and drops no connection).
 
 use anyhow::Context;
 use camino::Utf8Path;
@@ -32,6 +36,16 @@ impl Upstreams {
     }
 }
 
+/// The page maintenance serves, and the file whose presence turns it on.
+const MAINTENANCE_PAGE: &str = include_str!("maintenance.html");
+const MAINTENANCE_FILE: &str = "maintenance.html";
+/// How long clients are told to wait (seconds): a restore's swap takes about this long.
+pub const RETRY_AFTER: u32 = 30;
+
+/// Inside each `location /`: the test, and where the 503 is answered.
+const MAINTENANCE_CHECK: &str = "        if (-f /etc/nginx/conf.d/maintenance.html) {\n            \
+     return 503;\n        }\n        error_page 503 @maintenance;";
+
 /// Renders the site; `tls` adds 443 listeners with the host's certificate files.
 pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) -> String {
     let (files, listen, default) = if tls {
@@ -47,9 +61,50 @@ pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) ->
         .replace("{{tls_files}}", files)
         .replace("{{tls_listen}}", listen)
         .replace("{{tls_default}}", default)
+        .replace("{{maintenance}}", MAINTENANCE_CHECK)
+        .replace("{{maintenance_page}}", &maintenance_location())
         .replace("{{domain}}", domain)
         .replace("{{api_upstream}}", &upstreams.api)
         .replace("{{web_upstream}}", &upstreams.web)
+}
+
+/// The named location that answers a maintenance 503 with the page (the status stays 503).
+fn maintenance_location() -> String {
+    format!(
+        "    location @maintenance {{\n        root /etc/nginx/conf.d;\n        \
+         add_header Retry-After {RETRY_AFTER} always;\n        \
+         add_header Cache-Control no-store always;\n        \
+         try_files /{MAINTENANCE_FILE} =503;\n    }}"
+    )
+}
+
+/// Whether a site rendered into `dir` has maintenance mode (releases older than it do not).
+pub fn supports_maintenance(dir: &Utf8Path) -> bool {
+    std::fs::read_to_string(dir.join("default.conf"))
+        .is_ok_and(|site| site.contains("location @maintenance"))
+}
+
+/// Puts every host of the site in `dir` into maintenance, at once (a rename).
+pub fn maintenance_on(dir: &Utf8Path) -> anyhow::Result<()> {
+    let tmp = dir.join(".maintenance.html.new");
+    std::fs::write(&tmp, MAINTENANCE_PAGE).with_context(|| format!("cannot write {tmp}"))?;
+    std::fs::rename(&tmp, dir.join(MAINTENANCE_FILE))
+        .with_context(|| format!("cannot turn maintenance on in {dir}"))
+}
+
+/// Ends maintenance; nothing to do when it is off.
+pub fn maintenance_off(dir: &Utf8Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(dir.join(MAINTENANCE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot turn maintenance off in {dir}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether maintenance is on (a restore runs, or one was killed before it ended).
+pub fn in_maintenance(dir: &Utf8Path) -> bool {
+    dir.join(MAINTENANCE_FILE).exists()
 }
 
 /// Writes the rendered site into `dir`; true when it changed (nginx must reload).
@@ -90,6 +145,12 @@ mod tests {
         assert_eq!(App::Web.host("hitsave.io"), "hitsave.io");
         assert!(site.contains("listen 443 ssl;"));
         assert!(!site.contains("{{"));
+        // Every host's `location /` has the maintenance test, the health check has not.
+        assert_eq!(site.matches("error_page 503 @maintenance;").count(), 3);
+        assert_eq!(site.matches("location @maintenance {").count(), 3);
+        assert!(site.contains("add_header Retry-After 30 always;"));
+        let health = site.find("/nginx-health").unwrap();
+        assert!(!site[health..health + 80].contains("maintenance"));
         let local = super::render(template, "hitsave-local.io", false, &ups);
         assert!(!local.contains("443"));
         assert!(local.contains("server_name api.hitsave-local.io;"));

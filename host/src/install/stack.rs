@@ -21,6 +21,27 @@ pub const IMAGES: &[(&str, &str)] = &[
     ("web", "HITSAVE_NODE_BASE"),
 ];
 
+/// What a release's migrator finds in a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Every migration it has is applied, and nothing else.
+    Same,
+    /// Some of its migrations are not applied yet.
+    Behind,
+    /// Applied migrations it does not know, or that differ from its own.
+    Foreign,
+}
+
+impl std::fmt::Display for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Schema::Same => "its own schema",
+            Schema::Behind => "its migrations are not all applied",
+            Schema::Foreign => "applied migrations it does not know",
+        })
+    }
+}
+
 /// The stack as one release runs it.
 pub struct Stack {
     pub project: String,
@@ -311,10 +332,32 @@ impl Stack {
     /// Whether this release's migrator has migrations the database has not applied
     /// (`migrate status` exits 3 then).
     pub fn pending_migrations(&self) -> anyhow::Result<bool> {
-        let what = "checking for pending migrations";
-        let (status, text) = self
-            .compose()
-            .output(what, &["run", "--rm", "--no-deps", "migrate", "status"])?;
+        self.migrator_says(None, "status")
+    }
+
+    /// How this release's schema compares with `database` (another database on the live
+    /// server, such as a restore's): `migrate check`, then `migrate status`.
+    pub fn schema_on(&self, database: &str) -> anyhow::Result<Schema> {
+        Ok(if self.migrator_says(Some(database), "check")? {
+            Schema::Foreign
+        } else if self.migrator_says(Some(database), "status")? {
+            Schema::Behind
+        } else {
+            Schema::Same
+        })
+    }
+
+    /// Runs the migrator's `command` (on `database`, or the live one); true when it exits 3
+    /// (`status`: migrations pending; `check`: the history disagrees with this binary).
+    fn migrator_says(&self, database: Option<&str>, command: &str) -> anyhow::Result<bool> {
+        let what = format!("migrate {command}");
+        let on = database.map(|db| format!("POSTGRES_DB={db}"));
+        let mut args = vec!["run", "--rm", "--no-deps"];
+        if let Some(on) = &on {
+            args.extend(["-e", on.as_str()]);
+        }
+        args.extend(["migrate", command]);
+        let (status, text) = self.compose().output(&what, &args)?;
         match status.code() {
             Some(0) => Ok(false),
             Some(3) => Ok(true),

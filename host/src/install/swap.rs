@@ -188,6 +188,35 @@ fn start_beside(
     Ok(new)
 }
 
+/// Waits until each app has a healthy container that answers as this release on its own
+/// address (for a restore, while nginx still answers the maintenance page).
+pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
+    let domain = stack.domain()?.to_owned();
+    for app in App::ALL {
+        let container = stack
+            .containers()?
+            .into_iter()
+            .find(|c| c.service == app.service() && c.state == State::Running)
+            .map(|c| c.name)
+            .with_context(|| format!("{app} has no running container"))?;
+        wait_healthy(&container, timeout).map_err(|e| {
+            let evidence = last_words(&container);
+            e.context(format!("{container} never became healthy{evidence}"))
+        })?;
+        let (release, _) = stack.env.app_release(app)?;
+        let marker = format!("\"release\":\"{release}\"");
+        let addr = std::net::SocketAddr::new(container_ip(&container)?, app.port());
+        match crate::http::request_to(addr, &app.host(&domain), "GET", app.ready_path(), None) {
+            Some((200, body)) if body.contains(&marker) => {}
+            answer => bail!(
+                "{container} does not answer {} as release {release}: {answer:?}",
+                app.ready_path()
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// Requests a new container answers before nginx sends it traffic. A fresh Node.js process
 /// answers its first requests 30 to 80 ms late while V8 compiles the hot paths, and the first
 /// users after a swap would queue behind them; 50 requests in a row take it past that (measured

@@ -2,7 +2,9 @@
 //! on a real Docker Engine with real images, PostgreSQL inside the stack and nginx in front.
 //!
 //! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a web and
-//! docs change, built again with no input records: the API container must stay), v3 (an API that never becomes ready), v4 (a migration that fails). Each is released
+//! docs change, built again with no input records: the API container must stay), v3 (an API
+//! that never becomes ready), v4 (a migration that fails), v5 (a destructive migration, undone
+//! by `xtask restore`: test/restore.rs). Each is released
 //! to a local store and installed into a temporary install root as its own compose project.
 
 use std::process::Stdio;
@@ -256,6 +258,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
 
     refusals(h, &v1, &v3)?;
     concurrent(h, &v1, &v2)?;
+    crate::test::restore::scenario(h, twin, &v2)?;
     no_secret_leaks(h)?;
 
     let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;
@@ -1016,7 +1019,7 @@ impl Harness {
         })
     }
 
-    fn host_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+    pub(crate) fn host_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut all = args.to_vec();
         all.extend(["--root", self.host_root.as_str()]);
         all
@@ -1071,7 +1074,7 @@ impl Harness {
         Ok(())
     }
 
-    fn ok(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn ok(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
         eprintln!("xtask: test: xtask {}", args.join(" "));
         let out = self
             .t
@@ -1091,7 +1094,7 @@ impl Harness {
         current_release(&self.host_root)
     }
 
-    fn container_id(&self, service: &str) -> anyhow::Result<String> {
+    pub(crate) fn container_id(&self, service: &str) -> anyhow::Result<String> {
         docker(&[
             "ps",
             "-q",
@@ -1103,7 +1106,7 @@ impl Harness {
     }
 
     /// One number from the stack's database.
-    fn db_count(&self, sql: &str) -> anyhow::Result<u64> {
+    pub(crate) fn db_count(&self, sql: &str) -> anyhow::Result<u64> {
         let db = self.container_id("db")?;
         Ok(docker(&[
             "exec", &db, "psql", "-U", "hitsave", "-d", "hitsave", "-tAc", sql,
@@ -1128,14 +1131,14 @@ impl Harness {
         n.parse().with_context(|| format!("psql printed {n:?}"))
     }
 
-    fn history(&self) -> anyhow::Result<Vec<Value>> {
+    pub(crate) fn history(&self) -> anyhow::Result<Vec<Value>> {
         std::fs::read_to_string(self.host_root.join("history.jsonl"))?
             .lines()
             .map(|l| Ok(serde_json::from_str(l)?))
             .collect()
     }
 
-    fn last_history(&self) -> anyhow::Result<Value> {
+    pub(crate) fn last_history(&self) -> anyhow::Result<Value> {
         self.history()?.pop().context("history.jsonl is empty")
     }
 

@@ -1,7 +1,9 @@
 //! A steady-rate HTTP load generator for 127.0.0.1 (for `bench deploy` and the zero-downtime
 //! tests): requests start on a fixed schedule whatever the server does, each on its own
 //! connection, alternating `GET /health` on the API and the web app's landing page through
-//! nginx. Every non-2xx answer and every connection error counts as a failure.
+//! nginx. Every non-2xx answer and every connection error counts as a failure, except, for
+//! load started with `during_maintenance`, the maintenance page (503 with Retry-After), which
+//! is counted apart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,8 @@ use hitsave_host::install::app::App;
 pub struct Report {
     pub requests: u64,
     pub failed: u64,
+    /// Answers that were the maintenance page (only counted for `during_maintenance`).
+    pub maintenance: u64,
     /// The first few failures, for the error message.
     pub failures: Vec<String>,
     /// Latency of every request, sorted, in microseconds.
@@ -74,6 +78,15 @@ pub struct Load {
 impl Load {
     /// Starts `rate` requests per second against nginx on 127.0.0.1:`port` for `domain`.
     pub fn start(port: u16, domain: &str, rate: u32, limit: Duration) -> Load {
+        Load::spawn(port, domain, rate, limit, false)
+    }
+
+    /// Like `start`, with the maintenance page counted apart instead of as a failure.
+    pub fn during_maintenance(port: u16, domain: &str, rate: u32, limit: Duration) -> Load {
+        Load::spawn(port, domain, rate, limit, true)
+    }
+
+    fn spawn(port: u16, domain: &str, rate: u32, limit: Duration, maintenance: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let domain = domain.to_owned();
@@ -83,7 +96,7 @@ impl Load {
                 .enable_all()
                 .build()
                 .expect("start the load generator's runtime");
-            runtime.block_on(run(port, domain, rate, limit, flag))
+            runtime.block_on(run(port, domain, rate, limit, maintenance, flag))
         });
         Load { stop, handle }
     }
@@ -100,6 +113,7 @@ async fn run(
     domain: String,
     rate: u32,
     limit: Duration,
+    maintenance: bool,
     stop: Arc<AtomicBool>,
 ) -> Report {
     let started = Instant::now();
@@ -112,12 +126,14 @@ async fn run(
         Instant,
         Duration,
         &'static str,
-        Result<(), String>,
+        Result<(), Answer>,
     )| {
         report.requests += 1;
         report.samples.push((start, latency, app));
         report.latencies_us.push(latency.as_micros() as u64);
-        if let Err(e) = result {
+        if result == Err(Answer::Maintenance) {
+            report.maintenance += 1;
+        } else if let Err(Answer::Failed(e)) = result {
             report.failed += 1;
             if report.failures.len() < 5 {
                 report.failures.push(e);
@@ -139,10 +155,13 @@ async fn run(
             let outcome =
                 tokio::time::timeout(Duration::from_secs(30), one(port, &host, path)).await;
             let result = match outcome {
-                Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
-                Ok(Ok(status)) => Err(format!("{host}{path}: HTTP {status}")),
-                Ok(Err(e)) => Err(format!("{host}{path}: {e}")),
-                Err(_) => Err(format!("{host}{path}: no answer within 30 s")),
+                Ok(Ok((status, _))) if (200..300).contains(&status) => Ok(()),
+                Ok(Ok((503, true))) if maintenance => Err(Answer::Maintenance),
+                Ok(Ok((status, _))) => Err(Answer::Failed(format!("{host}{path}: HTTP {status}"))),
+                Ok(Err(e)) => Err(Answer::Failed(format!("{host}{path}: {e}"))),
+                Err(_) => Err(Answer::Failed(format!(
+                    "{host}{path}: no answer within 30 s"
+                ))),
             };
             (t, t.elapsed(), app.service(), result)
         });
@@ -161,8 +180,16 @@ async fn run(
     report
 }
 
-/// One GET on a fresh connection; the status code.
-async fn one(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
+/// What a request that was not a 2xx got.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Maintenance,
+    Failed(String),
+}
+
+/// One GET on a fresh connection; the status code, and whether the answer is the maintenance
+/// page (with its Retry-After).
+async fn one(port: u16, host: &str, path: &str) -> std::io::Result<(u16, bool)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(
@@ -176,5 +203,8 @@ async fn one(port: u16, host: &str, path: &str) -> std::io::Result<u16> {
         .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
-    Ok(status)
+    let text = String::from_utf8_lossy(&response);
+    let maintenance =
+        text.contains("\r\nRetry-After: ") && text.contains("<!-- hitsave-maintenance -->");
+    Ok((status, maintenance))
 }

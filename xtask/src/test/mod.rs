@@ -15,6 +15,7 @@ pub mod install;
 pub mod load;
 pub mod postgres;
 pub mod release;
+pub mod restore;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,546 @@
+//! `xtask restore BACKUP|--latest|--before RELEASE|--undo`: the live database back to a
+//! backup, with the site answering a maintenance page (never a connection error) for the
+//! seconds the apps are down.
+//!
+//! Everything that can refuse happens while the site still serves: the dump is checked (and
+//! downloaded from the store when the host lacks it), restored into a new database on the
+//! live server, its rows counted against the record, and a release whose migrator finds that
+//! schema exactly its own is chosen (the current one first). Only then: maintenance on, apps
+//! stopped, the new database renamed into place in one transaction (the live one is kept as
+//! `<db>_replaced_<time>` until the next install prunes it, so `--undo` can go back), the
+//! release started and gated on its own containers, maintenance off, gated through nginx.
+//! When the release does not come up, the replaced database and the release that ran go back.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::{self as schema, BackupRecord, ReleaseId};
+
+use super::Server;
+use crate::install::host::{self, Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome};
+use crate::install::lock::InstallLock;
+use crate::install::nginx;
+use crate::install::stack::Stack;
+use crate::install::{cpu, swap};
+use crate::store::{self, Store, StoreArgs};
+use crate::ui::{Ui, human_bytes};
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(false))]
+pub struct Args {
+    /// The backup to restore: its id (`ls <root>/backups`, or backups/ in the store).
+    #[arg(group = "which")]
+    backup: Option<String>,
+    /// The newest backup, on the host or in the store.
+    #[arg(long, group = "which")]
+    latest: bool,
+    /// The backup taken before RELEASE was first installed here (its pre-migrate backup).
+    #[arg(long, value_name = "RELEASE", group = "which")]
+    before: Option<ReleaseId>,
+    /// Undo the last restore: the database it replaced becomes the live one again.
+    #[arg(long, group = "which")]
+    undo: bool,
+    /// Where backups the host does not have are downloaded from.
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT)]
+    root: Utf8PathBuf,
+    /// How long to wait for an install, a rollback or a backup to finish.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    lock_timeout: u64,
+    /// How long the release has to become healthy on the restored database before the
+    /// replaced database and the release that ran are brought back.
+    #[arg(long, value_name = "SECS", default_value = "120")]
+    health_timeout: u64,
+}
+
+/// Databases of restores that never finished, dropped by the next restore.
+const RESTORING: &str = "_restoring_";
+/// Databases a restore replaced, kept until the next install prunes them.
+const REPLACED: &str = "_replaced_";
+/// How long an app has to finish its requests when it is stopped (as in a swap).
+const DRAIN_SECS: &str = "25";
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::install::yield_cpu();
+    let ui = Ui::new();
+    let started = Instant::now();
+    let host = Host::open(&args.root)?;
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        Duration::from_secs(args.lock_timeout),
+        &host::command("restore", &args.root),
+    )?;
+    let current = host.current().with_context(|| {
+        format!(
+            "nothing is installed under {}: install a release first, then restore into it",
+            args.root
+        )
+    })?;
+    let store = match args.store.store {
+        Some(_) => {
+            let store = store::open(&args.store, Utf8Path::new("."))?;
+            store.check()?;
+            Some(store)
+        }
+        None => None,
+    };
+    let mut done = Done::default();
+    let result = restore(&ui, &host, &args, &current, store.as_deref(), &mut done);
+    host.record(&HistoryEntry {
+        time: host::now_rfc3339(),
+        action: Action::Restore,
+        release: done.release.clone().unwrap_or_else(|| current.clone()),
+        previous: Some(current),
+        outcome: match (&result, done.release.is_some()) {
+            (Ok(()), _) => Outcome::Installed,
+            (Err(_), true) => Outcome::RolledBack,
+            (Err(_), false) => Outcome::Failed,
+        },
+        deployment: None,
+        seconds: started.elapsed().as_secs_f64(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+        backup: done.backup.clone(),
+        backup_skipped: false,
+        by: host::who(),
+    })?;
+    result?;
+    ui.info(&format!(
+        "restored in {:.1} s; the database it replaced is kept until the next install (undo: {})",
+        started.elapsed().as_secs_f64(),
+        host::command("restore --undo", &args.root)
+    ));
+    Ok(())
+}
+
+/// What a restore got to, for its line of history.
+#[derive(Default)]
+struct Done {
+    /// The backup restored.
+    backup: Option<String>,
+    /// The release started on it (set once the databases were swapped).
+    release: Option<ReleaseId>,
+}
+
+fn restore(
+    ui: &Ui,
+    host: &Host,
+    args: &Args,
+    current: &ReleaseId,
+    store: Option<&dyn Store>,
+    done: &mut Done,
+) -> anyhow::Result<()> {
+    let live = Stack::open(&host.release_dir(current))?;
+    let server = Server::of(&live).context("restore needs the database server running")?;
+    let nginx_dir = host.nginx_dir();
+    if !nginx::supports_maintenance(&nginx_dir) {
+        bail!(
+            "the site nginx serves (rendered by release {current}) has no maintenance mode, so the apps cannot be stopped without errors: install a newer release first; nothing was changed"
+        );
+    }
+    for leftover in server.databases(&format!("{}{RESTORING}", server.live))? {
+        ui.info(&format!(
+            "dropping {leftover}, left by a restore that did not finish"
+        ));
+        server.drop_database(&leftover)?;
+    }
+    let stamp: String = host::now_rfc3339()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
+    let (mut incoming, record) = if args.undo {
+        let name = server
+            .databases(&format!("{}{REPLACED}", server.live))?
+            .pop()
+            .context("there is no replaced database to go back to (no restore since the last install pruned them)")?;
+        ui.info(&format!(
+            "undoing the last restore: {name} becomes live again"
+        ));
+        (Incoming::existing(&server, name), None)
+    } else {
+        let record = pick(host, store, args)?;
+        done.backup = Some(record.id.clone());
+        let dump = local_dump(ui, host, store, &record)?;
+        let incoming = Incoming::create(&server, format!("{}{RESTORING}{stamp}", server.live))?;
+        load(ui, &server, &incoming.name, &dump, &record)?;
+        (incoming, Some(record))
+    };
+    let (target, migrate) = choose_release(ui, host, current, &incoming.name, record.as_ref())?;
+    let target_stack = Stack::open(&host.release_dir(&target))?;
+    if migrate {
+        ui.info(&format!(
+            "the backup predates release {target}'s migrations: applying them to the restored database"
+        ));
+        target_stack
+            .run(
+                "migrating the restored database",
+                &[
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "-e",
+                    &format!("POSTGRES_DB={}", incoming.name),
+                    "migrate",
+                ],
+            )
+            .context("nothing was stopped")?;
+    }
+
+    // The site is in maintenance from here until the release serves again.
+    let mut maintenance = Maintenance::on(&nginx_dir)?;
+    ui.info("maintenance on: every host answers 503 with Retry-After; stopping the apps");
+    // Requests nginx let through just before go on to the apps, which finish them.
+    std::thread::sleep(Duration::from_secs(1));
+    let timeout = Duration::from_secs(args.health_timeout);
+    let weights = cpu::Weights::prioritise(ui, &server.container);
+    let replaced = format!("{}{REPLACED}{stamp}", server.live);
+    let stopped = stop_apps(&live).and_then(|()| server.swap(&incoming.name, &replaced));
+    if let Err(e) = stopped {
+        start(ui, host, &live, &weights, timeout)
+            .inspect_err(|_| maintenance.keep())
+            .context(
+                "and the running release did not start again: the site stays in maintenance",
+            )?;
+        return Err(e.context(format!(
+            "nothing was restored; release {current} serves the database it had"
+        )));
+    }
+    incoming.became_live();
+    done.release = Some(target.clone());
+    ui.info(&format!(
+        "the restored database is live; starting release {target} on it"
+    ));
+    if let Err(e) = start(ui, host, &target_stack, &weights, timeout) {
+        ui.info(&format!(
+            "release {target} does not serve on the restored database ({e:#}); bringing back {replaced} and release {current}"
+        ));
+        let back = stop_apps(&target_stack)
+            .and_then(|()| server.swap(&replaced, &incoming.name))
+            .and_then(|()| start(ui, host, &live, &weights, timeout));
+        if let Err(back) = back {
+            maintenance.keep();
+            bail!(
+                "release {target} does not serve on the restored database ({e:#}), and going back failed too ({back:#}): the site stays in maintenance; see {} and `docker ps`",
+                host.history_file()
+            );
+        }
+        incoming.live = false; // Dropped below when this restore made it.
+        maintenance.off()?;
+        bail!(
+            "release {target} did not serve on the restored database: {e:#}; put back: the database and release {current} serve as before"
+        );
+    }
+    host.flip(&target)?;
+    maintenance.off()?;
+    target_stack.wait_serving(timeout)?;
+    ui.info(&format!(
+        "release {target} serves the restored database{}",
+        record
+            .map(|r| format!(" (backup {}, {} tables)", r.id, r.tables.len()))
+            .unwrap_or_default()
+    ));
+    Ok(())
+}
+
+/// The backup that `args` names, with its record (from the host, else from the store).
+fn pick(host: &Host, store: Option<&dyn Store>, args: &Args) -> anyhow::Result<BackupRecord> {
+    let dir = host.backups_dir();
+    let id = if let Some(id) = &args.backup {
+        id.clone()
+    } else if args.latest {
+        let mut ids = super::ids(&dir)?;
+        if let Some(store) = store {
+            ids.extend(stored_ids(store)?);
+        }
+        ids.sort();
+        ids.pop()
+            .with_context(|| format!("there is no backup in {dir} or the store"))?
+    } else if let Some(release) = &args.before {
+        before(host, release)?
+    } else {
+        bail!("name a backup, or pass --latest, --before RELEASE or --undo");
+    };
+    schema::check_backup_id(&id)?;
+    let local = dir.join(format!("{id}.json"));
+    let bytes = match std::fs::read(&local) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match store {
+            Some(store) => store
+                .get(&schema::backup_record_key(&id))?
+                .with_context(|| {
+                    format!("there is no backup {id} in {dir} or {}", store.describe())
+                })?,
+            None => bail!("there is no backup {id} in {dir}; name the store it is in with --store"),
+        },
+        Err(e) => return Err(e).with_context(|| format!("cannot read {local}")),
+    };
+    BackupRecord::parse(&bytes)
+}
+
+fn stored_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    Ok(store
+        .list("backups")?
+        .iter()
+        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The backup taken before `release` first touched the database: the one its first install
+/// took, else the newest backup on the host from before that install.
+fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<String> {
+    let history = host.history()?;
+    let first = history
+        .iter()
+        .find(|e| {
+            e.action == Action::Install
+                && e.release == *release
+                && matches!(
+                    e.outcome,
+                    Outcome::Installed | Outcome::RolledBack | Outcome::Failed
+                )
+        })
+        .with_context(|| format!("{} has no install of {release}", host.history_file()))?;
+    if let Some(id) = &first.backup {
+        return Ok(id.clone());
+    }
+    let installed = humantime::parse_rfc3339(&first.time)?;
+    let dir = host.backups_dir();
+    super::ids(&dir)?
+        .into_iter()
+        .rev()
+        .find(|id| {
+            std::fs::read(dir.join(format!("{id}.json")))
+                .ok()
+                .and_then(|b| BackupRecord::parse(&b).ok())
+                .and_then(|r| humantime::parse_rfc3339(&r.time).ok())
+                .is_some_and(|t| t <= installed)
+        })
+        .with_context(|| {
+            format!(
+                "no backup in {dir} was taken before release {release} was installed ({})",
+                first.time
+            )
+        })
+}
+
+/// The dump on the host, checked against its record; downloaded from the store (and checked
+/// on the way) when the host does not have it.
+fn local_dump(
+    ui: &Ui,
+    host: &Host,
+    store: Option<&dyn Store>,
+    record: &BackupRecord,
+) -> anyhow::Result<Utf8PathBuf> {
+    let dir = host.backups_dir();
+    let dump = dir.join(format!("{}.dump", record.id));
+    if !dump.exists() {
+        let store = store.with_context(|| {
+            format!("{dump} is not on the host; name the store it is in with --store")
+        })?;
+        super::prepare_dir(&dir)?;
+        let bar = ui.bytes(
+            &format!("downloading backup {} from {}", record.id, store.describe()),
+            record.size,
+        );
+        let got = super::download(store, record, &dump, &|n| bar.inc(n));
+        bar.finish_and_clear();
+        got?;
+        super::write_private(
+            &dir.join(format!("{}.json", record.id)),
+            &schema::to_bytes(record),
+        )?;
+    }
+    super::drill::check_hash(&dump, record)?;
+    Ok(dump)
+}
+
+/// Restores the dump into the new database and checks every table's rows against the record.
+fn load(
+    ui: &Ui,
+    server: &Server,
+    name: &str,
+    dump: &Utf8Path,
+    record: &BackupRecord,
+) -> anyhow::Result<()> {
+    ui.info(&format!(
+        "restoring backup {} ({}) into a new database, {name}; the site keeps serving meanwhile",
+        record.id,
+        human_bytes(record.size)
+    ));
+    server.restore(name, dump).context("nothing was stopped")?;
+    let counted = server.row_counts(name)?;
+    let differ = super::drill::differences(&record.tables, &counted);
+    if !differ.is_empty() {
+        bail!(
+            "backup {} does not restore what it recorded ({}); nothing was stopped",
+            record.id,
+            differ.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The release to run on the restored database `database`: one whose migrator finds its
+/// schema exactly its own (the current release first, then the release the backup was taken
+/// under, then the others that served here, newest first). Else the current one, migrating
+/// the restored database forward, when that is all it lacks (`true`). Refuses a backup newer
+/// than every release on disk.
+fn choose_release(
+    ui: &Ui,
+    host: &Host,
+    current: &ReleaseId,
+    database: &str,
+    record: Option<&BackupRecord>,
+) -> anyhow::Result<(ReleaseId, bool)> {
+    let served: Vec<ReleaseId> = host
+        .history()?
+        .into_iter()
+        .rev()
+        .filter(|e| e.outcome == Outcome::Installed)
+        .map(|e| e.release)
+        .collect();
+    let mut candidates = vec![current.clone()];
+    candidates.extend(record.and_then(|r| r.release.clone()));
+    candidates.extend(served);
+    let mut seen = Vec::new();
+    let mut current_behind = false;
+    let mut said = Vec::new();
+    for id in candidates {
+        if seen.contains(&id) || !host.has_release(&id) {
+            continue;
+        }
+        seen.push(id.clone());
+        let stack = Stack::open(&host.release_dir(&id))?;
+        stack.build_images()?;
+        match stack.schema_on(database)? {
+            crate::install::stack::Schema::Same => {
+                ui.info(&format!(
+                    "release {id}'s migrator finds the restored schema exactly its own"
+                ));
+                return Ok((id, false));
+            }
+            crate::install::stack::Schema::Behind if id == *current => current_behind = true,
+            schema => said.push(format!("{id}: {schema}")),
+        }
+    }
+    if current_behind {
+        return Ok((current.clone(), true));
+    }
+    bail!(
+        "no release on this host runs on this backup's schema (is it newer than every release on disk?): {}; install the release it was taken under, then restore again. Nothing was stopped",
+        said.join("; ")
+    )
+}
+
+/// `docker compose stop` of the apps: each finishes its requests within its grace period.
+fn stop_apps(stack: &Stack) -> anyhow::Result<()> {
+    stack
+        .run(
+            "stopping the apps",
+            &["stop", "--timeout", DRAIN_SECS, "api", "web"],
+        )
+        .map(drop)
+}
+
+/// Starts `stack`'s apps (the db and nginx stay) and waits until each container is healthy
+/// and answers as its release on its own address: nginx still answers the maintenance page.
+fn start(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    weights: &cpu::Weights,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    stack.build_images()?;
+    swap::swap(
+        ui,
+        stack,
+        &host.nginx_dir(),
+        swap::Strategy::InPlace,
+        weights,
+        timeout,
+    )?;
+    swap::wait_apps_ready(stack, timeout)
+}
+
+/// The database a restore brings in: one it created (dropped unless it became live), or the
+/// replaced one `--undo` brings back (never dropped).
+struct Incoming<'a> {
+    server: &'a Server,
+    name: String,
+    ours: bool,
+    live: bool,
+}
+
+impl<'a> Incoming<'a> {
+    fn create(server: &'a Server, name: String) -> anyhow::Result<Incoming<'a>> {
+        server.create(&name)?;
+        Ok(Incoming {
+            server,
+            name,
+            ours: true,
+            live: false,
+        })
+    }
+    fn existing(server: &'a Server, name: String) -> Incoming<'a> {
+        Incoming {
+            server,
+            name,
+            ours: false,
+            live: false,
+        }
+    }
+    fn became_live(&mut self) {
+        self.live = true;
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        if self.ours && !self.live {
+            let _ = self.server.drop_database(&self.name);
+        }
+    }
+}
+
+/// Maintenance mode, ended when dropped unless `keep` was called.
+struct Maintenance<'a> {
+    dir: &'a Utf8Path,
+    keep: bool,
+}
+
+impl<'a> Maintenance<'a> {
+    fn on(dir: &'a Utf8Path) -> anyhow::Result<Maintenance<'a>> {
+        nginx::maintenance_on(dir)?;
+        Ok(Maintenance { dir, keep: false })
+    }
+    fn keep(&mut self) {
+        self.keep = true;
+    }
+    fn off(&mut self) -> anyhow::Result<()> {
+        self.keep = true;
+        nginx::maintenance_off(self.dir)
+    }
+}
+
+impl Drop for Maintenance<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = nginx::maintenance_off(self.dir);
+        }
+    }
+}
+
+/// Drops the databases restores replaced: an install that serves has accepted the restore.
+pub fn prune_replaced(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
+    let server = Server::of(stack)?;
+    for name in server.databases(&format!("{}{REPLACED}", server.live))? {
+        server.drop_database(&name)?;
+        ui.info(&format!("dropped {name}, the database a restore replaced"));
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The PostgreSQL server of the live stack (its db container), as backup and restore use it:
+//! SQL through psql inside the container (the client is the server's own version), a dump
+//! restored into a new database, and the swap of a database for the live one by renaming.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use camino::Utf8Path;
+
+use crate::install::stack::{Stack, State};
+
+/// The db container and the login it was started with.
+pub struct Server {
+    pub container: String,
+    pub user: String,
+    /// The database the apps use (POSTGRES_DB).
+    pub live: String,
+}
+
+impl Server {
+    /// The running db container of `stack`.
+    pub fn of(stack: &Stack) -> anyhow::Result<Server> {
+        let container = stack
+            .containers()?
+            .into_iter()
+            .find(|c| c.service == "db" && c.state == State::Running)
+            .map(|c| c.name)
+            .context("the database container is not running")?;
+        Server::in_container(container)
+    }
+
+    /// The server in `container`, with the login its environment names.
+    pub fn in_container(container: String) -> anyhow::Result<Server> {
+        let env = duct::cmd!(
+            "docker",
+            "exec",
+            &container,
+            "printenv",
+            "POSTGRES_USER",
+            "POSTGRES_DB"
+        )
+        .read()
+        .context("cannot read POSTGRES_USER and POSTGRES_DB in the database container")?;
+        let mut lines = env.lines();
+        match (lines.next(), lines.next()) {
+            (Some(user), Some(live)) => Ok(Server {
+                container,
+                user: user.to_owned(),
+                live: live.to_owned(),
+            }),
+            _ => bail!("the database container has no POSTGRES_USER and POSTGRES_DB"),
+        }
+    }
+
+    /// Runs `sql` in `database`, with psql's unaligned output (one value a line).
+    pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        let out = duct::cmd!(
+            "docker",
+            "exec",
+            &self.container,
+            "psql",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--username",
+            &self.user,
+            "--dbname",
+            database,
+            "-c",
+            sql
+        )
+        .stderr_capture()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+        if !out.status.success() {
+            bail!(
+                "psql in {}: {}",
+                self.container,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The databases whose name starts with `prefix`, sorted (names carry their UTC time).
+    pub fn databases(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let names = self.psql(
+            "postgres",
+            &format!(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, {}) ORDER BY datname",
+                literal(prefix)
+            ),
+        )?;
+        Ok(names.lines().map(str::to_owned).collect())
+    }
+
+    pub fn create(&self, name: &str) -> anyhow::Result<()> {
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(name)?,
+                ident(&self.user)?
+            ),
+        )
+        .map(drop)
+        .with_context(|| format!("cannot create database {name}"))
+    }
+
+    /// Drops `name`, ending any session still in it; never the live database.
+    pub fn drop_database(&self, name: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(name != self.live, "refusing to drop the live database");
+        self.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)?),
+        )
+        .map(drop)
+        .with_context(|| format!("cannot drop database {name}"))
+    }
+
+    /// Restores a custom-format dump into the empty database `name`, all or nothing.
+    pub fn restore(&self, name: &str, dump: &Utf8Path) -> anyhow::Result<()> {
+        let out = duct::cmd!(
+            "docker",
+            "exec",
+            "-i",
+            &self.container,
+            "pg_restore",
+            "--exit-on-error",
+            "--single-transaction",
+            "--no-owner",
+            "--username",
+            &self.user,
+            "--dbname",
+            name
+        )
+        .stdin_path(dump)
+        .stderr_capture()
+        .stdout_null()
+        .unchecked()
+        .run()
+        .context("cannot run pg_restore in the database container")?;
+        if !out.status.success() {
+            bail!(
+                "pg_restore into {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Exact row counts of every table in `database`'s public schema.
+    pub fn row_counts(&self, database: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+        super::parse_counts(&self.psql(database, super::ROW_COUNTS)?)
+    }
+
+    /// Makes `incoming` the live database and keeps the live one as `replaced`, in one
+    /// transaction: the apps see the old database or the new one, never neither. Sessions
+    /// still in either are ended first (the apps are stopped by then).
+    pub fn swap(&self, incoming: &str, replaced: &str) -> anyhow::Result<()> {
+        let (live, incoming_id, replaced_id) =
+            (ident(&self.live)?, ident(incoming)?, ident(replaced)?);
+        self.psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname IN ({}, {}) AND pid <> pg_backend_pid()",
+                literal(&self.live),
+                literal(incoming)
+            ),
+        )?;
+        self.psql(
+            "postgres",
+            &format!(
+                "BEGIN; ALTER DATABASE {live} RENAME TO {replaced_id}; \
+                 ALTER DATABASE {incoming_id} RENAME TO {live}; COMMIT;"
+            ),
+        )
+        .map(drop)
+        .with_context(|| format!("cannot swap database {incoming} for {}", self.live))
+    }
+}
+
+/// A database name this program made up (`[a-z0-9_]`), quoted as an identifier.
+fn ident(name: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name.len() < 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "{name:?} is not a database name this program uses"
+    );
+    Ok(format!("\"{name}\""))
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

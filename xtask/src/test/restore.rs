@@ -1,0 +1,249 @@
+//! The install suite's restore scenario: v5 (v2 plus a marked destructive migration) loses
+//! rows and a column; `xtask restore --before v5` brings every row back under load through
+//! nginx, with only 2xx answers and the maintenance page; `--undo` goes back and forth; a
+//! damaged download and a backup newer than every release on disk are refused with nothing
+//! stopped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use camino::Utf8Path;
+use serde_json::Value;
+
+use crate::test::install::{DOMAIN, Harness, commit_and_release};
+use crate::test::load::Load;
+use hitsave_host::backup::Server;
+use hitsave_schema as schema;
+
+/// Who the test says runs the restores (as sudo would).
+const OPERATOR: &str = "restore-tester";
+
+pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result<()> {
+    for n in 0..20 {
+        let body = format!(r#"{{"email":"restore-{n}@example.com"}}"#);
+        let reply = hitsave_host::http::request(
+            h.port,
+            &format!("api.{DOMAIN}"),
+            "PUT",
+            "/waitlist",
+            Some(&body),
+        );
+        ensure!(
+            matches!(reply, Some((201, _))),
+            "joining the waitlist: {reply:?}"
+        );
+    }
+    let before = counts(h)?;
+    let v5 = commit_and_release(h, twin, "v5: a destructive migration", |dir| {
+        std::fs::write(
+            dir.join("migrations/20991231000001_lose_data_on_purpose.sql"),
+            "-- The install test's destructive release.\n\
+             -- hitsave: allow ban-drop-column: the install test loses this column on purpose\n\
+             ALTER TABLE waitlist DROP COLUMN created_at;\n\
+             DELETE FROM waitlist WHERE email LIKE 'restore-%';\n",
+        )?;
+        Ok(())
+    })?;
+    crate::test::release::git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+    h.install_ok(&v5)?;
+    h.expect_serving(&v5)?;
+    let last = h.last_history()?;
+    let backup = last["backup"]
+        .as_str()
+        .with_context(|| format!("v5's install took no backup: {last}"))?
+        .to_owned();
+    ensure!(
+        h.host_root.join(format!("backups/{backup}.dump")).is_file()
+            && h.store.join(schema::backup_key(&backup)).is_file(),
+        "the pre-migrate backup {backup} is not on the host and in the store"
+    );
+    let lost = counts(h)?;
+    ensure!(
+        lost["waitlist"] + 20 == before["waitlist"] && !has_created_at(h)?,
+        "v5 did not lose what it should: {lost:?}"
+    );
+    eprintln!("xtask: test: v5's migration dropped a column and 20 rows; {backup} was taken first");
+
+    // Back to before v5, under load.
+    let load = Load::during_maintenance(h.port, DOMAIN, 100, Duration::from_secs(600));
+    let out = restore(h, &["--before", &v5]);
+    let report = load.stop();
+    let out = out?;
+    ensure!(
+        out.status.success(),
+        "restore --before v5:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        report.failed == 0 && report.maintenance > 0,
+        "during the restore, {} of {} requests failed (not 2xx, not the maintenance page): {:?}; {} maintenance answers",
+        report.failed,
+        report.requests,
+        report.failures,
+        report.maintenance
+    );
+    let restored = counts(h)?;
+    ensure!(
+        restored == before && has_created_at(h)?,
+        "restore --before v5 did not give back every row: before v5 {before:?}, restored {restored:?}"
+    );
+    h.expect_serving(v2)?;
+    ensure!(h.current()? == v2, "current is not v2 after the restore");
+    let entry = h.last_history()?;
+    ensure!(
+        entry["action"] == "restore"
+            && entry["outcome"] == "installed"
+            && entry["backup"] == backup.as_str()
+            && entry["release"] == v2
+            && entry["by"] == OPERATOR,
+        "history of the restore: {entry}"
+    );
+    ensure!(replaced(h)?.len() == 1, "the replaced database is not kept");
+    eprintln!(
+        "xtask: test: restore --before v5 under load: {} requests, {} answered 2xx, {} the maintenance page (503, Retry-After), 0 errors; every table's rows back ({:?}); v2 serves",
+        report.requests,
+        report.requests - report.maintenance,
+        report.maintenance,
+        restored
+    );
+
+    // --undo goes back to v5's database (and v5), and undoing that comes back here.
+    undo(h)?;
+    h.expect_serving(&v5)?;
+    ensure!(
+        counts(h)? == lost && !has_created_at(h)?,
+        "restore --undo did not bring v5's database back"
+    );
+    // A backup of v5's schema, for the refusal below.
+    let v5_backup: Value = serde_json::from_slice(&h.ok(&h.host_args(&["backup", "--json"]))?)?;
+    let v5_backup = v5_backup["id"]
+        .as_str()
+        .context("backup --json")?
+        .to_owned();
+    undo(h)?;
+    h.expect_serving(v2)?;
+    ensure!(counts(h)? == before, "undoing the undo lost rows");
+    let backed_up = h
+        .history()?
+        .into_iter()
+        .rev()
+        .find(|e| e["action"] == "backup");
+    ensure!(
+        backed_up.is_some_and(|e| e["backup"] == v5_backup.as_str() && e["outcome"] == "done"),
+        "history does not record the manual backup"
+    );
+    eprintln!("xtask: test: restore --undo brings v5's database back, and undoing it this one");
+
+    refusals(h, &v5, &v5_backup)?;
+    Ok(())
+}
+
+/// A damaged download and a backup no release on disk knows: refused, nothing stopped.
+fn refusals(h: &Harness, v5: &str, v5_backup: &str) -> anyhow::Result<()> {
+    let api = h.container_id("api")?;
+    let rows = counts(h)?;
+    // Only in the store, with one byte flipped.
+    let dir = h.host_root.join("backups");
+    let aside = h.work.join("backup-aside");
+    std::fs::create_dir_all(&aside)?;
+    for suffix in ["dump", "json"] {
+        std::fs::rename(
+            dir.join(format!("{v5_backup}.{suffix}")),
+            aside.join(format!("{v5_backup}.{suffix}")),
+        )?;
+    }
+    let stored = h.store.join(schema::backup_key(v5_backup));
+    let good = std::fs::read(&stored)?;
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&stored, &bad)?;
+    let out = restore(h, &[v5_backup, "--store", h.store.as_str()])?;
+    std::fs::write(&stored, &good)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("is damaged") && err.contains("nothing was restored"),
+        "restoring a damaged download:\n{err}"
+    );
+    ensure!(
+        !dir.join(format!("{v5_backup}.dump")).exists(),
+        "a damaged download was kept as a backup"
+    );
+    ensure!(
+        h.container_id("api")? == api && counts(h)? == rows,
+        "a refused restore changed the stack or the database"
+    );
+
+    // Newer than every release on disk: v5 gone from the host.
+    for suffix in ["dump", "json"] {
+        std::fs::rename(
+            aside.join(format!("{v5_backup}.{suffix}")),
+            dir.join(format!("{v5_backup}.{suffix}")),
+        )?;
+    }
+    let v5_dir = h.host_root.join("releases").join(v5);
+    let v5_aside = h.work.join("v5-aside");
+    std::fs::rename(&v5_dir, &v5_aside)?;
+    let out = restore(h, &[v5_backup]);
+    std::fs::rename(&v5_aside, &v5_dir)?;
+    let out = out?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("no release on this host runs on this backup's schema")
+            && err.contains("Nothing was stopped"),
+        "restoring a backup newer than every release on disk:\n{err}"
+    );
+    ensure!(
+        h.container_id("api")? == api && counts(h)? == rows,
+        "a refused restore changed the stack or the database"
+    );
+    ensure!(
+        server(h)?.databases("hitsave_restoring_")?.is_empty()
+            && !h.host_root.join("nginx/maintenance.html").exists(),
+        "a refused restore left its database or maintenance behind"
+    );
+    h.expect_serving(&h.current()?)?;
+    eprintln!(
+        "xtask: test: restore refuses a damaged download and a backup newer than every release on disk; nothing stopped"
+    );
+    Ok(())
+}
+
+fn restore(h: &Harness, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut all = vec!["restore"];
+    all.extend_from_slice(args);
+    let all = h.host_args(&all);
+    eprintln!("xtask: test: xtask {}", all.join(" "));
+    Ok(h.t.command(&all, &[]).env("SUDO_USER", OPERATOR).output()?)
+}
+
+fn undo(h: &Harness) -> anyhow::Result<()> {
+    let out = restore(h, &["--undo"])?;
+    ensure!(
+        out.status.success(),
+        "restore --undo:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn server(h: &Harness) -> anyhow::Result<Server> {
+    Server::in_container(h.container_id("db")?)
+}
+
+/// Every table's rows in the live database.
+fn counts(h: &Harness) -> anyhow::Result<BTreeMap<String, u64>> {
+    server(h)?.row_counts("hitsave")
+}
+
+fn has_created_at(h: &Harness) -> anyhow::Result<bool> {
+    Ok(h.db_count(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'waitlist' AND column_name = 'created_at'",
+    )? == 1)
+}
+
+fn replaced(h: &Harness) -> anyhow::Result<Vec<String>> {
+    server(h)?.databases("hitsave_replaced_")
+}
