@@ -47,6 +47,10 @@ pub struct Args {
     /// Print the record as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Back up the database of this container instead of the installed stack's (for `cargo
+    /// xtask bench backup`).
+    #[arg(long, hide = true)]
+    db_container: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -85,13 +89,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
         &crate::install::host::command("backup", &args.root),
     )?;
-    let current = host.current().with_context(|| {
-        format!(
-            "nothing is installed under {}: there is no database to back up",
-            args.root
-        )
-    })?;
-    let stack = Stack::open(&host.release_dir(&current))?;
+    let (server, current) = match args.db_container {
+        Some(container) => (Server::in_container(container)?, host.current()),
+        None => {
+            let current = host.current().with_context(|| {
+                format!(
+                    "nothing is installed under {}: there is no database to back up",
+                    args.root
+                )
+            })?;
+            let stack = Stack::open(&host.release_dir(&current))?;
+            let server = Server::of(&stack).context("there is no database to back up")?;
+            (server, Some(current))
+        }
+    };
     let store = match args.store.store {
         Some(_) => {
             let store = store::open(&args.store, camino::Utf8Path::new("."))?;
@@ -108,28 +119,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let taken = take(
         &ui,
         &host,
-        &stack,
-        Some(current.clone()),
+        &server,
+        current.clone(),
         reason,
         store.as_deref(),
     );
-    host.record(&HistoryEntry {
-        time: now_rfc3339(),
-        action: Action::Backup,
-        release: current,
-        previous: None,
-        outcome: if taken.is_ok() {
-            Outcome::Done
-        } else {
-            Outcome::Failed
-        },
-        deployment: None,
-        seconds: started.elapsed().as_secs_f64(),
-        error: taken.as_ref().err().map(|e| format!("{e:#}")),
-        backup: taken.as_ref().ok().map(|r| r.id.clone()),
-        backup_skipped: false,
-        by: crate::install::host::who(),
-    })?;
+    if let Some(current) = current {
+        host.record(&HistoryEntry {
+            time: now_rfc3339(),
+            action: Action::Backup,
+            release: current,
+            previous: None,
+            outcome: if taken.is_ok() {
+                Outcome::Done
+            } else {
+                Outcome::Failed
+            },
+            deployment: None,
+            seconds: started.elapsed().as_secs_f64(),
+            error: taken.as_ref().err().map(|e| format!("{e:#}")),
+            backup: taken.as_ref().ok().map(|r| r.id.clone()),
+            backup_skipped: false,
+            by: crate::install::host::who(),
+        })?;
+    }
     let record = taken?;
     retention::prune(&ui, &host, store.as_deref(), args.retention)?;
     if args.json {
@@ -147,23 +160,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn take(
     ui: &Ui,
     host: &Host,
-    stack: &Stack,
+    server: &Server,
     release: Option<hitsave_schema::ReleaseId>,
     reason: BackupReason,
     store: Option<&dyn Store>,
 ) -> anyhow::Result<BackupRecord> {
-    let server = Server::of(stack).context("there is no database to back up")?;
+    let started = std::time::Instant::now();
     let dir = host.backups_dir();
     prepare_dir(&dir)?;
     let id = new_id(&dir, reason)?;
     ui.info(&format!("backing up the database into {dir}/{id}.dump"));
 
-    let mut snapshot = Snapshot::open(&server)?;
+    let mut snapshot = Snapshot::open(server)?;
     let tables = snapshot.row_counts()?;
     let last_migration = snapshot.last_migration()?;
     let time = now_rfc3339();
     let dump = dir.join(format!("{id}.dump"));
-    let (size, sha256) = dump_to(&server, &snapshot.id, &dump)?;
+    let (size, sha256) = dump_to(server, &snapshot.id, &dump)?;
     snapshot.close()?;
 
     let record = BackupRecord {
@@ -180,10 +193,11 @@ pub fn take(
     let bytes = schema::to_bytes(&record);
     write_private(&dir.join(format!("{id}.json")), &bytes)?;
     ui.info(&format!(
-        "backup {id}: {}, sha256 {}, {} tables",
+        "backup {id}: {}, sha256 {}, {} tables, in {:.1} s",
         human_bytes(size),
         record.sha256,
-        record.tables.len()
+        record.tables.len(),
+        started.elapsed().as_secs_f64()
     ));
     if let Some(store) = store {
         let bar = ui.bytes("uploading the backup", size);

@@ -164,8 +164,8 @@ fn restore(
         let record = pick(host, store, args)?;
         done.backup = Some(record.id.clone());
         let dump = local_dump(ui, host, store, &record)?;
-        let incoming = Incoming::create(&server, format!("{}{RESTORING}{stamp}", server.live))?;
-        load(ui, &server, &incoming.name, &dump, &record)?;
+        let incoming = Incoming::ours(&server, format!("{}{RESTORING}{stamp}", server.live));
+        restore_into(ui, &server, &incoming.name, &dump, &record)?;
         (incoming, Some(record))
     };
     let (target, migrate) = choose_release(ui, host, current, &incoming.name, record.as_ref())?;
@@ -327,8 +327,8 @@ fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<String> {
         })
 }
 
-/// The dump on the host, checked against its record; downloaded from the store (and checked
-/// on the way) when the host does not have it.
+/// The dump on the host; downloaded from the store (and checked on the way) when the host
+/// does not have it.
 fn local_dump(
     ui: &Ui,
     host: &Host,
@@ -354,18 +354,21 @@ fn local_dump(
             &schema::to_bytes(record),
         )?;
     }
-    super::drill::check_hash(&dump, record)?;
     Ok(dump)
 }
 
-/// Restores the dump into the new database and checks every table's rows against the record.
-fn load(
+/// What a restore does before anything stops (and `cargo xtask bench backup` times): checks
+/// `dump` against its record, restores it into a new database `name` on `server`, and counts
+/// every table's rows against the record. The caller drops `name` when this fails.
+pub fn restore_into(
     ui: &Ui,
     server: &Server,
     name: &str,
     dump: &Utf8Path,
     record: &BackupRecord,
 ) -> anyhow::Result<()> {
+    super::drill::check_hash(dump, record)?;
+    server.create(name)?;
     ui.info(&format!(
         "restoring backup {} ({}) into a new database, {name}; the site keeps serving meanwhile",
         record.id,
@@ -477,14 +480,14 @@ struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    fn create(server: &'a Server, name: String) -> anyhow::Result<Incoming<'a>> {
-        server.create(&name)?;
-        Ok(Incoming {
+    /// A database this restore makes (it may not exist yet).
+    fn ours(server: &'a Server, name: String) -> Incoming<'a> {
+        Incoming {
             server,
             name,
             ours: true,
             live: false,
-        })
+        }
     }
     fn existing(server: &'a Server, name: String) -> Incoming<'a> {
         Incoming {

@@ -459,6 +459,7 @@ fn back_up_before_migrating(
     let Some(current) = host.current() else {
         return Ok(()); // A first install: the database is new.
     };
+    let started = Instant::now();
     if !stack.pending_migrations()? {
         return Ok(());
     }
@@ -467,17 +468,24 @@ fn back_up_before_migrating(
         migrations.skipped = true;
         return Ok(());
     }
-    let record = crate::backup::take(
-        ui,
-        host,
-        stack,
-        Some(current),
-        hitsave_schema::BackupReason::PreMigrate,
-        migrations.store,
-    )
+    let record = crate::backup::Server::of(stack)
+        .and_then(|server| {
+            crate::backup::take(
+                ui,
+                host,
+                &server,
+                Some(current),
+                hitsave_schema::BackupReason::PreMigrate,
+                migrations.store,
+            )
+        })
     .context(
         "the backup before migrating failed, so nothing was migrated and the running stack is untouched (fix the cause, or pass --skip-backup to migrate without one)",
     )?;
+    ui.info(&format!(
+        "the pre-migrate backup added {:.1} s to the install (the pending check and the backup)",
+        started.elapsed().as_secs_f64()
+    ));
     migrations.backup = Some(record.id);
     if let Err(e) = crate::backup::prune(
         ui,

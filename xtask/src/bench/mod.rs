@@ -1,5 +1,6 @@
 //! `cargo xtask bench release`: the release pipeline's speed and memory, as ratios against a
-//! peer measured in the same run on the same machine.
+//! peer measured in the same run on the same machine (`bench deploy` and `bench backup` are
+//! in their own modules).
 //!
 //! - Packaging the web artifact's tree (and, as a larger case, the web app's full
 //!   node_modules) vs GNU `tar --sort=name | gzip -6 | sha256sum`: speed and size.
@@ -11,6 +12,7 @@
 //! release under 2 s with 0 bytes uploaded; peak RSS under 100 MiB. Exits non-zero when a
 //! target is missed.
 
+pub mod backup;
 pub mod deploy;
 
 use std::time::{Duration, Instant};
@@ -48,12 +50,18 @@ enum What {
     /// Requests dropped and latency while a release is installed under load, blue/green vs
     /// in-place, on the real stack.
     Deploy,
+    /// Backup and restore of a 1 GiB database vs pg_dump | sha256sum and pg_restore; peak
+    /// memory of the backup, with and without the upload to S3.
+    Backup,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
     if matches!(args.what, What::Deploy) {
         return crate::bench::deploy::run(root, args.trace, args.strategy);
+    }
+    if matches!(args.what, What::Backup) {
+        return crate::bench::backup::run(root);
     }
     let ui = Ui::new();
     let web = components::find("web")?;
@@ -186,7 +194,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     finish(missed)
 }
 
-fn finish(missed: Vec<String>) -> anyhow::Result<()> {
+pub(crate) fn finish(missed: Vec<String>) -> anyhow::Result<()> {
     if missed.is_empty() {
         println!("all targets met");
         Ok(())

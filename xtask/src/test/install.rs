@@ -529,15 +529,16 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--keep 1 --days 0` leaves the newest backup and the pinned one (the pre-migrate backup that
-/// history names, which is also the last to pass its drill), on the host and in the store.
+/// `--keep 1 --days 0` leaves the newest backup and the pinned one (the pre-migrate backup the
+/// last install took, which is also the last to pass its drill), on the host and in the store.
 fn backup_retention(h: &Harness) -> anyhow::Result<()> {
     let pinned = h
         .history()?
         .iter()
         .rev()
+        .filter(|e| e["action"] == "install")
         .find_map(|e| e["backup"].as_str().map(str::to_owned))
-        .context("history names no backup")?;
+        .context("no install in history names a backup")?;
     let store = h.store.as_str();
     let first: Value =
         serde_json::from_slice(&h.ok(&h.host_args(&["backup", "--store", store, "--json"]))?)?;
