@@ -22,7 +22,7 @@ use crate::install::host::{self, Action, DEFAULT_ROOT, HistoryEntry, Host, Outco
 use crate::install::lock::InstallLock;
 use crate::install::nginx;
 use crate::install::stack::Stack;
-use crate::install::{cpu, swap};
+use crate::install::swap;
 use crate::store::{self, Store, StoreArgs};
 use crate::ui::{Ui, human_bytes};
 
@@ -195,11 +195,10 @@ fn restore(
     // Requests nginx let through just before go on to the apps, which finish them.
     std::thread::sleep(Duration::from_secs(1));
     let timeout = Duration::from_secs(args.health_timeout);
-    let weights = cpu::Weights::prioritise(ui, &server.container);
     let replaced = format!("{}{REPLACED}{stamp}", server.live);
     let stopped = stop_apps(&live).and_then(|()| server.swap(&incoming.name, &replaced));
     if let Err(e) = stopped {
-        start(ui, host, &live, &weights, timeout)
+        start(ui, host, &live, timeout)
             .inspect_err(|_| maintenance.keep())
             .context(
                 "and the running release did not start again: the site stays in maintenance",
@@ -213,13 +212,13 @@ fn restore(
     ui.info(&format!(
         "the restored database is live; starting release {target} on it"
     ));
-    if let Err(e) = start(ui, host, &target_stack, &weights, timeout) {
+    if let Err(e) = start(ui, host, &target_stack, timeout) {
         ui.info(&format!(
             "release {target} does not serve on the restored database ({e:#}); bringing back {replaced} and release {current}"
         ));
         let back = stop_apps(&target_stack)
             .and_then(|()| server.swap(&replaced, &incoming.name))
-            .and_then(|()| start(ui, host, &live, &weights, timeout));
+            .and_then(|()| start(ui, host, &live, timeout));
         if let Err(back) = back {
             maintenance.keep();
             bail!(
@@ -449,25 +448,27 @@ fn stop_apps(stack: &Stack) -> anyhow::Result<()> {
         .map(drop)
 }
 
-/// Starts `stack`'s apps (the db and nginx stay) and waits until each container is healthy
-/// and answers as its release on its own address: nginx still answers the maintenance page.
-fn start(
-    ui: &Ui,
-    host: &Host,
-    stack: &Stack,
-    weights: &cpu::Weights,
-    timeout: Duration,
-) -> anyhow::Result<()> {
+/// Starts `stack`'s apps (db and nginx are not touched: a plain `up` would recreate nginx
+/// with them) and waits until each container is healthy and answers as its release on its own
+/// address, while nginx still answers the maintenance page; then nginx routes to them.
+fn start(ui: &Ui, host: &Host, stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
     stack.build_images()?;
-    swap::swap(
-        ui,
-        stack,
+    let tls = crate::install::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls();
+    nginx::install(
+        &stack.release_dir,
         &host.nginx_dir(),
-        swap::Strategy::InPlace,
-        weights,
-        timeout,
+        stack.domain()?,
+        tls,
+        &nginx::Upstreams::services(),
     )?;
-    swap::wait_apps_ready(stack, timeout)
+    ui.info("starting the apps");
+    stack.run(
+        "starting the apps",
+        &["up", "--detach", "--no-deps", "api", "web"],
+    )?;
+    swap::wait_apps_ready(stack, timeout)?;
+    // Fresh workers take the site and resolve the new containers' addresses at once.
+    swap::reload_nginx(stack)
 }
 
 /// The database a restore brings in: one it created (dropped unless it became live), or the

@@ -258,7 +258,7 @@ fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
 }
 
 /// A graceful reload: new workers take the new site, old ones finish their requests.
-fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
+pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     stack.run(
         "reloading nginx",
         &["exec", "-T", "nginx", "nginx", "-s", "reload"],

@@ -77,11 +77,12 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
     );
     ensure!(
         report.failed == 0 && report.maintenance > 0,
-        "during the restore, {} of {} requests failed (not 2xx, not the maintenance page): {:?}; {} maintenance answers",
+        "during the restore, {} of {} requests failed (not 2xx, not the maintenance page): {:?}; {} maintenance answers; the restore said:\n{}",
         report.failed,
         report.requests,
         report.failures,
-        report.maintenance
+        report.maintenance,
+        String::from_utf8_lossy(&out.stderr)
     );
     let restored = counts(h)?;
     ensure!(
