@@ -117,7 +117,12 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
         "restore --undo did not bring v5's database back"
     );
     // A backup of v5's schema, for the refusal below.
-    let v5_backup: Value = serde_json::from_slice(&h.ok(&h.host_args(&["backup", "--json"]))?)?;
+    let v5_backup: Value = serde_json::from_slice(&h.ok(&h.host_args(&[
+        "backup",
+        "--store",
+        h.store.as_str(),
+        "--json",
+    ]))?)?;
     let v5_backup = v5_backup["id"]
         .as_str()
         .context("backup --json")?
