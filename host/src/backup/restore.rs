@@ -191,6 +191,7 @@ fn restore(
 
     // The site is in maintenance from here until the release serves again.
     let mut maintenance = Maintenance::on(&nginx_dir)?;
+    let down = Instant::now();
     ui.info("maintenance on: every host answers 503 with Retry-After; stopping the apps");
     // Requests nginx let through just before go on to the apps, which finish them.
     std::thread::sleep(Duration::from_secs(1));
@@ -234,6 +235,10 @@ fn restore(
     }
     host.flip(&target)?;
     maintenance.off()?;
+    ui.info(&format!(
+        "maintenance off after {:.1} s",
+        down.elapsed().as_secs_f64()
+    ));
     target_stack.wait_serving(timeout)?;
     ui.info(&format!(
         "release {target} serves the restored database{}",

@@ -46,8 +46,11 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
         Ok(())
     })?;
     crate::test::release::git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
-    h.install_ok(&v5)?;
+    let installed = h.install(&v5, &[])?;
+    let log = String::from_utf8_lossy(&installed.stderr);
+    ensure!(installed.status.success(), "installing v5 failed:\n{log}");
     h.expect_serving(&v5)?;
+    let added = said(&log, "the pre-migrate backup added")?;
     let last = h.last_history()?;
     let backup = last["backup"]
         .as_str()
@@ -63,7 +66,9 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
         lost["waitlist"] + 20 == before["waitlist"] && !has_created_at(h)?,
         "v5 did not lose what it should: {lost:?}"
     );
-    eprintln!("xtask: test: v5's migration dropped a column and 20 rows; {backup} was taken first");
+    eprintln!(
+        "xtask: test: v5's migration dropped a column and 20 rows; {backup} was taken first ({added})"
+    );
 
     // Back to before v5, under load.
     let load = Load::during_maintenance(h.port, DOMAIN, 100, Duration::from_secs(600));
@@ -102,11 +107,15 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
     );
     ensure!(replaced(h)?.len() == 1, "the replaced database is not kept");
     eprintln!(
-        "xtask: test: restore --before v5 under load: {} requests, {} answered 2xx, {} the maintenance page (503, Retry-After), 0 errors; every table's rows back ({:?}); v2 serves",
+        "xtask: test: restore --before v5 under load: {} requests, {} answered 2xx, {} the maintenance page (503, Retry-After), 0 errors; every table's rows back ({:?}); v2 serves; {}",
         report.requests,
         report.requests - report.maintenance,
         report.maintenance,
-        restored
+        restored,
+        said(
+            &String::from_utf8_lossy(&out.stderr),
+            "maintenance off after"
+        )?
     );
 
     // --undo goes back to v5's database (and v5), and undoing that comes back here.
@@ -215,6 +224,13 @@ fn refusals(h: &Harness, v5: &str, v5_backup: &str) -> anyhow::Result<()> {
         "xtask: test: restore refuses a damaged download and a backup newer than every release on disk; nothing stopped"
     );
     Ok(())
+}
+
+/// The line of `log` that contains `what`, from `what` on.
+fn said<'a>(log: &'a str, what: &str) -> anyhow::Result<&'a str> {
+    log.lines()
+        .find_map(|l| l.find(what).map(|i| &l[i..]))
+        .with_context(|| format!("no {what:?} in:\n{log}"))
 }
 
 fn restore(h: &Harness, args: &[&str]) -> anyhow::Result<std::process::Output> {
