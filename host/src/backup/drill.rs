@@ -187,6 +187,8 @@ impl Drill {
             "docker",
             "exec",
             "-i",
+            "--env",
+            super::server::SERIAL_INDEX_BUILDS,
             &self.name,
             "pg_restore",
             "--exit-on-error",

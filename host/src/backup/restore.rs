@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         action: Action::Restore,
         release: done.release.clone().unwrap_or_else(|| current.clone()),
         previous: Some(current),
-        outcome: match (&result, done.release.is_some()) {
+        outcome: match (&result, done.put_back) {
             (Ok(()), _) => Outcome::Installed,
             (Err(_), true) => Outcome::RolledBack,
             (Err(_), false) => Outcome::Failed,
@@ -120,8 +120,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 struct Done {
     /// The backup restored.
     backup: Option<String>,
-    /// The release started on it (set once the databases were swapped).
+    /// The release started on it.
     release: Option<ReleaseId>,
+    /// The release did not serve on it, and the old database and release were put back.
+    put_back: bool,
 }
 
 fn restore(
@@ -134,8 +136,33 @@ fn restore(
 ) -> anyhow::Result<()> {
     let live = Stack::open(&host.release_dir(current))?;
     let server = Server::of(&live).context("restore needs the database server running")?;
-    let nginx_dir = host.nginx_dir();
-    if !nginx::supports_maintenance(&nginx_dir) {
+    let mut plan = prepare(ui, host, args, current, store, &server, done)?;
+    switch(ui, host, args, current, &live, &server, &mut plan, done)
+}
+
+/// What a restore has made ready while the site still serves.
+struct Plan<'a> {
+    incoming: Incoming<'a>,
+    record: Option<BackupRecord>,
+    /// The release to run on it.
+    target: ReleaseId,
+    /// The UTC time in the names of the databases this restore makes.
+    stamp: String,
+}
+
+/// Everything that can refuse, with the site serving: the backup found, checked and restored
+/// into a new database, and the release to run on it chosen (and, when only the current
+/// release's migrations are missing, applied to the new database).
+fn prepare<'a>(
+    ui: &Ui,
+    host: &Host,
+    args: &Args,
+    current: &ReleaseId,
+    store: Option<&dyn Store>,
+    server: &'a Server,
+    done: &mut Done,
+) -> anyhow::Result<Plan<'a>> {
+    if !nginx::supports_maintenance(&host.nginx_dir()) {
         bail!(
             "the site nginx serves (rendered by release {current}) has no maintenance mode, so the apps cannot be stopped without errors: install a newer release first; nothing was changed"
         );
@@ -151,7 +178,7 @@ fn restore(
         .filter(char::is_ascii_alphanumeric)
         .collect::<String>()
         .to_lowercase();
-    let (mut incoming, record) = if args.undo {
+    let (incoming, record) = if args.undo {
         let name = server
             .databases(&format!("{}{REPLACED}", server.live))?
             .pop()
@@ -159,22 +186,21 @@ fn restore(
         ui.info(&format!(
             "undoing the last restore: {name} becomes live again"
         ));
-        (Incoming::existing(&server, name), None)
+        (Incoming::existing(server, name), None)
     } else {
         let record = pick(host, store, args)?;
         done.backup = Some(record.id.clone());
         let dump = local_dump(ui, host, store, &record)?;
-        let incoming = Incoming::ours(&server, format!("{}{RESTORING}{stamp}", server.live));
-        restore_into(ui, &server, &incoming.name, &dump, &record)?;
+        let incoming = Incoming::ours(server, format!("{}{RESTORING}{stamp}", server.live));
+        restore_into(ui, server, &incoming.name, &dump, &record)?;
         (incoming, Some(record))
     };
     let (target, migrate) = choose_release(ui, host, current, &incoming.name, record.as_ref())?;
-    let target_stack = Stack::open(&host.release_dir(&target))?;
     if migrate {
         ui.info(&format!(
             "the backup predates release {target}'s migrations: applying them to the restored database"
         ));
-        target_stack
+        Stack::open(&host.release_dir(&target))?
             .run(
                 "migrating the restored database",
                 &[
@@ -188,18 +214,40 @@ fn restore(
             )
             .context("nothing was stopped")?;
     }
+    Ok(Plan {
+        incoming,
+        record,
+        target,
+        stamp,
+    })
+}
 
-    // The site is in maintenance from here until the release serves again.
+/// The seconds the site is down, in maintenance: the apps stop, the databases are swapped,
+/// the target release starts on the new one; when it does not, everything is put back.
+#[allow(clippy::too_many_arguments)]
+fn switch(
+    ui: &Ui,
+    host: &Host,
+    args: &Args,
+    current: &ReleaseId,
+    live: &Stack,
+    server: &Server,
+    plan: &mut Plan,
+    done: &mut Done,
+) -> anyhow::Result<()> {
+    let target = plan.target.clone();
+    let target_stack = Stack::open(&host.release_dir(&target))?;
+    let nginx_dir = host.nginx_dir();
     let mut maintenance = Maintenance::on(&nginx_dir)?;
     let down = Instant::now();
     ui.info("maintenance on: every host answers 503 with Retry-After; stopping the apps");
     // Requests nginx let through just before go on to the apps, which finish them.
     std::thread::sleep(Duration::from_secs(1));
     let timeout = Duration::from_secs(args.health_timeout);
-    let replaced = format!("{}{REPLACED}{stamp}", server.live);
-    let stopped = stop_apps(&live).and_then(|()| server.swap(&incoming.name, &replaced));
+    let replaced = format!("{}{REPLACED}{}", server.live, plan.stamp);
+    let stopped = stop_apps(live).and_then(|()| server.swap(&plan.incoming.name, &replaced));
     if let Err(e) = stopped {
-        start(ui, host, &live, timeout)
+        start(ui, host, live, timeout)
             .inspect_err(|_| maintenance.keep())
             .context(
                 "and the running release did not start again: the site stays in maintenance",
@@ -208,8 +256,7 @@ fn restore(
             "nothing was restored; release {current} serves the database it had"
         )));
     }
-    incoming.became_live();
-    done.release = Some(target.clone());
+    plan.incoming.live = true;
     ui.info(&format!(
         "the restored database is live; starting release {target} on it"
     ));
@@ -218,21 +265,24 @@ fn restore(
             "release {target} does not serve on the restored database ({e:#}); bringing back {replaced} and release {current}"
         ));
         let back = stop_apps(&target_stack)
-            .and_then(|()| server.swap(&replaced, &incoming.name))
-            .and_then(|()| start(ui, host, &live, timeout));
+            .and_then(|()| server.swap(&replaced, &plan.incoming.name))
+            .and_then(|()| start(ui, host, live, timeout));
         if let Err(back) = back {
             maintenance.keep();
+            done.release = Some(target.clone());
             bail!(
                 "release {target} does not serve on the restored database ({e:#}), and going back failed too ({back:#}): the site stays in maintenance; see {} and `docker ps`",
                 host.history_file()
             );
         }
-        incoming.live = false; // Dropped below when this restore made it.
+        done.put_back = true;
+        plan.incoming.live = false; // Dropped with the plan when this restore made it.
         maintenance.off()?;
         bail!(
             "release {target} did not serve on the restored database: {e:#}; put back: the database and release {current} serve as before"
         );
     }
+    done.release = Some(target.clone());
     host.flip(&target)?;
     maintenance.off()?;
     ui.info(&format!(
@@ -242,7 +292,8 @@ fn restore(
     target_stack.wait_serving(timeout)?;
     ui.info(&format!(
         "release {target} serves the restored database{}",
-        record
+        plan.record
+            .as_ref()
             .map(|r| format!(" (backup {}, {} tables)", r.id, r.tables.len()))
             .unwrap_or_default()
     ));
@@ -502,9 +553,6 @@ impl<'a> Incoming<'a> {
             ours: false,
             live: false,
         }
-    }
-    fn became_live(&mut self) {
-        self.live = true;
     }
 }
 

@@ -9,6 +9,11 @@ use camino::Utf8Path;
 
 use crate::install::stack::{Stack, State};
 
+/// For pg_restore: indexes are built without parallel workers, whose shared memory comes from
+/// the container's /dev/shm, Docker's 64 MiB unless the compose file says otherwise: a parallel
+/// build of a large table's index fails there ("could not resize shared memory segment").
+pub const SERIAL_INDEX_BUILDS: &str = "PGOPTIONS=-c max_parallel_maintenance_workers=0";
+
 /// The db container and the login it was started with.
 pub struct Server {
     pub container: String,
@@ -128,6 +133,8 @@ impl Server {
             "docker",
             "exec",
             "-i",
+            "--env",
+            SERIAL_INDEX_BUILDS,
             &self.container,
             "pg_restore",
             "--exit-on-error",

@@ -4,10 +4,11 @@
 //! - `xtask backup` (snapshot, exact row counts, dump through SHA-256 to a file, record) vs
 //!   `pg_dump -Fc | sha256sum`;
 //! - the restore's database work (hash check, pg_restore into a new database in one
-//!   transaction, row counts against the record) vs `createdb` + `pg_restore`;
+//!   transaction, row counts against the record) vs `createdb` + `pg_restore`, both with
+//!   serial index builds (the container has Docker's 64 MiB /dev/shm, as the stack's db has);
 //! - the peak RSS of the backup process, to a local directory and with the upload to S3
 //!   (Garage);
-//! - a backup of a database the size of the test one: what a pre-migrate backup adds.
+//! - a backup of an empty database: the fixed cost a pre-migrate backup adds.
 //!
 //! Targets: each ratio at most 1.1, peak RSS under 100 MiB. Exits non-zero when one is missed.
 
@@ -34,7 +35,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         .join(format!("xtask/bench-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let db = Database::start(&format!("hitsave-bench-db-{}", std::process::id()))?;
+    let db = Database::start(&format!("hitsave-bench-db-{}", std::process::id()), &work)?;
     let server = Server::in_container(db.name.clone())?;
     let result = measure(&ui, root, &work, &server);
     drop(db);
@@ -123,6 +124,8 @@ fn measure(
         "docker",
         "exec",
         "-i",
+        "--env",
+        hitsave_host::backup::server::SERIAL_INDEX_BUILDS,
         &server.container,
         "pg_restore",
         "--username",
@@ -152,13 +155,13 @@ fn measure(
         missed.push(format!("restore ratio {ratio:.2}"));
     }
 
-    // A database the size of the install test's: what a pre-migrate backup costs there.
+    // An empty database: the fixed cost of a backup (the install suite prints what a
+    // pre-migrate backup adds to an install of the test database).
     server.psql(&server.live, "DROP TABLE bench_rows")?;
     let (small, record, _) = backup(root, &work.join("host-small"), server, None)?;
     println!(
-        "  a backup of a database the size of the test one ({}, {} tables): {:.2} s",
+        "  a backup of an empty database (the fixed cost; {}): {:.2} s",
         human_bytes(record.size),
-        record.tables.len(),
         small.as_secs_f64()
     );
     Ok(missed)
@@ -233,8 +236,9 @@ fn fill(server: &Server) -> anyhow::Result<u64> {
         if size >= SIZE {
             server.psql(
                 &server.live,
-                "CREATE INDEX ON bench_rows (owner); VACUUM ANALYZE bench_rows",
+                "SET max_parallel_maintenance_workers = 0; CREATE INDEX ON bench_rows (owner)",
             )?;
+            server.psql(&server.live, "VACUUM (ANALYZE, PARALLEL 0) bench_rows")?;
             return Ok(server
                 .psql(&server.live, "SELECT pg_database_size(current_database())")?
                 .parse()?);
@@ -259,7 +263,9 @@ struct Database {
 }
 
 impl Database {
-    fn start(name: &str) -> anyhow::Result<Database> {
+    fn start(name: &str, work: &Utf8Path) -> anyhow::Result<Database> {
+        let password = work.join("postgres_password");
+        std::fs::write(&password, PASSWORD)?;
         let image = hitsave_host::install::base_images(true)
             .into_iter()
             .find(|(k, _)| *k == "HITSAVE_POSTGRES_IMAGE")
@@ -275,8 +281,10 @@ impl Database {
             "POSTGRES_USER=hitsave",
             "--env",
             "POSTGRES_DB=hitsave",
+            "--volume",
+            format!("{password}:/run/secrets/postgres_password:ro"),
             "--env",
-            format!("POSTGRES_PASSWORD={PASSWORD}"),
+            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
             image
         )
         .stdout_null()
@@ -304,11 +312,24 @@ impl Database {
                 .stderr_null()
                 .unchecked()
                 .run()?;
-                Ok(if ready.status.success() {
-                    hitsave_host::process::Wait::Done(())
-                } else {
-                    hitsave_host::process::Wait::NotYet("not accepting connections".into())
-                })
+                if ready.status.success() {
+                    return Ok(hitsave_host::process::Wait::Done(()));
+                }
+                let running = duct::cmd!("docker", "inspect", "-f", "{{.State.Running}}", name)
+                    .read()
+                    .unwrap_or_default();
+                ensure!(
+                    running.trim() == "true",
+                    "the benchmark's database stopped: {}",
+                    duct::cmd!("docker", "logs", "--tail", "20", name)
+                        .stderr_to_stdout()
+                        .unchecked()
+                        .read()
+                        .unwrap_or_default()
+                );
+                Ok(hitsave_host::process::Wait::NotYet(
+                    "not accepting connections".into(),
+                ))
             },
         )?;
         Ok(db)
