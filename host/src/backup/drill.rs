@@ -44,8 +44,11 @@ pub fn verify(ui: &Ui, host: &Host, id: Option<&str>) -> anyhow::Result<BackupRe
         "restoring backup {id} into a throwaway database ({})",
         drill.name
     ));
-    drill.restore(&dump)?;
-    let counted = drill.row_counts()?;
+    let server = super::Server::in_container(drill.name.clone())?;
+    server
+        .restore(&server.live, &dump)
+        .context("the backup does not restore (truncated or damaged?)")?;
+    let counted = server.row_counts(&server.live)?;
     let differ = differences(&record.tables, &counted);
     if !differ.is_empty() {
         bail!(
@@ -106,15 +109,18 @@ pub(super) fn check_hash(dump: &Utf8Path, record: &BackupRecord) -> anyhow::Resu
 /// Where the drill's password file is mounted, in the database and the migrator alike.
 const SECRET: &str = "/run/secrets/postgres_password";
 
-/// A PostgreSQL container without a network, removed when dropped.
-struct Drill {
-    name: String,
+/// A PostgreSQL container without a network, removed when dropped (also the database of
+/// `cargo xtask bench backup`).
+pub struct Drill {
+    pub name: String,
     /// Its password (random), as a file: both images read it from POSTGRES_PASSWORD_FILE.
     password: tempfile::NamedTempFile,
 }
 
 impl Drill {
-    fn start(image: &str, id: &str) -> anyhow::Result<Drill> {
+    /// Starts one from `image`, named for this process and `id`, and waits until it accepts
+    /// connections.
+    pub fn start(image: &str, id: &str) -> anyhow::Result<Drill> {
         let name = format!("hitsave-drill-{}-{}", std::process::id(), id.len());
         let password = tempfile::NamedTempFile::new()?;
         std::fs::write(password.path(), crate::secrets::random_hex(16)?)?;
@@ -180,57 +186,6 @@ impl Drill {
             },
         )?;
         Ok(drill)
-    }
-
-    fn restore(&self, dump: &Utf8Path) -> anyhow::Result<()> {
-        let out = duct::cmd!(
-            "docker",
-            "exec",
-            "-i",
-            "--env",
-            super::server::SERIAL_INDEX_BUILDS,
-            &self.name,
-            "pg_restore",
-            "--exit-on-error",
-            "--no-owner",
-            "--username",
-            "hitsave",
-            "--dbname",
-            "hitsave"
-        )
-        .stdin_path(dump)
-        .stderr_capture()
-        .stdout_null()
-        .unchecked()
-        .run()?;
-        if !out.status.success() {
-            bail!(
-                "the backup does not restore (truncated or damaged?): pg_restore: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-
-    fn row_counts(&self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
-        let line = duct::cmd!(
-            "docker",
-            "exec",
-            &self.name,
-            "psql",
-            "-X",
-            "-t",
-            "-A",
-            "--username",
-            "hitsave",
-            "--dbname",
-            "hitsave",
-            "-c",
-            super::ROW_COUNTS
-        )
-        .read()
-        .context("cannot count the restored rows")?;
-        super::parse_counts(line.trim())
     }
 
     /// The release's migrator finds every applied migration known and unchanged.

@@ -17,6 +17,7 @@ pub mod restore;
 mod retention;
 pub mod server;
 
+pub use drill::Drill;
 pub use retention::{Retention, prune};
 pub use server::Server;
 
@@ -103,14 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (server, Some(current))
         }
     };
-    let store = match args.store.store {
-        Some(_) => {
-            let store = store::open(&args.store, camino::Utf8Path::new("."))?;
-            store.check()?;
-            Some(store)
-        }
-        None => None,
-    };
+    let store = store::open_if_named(&args.store)?;
     let reason = match args.reason {
         Reason::Manual => BackupReason::Manual,
         Reason::Scheduled => BackupReason::Scheduled,
@@ -237,6 +231,19 @@ pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
+/// The backups in the store that have a record, oldest first.
+pub fn stored_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let mut ids: Vec<String> = store
+        .list("backups")?
+        .iter()
+        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json"))
+        .map(str::to_owned)
+        .collect();
+    // Keys sort `x-2.json` before `x.json`; ids sort by time.
+    ids.sort();
+    Ok(ids)
+}
+
 /// The backup whose restore drill passed last, and how long ago, if any did.
 pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
     let dir = host.backups_dir();
@@ -255,10 +262,7 @@ pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
 
 /// `<UTC YYYYMMDDTHHMMSSZ>-<reason>`, with `-2`, `-3` ... when that second is taken.
 fn new_id(dir: &camino::Utf8Path, reason: BackupReason) -> anyhow::Result<String> {
-    let stamp: String = now_rfc3339()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
+    let stamp = crate::install::host::utc_stamp();
     let reason = match reason {
         BackupReason::Manual => "manual",
         BackupReason::PreMigrate => "pre-migrate",
@@ -295,8 +299,35 @@ fn download(
     dest: &camino::Utf8Path,
     progress: store::Progress,
 ) -> anyhow::Result<()> {
+    write_hashed(
+        dest,
+        |out| store.download(&schema::backup_key(&record.id), out, progress).map(drop),
+        |size, sha256| {
+            if size != record.size || *sha256 != record.sha256 {
+                bail!(
+                    "backup {} in {} is damaged: {size} bytes with sha256 {sha256}, its record says {} bytes, sha256 {}; nothing was restored",
+                    record.id,
+                    store.describe(),
+                    record.size,
+                    record.sha256
+                );
+            }
+            Ok(())
+        },
+    )
+    .map(drop)
+}
+
+/// Writes `dest` (0600) through `.<name>.partial`: `fill` streams the bytes, which are hashed
+/// on the way; `accept` may refuse them by their size and SHA-256. Only bytes that are whole,
+/// accepted and on disk (fsync) get `dest`'s name; otherwise the temporary file is removed.
+fn write_hashed(
+    dest: &camino::Utf8Path,
+    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+    accept: impl FnOnce(u64, &Sha256) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, Sha256)> {
     let partial = partial_of(dest);
-    let result = (|| -> anyhow::Result<()> {
+    let result = (|| -> anyhow::Result<(u64, Sha256)> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -304,24 +335,22 @@ fn download(
             .open(&partial)
             .with_context(|| format!("cannot create {partial}"))?;
         let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        store.download(&schema::backup_key(&record.id), &mut out, progress)?;
-        let (size, sha256) = (out.bytes(), out.digest());
-        if size != record.size || sha256 != record.sha256 {
-            bail!(
-                "backup {} in {} is damaged: {size} bytes with sha256 {sha256}, its record says {} bytes, sha256 {}; nothing was restored",
-                record.id,
-                store.describe(),
-                record.size,
-                record.sha256
-            );
-        }
-        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
+        fill(&mut out)?;
+        let done = (out.bytes(), out.digest());
+        accept(done.0, &done.1)?;
+        let file = out
+            .inner
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {partial}"))?;
+        file.sync_all()
+            .with_context(|| format!("cannot write {partial}"))?;
+        Ok(done)
     })();
     match result {
-        Ok(()) => {
-            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))
+        Ok(done) => {
+            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))?;
+            Ok(done)
         }
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
@@ -353,15 +382,7 @@ fn dump_to(
     snapshot: &str,
     dest: &camino::Utf8Path,
 ) -> anyhow::Result<(u64, Sha256)> {
-    let partial = partial_of(dest);
-    let result = (|| -> anyhow::Result<(u64, Sha256)> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .with_context(|| format!("cannot create {partial}"))?;
-        let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let fill = |out: &mut dyn Write| -> anyhow::Result<()> {
         let mut dump = duct::cmd!(
             "docker",
             "exec",
@@ -377,27 +398,10 @@ fn dump_to(
         .stderr_capture()
         .reader()
         .context("cannot start pg_dump in the database container")?;
-        std::io::copy(&mut dump, &mut out).context("pg_dump failed")?;
-        let done = (out.bytes(), out.digest());
-        let file = out
-            .inner
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {partial}"))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {partial}"))?;
-        Ok(done)
-    })();
-    match result {
-        Ok(done) => {
-            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))?;
-            Ok(done)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
-    }
+        std::io::copy(&mut dump, out).context("pg_dump failed")?;
+        Ok(())
+    };
+    write_hashed(dest, fill, |_, _| Ok(()))
 }
 
 /// A psql session in the db container holding a repeatable-read transaction whose snapshot
@@ -411,27 +415,12 @@ struct Snapshot {
 impl Snapshot {
     fn open(server: &Server) -> anyhow::Result<Snapshot> {
         let (read_end, input) = std::io::pipe()?;
-        let session = duct::cmd!(
-            "docker",
-            "exec",
-            "-i",
-            &server.container,
-            "psql",
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--username",
-            &server.user,
-            "--dbname",
-            &server.live
-        )
-        .stdin_file(read_end)
-        .stderr_capture()
-        .reader()
-        .context("cannot start psql in the database container")?;
+        let session = server
+            .psql_command(&server.live, &[])
+            .stdin_file(read_end)
+            .stderr_capture()
+            .reader()
+            .context("cannot start psql in the database container")?;
         let mut snapshot = Snapshot {
             id: String::new(),
             input: Some(input),

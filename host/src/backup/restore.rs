@@ -79,14 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.root
         )
     })?;
-    let store = match args.store.store {
-        Some(_) => {
-            let store = store::open(&args.store, Utf8Path::new("."))?;
-            store.check()?;
-            Some(store)
-        }
-        None => None,
-    };
+    let store = store::open_if_named(&args.store)?;
     let mut done = Done::default();
     let result = restore(&ui, &host, &args, &current, store.as_deref(), &mut done);
     host.record(&HistoryEntry {
@@ -173,11 +166,8 @@ fn prepare<'a>(
         ));
         server.drop_database(&leftover)?;
     }
-    let stamp: String = host::now_rfc3339()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_lowercase();
+    // Database names are lower case.
+    let stamp = host::utc_stamp().to_lowercase();
     let (incoming, record) = if args.undo {
         let name = server
             .databases(&format!("{}{REPLACED}", server.live))?
@@ -308,7 +298,7 @@ fn pick(host: &Host, store: Option<&dyn Store>, args: &Args) -> anyhow::Result<B
     } else if args.latest {
         let mut ids = super::ids(&dir)?;
         if let Some(store) = store {
-            ids.extend(stored_ids(store)?);
+            ids.extend(super::stored_ids(store)?);
         }
         ids.sort();
         ids.pop()
@@ -333,15 +323,6 @@ fn pick(host: &Host, store: Option<&dyn Store>, args: &Args) -> anyhow::Result<B
         Err(e) => return Err(e).with_context(|| format!("cannot read {local}")),
     };
     BackupRecord::parse(&bytes)
-}
-
-fn stored_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
-    Ok(store
-        .list("backups")?
-        .iter()
-        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json"))
-        .map(str::to_owned)
-        .collect())
 }
 
 /// The backup taken before `release` first touched the database: the one its first install

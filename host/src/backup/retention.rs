@@ -120,14 +120,7 @@ pub fn prune(
     let Some(store) = store else {
         return Ok(());
     };
-    let keys = store.list("backups")?;
-    let mut ids: Vec<String> = keys
-        .iter()
-        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json"))
-        .map(str::to_owned)
-        .collect();
-    // Keys sort `x-2.json` before `x.json`; ids sort by time.
-    ids.sort();
+    let ids = super::stored_ids(store)?;
     let gone = expired(&ids, retention, today(), &pinned);
     for id in &gone {
         store.delete(&hitsave_schema::backup_record_key(id))?;

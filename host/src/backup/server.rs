@@ -59,28 +59,12 @@ impl Server {
 
     /// Runs `sql` in `database`, with psql's unaligned output (one value a line).
     pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
-        let out = duct::cmd!(
-            "docker",
-            "exec",
-            &self.container,
-            "psql",
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--username",
-            &self.user,
-            "--dbname",
-            database,
-            "-c",
-            sql
-        )
-        .stderr_capture()
-        .stdout_capture()
-        .unchecked()
-        .run()?;
+        let out = self
+            .psql_command(database, &["-c", sql])
+            .stderr_capture()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
         if !out.status.success() {
             bail!(
                 "psql in {}: {}",
@@ -89,6 +73,20 @@ impl Server {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// psql in the container on `database`, quiet, unaligned, stopping at the first error;
+    /// `tail` follows (`-c SQL`, or nothing for a session on stdin).
+    pub fn psql_command(&self, database: &str, tail: &[&str]) -> duct::Expression {
+        let mut args = vec!["exec"];
+        if tail.is_empty() {
+            args.push("-i"); // A session reads its statements from stdin.
+        }
+        args.push(&self.container);
+        args.extend(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]);
+        args.extend(["--username", &self.user, "--dbname", database]);
+        args.extend_from_slice(tail);
+        duct::cmd("docker", args)
     }
 
     /// The databases whose name starts with `prefix`, sorted (names carry their UTC time).

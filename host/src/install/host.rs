@@ -264,6 +264,14 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// Now as `YYYYMMDDTHHMMSSZ`, for names (backup ids, a restore's databases).
+pub fn utc_stamp() -> String {
+    now_rfc3339()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

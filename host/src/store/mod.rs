@@ -79,6 +79,16 @@ pub struct StoreArgs {
     pub path_style: bool,
 }
 
+/// The store `args` names, checked (see `Store::check`); `None` when none is named.
+pub fn open_if_named(args: &StoreArgs) -> anyhow::Result<Option<Box<dyn Store>>> {
+    if args.store.is_none() {
+        return Ok(None);
+    }
+    let store = open(args, Utf8Path::new("."))?;
+    store.check()?;
+    Ok(Some(store))
+}
+
 /// Opens the store named by `args`, or the local default.
 pub fn open(args: &StoreArgs, default_dir: &Utf8Path) -> anyhow::Result<Box<dyn Store>> {
     match args.store.as_deref() {

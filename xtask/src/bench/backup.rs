@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
-use hitsave_host::backup::Server;
+use hitsave_host::backup::{Drill, Server};
 use hitsave_host::ui::{Ui, human_bytes};
 use hitsave_schema::BackupRecord;
 
@@ -26,7 +26,6 @@ use crate::test::garage::Garage;
 
 /// The database is filled to at least this size.
 const SIZE: u64 = 1 << 30;
-const PASSWORD: &str = "bench-only";
 
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let _dockerd = crate::images::ready_for_stacks(root)?;
@@ -35,7 +34,12 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         .join(format!("xtask/bench-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let db = Database::start(&format!("hitsave-bench-db-{}", std::process::id()), &work)?;
+    let image = hitsave_host::install::base_images(true)
+        .into_iter()
+        .find(|(k, _)| *k == "HITSAVE_POSTGRES_IMAGE")
+        .map(|(_, image)| image)
+        .context("no PostgreSQL image")?;
+    let db = Drill::start(image, "bench")?;
     let server = Server::in_container(db.name.clone())?;
     let result = measure(&ui, root, &work, &server);
     drop(db);
@@ -199,7 +203,7 @@ fn backup(
         if let Some(status) = child.exited() {
             break status;
         }
-        peak = peak.max(vm_hwm(pid));
+        peak = peak.max(crate::release::peak_rss_of(&pid.to_string()));
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = started.elapsed();
@@ -208,16 +212,6 @@ fn backup(
         .map_err(|_| anyhow::anyhow!("reading xtask backup's output failed"))??;
     ensure!(status.success(), "xtask backup failed");
     Ok((elapsed, BackupRecord::parse(&stdout)?, peak))
-}
-
-/// A process's peak resident set size (VmHWM), 0 once it is gone.
-fn vm_hwm(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 /// Rows of mixed width (ids, a foreign key, hex text that compresses about as well as real
@@ -254,94 +248,5 @@ fn fill(server: &Server) -> anyhow::Result<u64> {
             ),
         )?;
         next += rows;
-    }
-}
-
-/// A PostgreSQL container of the image the install tests use, removed when dropped.
-struct Database {
-    name: String,
-}
-
-impl Database {
-    fn start(name: &str, work: &Utf8Path) -> anyhow::Result<Database> {
-        let password = work.join("postgres_password");
-        std::fs::write(&password, PASSWORD)?;
-        let image = hitsave_host::install::base_images(true)
-            .into_iter()
-            .find(|(k, _)| *k == "HITSAVE_POSTGRES_IMAGE")
-            .map(|(_, image)| image)
-            .context("no PostgreSQL image")?;
-        duct::cmd!(
-            "docker",
-            "run",
-            "--detach",
-            "--name",
-            name,
-            "--env",
-            "POSTGRES_USER=hitsave",
-            "--env",
-            "POSTGRES_DB=hitsave",
-            "--volume",
-            format!("{password}:/run/secrets/postgres_password:ro"),
-            "--env",
-            "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
-            image
-        )
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot start {image}"))?;
-        let db = Database {
-            name: name.to_owned(),
-        };
-        hitsave_host::process::wait_for(
-            "the benchmark's database",
-            Duration::from_secs(120),
-            Duration::from_millis(500),
-            || {
-                let ready = duct::cmd!(
-                    "docker",
-                    "exec",
-                    name,
-                    "pg_isready",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "hitsave"
-                )
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run()?;
-                if ready.status.success() {
-                    return Ok(hitsave_host::process::Wait::Done(()));
-                }
-                let running = duct::cmd!("docker", "inspect", "-f", "{{.State.Running}}", name)
-                    .read()
-                    .unwrap_or_default();
-                ensure!(
-                    running.trim() == "true",
-                    "the benchmark's database stopped: {}",
-                    duct::cmd!("docker", "logs", "--tail", "20", name)
-                        .stderr_to_stdout()
-                        .unchecked()
-                        .read()
-                        .unwrap_or_default()
-                );
-                Ok(hitsave_host::process::Wait::NotYet(
-                    "not accepting connections".into(),
-                ))
-            },
-        )?;
-        Ok(db)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = duct::cmd!("docker", "rm", "--force", "--volumes", &self.name)
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
     }
 }

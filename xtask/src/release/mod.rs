@@ -634,7 +634,12 @@ fn put_if_changed(
 
 /// This process's peak resident set size, from /proc (0 where there is none).
 fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    peak_rss_of("self")
+}
+
+/// The peak resident set size (VmHWM) of `/proc/<process>` (`self` or a pid); 0 once it is gone.
+pub(crate) fn peak_rss_of(process: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -52,20 +52,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     let v1 = release(h, twin)?;
     h.install_ok(&v1)?;
     h.expect_serving(&v1)?;
-    for n in 0..3 {
-        let body = format!(r#"{{"email":"install-{n}@example.com"}}"#);
-        let reply = hitsave_host::http::request(
-            h.port,
-            &format!("api.{DOMAIN}"),
-            "PUT",
-            "/waitlist",
-            Some(&body),
-        );
-        ensure!(
-            matches!(reply, Some((201, _))),
-            "joining the waitlist through nginx: {reply:?}"
-        );
-    }
+    h.join_waitlist("install", 3)?;
     let db_id = h.container_id("db")?;
     eprintln!("xtask: test: v1 serves through nginx; 3 waitlist rows written");
 
@@ -1084,6 +1071,25 @@ impl Harness {
             .output()?;
         ensure!(out.status.success(), "`xtask {}` failed", args.join(" "));
         Ok(out.stdout)
+    }
+
+    /// `<prefix>-0@example.com` ... `<prefix>-<n-1>@...` join the waitlist through nginx.
+    pub(crate) fn join_waitlist(&self, prefix: &str, n: usize) -> anyhow::Result<()> {
+        for i in 0..n {
+            let body = format!(r#"{{"email":"{prefix}-{i}@example.com"}}"#);
+            let reply = hitsave_host::http::request(
+                self.port,
+                &format!("api.{DOMAIN}"),
+                "PUT",
+                "/waitlist",
+                Some(&body),
+            );
+            ensure!(
+                matches!(reply, Some((201, _))),
+                "joining the waitlist through nginx: {reply:?}"
+            );
+        }
+        Ok(())
     }
 
     /// `release` serves: each app answers through nginx as the release that brought its image.

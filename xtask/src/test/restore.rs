@@ -20,20 +20,7 @@ use hitsave_schema as schema;
 const OPERATOR: &str = "restore-tester";
 
 pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result<()> {
-    for n in 0..20 {
-        let body = format!(r#"{{"email":"restore-{n}@example.com"}}"#);
-        let reply = hitsave_host::http::request(
-            h.port,
-            &format!("api.{DOMAIN}"),
-            "PUT",
-            "/waitlist",
-            Some(&body),
-        );
-        ensure!(
-            matches!(reply, Some((201, _))),
-            "joining the waitlist: {reply:?}"
-        );
-    }
+    h.join_waitlist("restore", 20)?;
     let before = counts(h)?;
     let v5 = commit_and_release(h, twin, "v5: a destructive migration", |dir| {
         std::fs::write(
