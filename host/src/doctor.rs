@@ -1,5 +1,6 @@
 //! `cargo xtask doctor`: the host preflight on its own, with the fix for each problem:
-//! Docker and Compose, the install root, the secrets, TLS files, disk space.
+//! Docker and Compose, the install root, the secrets, TLS files, disk space, the trusted
+//! release keys.
 
 use camino::Utf8PathBuf;
 
@@ -13,6 +14,35 @@ pub struct Args {
     /// Check the TLS files too (production and staging hosts).
     #[arg(long)]
     tls: bool,
+    /// The trusted release keys (see `install --keys`).
+    #[arg(long, env = "HITSAVE_KEYS", value_name = "DIR", default_value = crate::trust::DEFAULT_KEYS)]
+    keys: Utf8PathBuf,
+}
+
+/// The key directory holds at least one trusted key, and only root can change what it trusts.
+fn keys(dir: &camino::Utf8Path) -> Result<String, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let keys = crate::trust::Keys::load(dir).map_err(|e| format!("{e:#}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let mut paths = vec![dir.to_owned()];
+    for sub in [dir.to_owned(), dir.join("revoked")] {
+        if let Ok(entries) = sub.read_dir_utf8() {
+            paths.extend(entries.flatten().map(|e| e.path().to_owned()));
+        }
+    }
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 || meta.uid() != me {
+            return Err(format!(
+                "{path} can be changed by others than uid {me} (owner {}, mode {mode:04o}): whoever can write there decides which releases run as root; `chown {me} {path} && chmod go-w {path}`",
+                meta.uid()
+            ));
+        }
+    }
+    Ok(keys.describe())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -20,6 +50,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match preflight::docker_and_compose() {
         Ok(versions) => println!("ok: {versions}"),
         Err(e) => problems.push(format!("{e:#}")),
+    }
+    match keys(&args.keys) {
+        Ok(described) => println!("ok: release keys in {}: {described}", args.keys),
+        Err(p) => problems.push(p),
     }
     let secrets = args.root.join("secrets");
     for name in crate::secrets::NAMES {

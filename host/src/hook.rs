@@ -3,6 +3,9 @@
 //! and its store; CodeDeploy's DEPLOYMENT_GROUP_NAME names the environment.
 //!
 //! - application-stop (from the previous revision): reports what runs; never fails.
+//! - every hook but application-stop first checks the signature of the manifest the bundle's
+//!   revision.json names, with the host's keys, before it does anything else: a bundle that
+//!   was replaced in the bucket, or a release signed by another key, stops here.
 //! - before-install: `install --until fetched` (download, verify, unpack).
 //! - after-install: `install --until prepared` (check the host, build images).
 //! - application-start: `install` (migrate, swap, gate, flip; the old release comes back on
@@ -33,7 +36,7 @@ pub struct Args {
     bundle: Option<Utf8PathBuf>,
     /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
     /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
-    /// HITSAVE_HEALTH_TIMEOUT); optional.
+    /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS); optional.
     #[arg(
         long,
         env = "HITSAVE_HOST_CONFIG",
@@ -61,6 +64,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("HITSAVE_HTTPS_PORT", "--https-port"),
     ("HITSAVE_LOCAL_BASE_IMAGES", "--local-base-images"),
     ("HITSAVE_HEALTH_TIMEOUT", "--health-timeout"),
+    ("HITSAVE_KEYS", "--keys"),
 ];
 
 /// Parses install's flags as a command line would.
@@ -97,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
+    check_signature(&revision, &settings)?;
     if args.event == Event::ValidateService {
         return validate_service(&revision, &settings);
     }
@@ -134,6 +139,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let install = InstallCommand::try_parse_from(&argv)
         .map_err(|e| anyhow::anyhow!("the host settings in {} are not valid: {e}", args.config))?;
     crate::install::run(install.args)
+}
+
+/// The manifest the revision names is signed by a key this host trusts: checked first, so
+/// a bundle that names a release this host would not install goes no further.
+fn check_signature(
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let store = crate::store::open(
+        &crate::store::StoreArgs {
+            store: Some(revision.store.clone()),
+            endpoint_url: revision.endpoint_url.clone(),
+            path_style: revision.path_style,
+        },
+        Utf8Path::new("."),
+    )?;
+    store.check()?;
+    let trust = crate::trust::Trust::new(
+        &crate::trust::TrustArgs {
+            keys: settings
+                .get("HITSAVE_KEYS")
+                .map_or(crate::trust::DEFAULT_KEYS, String::as_str)
+                .into(),
+            allow_unsigned: false,
+        },
+        store.is_local(),
+    )?;
+    let verified = crate::verify::read_manifest(store.as_ref(), &revision.release, &trust)
+        .with_context(|| {
+            format!(
+                "the bundle names release {}, whose manifest this host does not trust; the running release is untouched",
+                revision.release
+            )
+        })?;
+    if let Some(key) = verified.key {
+        eprintln!(
+            "xtask: hook: the manifest of release {} is signed by key {key}",
+            revision.release
+        );
+    }
+    Ok(())
 }
 
 /// The bundle this xtask came in: `<bundle>/bin/xtask`.

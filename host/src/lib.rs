@@ -17,6 +17,7 @@ pub mod rollback;
 pub mod secrets;
 pub mod status;
 pub mod store;
+pub mod trust;
 pub mod ui;
 pub mod verify;
 

@@ -1,6 +1,8 @@
 //! `cargo xtask rollback [--to ID]`: runs a release that is already on the host again (the
 //! previous one by default). No download and no migration: the schema stays as the newer
 //! release left it, which the expand-then-contract rule for migrations keeps compatible.
+//! The release's manifest, kept on disk with its signature, is checked against today's keys
+//! first: a release whose key was revoked since it was installed does not run again.
 
 use std::time::Instant;
 
@@ -10,13 +12,17 @@ use hitsave_schema::ReleaseId;
 use crate::install::host::{Action, HistoryEntry, Host, Outcome, now_rfc3339};
 use crate::install::lock::InstallLock;
 use crate::install::stack::Stack;
+use crate::install::unpack::SIGNATURE_FILE;
 use crate::install::{HostArgs, deploy};
+use crate::trust::{Trust, TrustArgs};
 use crate::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// The release to go back to [default: previous].
     #[arg(long, value_name = "ID")]
     to: Option<ReleaseId>,
@@ -47,6 +53,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if current.as_deref() == Some(target.as_str()) {
         bail!("release {target} is already current");
     }
+    // On the host's own disk, as local as a store can be.
+    let trust = Trust::new(&args.trust, true)?;
+    let dir = host.release_dir(&target);
+    let verified = crate::verify::check_manifest(
+        &format!("the manifest of release {target} in {dir}"),
+        &target,
+        std::fs::read(dir.join("manifest.json"))?,
+        std::fs::read(dir.join(SIGNATURE_FILE)).ok(),
+        &trust,
+    )?;
     ui.info(&format!(
         "rolling back from {} to {target}",
         current.as_deref().unwrap_or("nothing")
@@ -70,6 +86,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         backup: None,
         backup_skipped: false,
         by: crate::install::host::who(),
+        signed_by: Some(
+            verified
+                .key
+                .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
+        ),
+        channel: None,
     })?;
     result?;
     ui.info(&format!("release {target} serves again"));

@@ -1,9 +1,11 @@
-//! `cargo xtask verify`: downloads every artifact of a release and checks its SHA-256 and
-//! size against the manifest. Exits non-zero on any mismatch, naming each one.
+//! `cargo xtask verify`: checks a release's signature (and that of the pointer that named it),
+//! then downloads every artifact and checks its SHA-256 and size against the manifest. Exits
+//! non-zero on any mismatch, naming each one.
 
 use crate::store::{self, Store, StoreArgs};
 use anyhow::{Context, bail};
-use hitsave_schema::{self as manifest, Manifest, Pointer, ReleaseId};
+use crate::trust::{KeyId, Signed, Trust, TrustArgs};
+use hitsave_schema::{self as manifest, Manifest, Pointer, ReleaseId, signed};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -15,6 +17,8 @@ pub struct Args {
     store: StoreArgs,
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// Print a machine-readable report on stdout.
     #[arg(long)]
     json: bool,
@@ -35,6 +39,8 @@ struct Report {
     release: ReleaseId,
     store: String,
     ok: bool,
+    /// The key that signed the manifest (minisign's id); none for an unsigned release.
+    signed_by: Option<String>,
     artifacts: Vec<Check>,
 }
 
@@ -45,8 +51,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &crate::checkout::default_store(&crate::checkout::project_root()),
     )?;
     store.check()?;
-    let release = resolve(store.as_ref(), &args.which)?;
-    let manifest = read_manifest(store.as_ref(), &release)?;
+    let trust = Trust::new(&args.trust, store.is_local())?;
+    let release = resolve(store.as_ref(), &args.which, &trust)?;
+    let verified = read_manifest(store.as_ref(), &release, &trust)?;
+    match &verified.key {
+        Some(key) => ui.info(&format!("signature: ok, by key {key}")),
+        None => ui.info("signature: NONE (an unsigned release, --allow-unsigned)"),
+    }
+    let signed_by = verified.key.map(|k| k.to_string());
+    let manifest = verified.manifest;
     ui.info(&format!(
         "verifying release {} ({} artifacts, {}) in {}",
         manifest.release,
@@ -92,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         release: manifest.release.clone(),
         store: store.describe(),
         ok: bad.is_empty(),
+        signed_by,
         artifacts: checks,
     };
     if args.json {
@@ -127,8 +141,9 @@ pub struct Which {
     pub commit: Option<String>,
 }
 
-/// The release id the flags name, following a pointer when needed.
-pub fn resolve(store: &dyn Store, args: &Which) -> anyhow::Result<ReleaseId> {
+/// The release id the flags name, following a pointer when needed; the pointer's signature
+/// is checked first.
+pub fn resolve(store: &dyn Store, args: &Which, trust: &Trust) -> anyhow::Result<ReleaseId> {
     if let Some(id) = &args.release {
         return Ok(id.clone());
     }
@@ -148,12 +163,39 @@ pub fn resolve(store: &dyn Store, args: &Which) -> anyhow::Result<ReleaseId> {
     let bytes = store
         .get(&key)?
         .with_context(|| format!("{}: there is no {key}", store.describe()))?;
-    Ok(Pointer::parse(&bytes)
-        .with_context(|| format!("{}: {key} is damaged", store.describe()))?
-        .release)
+    let pointer = Pointer::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    let signature = store.get(&signed::signature_key(&key))?;
+    trust
+        .check(&Signed {
+            what: &format!("{key} in {}", store.describe()),
+            bytes: &bytes,
+            signature: signature.as_deref(),
+            comment: &signed::pointer_comment(&key, &pointer),
+        })
+        .context("nothing was downloaded or changed (if a release is being published right now, try again in a minute)")?;
+    Ok(pointer.release)
 }
 
-pub fn read_manifest(store: &dyn Store, release: &ReleaseId) -> anyhow::Result<Manifest> {
+/// A manifest read from the store whose signature checked out, with the exact bytes that were
+/// signed (kept on the host beside the unpacked release, so a rollback checks them again).
+pub struct Verified {
+    pub manifest: Manifest,
+    pub bytes: Vec<u8>,
+    pub signature: Option<Vec<u8>>,
+    /// The key that signed it; `None` for an unsigned release (`--allow-unsigned`).
+    pub key: Option<KeyId>,
+    /// How long checking the signature took.
+    pub seconds: f64,
+}
+
+/// Reads the manifest of `release` and checks its signature against `trust`, before anything
+/// it names is downloaded.
+pub fn read_manifest(
+    store: &dyn Store,
+    release: &ReleaseId,
+    trust: &Trust,
+) -> anyhow::Result<Verified> {
     let key = manifest::manifest_key(release);
     let bytes = store.get(&key)?.with_context(|| {
         format!(
@@ -161,16 +203,45 @@ pub fn read_manifest(store: &dyn Store, release: &ReleaseId) -> anyhow::Result<M
             store.describe()
         )
     })?;
-    let manifest = Manifest::parse(&bytes)
-        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    let signature = store.get(&signed::signature_key(&key))?;
+    check_manifest(
+        &format!("the manifest of release {release} in {}", store.describe()),
+        release,
+        bytes,
+        signature,
+        trust,
+    )
+}
+
+/// Checks a manifest's bytes and signature (from the store, or from releases/<id>/ on the
+/// host): it parses, it is the release asked for, and it is signed by a trusted key.
+pub fn check_manifest(
+    what: &str,
+    release: &ReleaseId,
+    bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+    trust: &Trust,
+) -> anyhow::Result<Verified> {
+    let started = std::time::Instant::now();
+    let manifest = Manifest::parse(&bytes).with_context(|| format!("{what} is damaged"))?;
     if manifest.release != *release {
-        bail!(
-            "{}: {key} describes release {}, not {release}",
-            store.describe(),
-            manifest.release
-        );
+        bail!("{what} describes release {}, not {release}", manifest.release);
     }
-    Ok(manifest)
+    let key = trust
+        .check(&Signed {
+            what,
+            bytes: &bytes,
+            signature: signature.as_deref(),
+            comment: &signed::manifest_comment(&manifest),
+        })
+        .context("nothing was downloaded or changed")?;
+    Ok(Verified {
+        manifest,
+        bytes,
+        signature,
+        key,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Streams one artifact through SHA-256; `Some(problem)` when it does not match.

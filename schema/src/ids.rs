@@ -61,6 +61,13 @@ impl ReleaseId {
         &self.0
     }
 
+    /// The commit time the id begins with (`YYYYMMDDHHMMSS`, UTC): ids of the same project
+    /// order by it. Empty for an id made by hand that does not start with one.
+    pub fn commit_time(&self) -> &str {
+        let digits = self.0.bytes().take_while(u8::is_ascii_digit).count();
+        &self.0[..digits.min(14)]
+    }
+
     /// For messages: `a, b, c`.
     pub fn list(ids: &[ReleaseId]) -> String {
         ids.iter()

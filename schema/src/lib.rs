@@ -15,6 +15,7 @@
 //! commits/<git-sha>.json                   Pointer: commit -> release id
 //! contents/<contents-hash>.json            Pointer: what a release ships -> release id
 //! channels/<name>.json                     Pointer: channel -> release id
+//! <any of the four above>.minisig          its minisign signature (see `signed`)
 //! backups/<backup-id>.dump                 a database backup (pg_dump's custom format)
 //! backups/<backup-id>.json                 BackupRecord: what it holds; written after it
 //! ```
@@ -23,6 +24,7 @@
 //! to the tooling only) gets no release of its own: its commit pointer names that release.
 
 mod ids;
+pub mod signed;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,14 +34,19 @@ use serde::{Deserialize, Serialize};
 
 pub use ids::{ReleaseId, Sha256, check_release_id, hex};
 
-/// The only schema this version of xtask writes and reads.
+/// The schema of the pointers, revisions and backup records this version writes and reads.
 pub const SCHEMA: u32 = 1;
+
+/// The schema of manifests and input records: 2 added each artifact's unpacked size and entry
+/// count (the host unpacks no more) and the bundle's ETag. A host refuses schema 1: a release
+/// from before signing has neither the sizes nor a signature.
+pub const MANIFEST_SCHEMA: u32 = 2;
 
 /// `releases/<release-id>/manifest.json`: everything a host needs to install a release.
 /// Deterministic: the same release built twice gives the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Format version; always 1 here. Readers refuse a schema they do not know.
+    /// Format version (`MANIFEST_SCHEMA`). Readers refuse a schema they do not know.
     pub schema: u32,
     /// `<commit time UTC YYYYMMDDHHMMSS>-<commit12>[-dirty-<8 hex>]`.
     pub release: ReleaseId,
@@ -62,6 +69,10 @@ pub struct Manifest {
     /// `artifacts/<sha256>.tar.gz`. Absent from releases made before bundles existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleRef>,
+    /// Published with `--unsigned` to a local store: no signature beside it. A host installs
+    /// it only with `--allow-unsigned`, and only from a local store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsigned: bool,
 }
 
 /// Where a release's CodeDeploy bundle is.
@@ -71,6 +82,13 @@ pub struct BundleRef {
     pub sha256: Sha256,
     /// Size of the `.tar.gz` in bytes.
     pub size: u64,
+    /// The S3 object's ETag (without quotes) once uploaded; none in a local store. `cargo
+    /// xtask deploy` passes it to CodeDeploy, which then refuses an object that was replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The object's version id, when the bucket is versioned; passed to CodeDeploy too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// One component's tarball.
@@ -87,6 +105,19 @@ pub struct Artifact {
     pub input_hash: Sha256,
     /// Where it runs: a Rust target triple, or `noarch`.
     pub target: String,
+    /// What it unpacks to: the host refuses to write more.
+    #[serde(flatten)]
+    pub unpacked: Unpacked,
+}
+
+/// What a tarball unpacks to, recorded when it is packed. A host stops unpacking, and
+/// refuses, as soon as a tarball goes past either figure, and checks the disk for them first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpacked {
+    /// Bytes of all its regular files together.
+    pub unpacked_bytes: u64,
+    /// Its entries: directories, files and links.
+    pub entries: u64,
 }
 
 /// `inputs/<component>/<input-hash>.json`: the build-once index. Written once, after its
@@ -96,7 +127,7 @@ pub struct Artifact {
 /// record the same inputs write the same bytes, whichever lands last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRecord {
-    /// Format version; always 1 here.
+    /// Format version (`MANIFEST_SCHEMA`).
     pub schema: u32,
     /// The component those inputs are of.
     pub component: String,
@@ -108,6 +139,9 @@ pub struct InputRecord {
     pub size: u64,
     /// Where it runs, as in the manifest's `Artifact::target`.
     pub target: String,
+    /// What it unpacks to, as in the manifest's `Artifact::unpacked`.
+    #[serde(flatten)]
+    pub unpacked: Unpacked,
 }
 
 /// `commits/<git-sha>.json`, `contents/<contents-hash>.json` and `channels/<name>.json`:
@@ -161,9 +195,18 @@ pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn check_schema(schema: u32, what: &str) -> anyhow::Result<()> {
-    if schema != SCHEMA {
+    check_schema_is(schema, SCHEMA, what)
+}
+
+fn check_schema_is(schema: u32, expected: u32, what: &str) -> anyhow::Result<()> {
+    if schema != expected {
         bail!(
-            "{what} has schema {schema}, but this xtask reads schema {SCHEMA}: use the xtask of a matching release"
+            "{what} has schema {schema}, but this xtask reads schema {expected}: use the xtask of a matching release{}",
+            if schema < expected {
+                ", or release its commit again with this one (schema 1 releases are unsigned and declare no unpacked sizes)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -184,7 +227,7 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Manifest> {
         let m: Manifest =
             serde_json::from_slice(bytes).context("the manifest is not valid JSON")?;
-        check_schema(m.schema, "the manifest")?;
+        check_schema_is(m.schema, MANIFEST_SCHEMA, "the manifest")?;
         if !ids::is_hex(&m.commit, 40) {
             bail!("the manifest's commit {:?} is not a git sha", m.commit);
         }
@@ -222,13 +265,18 @@ impl Manifest {
     pub fn total_size(&self) -> u64 {
         self.artifacts.iter().map(|a| a.size).sum()
     }
+
+    /// What all the artifacts unpack to together.
+    pub fn unpacked_bytes(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.unpacked.unpacked_bytes).sum()
+    }
 }
 
 impl InputRecord {
     pub fn parse(bytes: &[u8]) -> anyhow::Result<InputRecord> {
         let r: InputRecord =
             serde_json::from_slice(bytes).context("the input record is not valid JSON")?;
-        check_schema(r.schema, "the input record")?;
+        check_schema_is(r.schema, MANIFEST_SCHEMA, "the input record")?;
         Ok(r)
     }
 }
@@ -345,7 +393,7 @@ mod tests {
 
     fn sample() -> Manifest {
         Manifest {
-            schema: 1,
+            schema: MANIFEST_SCHEMA,
             release: ReleaseId::new("20261101120000-0123456789ab").unwrap(),
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
             commit_time: 1_793_534_400,
@@ -358,11 +406,18 @@ mod tests {
                 size: 10,
                 input_hash: Sha256::new("b".repeat(64)).unwrap(),
                 target: "x86_64-unknown-linux-gnu".into(),
+                unpacked: Unpacked {
+                    unpacked_bytes: 30,
+                    entries: 2,
+                },
             }],
             bundle: Some(BundleRef {
                 sha256: Sha256::new("c".repeat(64)).unwrap(),
                 size: 20,
+                etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+                version_id: None,
             }),
+            unsigned: false,
         }
     }
 
@@ -395,10 +450,24 @@ mod tests {
         assert!(crafted(&|j| j["bundle"]["sha256"] = "../bundle".into()).is_err());
         assert!(crafted(&|j| j["commit"] = "main".into()).is_err());
         assert!(crafted(&|j| j["artifacts"][0]["component"] = "../api".into()).is_err());
-        let err = crafted(&|j| j["schema"] = 2.into())
+        let err = crafted(&|j| j["schema"] = 3.into())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("schema 2"), "{err}");
+        assert!(err.contains("schema 3"), "{err}");
+        // A manifest from before signing: no unpacked sizes, refused.
+        let err = crafted(&|j| j["schema"] = 1.into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema 1") && err.contains("release its commit again"), "{err}");
+        assert!(
+            crafted(&|j| {
+                j["artifacts"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("unpacked_bytes");
+            })
+            .is_err()
+        );
         assert!(Manifest::parse(b"{").is_err());
     }
 }

@@ -8,7 +8,9 @@ use hitsave_host::elf::GlibcVersion;
 /// Bump when the build recipe or the staging layout changes in a way that changes artifacts
 /// built from the same inputs: every input hash changes, so everything is built again.
 /// 2: every entry dated ARTIFACT_EPOCH instead of the release's commit time.
-pub const RECIPE_VERSION: u32 = 2;
+/// 3: input records (schema 2) carry what an artifact unpacks to; new input hashes, so no
+///    release reads a schema 1 record.
+pub const RECIPE_VERSION: u32 = 3;
 
 /// The one time every artifact's entries carry (and SOURCE_DATE_EPOCH of every build):
 /// 2000-01-01T00:00:00Z. An artifact is then a function of its inputs alone. The committer time

@@ -8,3 +8,4 @@ pub mod git;
 pub mod inputs;
 pub mod migrations;
 pub mod package;
+pub mod signing;

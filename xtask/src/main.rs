@@ -40,6 +40,9 @@ enum Command {
     Package(release::PackageArgs),
     /// Build what changed, package it and publish it to the artifact store.
     Release(release::ReleaseArgs),
+    /// Make a release signing key pair (minisign format): the secret for CI, the public key
+    /// for every host's /etc/hitsave/keys/.
+    Keygen(xtask::signing::KeygenArgs),
     /// Create the CodeDeploy deployment of a published release for this branch (appspec.yml's
     /// branch_config picks the deployment group) and follow it.
     Deploy(deploy::Args),
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Build(args) => release::build::run(&root, args),
         Command::Package(args) => release::run_package(&root, args),
         Command::Release(args) => release::run_release(&root, args),
+        Command::Keygen(args) => xtask::signing::run_keygen(args),
         Command::Deploy(args) => deploy::run(&root, args),
         Command::Dev(args) => dev::run(&root, args),
         Command::Images(args) => images::run(&root, args),

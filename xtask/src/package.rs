@@ -34,6 +34,19 @@ pub struct Packed {
     pub path: Utf8PathBuf,
     /// Number of entries (directories, files, links) in the archive.
     pub entries: u64,
+    /// Bytes of its regular files together: with `entries`, what the manifest declares it
+    /// unpacks to.
+    pub file_bytes: u64,
+}
+
+impl Packed {
+    /// What the manifest declares this tarball unpacks to.
+    pub fn unpacked(&self) -> hitsave_schema::Unpacked {
+        hitsave_schema::Unpacked {
+            unpacked_bytes: self.file_bytes,
+            entries: self.entries,
+        }
+    }
 }
 
 /// The tar stream is cut into chunks of this size, each compressed on its own (as one gzip
@@ -62,7 +75,7 @@ pub fn pack_dir(src: &Utf8Path, out_dir: &Utf8Path, mtime: u64) -> anyhow::Resul
 
     let (raw_tx, raw_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers);
     let raw_rx = Mutex::new(raw_rx);
-    let (entries, sha256, size) = std::thread::scope(|scope| -> anyhow::Result<_> {
+    let ((entries, file_bytes), sha256, size) = std::thread::scope(|scope| -> anyhow::Result<_> {
         let (gz_tx, gz_rx) = mpsc::sync_channel::<(u64, io::Result<Vec<u8>>)>(workers);
         for _ in 0..workers {
             let (raw_rx, gz_tx) = (&raw_rx, gz_tx.clone());
@@ -90,7 +103,7 @@ pub fn pack_dir(src: &Utf8Path, out_dir: &Utf8Path, mtime: u64) -> anyhow::Resul
         archive.follow_symlinks(false);
         // The archive (and with it the sender) is dropped when this closure ends, on success
         // and on error alike, which lets the workers and then the writer finish.
-        let packed = move || -> anyhow::Result<u64> {
+        let packed = move || -> anyhow::Result<(u64, u64)> {
             let entries = append_tree(&mut archive, src, mtime)?;
             let mut chunker = archive
                 .into_inner()
@@ -116,6 +129,7 @@ pub fn pack_dir(src: &Utf8Path, out_dir: &Utf8Path, mtime: u64) -> anyhow::Resul
         size,
         path,
         entries,
+        file_bytes,
     })
 }
 
@@ -199,8 +213,8 @@ fn append_tree<W: Write>(
     archive: &mut tar::Builder<W>,
     src: &Utf8Path,
     mtime: u64,
-) -> anyhow::Result<u64> {
-    let mut count = 0;
+) -> anyhow::Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
     let walk = walkdir::WalkDir::new(src)
         .min_depth(1)
         .follow_links(false)
@@ -237,6 +251,7 @@ fn append_tree<W: Write>(
             header.set_entry_type(tar::EntryType::Regular);
             header.set_mode(if executable { 0o755 } else { 0o644 });
             header.set_size(meta.len());
+            bytes += meta.len();
             let file = std::fs::File::open(entry.path())
                 .with_context(|| format!("cannot open {}", entry.path().display()))?;
             archive
@@ -255,7 +270,7 @@ fn append_tree<W: Write>(
         }
         count += 1;
     }
-    Ok(count)
+    Ok((count, bytes))
 }
 
 /// A release must be self-contained: a link may only point at something inside the tree.

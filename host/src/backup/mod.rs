@@ -135,6 +135,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             backup: taken.as_ref().ok().map(|r| r.id.clone()),
             backup_skipped: false,
             by: crate::install::host::who(),
+            signed_by: None,
+            channel: None,
         })?;
     }
     let record = taken?;

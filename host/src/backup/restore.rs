@@ -98,6 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         backup: done.backup.clone(),
         backup_skipped: false,
         by: host::who(),
+        signed_by: None,
+        channel: None,
     })?;
     result?;
     ui.info(&format!(

@@ -126,6 +126,13 @@ pub struct HistoryEntry {
     /// Who ran it: the user behind sudo, else the user (`root` for CodeDeploy's agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The key that signed the release's manifest (minisign's id); `unsigned` for a release
+    /// installed with `--allow-unsigned`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// The channel the release was installed from (`--channel`): the downgrade check reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// Who runs this command, for history: SUDO_USER when run through sudo, else USER.
@@ -243,6 +250,20 @@ impl Host {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect())
+    }
+
+    /// The newest release (by commit time) installed here from `channel`, if any.
+    pub fn newest_from_channel(&self, channel: &str) -> anyhow::Result<Option<ReleaseId>> {
+        Ok(self
+            .history()?
+            .into_iter()
+            .filter(|e| {
+                e.action == Action::Install
+                    && e.channel.as_deref() == Some(channel)
+                    && matches!(e.outcome, Outcome::Installed | Outcome::AlreadyInstalled)
+            })
+            .map(|e| e.release)
+            .max_by(|a, b| a.commit_time().cmp(b.commit_time())))
     }
 
     /// Release ids unpacked here, oldest first (ids sort by commit time).

@@ -30,7 +30,9 @@ use self::app::App;
 use self::host::{Action, HistoryEntry, Host, Outcome};
 use self::lock::InstallLock;
 use self::stack::{ReleaseEnv, Stack};
+use crate::trust::{Trust, TrustArgs};
 use crate::ui::Ui;
+use crate::verify::Verified;
 
 /// How many releases stay on disk (besides current and previous, which always stay).
 pub const KEEP_RELEASES: usize = 5;
@@ -100,6 +102,13 @@ pub struct Args {
     store: StoreArgs,
     #[command(flatten)]
     which: crate::verify::Which,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Install what --channel names even when it is older than the newest release this host
+    /// installed from that channel (a channel that goes back in time is refused otherwise: it
+    /// may be an attacker replaying an old, vulnerable release).
+    #[arg(long)]
+    allow_downgrade: bool,
     #[command(flatten)]
     host: HostArgs,
     /// Which deployment this host is: picks the domain, the ports and TLS.
@@ -174,7 +183,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let store = store::open(&args.store, Utf8Path::new("."))?;
     store.check()?;
-    let id = crate::verify::resolve(store.as_ref(), &args.which)?;
+    let trust = Trust::new(&args.trust, store.is_local())?;
+    let id = crate::verify::resolve(store.as_ref(), &args.which, &trust)?;
+    // The signature, before anything else: nothing is downloaded, recorded or changed for a
+    // release this host does not trust.
+    let verified = crate::verify::read_manifest(store.as_ref(), &id, &trust)?;
+    check_downgrade(&host, &args, &id)?;
+    match &verified.key {
+        Some(key) => ui.info(&format!(
+            "release {id}: signed by key {key} (checked in {:.1} ms)",
+            verified.seconds * 1000.0
+        )),
+        None => ui.info(&format!(
+            "release {id} is UNSIGNED: installed only because of --allow-unsigned"
+        )),
+    }
     let previous = host.current();
     let mut outcome = Outcome::Failed;
     let mut migrations = Migrations {
@@ -183,7 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         backup: None,
         skipped: false,
     };
-    let result = install(&ui, &host, &id, &args, &mut migrations, &mut outcome);
+    let result = install(&ui, &host, &verified, &args, &mut migrations, &mut outcome);
     host.record(&HistoryEntry {
         time: host::now_rfc3339(),
         action: Action::Install,
@@ -196,6 +219,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         backup: migrations.backup.clone(),
         backup_skipped: migrations.skipped,
         by: host::who(),
+        signed_by: Some(
+            verified
+                .key
+                .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
+        ),
+        channel: args.which.channel.clone(),
     })?;
     result?;
     ui.info(&format!(
@@ -212,17 +241,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A channel pointer that goes back in time from what this host installed from that channel
+/// is refused unless `--allow-downgrade` (a rollback to a release on disk stays possible).
+fn check_downgrade(host: &Host, args: &Args, id: &ReleaseId) -> anyhow::Result<()> {
+    let Some(channel) = &args.which.channel else {
+        return Ok(());
+    };
+    let Some(newest) = host.newest_from_channel(channel)? else {
+        return Ok(());
+    };
+    if id.commit_time() < newest.commit_time() && !args.allow_downgrade {
+        bail!(
+            "channel {channel} points at release {id}, older than {newest}, which this host already installed from it: refused (a channel moved back may be a replay of an old release). Nothing was changed. To go back on purpose, install with --allow-downgrade, or run a release still on disk again: `{}`",
+            host::command("rollback --to ID", &host.root)
+        );
+    }
+    Ok(())
+}
+
 fn install(
     ui: &Ui,
     host: &Host,
-    id: &ReleaseId,
+    verified: &Verified,
     args: &Args,
     migrations: &mut Migrations,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let store = migrations.store.context("install needs a store")?;
-    let manifest = crate::verify::read_manifest(store, id)?;
-    let env = release_env(host, &manifest, args)?;
+    let manifest = &verified.manifest;
+    let id = &manifest.release;
+    let env = release_env(host, manifest, args)?;
     if host.current().as_ref() == Some(id) {
         let stack = Stack::open(&host.release_dir(id))?;
         if stack.env == env && stack.serving()?.is_ok() {
@@ -237,8 +285,9 @@ fn install(
         "installing release {id} (commit {}) into {}",
         manifest.commit, host.root
     ));
-    fetch::fetch(ui, host, store, &manifest)?;
-    let dir = unpack::unpack_release(host, &manifest)?;
+    preflight::room_to_unpack(host, manifest)?;
+    fetch::fetch(ui, host, store, manifest)?;
+    let dir = unpack::unpack_release(host, verified)?;
     env.write(&dir.join("release.env"))?;
     let stack = Stack::open(&dir)?;
     if args.until == Some(Until::Fetched) {
@@ -248,7 +297,7 @@ fn install(
 
     ui.info("checking the host (secrets, Docker, disk, platform)");
     let tls = args.env.tls().then(|| host.tls_dir());
-    let problems = preflight::check(&stack, &manifest, tls.as_deref())?;
+    let problems = preflight::check(&stack, manifest, tls.as_deref())?;
     if !problems.is_empty() {
         bail!(
             "the host is not ready; nothing was changed:\n  - {}",

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use camino::Utf8Path;
 use hitsave_schema::Manifest;
 
+use super::host::Host;
 use super::stack::Stack;
 
 /// The oldest Compose that understands the overlay's `!reset` and `!override`.
@@ -137,13 +138,47 @@ pub fn free_bytes(path: &Utf8Path) -> nix::Result<u64> {
     Ok(stat.blocks_available() * stat.fragment_size())
 }
 
-/// Room for the unpacked release and its images, with a margin.
+/// What stays free on the host's disk, where the database lives, whatever an install writes.
+const MARGIN: u64 = 1024 * 1024 * 1024;
+
+/// Before anything is downloaded: room for the tarballs not yet cached and for what the
+/// manifest declares they unpack to (the unpack refuses to write more), plus the margin.
+pub fn room_to_unpack(host: &Host, manifest: &Manifest) -> anyhow::Result<()> {
+    let download: u64 = manifest
+        .artifacts
+        .iter()
+        .filter(|a| !host.cache_file(&a.sha256).is_file())
+        .map(|a| a.size)
+        .sum();
+    let unpacked = if host.has_release(&manifest.release) {
+        0
+    } else {
+        manifest.unpacked_bytes()
+    };
+    let needed = download + unpacked + MARGIN;
+    let free = free_bytes(&host.root).with_context(|| format!("cannot tell the free space under {}", host.root))?;
+    if free < needed {
+        bail!(
+            "only {} free under {}; release {} needs {} ({} to download, {} unpacked, {} kept free for the database): nothing was downloaded or changed. `{}` shows disk use; old releases go with the next successful install",
+            crate::ui::human_bytes(free),
+            host.root,
+            manifest.release,
+            crate::ui::human_bytes(needed),
+            crate::ui::human_bytes(download),
+            crate::ui::human_bytes(unpacked),
+            crate::ui::human_bytes(MARGIN),
+            super::host::command("status", &host.root)
+        );
+    }
+    Ok(())
+}
+
+/// Room for the release's images, which copy its unpacked trees once more, with the margin.
 fn disk(dir: &Utf8Path, manifest: &Manifest) -> Vec<String> {
     let Ok(free) = free_bytes(dir) else {
         return vec![format!("cannot tell the free space under {dir}")];
     };
-    // Unpacked trees are a few times their tarballs; images copy them once more.
-    let needed = manifest.total_size() * 8 + 1024 * 1024 * 1024;
+    let needed = manifest.unpacked_bytes() + MARGIN;
     if free < needed {
         return vec![format!(
             "only {} free under {dir}; an install needs about {}: `{}` shows disk use; old releases go with the next successful install (keeps 5)",

@@ -1,21 +1,29 @@
 //! Unpacks a release's verified artifacts into releases/<id>/: first into a temporary
 //! directory beside it, renamed into place only when everything is there. Tarballs are
 //! untrusted input even after their hash matched (the store may be compromised): absolute
-//! paths, `..`, hard links, links that lead outside the tree, devices and fifos are refused.
+//! paths, `..`, hard links, links that lead outside the tree, devices and fifos are refused,
+//! and so is a tarball that unpacks to more bytes or entries than its manifest declares: it
+//! stops before the entry that would go past, so what it writes stays within the declaration.
 
 use std::path::{Component as PathPart, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use flate2::read::MultiGzDecoder;
-use hitsave_schema::Manifest;
+use hitsave_schema::Unpacked;
 use tar::EntryType;
 
 use super::host::Host;
+use crate::verify::Verified;
 
-/// Unpacks every artifact of `manifest` (already in the cache) into releases/<id>/ unless it
-/// is there already. Returns the release directory.
-pub fn unpack_release(host: &Host, manifest: &Manifest) -> anyhow::Result<Utf8PathBuf> {
+/// The manifest's signature, kept beside it in releases/<id>/ (a rollback checks it again).
+pub const SIGNATURE_FILE: &str = "manifest.json.minisig";
+
+/// Unpacks every artifact of a verified manifest (already in the cache) into releases/<id>/
+/// unless it is there already; the manifest's exact bytes and its signature go with it.
+/// Returns the release directory.
+pub fn unpack_release(host: &Host, verified: &Verified) -> anyhow::Result<Utf8PathBuf> {
+    let manifest = &verified.manifest;
     let dest = host.release_dir(&manifest.release);
     if host.has_release(&manifest.release) {
         return Ok(dest);
@@ -28,13 +36,13 @@ pub fn unpack_release(host: &Host, manifest: &Manifest) -> anyhow::Result<Utf8Pa
         for a in &manifest.artifacts {
             let into = tmp.join(&a.component);
             std::fs::create_dir_all(&into)?;
-            unpack_tarball(&host.cache_file(&a.sha256), &into)
+            unpack_tarball(&host.cache_file(&a.sha256), &into, a.unpacked)
                 .with_context(|| format!("{} ({}.tar.gz)", a.component, a.sha256))?;
         }
-        std::fs::write(
-            tmp.join("manifest.json"),
-            hitsave_schema::to_bytes(manifest),
-        )?;
+        std::fs::write(tmp.join("manifest.json"), &verified.bytes)?;
+        if let Some(signature) = &verified.signature {
+            std::fs::write(tmp.join(SIGNATURE_FILE), signature)?;
+        }
         // A half-unpacked directory from a crash is replaced, never trusted.
         if dest.exists() {
             std::fs::remove_dir_all(&dest)?;
@@ -65,13 +73,18 @@ pub fn clean_leftovers(host: &Host) -> anyhow::Result<()> {
 }
 
 /// Unpacks one gzip'd tar (our tarballs are several gzip members back to back) into `into`,
-/// which must be empty.
-pub fn unpack_tarball(tarball: &Utf8Path, into: &Utf8Path) -> anyhow::Result<()> {
+/// which must be empty; refuses, before writing it, the first entry that goes past `declared`.
+pub fn unpack_tarball(
+    tarball: &Utf8Path,
+    into: &Utf8Path,
+    declared: Unpacked,
+) -> anyhow::Result<()> {
     let file = std::fs::File::open(tarball).with_context(|| format!("cannot open {tarball}"))?;
     let mut archive = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(file)));
     archive.set_preserve_permissions(false);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(false);
+    let (mut bytes, mut entries) = (0u64, 0u64);
     for entry in archive.entries().context("not a tar archive")? {
         let mut entry = entry.context("the archive is damaged")?;
         let path = entry
@@ -79,6 +92,16 @@ pub fn unpack_tarball(tarball: &Utf8Path, into: &Utf8Path) -> anyhow::Result<()>
             .context("an entry has no usable path")?
             .into_owned();
         check_path(&path)?;
+        entries += 1;
+        bytes = bytes.saturating_add(entry.size());
+        if entries > declared.entries || bytes > declared.unpacked_bytes {
+            bail!(
+                "{}: the tarball unpacks to more than its manifest declares ({} bytes in {} entries); refused before writing it",
+                path.display(),
+                declared.unpacked_bytes,
+                declared.entries
+            );
+        }
         match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
             EntryType::Symlink => {
@@ -186,6 +209,69 @@ fn check_link(path: &Path, target: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
+
+    /// A tarball with `files` regular files of `size` zero bytes each (gzip makes them tiny).
+    fn tarball(dir: &Utf8Path, files: u64, size: u64) -> Utf8PathBuf {
+        let path = dir.join("t.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        for n in 0..files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_entry_type(EntryType::Regular);
+            h.set_cksum();
+            builder
+                .append_data(&mut h, format!("f{n}"), std::io::repeat(0).take(size))
+                .unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    fn used_bytes(dir: &Utf8Path) -> u64 {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn stops_at_what_the_manifest_declares() {
+        let work = tempfile::tempdir().unwrap();
+        let work = Utf8Path::from_path(work.path()).unwrap();
+        // 4 files of 64 MiB each: about 250 KiB compressed.
+        let t = tarball(work, 4, 64 << 20);
+        assert!(std::fs::metadata(&t).unwrap().len() < 1 << 20);
+        let exact = Unpacked {
+            unpacked_bytes: 4 * (64 << 20),
+            entries: 4,
+        };
+        let into = work.join("ok");
+        std::fs::create_dir(&into).unwrap();
+        unpack_tarball(&t, &into, exact).unwrap();
+        // Declared as one file of 64 MiB: refused at the second, with only the first written.
+        for declared in [
+            Unpacked {
+                unpacked_bytes: 64 << 20,
+                entries: 4,
+            },
+            Unpacked {
+                unpacked_bytes: exact.unpacked_bytes,
+                entries: 1,
+            },
+        ] {
+            let into = work.join(format!("bomb-{}", declared.entries));
+            std::fs::create_dir(&into).unwrap();
+            let err = unpack_tarball(&t, &into, declared).unwrap_err().to_string();
+            assert!(err.contains("more than its manifest declares"), "{err}");
+            assert!(used_bytes(&into) <= declared.unpacked_bytes, "wrote past the bound");
+        }
+    }
 
     #[test]
     fn paths_and_links() {

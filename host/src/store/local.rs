@@ -54,6 +54,10 @@ impl LocalStore {
 }
 
 impl Store for LocalStore {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("local store {}", self.root)
     }
@@ -72,6 +76,8 @@ impl Store for LocalStore {
             Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
                 size: meta.len(),
                 sha256: None,
+                etag: None,
+                version_id: None,
             })),
             Ok(_) => bail!("{} is not a file", self.path(key)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

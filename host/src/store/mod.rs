@@ -21,6 +21,10 @@ pub struct ObjectInfo {
     pub size: u64,
     /// The SHA-256 the uploader recorded (S3 object metadata), when there is one.
     pub sha256: Option<String>,
+    /// The S3 ETag, without quotes (none in a local store).
+    pub etag: Option<String>,
+    /// The S3 version id, when the bucket is versioned.
+    pub version_id: Option<String>,
 }
 
 /// Called with the number of bytes moved since the last call.
@@ -29,6 +33,11 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 pub trait Store: Send + Sync {
     /// How to name the store in messages: `local store /srv/x` or `s3://bucket/prefix`.
     fn describe(&self) -> String;
+
+    /// True for a directory: the only store an unsigned release may come from.
+    fn is_local(&self) -> bool {
+        false
+    }
 
     /// Fails with one clear error when the store cannot be used at all (unreachable endpoint,
     /// refused credentials, missing bucket): called before any work is done.

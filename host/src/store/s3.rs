@@ -323,6 +323,8 @@ impl Store for S3Store {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: out.content_length().unwrap_or_default().max(0) as u64,
                 sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                version_id: out.version_id().map(str::to_owned),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.explain(e, &format!("looking up {key}"))),

@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_host::store::{self, Store, StoreArgs};
 use hitsave_schema::{
-    self as manifest, Artifact, BundleRef, InputRecord, Manifest, Pointer, ReleaseId, Revision,
-    SCHEMA, Sha256,
+    self as manifest, Artifact, BundleRef, InputRecord, MANIFEST_SCHEMA, Manifest, Pointer,
+    ReleaseId, Revision, SCHEMA, Sha256,
 };
 use serde::Serialize;
 use xtask::binaries;
@@ -31,6 +31,7 @@ use xtask::components::{self, ARTIFACT_EPOCH, COMPONENTS, Component};
 use xtask::git::Checkout;
 use xtask::inputs::{self, Toolchain};
 use xtask::package;
+use xtask::signing::SigningKey;
 
 use hitsave_host::ui::{Ui, human_bytes};
 
@@ -55,6 +56,14 @@ pub struct ReleaseArgs {
     /// Allow a release with uncommitted changes on a channel.
     #[arg(long)]
     allow_dirty: bool,
+    /// The minisign secret key that signs the manifest and the pointers (`cargo xtask
+    /// keygen`); a file, mode 0600.
+    #[arg(long, env = "HITSAVE_SIGNING_KEY", value_name = "FILE")]
+    signing_key: Option<Utf8PathBuf>,
+    /// Publish without a signature, to a local store only: marked `unsigned`, and hosts
+    /// install it only with --allow-unsigned.
+    #[arg(long, conflicts_with = "signing_key")]
+    unsigned: bool,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -106,6 +115,8 @@ struct Summary {
     /// before bundles existed).
     #[serde(skip_serializing_if = "Option::is_none")]
     bundle: Option<BundleRef>,
+    /// The key that signed the manifest and the pointers; none for an unsigned release.
+    signed_by: Option<String>,
 }
 
 pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
@@ -118,7 +129,8 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
     xtask::migrations::check(root).context("refused before anything was built")?;
     let all: Vec<&'static Component> = COMPONENTS.iter().collect();
     let packed = build_and_pack(&ui, root, &plan, &all, &out)?;
-    let manifest = plan.manifest(packed.iter().map(|(a, _)| a.clone()).collect());
+    let mut manifest = plan.manifest(packed.iter().map(|(a, _)| a.clone()).collect());
+    manifest.unsigned = true;
     let key = manifest::manifest_key(&manifest.release);
     let local = store::LocalStore::new(&out);
     local.put(&key, &manifest::to_bytes(&manifest))?;
@@ -141,6 +153,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
             .map(|a| Outcome::new(a, "built", 0))
             .collect(),
         bundle: None,
+        signed_by: None,
     };
     report(&ui, &summary, args.json, false)
 }
@@ -153,6 +166,8 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     }
     let store = store::open(&args.store, &default_store(root))?;
     store.check()?;
+    let signer = signer(&ui, &args, store.as_ref())?;
+    let signer = signer.as_ref();
     let plan = Plan::read(root)?;
     xtask::migrations::check(root).context("refused before anything was built")?;
     if plan.checkout.is_dirty() && !args.channel.is_empty() && !args.allow_dirty {
@@ -185,44 +200,35 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         Some(bytes) => {
             let existing = Manifest::parse(&bytes)
                 .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
-            republish(&ui, &plan, store.as_ref(), existing)?
+            republish(&ui, &plan, store.as_ref(), existing, signer, &uploaded)?
         }
-        None => match same_contents(&ui, &plan, store.as_ref(), &contents)? {
+        None => match same_contents(&ui, &plan, store.as_ref(), &contents, signer, &uploaded)? {
             Some(found) => found,
             None => {
                 let (manifest, outcomes) =
-                    publish(&ui, root, &plan, &revision, store.as_ref(), &uploaded)?;
+                    publish(&ui, root, &plan, &revision, store.as_ref(), signer, &uploaded)?;
                 (manifest, outcomes, false)
             }
         },
     };
 
     // Pointers last: only now is everything they lead to in the store.
-    let pointer = manifest::to_bytes(&Pointer {
+    let pointer = Pointer {
         schema: SCHEMA,
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
-    });
+    };
+    let put_pointer = |key: &str| put_signed(store.as_ref(), key, &pointer_doc(key, &pointer), signer, &uploaded);
     if !plan.checkout.is_dirty() {
         // The first release of these contents keeps them: a later one ships the same bytes.
         let contents_key = manifest::contents_key(&contents);
         if store.get(&contents_key)?.is_none() {
-            put_if_changed(store.as_ref(), &contents_key, &pointer, &uploaded)?;
+            put_pointer(&contents_key)?;
         }
-        put_if_changed(
-            store.as_ref(),
-            &manifest::commit_key(&plan.checkout.commit),
-            &pointer,
-            &uploaded,
-        )?;
+        put_pointer(&manifest::commit_key(&plan.checkout.commit))?;
     }
     for channel in &args.channel {
-        put_if_changed(
-            store.as_ref(),
-            &manifest::channel_key(channel),
-            &pointer,
-            &uploaded,
-        )?;
+        put_pointer(&manifest::channel_key(channel))?;
         ui.info(&format!("channel {channel} -> {}", manifest.release));
     }
 
@@ -241,8 +247,86 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_rss_bytes(),
         artifacts: outcomes,
         bundle: manifest.bundle.clone(),
+        signed_by: signer.map(|s| s.id.clone()),
     };
     report(&ui, &summary, args.json, true)
+}
+
+/// The key that signs this release, read before anything is built; `None` only for
+/// `--unsigned` to a local store.
+fn signer(ui: &Ui, args: &ReleaseArgs, store: &dyn Store) -> anyhow::Result<Option<SigningKey>> {
+    match (&args.signing_key, args.unsigned) {
+        (Some(path), _) => {
+            let key = SigningKey::read(path)?;
+            ui.info(&format!("signing with key {}", key.id));
+            Ok(Some(key))
+        }
+        (None, true) if store.is_local() => {
+            ui.info("UNSIGNED (--unsigned): hosts install this release only with --allow-unsigned, from this local store");
+            Ok(None)
+        }
+        (None, true) => bail!(
+            "--unsigned is for a local store only: a release in {} must be signed (--signing-key FILE)",
+            store.describe()
+        ),
+        (None, false) => bail!(
+            "no signing key: pass --signing-key FILE or set HITSAVE_SIGNING_KEY to the file's path (make a pair with `cargo xtask keygen`); to try a release out in a local store, --unsigned"
+        ),
+    }
+}
+
+fn manifest_doc(manifest: &Manifest) -> Doc {
+    Doc {
+        bytes: manifest::to_bytes(manifest),
+        comment: manifest::signed::manifest_comment(manifest),
+    }
+}
+
+/// A document with what its signature's trusted comment must say.
+struct Doc {
+    bytes: Vec<u8>,
+    comment: String,
+}
+
+fn pointer_doc(key: &str, pointer: &Pointer) -> Doc {
+    Doc {
+        bytes: manifest::to_bytes(pointer),
+        comment: manifest::signed::pointer_comment(key, pointer),
+    }
+}
+
+/// Writes `doc` under `key` with its signature beside it, the signature first (a reader that
+/// sees the document sees its signature). Nothing is written when the store has these bytes
+/// signed by this key already; an unsigned document loses a stale signature.
+fn put_signed(
+    store: &dyn Store,
+    key: &str,
+    doc: &Doc,
+    signer: Option<&SigningKey>,
+    uploaded: &AtomicU64,
+) -> anyhow::Result<()> {
+    let sig_key = manifest::signed::signature_key(key);
+    let same_bytes = store.get(key)?.as_deref() == Some(&doc.bytes[..]);
+    let existing = store.get(&sig_key)?;
+    let signed_by = existing
+        .as_deref()
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(hitsave_host::trust::signature_key_id)
+        .map(|id| id.to_string());
+    match signer {
+        Some(signer) if !(same_bytes && signed_by.as_deref() == Some(signer.id.as_str())) => {
+            let signature = signer.sign(&doc.bytes, &doc.comment)?;
+            store.put(&sig_key, &signature)?;
+            uploaded.fetch_add(signature.len() as u64, Ordering::Relaxed);
+        }
+        None if existing.is_some() => store.delete(&sig_key)?,
+        _ => {}
+    }
+    if !same_bytes {
+        store.put(key, &doc.bytes)?;
+        uploaded.fetch_add(doc.bytes.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// The local store used when no `--store` is given.
@@ -291,7 +375,7 @@ impl Plan {
         let mut tools = self.toolchain.versions.clone();
         tools.insert("xtask".into(), env!("CARGO_PKG_VERSION").into());
         Manifest {
-            schema: SCHEMA,
+            schema: MANIFEST_SCHEMA,
             release: self.id.clone(),
             commit: self.checkout.commit.clone(),
             commit_time: self.checkout.commit_time,
@@ -300,6 +384,7 @@ impl Plan {
             tools,
             artifacts,
             bundle: None,
+            unsigned: false,
         }
     }
 }
@@ -327,6 +412,7 @@ fn build_and_pack(
             human_bytes(p.size),
             p.sha256
         ));
+        let unpacked = p.unpacked();
         packed.push((
             Artifact {
                 component: component.name.to_owned(),
@@ -334,6 +420,7 @@ fn build_and_pack(
                 size: p.size,
                 input_hash: plan.input_hash(component).to_owned(),
                 target: plan.toolchain.target_of(component),
+                unpacked,
             },
             p.path,
         ));
@@ -379,6 +466,7 @@ fn publish(
     plan: &Plan,
     revision: &Revision,
     store: &dyn Store,
+    signer: Option<&SigningKey>,
     uploaded: &AtomicU64,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
     let mut outcomes = Vec::new();
@@ -396,6 +484,7 @@ fn publish(
                     size: record.size,
                     input_hash: input_hash.clone(),
                     target: record.target,
+                    unpacked: record.unpacked,
                 };
                 outcomes.push(Outcome::new(&artifact, "reused", 0));
             }
@@ -433,6 +522,7 @@ fn publish(
                     sha256: recorded.sha256,
                     size: recorded.size,
                     target: recorded.target,
+                    unpacked: recorded.unpacked,
                     ..artifact.clone()
                 };
                 outcomes.push(Outcome::new(&theirs, "reused", sent));
@@ -457,14 +547,24 @@ fn publish(
         human_bytes(bundle.size),
         bundle.sha256
     ));
+    // The object's ETag (and version), so that CodeDeploy refuses a replaced one.
+    let object = store
+        .head(&manifest::artifact_key(&bundle.sha256))?
+        .context("the bundle just uploaded is not in the store")?;
     manifest.bundle = Some(BundleRef {
         sha256: bundle.sha256,
         size: bundle.size,
+        etag: object.etag,
+        version_id: object.version_id,
     });
-
-    let bytes = manifest::to_bytes(&manifest);
-    store.put(&manifest::manifest_key(&manifest.release), &bytes)?;
-    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    manifest.unsigned = signer.is_none();
+    put_signed(
+        store,
+        &manifest::manifest_key(&manifest.release),
+        &manifest_doc(&manifest),
+        signer,
+        uploaded,
+    )?;
     Ok((manifest, outcomes))
 }
 
@@ -501,12 +601,13 @@ fn record_inputs(
     uploaded: &AtomicU64,
 ) -> anyhow::Result<InputRecord> {
     let ours = InputRecord {
-        schema: SCHEMA,
+        schema: MANIFEST_SCHEMA,
         component: artifact.component.clone(),
         input_hash: artifact.input_hash.clone(),
         sha256: artifact.sha256.clone(),
         size: artifact.size,
         target: artifact.target.clone(),
+        unpacked: artifact.unpacked,
     };
     if let Some(theirs) = find_reusable(store, &ours.component, &ours.input_hash)? {
         return Ok(theirs);
@@ -547,6 +648,8 @@ fn same_contents(
     plan: &Plan,
     store: &dyn Store,
     contents: &Sha256,
+    signer: Option<&SigningKey>,
+    uploaded: &AtomicU64,
 ) -> anyhow::Result<Option<(Manifest, Vec<Outcome>, bool)>> {
     if plan.checkout.is_dirty() {
         return Ok(None);
@@ -572,15 +675,18 @@ fn same_contents(
         &plan.checkout.commit[..12],
         existing.release
     ));
-    republish(ui, plan, store, existing).map(Some)
+    republish(ui, plan, store, existing, signer, uploaded).map(Some)
 }
 
-/// The store already has a manifest under this id: it must be this very release.
+/// The store already has a manifest under this id: it must be this very release. Its
+/// signature is made again when another key made it (key rotation); its bytes never change.
 fn republish(
     ui: &Ui,
     plan: &Plan,
     store: &dyn Store,
     existing: Manifest,
+    signer: Option<&SigningKey>,
+    uploaded: &AtomicU64,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>, bool)> {
     for (component, input_hash) in &plan.input_hashes {
         let same = existing
@@ -607,6 +713,21 @@ fn republish(
             );
         }
     }
+    match signer {
+        Some(_) if existing.unsigned => bail!(
+            "{}: release {} was published with --unsigned, and a release id is immutable: make a new commit to release it signed",
+            store.describe(),
+            existing.release
+        ),
+        Some(_) => put_signed(
+            store,
+            &manifest::manifest_key(&existing.release),
+            &manifest_doc(&existing),
+            signer,
+            uploaded,
+        )?,
+        None => {}
+    }
     ui.info(&format!(
         "release {} is already in the store: nothing to build or upload",
         existing.release
@@ -617,19 +738,6 @@ fn republish(
         .map(|a| Outcome::new(a, "reused", 0))
         .collect();
     Ok((existing, outcomes, true))
-}
-
-fn put_if_changed(
-    store: &dyn Store,
-    key: &str,
-    bytes: &[u8],
-    uploaded: &AtomicU64,
-) -> anyhow::Result<()> {
-    if store.get(key)?.as_deref() != Some(bytes) {
-        store.put(key, bytes)?;
-        uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// This process's peak resident set size, from /proc (0 where there is none).
