@@ -47,6 +47,17 @@ if ! systemctl is-active --quiet codedeploy-agent; then
 fi
 systemctl enable --now codedeploy-agent
 
+# The release public key: the host runs only releases signed by a key in /etc/hitsave/keys/
+# (docs/aws-setup.md, "Signing keys"). It is public, so user data may carry it: paste the two
+# lines of hitsave-release.key.pub (from `cargo xtask keygen`) between the KEY markers. Until
+# then every deployment is refused, and `xtask doctor` says why.
+install -d -m 0755 /etc/hitsave /etc/hitsave/keys /etc/hitsave/keys/revoked
+cat > /etc/hitsave/keys/release.pub <<'KEY'
+untrusted comment: REPLACE this file with hitsave-release.key.pub
+REPLACE
+KEY
+chmod 0644 /etc/hitsave/keys/release.pub
+
 # The install root. Secrets and TLS files are put there by the operator
 # (docs/aws-setup.md), never through user data, which any process on the host can read.
 install -d -m 0755 /opt/hitsave

@@ -143,10 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The manifest the revision names is signed by a key this host trusts: checked first, so
 /// a bundle that names a release this host would not install goes no further.
-fn check_signature(
-    revision: &Revision,
-    settings: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+fn check_signature(revision: &Revision, settings: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let store = crate::store::open(
         &crate::store::StoreArgs {
             store: Some(revision.store.clone()),

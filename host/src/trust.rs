@@ -224,8 +224,7 @@ fn read_keys(dir: &Utf8Path) -> anyhow::Result<Vec<Key>> {
         if path.extension() != Some("pub") || !path.is_file() {
             continue;
         }
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let key = PublicKey::decode(&text)
             .or_else(|_| PublicKey::from_base64(text.trim()))
             .map_err(|e| {
@@ -298,8 +297,16 @@ mod tests {
         };
         let keys = Keys::load(dir).unwrap();
         let id = check(&keys, doc, Some(&by_old), "hitsave release=a").unwrap();
-        assert!(old_pub.contains(&id.to_string()), "{id} is not minisign's id");
-        let err = check(&keys, b"{\"release\": \"b\"}\n", Some(&by_old), "hitsave release=a");
+        assert!(
+            old_pub.contains(&id.to_string()),
+            "{id} is not minisign's id"
+        );
+        let err = check(
+            &keys,
+            b"{\"release\": \"b\"}\n",
+            Some(&by_old),
+            "hitsave release=a",
+        );
         assert!(err.unwrap_err().contains("does not verify"));
         let err = check(&keys, doc, Some(&by_old), "hitsave release=b").unwrap_err();
         assert!(err.contains("but the document says"), "{err}");
@@ -328,6 +335,9 @@ mod tests {
         assert!(check(&keys, doc, Some(&by_old), "hitsave release=a").is_err());
         std::fs::write(dir.join("bad.pub"), "not a key\n").unwrap();
         let err = Keys::load(dir).err().unwrap().to_string();
-        assert!(err.contains("bad.pub is not a minisign public key"), "{err}");
+        assert!(
+            err.contains("bad.pub is not a minisign public key"),
+            "{err}"
+        );
     }
 }

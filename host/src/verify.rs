@@ -3,8 +3,8 @@
 //! non-zero on any mismatch, naming each one.
 
 use crate::store::{self, Store, StoreArgs};
-use anyhow::{Context, bail};
 use crate::trust::{KeyId, Signed, Trust, TrustArgs};
+use anyhow::{Context, bail};
 use hitsave_schema::{self as manifest, Manifest, Pointer, ReleaseId, signed};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -225,7 +225,10 @@ pub fn check_manifest(
     let started = std::time::Instant::now();
     let manifest = Manifest::parse(&bytes).with_context(|| format!("{what} is damaged"))?;
     if manifest.release != *release {
-        bail!("{what} describes release {}, not {release}", manifest.release);
+        bail!(
+            "{what} describes release {}, not {release}",
+            manifest.release
+        );
     }
     let key = trust
         .check(&Signed {

@@ -268,7 +268,10 @@ impl Manifest {
 
     /// What all the artifacts unpack to together.
     pub fn unpacked_bytes(&self) -> u64 {
-        self.artifacts.iter().map(|a| a.unpacked.unpacked_bytes).sum()
+        self.artifacts
+            .iter()
+            .map(|a| a.unpacked.unpacked_bytes)
+            .sum()
     }
 }
 
@@ -458,7 +461,10 @@ mod tests {
         let err = crafted(&|j| j["schema"] = 1.into())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("schema 1") && err.contains("release its commit again"), "{err}");
+        assert!(
+            err.contains("schema 1") && err.contains("release its commit again"),
+            "{err}"
+        );
         assert!(
             crafted(&|j| {
                 j["artifacts"][0]

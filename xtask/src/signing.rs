@@ -153,7 +153,13 @@ mod tests {
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&secret, "not a key").unwrap();
         let err = SigningKey::read(&secret).err().unwrap().to_string();
-        assert!(err.contains("not an unencrypted minisign secret key"), "{err}");
-        assert!(!err.contains("not a key"), "the error shows the file's contents");
+        assert!(
+            err.contains("not an unencrypted minisign secret key"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("not a key"),
+            "the error shows the file's contents"
+        );
     }
 }

@@ -156,7 +156,8 @@ pub fn room_to_unpack(host: &Host, manifest: &Manifest) -> anyhow::Result<()> {
         manifest.unpacked_bytes()
     };
     let needed = download + unpacked + MARGIN;
-    let free = free_bytes(&host.root).with_context(|| format!("cannot tell the free space under {}", host.root))?;
+    let free = free_bytes(&host.root)
+        .with_context(|| format!("cannot tell the free space under {}", host.root))?;
     if free < needed {
         bail!(
             "only {} free under {}; release {} needs {} ({} to download, {} unpacked, {} kept free for the database): nothing was downloaded or changed. `{}` shows disk use; old releases go with the next successful install",

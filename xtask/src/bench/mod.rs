@@ -57,6 +57,15 @@ enum What {
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
+    // Releases are signed and hosts check signatures, as in production: a key for this run
+    // (set before any thread starts).
+    let keys = crate::test::signing::setup(root)?;
+    let result = measure(root, args);
+    let _ = std::fs::remove_dir_all(&keys.dir);
+    result
+}
+
+fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     if matches!(args.what, What::Deploy) {
         return crate::bench::deploy::run(root, args.trace, args.strategy);
     }

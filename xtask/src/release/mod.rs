@@ -60,9 +60,9 @@ pub struct ReleaseArgs {
     /// keygen`); a file, mode 0600.
     #[arg(long, env = "HITSAVE_SIGNING_KEY", value_name = "FILE")]
     signing_key: Option<Utf8PathBuf>,
-    /// Publish without a signature, to a local store only: marked `unsigned`, and hosts
-    /// install it only with --allow-unsigned.
-    #[arg(long, conflicts_with = "signing_key")]
+    /// Publish without a signature (even when a signing key is set), to a local store only:
+    /// marked `unsigned`, and hosts install it only with --allow-unsigned.
+    #[arg(long)]
     unsigned: bool,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
@@ -205,8 +205,15 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         None => match same_contents(&ui, &plan, store.as_ref(), &contents, signer, &uploaded)? {
             Some(found) => found,
             None => {
-                let (manifest, outcomes) =
-                    publish(&ui, root, &plan, &revision, store.as_ref(), signer, &uploaded)?;
+                let (manifest, outcomes) = publish(
+                    &ui,
+                    root,
+                    &plan,
+                    &revision,
+                    store.as_ref(),
+                    signer,
+                    &uploaded,
+                )?;
                 (manifest, outcomes, false)
             }
         },
@@ -218,7 +225,15 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
     };
-    let put_pointer = |key: &str| put_signed(store.as_ref(), key, &pointer_doc(key, &pointer), signer, &uploaded);
+    let put_pointer = |key: &str| {
+        put_signed(
+            store.as_ref(),
+            key,
+            &pointer_doc(key, &pointer),
+            signer,
+            &uploaded,
+        )
+    };
     if !plan.checkout.is_dirty() {
         // The first release of these contents keeps them: a later one ships the same bytes.
         let contents_key = manifest::contents_key(&contents);
@@ -256,19 +271,19 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
 /// `--unsigned` to a local store.
 fn signer(ui: &Ui, args: &ReleaseArgs, store: &dyn Store) -> anyhow::Result<Option<SigningKey>> {
     match (&args.signing_key, args.unsigned) {
-        (Some(path), _) => {
+        (_, true) if store.is_local() => {
+            ui.info("UNSIGNED (--unsigned): hosts install this release only with --allow-unsigned, from this local store");
+            Ok(None)
+        }
+        (_, true) => bail!(
+            "--unsigned is for a local store only: a release in {} must be signed (--signing-key FILE)",
+            store.describe()
+        ),
+        (Some(path), false) => {
             let key = SigningKey::read(path)?;
             ui.info(&format!("signing with key {}", key.id));
             Ok(Some(key))
         }
-        (None, true) if store.is_local() => {
-            ui.info("UNSIGNED (--unsigned): hosts install this release only with --allow-unsigned, from this local store");
-            Ok(None)
-        }
-        (None, true) => bail!(
-            "--unsigned is for a local store only: a release in {} must be signed (--signing-key FILE)",
-            store.describe()
-        ),
         (None, false) => bail!(
             "no signing key: pass --signing-key FILE or set HITSAVE_SIGNING_KEY to the file's path (make a pair with `cargo xtask keygen`); to try a release out in a local store, --unsigned"
         ),

@@ -270,8 +270,9 @@ pub(crate) fn lifecycle(
     std::fs::write(
         &host_config,
         format!(
-            "# The test host's settings (on a real host: /etc/hitsave/host.env).\nHITSAVE_ROOT={host_root}\nHITSAVE_PROJECT={project}\nHITSAVE_BIND=127.0.0.1\nHITSAVE_HTTP_PORT={port}\nHITSAVE_HTTPS_PORT={}\nHITSAVE_LOCAL_BASE_IMAGES=1\nHITSAVE_HEALTH_TIMEOUT=25\n",
-            free_port()?
+            "# The test host's settings (on a real host: /etc/hitsave/host.env).\nHITSAVE_ROOT={host_root}\nHITSAVE_PROJECT={project}\nHITSAVE_BIND=127.0.0.1\nHITSAVE_HTTP_PORT={port}\nHITSAVE_HTTPS_PORT={}\nHITSAVE_LOCAL_BASE_IMAGES=1\nHITSAVE_HEALTH_TIMEOUT=25\nHITSAVE_KEYS={}\n",
+            free_port()?,
+            std::env::var("HITSAVE_KEYS").context("no test keys")?
         ),
     )?;
     let home = work.join("agent");
@@ -375,8 +376,80 @@ pub(crate) fn lifecycle(
     eprintln!(
         "xtask: test: codedeploy: ApplicationStop from a broken or hung earlier revision does not block"
     );
+    untrusted_bundles(&mut agent, &work, store, v2, port, &host_root)?;
     drop(_cleanup);
     std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+/// v2's bundle object replaced by one that names an unsigned release, and a bundle whose
+/// release is signed by a key the host does not trust: each fails in the first hook of the
+/// new revision (BeforeInstall), and v2 keeps serving.
+fn untrusted_bundles(
+    agent: &mut Agent,
+    work: &Utf8Path,
+    store: &Utf8Path,
+    v2: &str,
+    port: u16,
+    host_root: &Utf8Path,
+) -> anyhow::Result<()> {
+    let other_dir = work.join("other-key");
+    std::fs::create_dir_all(&other_dir)?;
+    xtask::signing::keygen(&other_dir.join("k"), &other_dir.join("k.pub"), true)?;
+    let other = xtask::signing::SigningKey::read(&other_dir.join("k"))?;
+    let m2 = Manifest::parse(&std::fs::read(
+        store.join(manifest::manifest_key(&v2.parse()?)),
+    )?)?;
+    for (n, (case, key, says)) in [
+        (
+            "a replaced bundle object naming an unsigned release",
+            None,
+            "is not signed",
+        ),
+        (
+            "a release signed by another key",
+            Some(&other),
+            "does not trust",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = m2.clone();
+        m.release = format!("2099030100000{n}-abcdef01234{n}").parse()?;
+        crate::test::signing::publish(store, &m, key)?;
+        // The bundle: v2's, with revision.json naming the other release.
+        let dir = work.join(format!("bundle-{n}"));
+        std::fs::create_dir_all(&dir)?;
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(bundle_of(store, v2)?)
+            .arg("-C")
+            .arg(&dir)
+            .status()?;
+        ensure!(status.success(), "cannot unpack v2's bundle");
+        let revision = dir.join(manifest::REVISION_FILE);
+        let text = std::fs::read_to_string(&revision)?.replace(v2, m.release.as_str());
+        std::fs::write(&revision, text)?;
+        let bundle = work.join(format!("bundle-{n}.tar.gz"));
+        let status = Command::new("tar")
+            .arg("-czf")
+            .arg(&bundle)
+            .arg("-C")
+            .arg(&dir)
+            .arg(".")
+            .status()?;
+        ensure!(status.success(), "cannot pack the bundle");
+        let outcome = agent.deploy(&format!("d-UNTRUST0{n}"), &bundle, true)?;
+        expect_failed(outcome, "BeforeInstall", says)?;
+        expect_serving_at(port, STAGING, host_root, v2)?;
+        ensure!(current_release(host_root)? == v2, "{case}: current moved");
+        ensure!(
+            !host_root.join("releases").join(m.release.as_str()).exists(),
+            "{case}: unpacked"
+        );
+        eprintln!("xtask: test: codedeploy: {case}: BeforeInstall refuses it; v2 serves");
+    }
     Ok(())
 }
 

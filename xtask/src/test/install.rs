@@ -244,6 +244,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     eprintln!("xtask: test: rollback to v1 and back to v2, from disk");
 
     refusals(h, &v1, &v3)?;
+    crate::test::signing::scenario(h, &v2, &v1)?;
     concurrent(h, &v1, &v2)?;
     crate::test::restore::scenario(h, twin, &v2)?;
     no_secret_leaks(h)?;
@@ -631,8 +632,9 @@ fn refusals(h: &Harness, v1: &str, v3: &str) -> anyhow::Result<()> {
     ensure!(h.snapshot()? == before, "a secret problem changed the host");
     h.expect_serving(&h.current()?)?;
 
-    // Crafted tarballs, each published as the api artifact of a release of its own.
+    // Crafted tarballs, each published (and signed) as the api artifact of a release of its own.
     let m1 = h.manifest(v1)?;
+    let run_key = crate::test::signing::run_key()?;
     for (n, (kind, expect)) in [
         ("dotdot", "`..`"),
         ("absolute", "absolute"),
@@ -656,9 +658,7 @@ fn refusals(h: &Harness, v1: &str, v3: &str) -> anyhow::Result<()> {
             .context("no api")?;
         a.sha256 = sha;
         a.size = tarball.len() as u64;
-        let key = h.store.join(manifest::manifest_key(&m.release));
-        std::fs::create_dir_all(key.parent().expect("has a parent"))?;
-        std::fs::write(&key, manifest::to_bytes(&m))?;
+        crate::test::signing::publish(&h.store, &m, Some(&run_key))?;
         let out = h.install(&m.release, &[])?;
         let err = String::from_utf8_lossy(&out.stderr);
         ensure!(
@@ -687,8 +687,9 @@ fn refusals(h: &Harness, v1: &str, v3: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tarball (gzip'd tar) with one malicious entry besides a normal file.
-fn crafted_tarball(kind: &str) -> anyhow::Result<Vec<u8>> {
+/// A tarball (gzip'd tar) with one malicious entry besides a normal file; `plain` has only
+/// the normal file, `bomb` adds 256 MiB of zeros (about 256 KiB compressed).
+pub(crate) fn crafted_tarball(kind: &str) -> anyhow::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut file = tar::Header::new_gnu();
     file.set_size(3);
@@ -712,6 +713,15 @@ fn crafted_tarball(kind: &str) -> anyhow::Result<Vec<u8>> {
         raw[..name.len()].copy_from_slice(name.as_bytes());
     };
     match kind {
+        "plain" => return gzip(builder.into_inner()?),
+        "bomb" => {
+            evil.set_entry_type(tar::EntryType::Regular);
+            evil.set_size(256 << 20);
+            set_name(&mut evil, "bin/big");
+            evil.set_cksum();
+            builder.append(&evil, std::io::Read::take(std::io::repeat(0), 256 << 20))?;
+            return gzip(builder.into_inner()?);
+        }
         "dotdot" => {
             evil.set_entry_type(tar::EntryType::Regular);
             set_name(&mut evil, "../../escaped");
@@ -738,8 +748,11 @@ fn crafted_tarball(kind: &str) -> anyhow::Result<Vec<u8>> {
     }
     evil.set_cksum();
     builder.append(&evil, std::io::empty())?;
-    let tar = builder.into_inner()?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip(builder.into_inner()?)
+}
+
+fn gzip(tar: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &tar)?;
     Ok(gz.finish()?)
 }
@@ -1122,7 +1135,7 @@ impl Harness {
         .parse()?)
     }
 
-    fn waitlist_rows(&self) -> anyhow::Result<u64> {
+    pub(crate) fn waitlist_rows(&self) -> anyhow::Result<u64> {
         let db = self.container_id("db")?;
         let n = docker(&[
             "exec",
@@ -1149,13 +1162,13 @@ impl Harness {
         self.history()?.pop().context("history.jsonl is empty")
     }
 
-    fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
+    pub(crate) fn manifest(&self, id: &str) -> anyhow::Result<Manifest> {
         Manifest::parse(&std::fs::read(
             self.store.join(manifest::manifest_key(&id.parse()?)),
         )?)
     }
 
-    fn releases(&self) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn releases(&self) -> anyhow::Result<Vec<String>> {
         let mut ids: Vec<String> = std::fs::read_dir(self.host_root.join("releases"))?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.'))
@@ -1165,7 +1178,7 @@ impl Harness {
     }
 
     /// What a refused install must leave as it was: links, releases on disk, containers.
-    fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
+    pub(crate) fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
         let containers = docker(&[
             "ps",
             "-a",

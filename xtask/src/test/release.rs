@@ -363,6 +363,73 @@ fn missing_tools(t: &Tester, work: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// No key, no release; `--unsigned` only to a local store, marked, and refused by hosts
+/// unless they allow it.
+fn signing_refusals(
+    t: &Tester,
+    work: &Utf8Path,
+    signed_store: &Utf8Path,
+    args: &[&str],
+) -> anyhow::Result<()> {
+    let before = list_files(signed_store)?;
+    let out = t
+        .command(args, &[])
+        .env_remove("HITSAVE_SIGNING_KEY")
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains("no signing key")
+            && err.contains("cargo xtask keygen"),
+        "a release without a key:\n{err}"
+    );
+    ensure!(
+        list_files(signed_store)? == before,
+        "a refused release changed the store"
+    );
+
+    let store = work.join("unsigned-store");
+    let unsigned = t.ok(
+        &[
+            "release",
+            "--store",
+            store.as_str(),
+            "--unsigned",
+            "--allow-dirty",
+            "--json",
+        ],
+        &[],
+    )?;
+    let release = unsigned["release"].as_str().context("no release")?;
+    let key = manifest::manifest_key(&release.parse()?);
+    let m = Manifest::parse(&std::fs::read(store.join(&key))?)?;
+    ensure!(
+        m.unsigned
+            && unsigned["signed_by"].is_null()
+            && !store.join(manifest::signed::signature_key(&key)).exists(),
+        "an --unsigned release is not marked so: {unsigned}"
+    );
+    let verify = ["verify", "--store", store.as_str(), "--release", release];
+    let err = t.fails(&verify, &[])?;
+    ensure!(
+        err.contains("is not signed"),
+        "verify of an unsigned release:\n{err}"
+    );
+    let mut allowed = verify.to_vec();
+    allowed.push("--allow-unsigned");
+    let out = t.output(&allowed, &[])?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stderr).contains("signature: NONE"),
+        "verify --allow-unsigned:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&store)?;
+    eprintln!(
+        "xtask: test: no key, no release; --unsigned is marked, and refused unless --allow-unsigned"
+    );
+    Ok(())
+}
+
 fn dirty_flag(root_clean: bool) -> Vec<&'static str> {
     if root_clean {
         vec![]
@@ -417,6 +484,18 @@ fn local_store(
             .is_file()
     );
     ensure!(store.join(manifest::channel_key("ci")).is_file());
+    let run_key = crate::test::signing::run_key()?;
+    for key in [
+        manifest::manifest_key(&release.parse()?),
+        manifest::channel_key("ci"),
+    ] {
+        ensure!(
+            store.join(manifest::signed::signature_key(&key)).is_file(),
+            "{key} has no signature beside it"
+        );
+    }
+    ensure!(first["signed_by"] == run_key.id.as_str(), "{first}");
+    signing_refusals(t, work, &store, &args)?;
 
     let again = t.ok(&args, &[])?;
     ensure!(
@@ -593,8 +672,14 @@ fn tooling_change_ships_nothing(
         .filter(|f| !objects.contains(f))
         .collect();
     ensure!(
-        added == [store.join(&pointer_key).to_string()],
-        "a tooling-only release added {added:?} to the store; only {pointer_key} was expected"
+        added
+            == [
+                store.join(&pointer_key).to_string(),
+                store
+                    .join(manifest::signed::signature_key(&pointer_key))
+                    .to_string()
+            ],
+        "a tooling-only release added {added:?} to the store; only {pointer_key} and its signature were expected"
     );
     let pointer = Pointer::parse(&std::fs::read(store.join(&pointer_key))?)?;
     ensure!(
@@ -871,6 +956,11 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
     let url = "s3://releases/hitsave";
     let mut args = vec!["release", "--store", url, "--channel", "ci", "--json"];
     args.extend(dirty_flag(root_clean));
+    let err = t.fails(&["release", "--store", url, "--unsigned"], &env)?;
+    ensure!(
+        err.contains("--unsigned is for a local store only"),
+        "an unsigned release to S3:\n{err}"
+    );
     let first = t.ok(&args, &env)?;
     ensure!(first["uploaded_bytes"].as_u64() > Some(0), "{first}");
     let again = t.ok(&args, &env)?;
@@ -898,6 +988,32 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
             .get(&manifest::manifest_key(&release.parse()?))?
             .context("no manifest")?,
     )?;
+    // The manifest records the bundle object's ETag, which deploy hands to CodeDeploy.
+    let bundle = manifest.bundle.as_ref().context("no bundle")?;
+    let object = store
+        .head(&manifest::artifact_key(&bundle.sha256))?
+        .context("no bundle object")?;
+    ensure!(
+        bundle.etag.is_some() && bundle.etag == object.etag,
+        "the manifest's bundle ETag {:?} is not the object's {:?}",
+        bundle.etag,
+        object.etag
+    );
+    let err = t.fails(
+        &[
+            "verify",
+            "--store",
+            url,
+            "--release",
+            release,
+            "--allow-unsigned",
+        ],
+        &env,
+    )?;
+    ensure!(
+        err.contains("--allow-unsigned is for releases in a local store"),
+        "verify --allow-unsigned on S3:\n{err}"
+    );
     let web = manifest.artifact("web").context("no web")?;
     let key = manifest::artifact_key(&web.sha256);
     store.put(&key, b"not the web app")?;
@@ -958,6 +1074,7 @@ fn deploy_dry_run(
             && s3["bucket"] == "releases"
             && s3["key"] == format!("hitsave/artifacts/{}.tar.gz", bundle.sha256)
             && s3["bundleType"] == "tgz"
+            && s3["eTag"].as_str() == bundle.etag.as_deref()
             && request["ignoreApplicationStopFailures"] == true
             && request["fileExistsBehavior"] == "OVERWRITE"
             && request["autoRollbackConfiguration"]["enabled"] == true
