@@ -4,8 +4,9 @@
 //! Releases come from a second checkout of HEAD with commits on top: v1 (HEAD), v2 (a web and
 //! docs change, built again with no input records: the API container must stay), v3 (an API
 //! that never becomes ready), v4 (a migration that fails), v5 (a destructive migration, undone
-//! by `xtask restore`: test/restore.rs). Each is released
-//! to a local store and installed into a temporary install root as its own compose project.
+//! by `xtask restore`: test/restore.rs). Each is released, signed by the run's key
+//! (test/signing.rs), to a local store and installed into a temporary install root as its own
+//! compose project; test/signing.rs checks the signature refusals on that running stack.
 
 use std::process::Stdio;
 use std::time::Duration;
