@@ -191,8 +191,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     check_downgrade(&host, &args, &id)?;
     match &verified.key {
         Some(key) => ui.info(&format!(
-            "release {id}: signed by key {key} (checked in {:.1} ms)",
-            verified.seconds * 1000.0
+            "release {id}: signed by key {key} (checked in {:.2} ms; read and checked in {:.1} ms)",
+            verified.seconds * 1000.0,
+            verified.read_seconds * 1000.0
         )),
         None => ui.info(&format!(
             "release {id} is UNSIGNED: installed only because of --allow-unsigned"
