@@ -173,6 +173,51 @@ pub fn scenario(h: &Harness, current: &str, older: &str) -> anyhow::Result<()> {
         "a trusted comment that disagrees",
     )?;
 
+    // A manifest from before signing (schema 1, no unpacked sizes), even with a good signature.
+    let m = with_fresh(8)?;
+    let mut json = serde_json::to_value(&m)?;
+    json["schema"] = 1.into();
+    for a in json["artifacts"].as_array_mut().context("no artifacts")? {
+        let a = a.as_object_mut().context("an artifact")?;
+        a.remove("unpacked_bytes");
+        a.remove("entries");
+    }
+    let bytes = manifest::to_bytes(&json);
+    let key_path = manifest::manifest_key(&m.release);
+    std::fs::create_dir_all(h.store.join(&key_path).parent().expect("a parent"))?;
+    std::fs::write(h.store.join(&key_path), &bytes)?;
+    std::fs::write(
+        h.store.join(signed::signature_key(&key_path)),
+        run_key.sign(&bytes, &signed::manifest_comment(&m))?,
+    )?;
+    let out = h.install(m.release.as_str(), &[])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("schema 1") && err.contains("nothing was downloaded"),
+        "a schema 1 manifest:\n{err}"
+    );
+    ensure!(
+        h.snapshot()? == before,
+        "a schema 1 manifest changed the host"
+    );
+    // More declared than the disk holds: refused before anything is downloaded.
+    let mut m = with_fresh(9)?;
+    m.artifacts[0].unpacked.unpacked_bytes = 1 << 50;
+    publish(&h.store, &m, Some(&run_key))?;
+    let out = h.install(m.release.as_str(), &[])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("unpacked") && err.contains("nothing was downloaded"),
+        "a release declared larger than the disk:\n{err}"
+    );
+    ensure!(
+        h.snapshot()? == before && list(&h.host_root.join("cache"))? == cache,
+        "a release too large for the disk changed the host or downloaded"
+    );
+    eprintln!(
+        "xtask: test: signing: a signed schema 1 manifest and a release declared at 1 PiB unpacked were refused before any download"
+    );
+
     // A tarball that expands past what its (signed) manifest declares.
     let bomb = crate::test::install::crafted_tarball("bomb")?;
     let bomb_sha = Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&bomb).into());
