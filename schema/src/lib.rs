@@ -225,9 +225,16 @@ impl Manifest {
     /// Parses and validates a manifest: every digest and name that later becomes a key or a
     /// path is checked here, so a crafted manifest cannot point outside the store.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Manifest> {
+        // The schema first: an older manifest lacks fields, and should be named as older.
+        #[derive(Deserialize)]
+        struct Versioned {
+            schema: u32,
+        }
+        let v: Versioned =
+            serde_json::from_slice(bytes).context("the manifest is not valid JSON")?;
+        check_schema_is(v.schema, MANIFEST_SCHEMA, "the manifest")?;
         let m: Manifest =
             serde_json::from_slice(bytes).context("the manifest is not valid JSON")?;
-        check_schema_is(m.schema, MANIFEST_SCHEMA, "the manifest")?;
         if !ids::is_hex(&m.commit, 40) {
             bail!("the manifest's commit {:?} is not a git sha", m.commit);
         }
