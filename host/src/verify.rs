@@ -232,21 +232,23 @@ pub fn check_manifest(
     trust: &Trust,
 ) -> anyhow::Result<Verified> {
     let started = std::time::Instant::now();
-    let manifest = Manifest::parse(&bytes).with_context(|| format!("{what} is damaged"))?;
-    if manifest.release != *release {
-        bail!(
-            "{what} describes release {}, not {release}",
-            manifest.release
-        );
-    }
-    let key = trust
-        .check(&Signed {
+    let checked = (|| {
+        let manifest = Manifest::parse(&bytes).with_context(|| format!("{what} is refused"))?;
+        if manifest.release != *release {
+            bail!(
+                "{what} describes release {}, not {release}",
+                manifest.release
+            );
+        }
+        let key = trust.check(&Signed {
             what,
             bytes: &bytes,
             signature: signature.as_deref(),
             comment: &signed::manifest_comment(&manifest),
-        })
-        .context("nothing was downloaded or changed")?;
+        })?;
+        anyhow::Ok((manifest, key))
+    })();
+    let (manifest, key) = checked.context("nothing was downloaded or changed")?;
     Ok(Verified {
         manifest,
         bytes,

@@ -80,6 +80,21 @@ fn variant(base: &Manifest, n: u32) -> anyhow::Result<Manifest> {
     Ok(m)
 }
 
+/// A variant of `base` whose api artifact is `tarball`, put into the store.
+fn with_api(h: &Harness, base: &Manifest, n: u32, tarball: &[u8]) -> anyhow::Result<Manifest> {
+    let sha = Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(tarball).into());
+    std::fs::write(h.store.join(manifest::artifact_key(&sha)), tarball)?;
+    let mut m = variant(base, n)?;
+    let api = m
+        .artifacts
+        .iter_mut()
+        .find(|a| a.component == "api")
+        .context("no api")?;
+    api.sha256 = sha;
+    api.size = tarball.len() as u64;
+    Ok(m)
+}
+
 /// `current` serves; `older` is an earlier release on disk (both signed by the run's key).
 pub fn scenario(h: &Harness, current: &str, older: &str) -> anyhow::Result<()> {
     let run_key = run_key()?;
@@ -98,19 +113,7 @@ pub fn scenario(h: &Harness, current: &str, older: &str) -> anyhow::Result<()> {
 
     // A new api artifact, not in the host's cache: a refusal must not download it.
     let fresh = crate::test::install::crafted_tarball("plain")?;
-    let fresh_sha = Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&fresh).into());
-    std::fs::write(h.store.join(manifest::artifact_key(&fresh_sha)), &fresh)?;
-    let with_fresh = |n| -> anyhow::Result<Manifest> {
-        let mut m = variant(&base, n)?;
-        let api = m
-            .artifacts
-            .iter_mut()
-            .find(|a| a.component == "api")
-            .context("no api")?;
-        api.sha256 = fresh_sha.clone();
-        api.size = fresh.len() as u64;
-        Ok(m)
-    };
+    let with_fresh = |n| with_api(h, &base, n, &fresh);
     let refused = |id: &str, says: &str, case: &str| -> anyhow::Result<()> {
         let out = h.install(id, &[])?;
         let err = String::from_utf8_lossy(&out.stderr);
@@ -220,18 +223,15 @@ pub fn scenario(h: &Harness, current: &str, older: &str) -> anyhow::Result<()> {
 
     // A tarball that expands past what its (signed) manifest declares.
     let bomb = crate::test::install::crafted_tarball("bomb")?;
-    let bomb_sha = Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&bomb).into());
-    std::fs::write(h.store.join(manifest::artifact_key(&bomb_sha)), &bomb)?;
-    let mut m = variant(&base, 6)?;
+    let mut m = with_api(h, &base, 6, &bomb)?;
     let api = m
         .artifacts
         .iter_mut()
         .find(|a| a.component == "api")
         .context("no api")?;
-    api.sha256 = bomb_sha.clone();
-    api.size = bomb.len() as u64;
     api.unpacked.unpacked_bytes = 3;
     api.unpacked.entries = 2;
+    let bomb_sha = api.sha256.clone();
     publish(&h.store, &m, Some(&run_key))?;
     let out = h.install(m.release.as_str(), &[])?;
     let err = String::from_utf8_lossy(&out.stderr);
