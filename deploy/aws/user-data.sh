@@ -90,5 +90,32 @@ Persistent=true
 [Install]
 WantedBy=timers.target
 UNIT
+# HTTPS: the install that finds no certificate issues one from Let's Encrypt (HTTP-01 through
+# nginx on port 80); this timer renews it when a third of its lifetime is left, twice a day at
+# random minutes so a fleet does not hit the CA at once. Settings (HITSAVE_TLS=manual,
+# HITSAVE_ACME_EMAIL, ...) come from /etc/hitsave/host.env (docs/aws-setup.md).
+cat > /etc/systemd/system/hitsave-tls-renew.service <<'UNIT'
+[Unit]
+Description=HitSave: renew the HTTPS certificate when it is due
+Requires=docker.service
+After=docker.service network-online.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=-/etc/hitsave/host.env
+ExecStart=/opt/hitsave/revision/bin/xtask tls renew
+UNIT
+cat > /etc/systemd/system/hitsave-tls-renew.timer <<'UNIT'
+[Unit]
+Description=HitSave: check the HTTPS certificate twice a day
+
+[Timer]
+OnCalendar=*-*-* 00,12:00:00 UTC
+RandomizedDelaySec=4h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+UNIT
 systemctl daemon-reload
-systemctl enable --now hitsave-backup.timer
+systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer

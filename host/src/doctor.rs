@@ -69,6 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Err(p) => problems.push(format!("TLS: {p}")),
             }
         }
+        let host = crate::install::host::Host {
+            root: args.root.clone(),
+        };
+        match crate::tls::report(&host) {
+            Ok(line) => println!("ok: certificate {line}"),
+            Err(p) => problems.push(format!("TLS: {p}")),
+        }
     }
     let probe = if args.root.exists() {
         args.root.clone()

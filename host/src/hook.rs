@@ -36,7 +36,8 @@ pub struct Args {
     bundle: Option<Utf8PathBuf>,
     /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
     /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
-    /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS); optional.
+    /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS, HITSAVE_TLS, HITSAVE_ACME_DIRECTORY,
+    /// HITSAVE_ACME_EMAIL, HITSAVE_ACME_CA_ROOT, HITSAVE_TLS_RENEW_WITHIN); optional.
     #[arg(
         long,
         env = "HITSAVE_HOST_CONFIG",
@@ -65,6 +66,11 @@ const SETTINGS: &[(&str, &str)] = &[
     ("HITSAVE_LOCAL_BASE_IMAGES", "--local-base-images"),
     ("HITSAVE_HEALTH_TIMEOUT", "--health-timeout"),
     ("HITSAVE_KEYS", "--keys"),
+    ("HITSAVE_TLS", "--tls"),
+    ("HITSAVE_ACME_DIRECTORY", "--acme-directory"),
+    ("HITSAVE_ACME_EMAIL", "--acme-email"),
+    ("HITSAVE_ACME_CA_ROOT", "--acme-ca-root"),
+    ("HITSAVE_TLS_RENEW_WITHIN", "--tls-renew-within"),
 ];
 
 /// Parses install's flags as a command line would.

@@ -17,6 +17,7 @@ pub mod rollback;
 pub mod secrets;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod trust;
 pub mod ui;
 pub mod verify;
@@ -40,6 +41,9 @@ pub enum Command {
     /// On the host: back up the database (pg_dump in its container) into <root>/backups and,
     /// with --store, the artifact store.
     Backup(backup::Args),
+    /// On the host: the HTTPS certificate from an ACME CA (Let's Encrypt): `tls renew` when a
+    /// third of its lifetime is left, `tls status`.
+    Tls(tls::Args),
     /// On the host: put the database back to a backup (BACKUP, --latest or --before RELEASE),
     /// restored into a new database while the site serves, swapped in during a short
     /// maintenance (503 with Retry-After); --undo goes back.
@@ -57,6 +61,7 @@ impl Command {
             Command::Doctor(args) => doctor::run(args),
             Command::Backup(args) => backup::run(args),
             Command::Restore(args) => backup::restore::run(args),
+            Command::Tls(args) => tls::run(args),
         }
     }
 }

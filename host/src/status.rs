@@ -33,6 +33,10 @@ struct Status {
     last_verified_backup: Option<VerifiedBackup>,
     /// Every host answers the maintenance page (a restore runs, or was killed).
     maintenance: bool,
+    /// The HTTPS certificate: names, issuer and expiry; none on a host without one.
+    certificate: Option<crate::tls::cert::CertInfo>,
+    /// The certificate's line, or what needs attention (none, fewer than 14 days left).
+    tls: Result<String, String>,
     last: Vec<HistoryEntry>,
 }
 
@@ -93,6 +97,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             age_seconds: age.as_secs(),
         }),
         maintenance: crate::install::nginx::in_maintenance(&host.nginx_dir()),
+        certificate: crate::tls::cert::Files::new(&host.tls_dir()).current(),
+        tls: crate::tls::report(&host),
         last: history.into_iter().rev().take(5).collect(),
     };
     if args.json {
@@ -117,6 +123,10 @@ fn print_text(status: &Status) {
             b.age_seconds / 3600
         ),
         None => println!("backup:    none verified (`xtask backup verify`)"),
+    }
+    match &status.tls {
+        Ok(line) => println!("tls:       {line}"),
+        Err(problem) => println!("tls:       WARNING: {problem}"),
     }
     if status.maintenance {
         println!(

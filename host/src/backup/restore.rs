@@ -492,7 +492,7 @@ fn stop_apps(stack: &Stack) -> anyhow::Result<()> {
 /// address, while nginx still answers the maintenance page; then nginx routes to them.
 fn start(ui: &Ui, host: &Host, stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
     stack.build_images()?;
-    let tls = crate::install::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls();
+    let tls = crate::tls::serves_https(stack)?;
     nginx::install(
         &stack.release_dir,
         &host.nginx_dir(),

@@ -111,6 +111,8 @@ pub struct Args {
     allow_downgrade: bool,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
     /// Which deployment this host is: picks the domain, the ports and TLS.
     #[arg(long, value_enum, default_value = "production")]
     env: Env,
@@ -297,7 +299,8 @@ fn install(
     }
 
     ui.info("checking the host (secrets, Docker, disk, platform)");
-    let tls = args.env.tls().then(|| host.tls_dir());
+    // Hand-managed certificates must be there; ACME issues its own after the swap.
+    let tls = (args.env.tls() && args.tls.mode == crate::tls::Mode::Manual).then(|| host.tls_dir());
     let problems = preflight::check(&stack, manifest, tls.as_deref())?;
     if !problems.is_empty() {
         bail!(
@@ -315,6 +318,16 @@ fn install(
     }
     deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
     *outcome = Outcome::Installed;
+    if args.env.tls() {
+        // The release serves (over HTTP at least); a certificate problem must not undo that.
+        match crate::tls::apply(ui, host, &stack, &args.tls, false) {
+            Ok(crate::tls::Outcome::LeftAlone(why) | crate::tls::Outcome::Deferred(why)) => {
+                ui.info(&why)
+            }
+            Ok(_) => {}
+            Err(e) => ui.info(&format!("WARNING: {e:#}")),
+        }
+    }
     prune(ui, host)?;
     if let Err(e) = crate::backup::restore::prune_replaced(ui, &stack) {
         ui.info(&format!(

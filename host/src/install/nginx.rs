@@ -46,6 +46,11 @@ pub const RETRY_AFTER: u32 = 30;
 const MAINTENANCE_CHECK: &str = "        if (-f /etc/nginx/conf.d/maintenance.html) {\n            \
      return 503;\n        }\n        error_page 503 @maintenance;";
 
+/// HTTP-01 challenges (`xtask tls`, tls/acme.rs): answered from <root>/nginx/acme on every
+/// host and port, before maintenance and before the apps.
+const ACME_LOCATION: &str = "    location ^~ /.well-known/acme-challenge/ {\n        \
+     root /etc/nginx/conf.d/acme;\n        default_type text/plain;\n    }";
+
 /// Renders the site; `tls` adds 443 listeners with the host's certificate files.
 pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) -> String {
     let (files, listen, default) = if tls {
@@ -61,6 +66,7 @@ pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) ->
         .replace("{{tls_files}}", files)
         .replace("{{tls_listen}}", listen)
         .replace("{{tls_default}}", default)
+        .replace("{{acme}}", ACME_LOCATION)
         .replace("{{maintenance}}", MAINTENANCE_CHECK)
         .replace("{{maintenance_page}}", &maintenance_location())
         .replace("{{domain}}", domain)
@@ -107,6 +113,30 @@ pub fn in_maintenance(dir: &Utf8Path) -> bool {
     dir.join(MAINTENANCE_FILE).exists()
 }
 
+/// Renders the site again with or without its 443 listeners, keeping the upstreams it routes
+/// to now (a blue/green swap may have named one container); true when it changed.
+pub fn set_tls(
+    release_dir: &Utf8Path,
+    dir: &Utf8Path,
+    domain: &str,
+    tls: bool,
+) -> anyhow::Result<bool> {
+    let site = std::fs::read_to_string(dir.join("default.conf")).unwrap_or_default();
+    let upstream = |var: &str| {
+        site.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("set ${var} http://")))
+            .map(|u| u.trim_end_matches(';').to_owned())
+    };
+    let mut upstreams = Upstreams::services();
+    if let Some(api) = upstream("api") {
+        upstreams.set(App::Api, api);
+    }
+    if let Some(web) = upstream("web") {
+        upstreams.set(App::Web, web);
+    }
+    install(release_dir, dir, domain, tls, &upstreams)
+}
+
 /// Writes the rendered site into `dir`; true when it changed (nginx must reload).
 pub fn install(
     release_dir: &Utf8Path,
@@ -145,6 +175,12 @@ mod tests {
         assert_eq!(App::Web.host("hitsave.io"), "hitsave.io");
         assert!(site.contains("listen 443 ssl;"));
         assert!(!site.contains("{{"));
+        // Every host answers HTTP-01 challenges from the webroot.
+        assert_eq!(
+            site.matches("location ^~ /.well-known/acme-challenge/")
+                .count(),
+            3
+        );
         // Every host's `location /` has the maintenance test, the health check has not.
         assert_eq!(site.matches("error_page 503 @maintenance;").count(), 3);
         assert_eq!(site.matches("location @maintenance {").count(), 3);

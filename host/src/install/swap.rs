@@ -52,7 +52,7 @@ pub fn swap(
     let site = Site {
         nginx_dir,
         domain: stack.domain()?.to_owned(),
-        tls: super::Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls(),
+        tls: crate::tls::serves_https(stack)?,
     };
     let running = stack
         .containers()?

@@ -39,7 +39,8 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
-    let result = scenario(&h, &twin);
+    let result = scenario(&h, &twin)
+        .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?));
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);
@@ -991,7 +992,7 @@ pub(crate) struct Harness {
     pub(crate) host_root: Utf8PathBuf,
     project: String,
     pub(crate) port: u16,
-    https_port: u16,
+    pub(crate) https_port: u16,
 }
 
 impl Harness {
@@ -1019,6 +1020,11 @@ impl Harness {
             port: free_port()?,
             https_port: free_port()?,
         })
+    }
+
+    /// The compose project its stack runs as.
+    pub(crate) fn project(&self) -> &str {
+        &self.project
     }
 
     pub(crate) fn host_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {

@@ -7,12 +7,14 @@
 //! and a real Garage S3 server), `install` (the host side on a real Docker Engine) and `dev`
 //! (`cargo xtask dev` as a developer runs it).
 
+pub mod acme;
 pub mod codedeploy;
 pub mod dev;
 pub mod garage;
 pub mod glibc_probe;
 pub mod install;
 pub mod load;
+pub mod pebble;
 pub mod postgres;
 pub mod release;
 pub mod restore;

@@ -1,0 +1,445 @@
+//! HTTPS without hands: `<domain>`, `www.<domain>` and `api.<domain>` get one certificate from
+//! an ACME CA (Let's Encrypt by default), issued by the install that finds none and renewed
+//! when a third of its lifetime is left, by every install and by `xtask tls renew` (a systemd
+//! timer). nginx answers the HTTP-01 challenges on port 80 and keeps serving throughout; a
+//! new certificate is taken up by a graceful reload (new connections get it, open ones
+//! finish). With `--tls manual` (HITSAVE_TLS=manual) the files in `<root>/tls/` are the
+//! operator's and are never replaced; hand-placed files are left alone in any case.
+//!
+//! A failure (the names do not resolve here, port 80 is closed, a rate limit, the CA is down)
+//! changes nothing: the current certificate stays, the error is recorded, and the next
+//! attempt waits (15 min, doubling, up to a day; an hour at least after a rate limit) unless
+//! `--force`.
+
+pub mod acme;
+pub mod cert;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use camino::Utf8PathBuf;
+use serde::{Deserialize, Serialize};
+
+use crate::install::Env;
+use crate::install::host::Host;
+use crate::install::stack::Stack;
+use crate::ui::Ui;
+use cert::{CertInfo, Files, Kind};
+
+/// Let's Encrypt's directories.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// Below this, `status` and `doctor --tls` warn.
+pub const WARN_DAYS: u64 = 14;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Issued and renewed by xtask through ACME.
+    Acme,
+    /// Placed in <root>/tls/ by the operator; never replaced.
+    Manual,
+}
+
+/// How a host gets its certificate; the same flags on `install` and `tls renew`, and the same
+/// keys in /etc/hitsave/host.env.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// Where the certificate comes from (production and staging).
+    #[arg(long = "tls", env = "HITSAVE_TLS", value_enum, default_value = "acme")]
+    pub mode: Mode,
+    /// The ACME directory [default: Let's Encrypt; its staging directory for staging hosts].
+    #[arg(long, env = "HITSAVE_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Contact address for the ACME account (the CA's expiry notices).
+    #[arg(long, env = "HITSAVE_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// A PEM root that signs the ACME server's own HTTPS (a test CA such as pebble).
+    #[arg(long, env = "HITSAVE_ACME_CA_ROOT", value_name = "FILE")]
+    pub acme_ca_root: Option<Utf8PathBuf>,
+    /// Renew when fewer than this many days are left [default: a third of the lifetime].
+    #[arg(long, env = "HITSAVE_TLS_RENEW_WITHIN", value_name = "DAYS")]
+    pub tls_renew_within: Option<f64>,
+}
+
+impl TlsArgs {
+    fn directory(&self, env: Env) -> &str {
+        match (&self.acme_directory, env) {
+            (Some(url), _) => url,
+            (None, Env::Staging) => LETS_ENCRYPT_STAGING,
+            (None, _) => LETS_ENCRYPT,
+        }
+    }
+}
+
+/// The names one certificate covers.
+pub fn names(domain: &str) -> Vec<String> {
+    vec![
+        domain.to_owned(),
+        format!("www.{domain}"),
+        format!("api.{domain}"),
+    ]
+}
+
+/// What `ensure` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `--tls manual`, or hand-placed files: nothing touched.
+    LeftAlone(String),
+    /// The current certificate is good for a while.
+    Fresh(CertInfo),
+    /// Not due, but an earlier failure's backoff has not passed: nothing tried.
+    Deferred(String),
+    /// A new certificate is in place (nginx must reload).
+    Issued(CertInfo),
+}
+
+/// The last failure, so retries back off (`<root>/tls/acme/state.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Backoff {
+    failures: u32,
+    /// Seconds since the epoch before which no new attempt is made (without --force).
+    next_attempt: u64,
+    last_error: String,
+}
+
+fn backoff_file(host: &Host) -> Utf8PathBuf {
+    host.tls_dir().join("acme/state.json")
+}
+
+fn read_backoff(host: &Host) -> Backoff {
+    std::fs::read(backoff_file(host))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Issues or renews the certificate of `domain` when it is missing, does not cover the
+/// names, or is due; `force` also ignores the backoff and renews a fresh one.
+pub fn ensure(
+    ui: &Ui,
+    host: &Host,
+    env: Env,
+    domain: &str,
+    args: &TlsArgs,
+    force: bool,
+) -> anyhow::Result<Outcome> {
+    let files = Files::new(&host.tls_dir());
+    if args.mode == Mode::Manual {
+        return Ok(Outcome::LeftAlone(format!(
+            "--tls manual: the certificate in {} is the operator's",
+            files.dir
+        )));
+    }
+    if files.kind() == Kind::HandPlaced {
+        return Ok(Outcome::LeftAlone(format!(
+            "{} was placed by hand: it is left alone (set HITSAVE_TLS=manual to say so, or remove both files to have xtask issue one)",
+            files.fullchain()
+        )));
+    }
+    let names = names(domain);
+    let current = files.current();
+    let due = match &current {
+        None => true,
+        Some(c) if !c.covers(&names) => true,
+        Some(c) => {
+            let within = args
+                .tls_renew_within
+                .map_or(c.lifetime() / 3, |d| Duration::from_secs_f64(d * 86_400.0));
+            c.remaining() < within
+        }
+    };
+    if !due && !force {
+        return Ok(Outcome::Fresh(current.expect("not due, so there is one")));
+    }
+    let backoff = read_backoff(host);
+    if !force && backoff.next_attempt > cert::now() {
+        return Ok(Outcome::Deferred(format!(
+            "the last attempt failed ({}); the next one waits until {} (`--force` to try now)",
+            backoff.last_error,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(backoff.next_attempt)
+            )
+        )));
+    }
+    let directory = args.directory(env);
+    ui.info(&format!(
+        "requesting a certificate for {} from {directory}",
+        names.join(", ")
+    ));
+    let started = std::time::Instant::now();
+    let client = acme::Client {
+        directory,
+        email: args.acme_email.as_deref(),
+        ca_root: args.acme_ca_root.as_deref(),
+        state_dir: host.tls_dir().join("acme"),
+        webroot: host.nginx_dir().join("acme"),
+    };
+    let result = client.issue(&names).and_then(|issued| {
+        let info = CertInfo::parse(issued.chain.as_bytes())?;
+        files.install(&issued.chain, &issued.key)?;
+        Ok(info)
+    });
+    match result {
+        Ok(info) => {
+            let _ = std::fs::remove_file(backoff_file(host));
+            ui.info(&format!(
+                "certificate issued in {:.1} s: {}",
+                started.elapsed().as_secs_f64(),
+                info.describe()
+            ));
+            Ok(Outcome::Issued(info))
+        }
+        Err(e) => {
+            let failures = backoff.failures + 1;
+            let text = format!("{e:#}");
+            let wait = ((15 * 60u64) << (failures - 1).min(7)).min(86_400);
+            let wait = if text.contains("rateLimited") {
+                wait.max(3_600)
+            } else {
+                wait
+            };
+            let state = Backoff {
+                failures,
+                next_attempt: cert::now() + wait,
+                last_error: text.clone(),
+            };
+            if let Some(dir) = backoff_file(host).parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::write(backoff_file(host), serde_json::to_vec(&state)?);
+            bail!(
+                "no new certificate for {} ({text}); {}; the next attempt waits {} min",
+                names.join(", "),
+                match &current {
+                    Some(c) => format!("the current one stays: {}", c.describe()),
+                    None => "the site keeps serving HTTP only".into(),
+                },
+                wait / 60
+            )
+        }
+    }
+}
+
+/// After an install's swap (or for `tls renew`): ensure the certificate, then have nginx
+/// serve it: the site re-rendered with its 443 listeners the first time, a graceful reload
+/// every time the certificate changed. A failure leaves everything serving as it was.
+pub fn apply(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    args: &TlsArgs,
+    force: bool,
+) -> anyhow::Result<Outcome> {
+    let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
+    let domain = stack.domain()?.to_owned();
+    let outcome = ensure(ui, host, env, &domain, args, force)?;
+    let changed = crate::install::nginx::set_tls(
+        &stack.release_dir,
+        &host.nginx_dir(),
+        &domain,
+        serves_https(stack)?,
+    )?;
+    if changed || matches!(outcome, Outcome::Issued(_)) {
+        crate::install::swap::reload_nginx(stack)?;
+        ui.info("nginx reloaded: new connections get the new certificate, open ones finish");
+    }
+    Ok(outcome)
+}
+
+/// Whether nginx should listen on 443: a TLS environment whose certificate files are there.
+pub fn serves_https(stack: &Stack) -> anyhow::Result<bool> {
+    let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
+    Ok(env.tls() && Files::new(camino::Utf8Path::new(stack.env.get("HITSAVE_TLS_DIR")?)).present())
+}
+
+/// One line for `status` and `doctor --tls`: the names, issuer and expiry, or what is missing;
+/// `Err` when it needs attention (none, or fewer than WARN_DAYS left).
+pub fn report(host: &Host) -> Result<String, String> {
+    let files = Files::new(&host.tls_dir());
+    let backoff = read_backoff(host);
+    let failing = if backoff.failures > 0 {
+        format!("; the last renewal failed: {}", backoff.last_error)
+    } else {
+        String::new()
+    };
+    match files.current() {
+        None => Err(format!(
+            "no certificate in {}: an install issues one (or `{}`){failing}",
+            files.dir,
+            crate::install::host::command("tls renew", &host.root)
+        )),
+        Some(c) if c.remaining() < Duration::from_secs(WARN_DAYS * 86_400) => Err(format!(
+            "the certificate expires in fewer than {WARN_DAYS} days: {}{failing}",
+            c.describe()
+        )),
+        Some(c) => Ok(format!(
+            "{}{}{failing}",
+            c.describe(),
+            if files.kind() == Kind::HandPlaced {
+                " (placed by hand)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Renew the certificate when it is due (a third of its lifetime left), or issue one when
+    /// there is none; nginx reloads gracefully. Run by hitsave-tls-renew.timer.
+    Renew(RenewArgs),
+    /// The certificate's names, issuer and expiry.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct RenewArgs {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    root: Utf8PathBuf,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Renew now, whatever the expiry and the backoff after a failure.
+    #[arg(long)]
+    force: bool,
+    /// How long to wait for an install to finish (renewals take the install lock).
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    lock_timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    root: Utf8PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Renew(args) => renew(args),
+        Command::Status(args) => {
+            let host = Host::open(&args.root)?;
+            match report(&host) {
+                Ok(line) => println!("ok: {line}"),
+                Err(problem) => {
+                    println!("WARNING: {problem}");
+                    bail!("{problem}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn renew(args: RenewArgs) -> anyhow::Result<()> {
+    crate::install::yield_cpu();
+    let ui = Ui::new();
+    let host = Host::open(&args.root)?;
+    let _lock = crate::install::lock::InstallLock::acquire(
+        &host.lock_file(),
+        Duration::from_secs(args.lock_timeout),
+        &crate::install::host::command("tls renew", &args.root),
+    )?;
+    let current = host.current().with_context(|| {
+        format!(
+            "nothing is installed under {}: the first install issues the certificate",
+            args.root
+        )
+    })?;
+    let stack = Stack::open(&host.release_dir(&current))?;
+    if !Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls() {
+        ui.info("this host serves no HTTPS (--env local): nothing to renew");
+        return Ok(());
+    }
+    match apply(&ui, &host, &stack, &args.tls, args.force)? {
+        Outcome::LeftAlone(why) | Outcome::Deferred(why) => ui.info(&why),
+        Outcome::Fresh(c) => ui.info(&format!("not due yet: {}", c.describe())),
+        Outcome::Issued(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(mode: Mode, directory: &str) -> TlsArgs {
+        TlsArgs {
+            mode,
+            acme_directory: Some(directory.into()),
+            acme_email: None,
+            acme_ca_root: None,
+            tls_renew_within: None,
+        }
+    }
+
+    #[test]
+    fn what_is_renewed_when_and_what_a_failure_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(camino::Utf8Path::from_path(dir.path()).unwrap()).unwrap();
+        let ui = Ui::new();
+        // Nothing listens on port 1: the CA is unreachable.
+        let down = args(Mode::Acme, "https://127.0.0.1:1/dir");
+        let out = ensure(
+            &ui,
+            &host,
+            Env::Production,
+            "hitsave.io",
+            &args(Mode::Manual, ""),
+            false,
+        );
+        assert!(matches!(out, Ok(Outcome::LeftAlone(_))));
+        let err = ensure(&ui, &host, Env::Production, "hitsave.io", &down, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot reach the ACME server") && err.contains("serving HTTP only"),
+            "{err}"
+        );
+        // The next attempt waits, unless forced.
+        let out = ensure(&ui, &host, Env::Production, "hitsave.io", &down, false).unwrap();
+        assert!(
+            matches!(&out, Outcome::Deferred(why) if why.contains("waits until")),
+            "{out:?}"
+        );
+        assert!(ensure(&ui, &host, Env::Production, "hitsave.io", &down, true).is_err());
+        assert_eq!(read_backoff(&host).failures, 2);
+        // A fresh certificate for the names is not due; one for other names is.
+        let (chain, key) =
+            cert::tests::self_signed(&["hitsave.io", "www.hitsave.io", "api.hitsave.io"]);
+        Files::new(&host.tls_dir()).install(&chain, &key).unwrap();
+        let out = ensure(&ui, &host, Env::Production, "hitsave.io", &down, false).unwrap();
+        assert!(matches!(out, Outcome::Fresh(_)), "{out:?}");
+        let out = ensure(&ui, &host, Env::Production, "other.io", &down, false).unwrap();
+        assert!(matches!(out, Outcome::Deferred(_)), "{out:?}");
+        // Due by a threshold longer than its life: tried, fails, keeps it.
+        let mut soon = down.clone();
+        soon.tls_renew_within = Some(100_000.0);
+        let err = ensure(&ui, &host, Env::Production, "hitsave.io", &soon, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the current one stays"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(host.tls_dir().join("privkey.pem")).unwrap(),
+            key
+        );
+        let line = report(&host).unwrap();
+        assert!(
+            line.contains("www.hitsave.io") && line.contains("the last renewal failed"),
+            "{line}"
+        );
+        assert_eq!(args(Mode::Acme, "x").directory(Env::Staging), "x");
+        let mut default = down.clone();
+        default.acme_directory = None;
+        assert_eq!(default.directory(Env::Staging), LETS_ENCRYPT_STAGING);
+        assert_eq!(default.directory(Env::Production), LETS_ENCRYPT);
+    }
+}

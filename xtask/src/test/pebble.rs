@@ -1,0 +1,219 @@
+//! A real ACME server for the tests: Debian's `pebble` (Let's Encrypt's test CA) on
+//! 127.0.0.1, with `pebble-challtestsrv` as its DNS server (every name resolves to 127.0.0.1
+//! unless a test says otherwise). Pebble validates HTTP-01 challenges on `http_port`, where
+//! the test's nginx listens. Its defaults stay on: some good nonces are rejected and each
+//! validation is delayed (PEBBLE_VA_SLEEPTIME, a few seconds here), so the client's retries
+//! and polling are exercised. Both are stopped by pid when dropped.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::child::{Child, free_port};
+use crate::tools;
+use hitsave_host::process::wait_until;
+
+pub struct Pebble {
+    pebble: Option<Child>,
+    _dns: Child,
+    /// The ACME directory URL.
+    pub directory: String,
+    /// The root that signs pebble's own HTTPS (for the ACME client).
+    pub api_root: Utf8PathBuf,
+    /// The root that signs the certificates pebble issues (for the test's HTTPS clients).
+    pub issuer_root: Utf8PathBuf,
+    management: u16,
+    dns_management: u16,
+}
+
+impl Pebble {
+    /// Starts the DNS server and pebble, validating HTTP-01 on 127.0.0.1:`http_port`.
+    pub fn start(work: &Utf8Path, http_port: u16) -> anyhow::Result<Pebble> {
+        let pebble = tools::require("pebble", "pebble")?;
+        let challtestsrv = tools::require("pebble-challtestsrv", "pebble")?;
+        let dir = work.join("pebble");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let api_root = https_certificate(&dir)?;
+        let (dns, dns_management) = (free_port()?, free_port()?);
+        let log = std::fs::File::create(dir.join("challtestsrv.log"))?;
+        let dns_child = Child::spawn(
+            "pebble-challtestsrv",
+            Command::new(challtestsrv)
+                .args(["-dns01", &format!("127.0.0.1:{dns}")])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-management", &format!("127.0.0.1:{dns_management}")])
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
+        let (listen, management) = (free_port()?, free_port()?);
+        let config = dir.join("pebble-config.json");
+        std::fs::write(
+            &config,
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "pebble": {
+                    "listenAddress": format!("127.0.0.1:{listen}"),
+                    "managementListenAddress": format!("127.0.0.1:{management}"),
+                    "certificate": dir.join("pebble.crt").as_str(),
+                    "privateKey": dir.join("pebble.key").as_str(),
+                    "httpPort": http_port,
+                    "tlsPort": free_port()?,
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": false
+                }
+            }))?,
+        )?;
+        let log = std::fs::File::create(dir.join("pebble.log"))?;
+        let child = Child::spawn(
+            "pebble",
+            Command::new(pebble)
+                .args(["-config", config.as_str()])
+                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .env("PEBBLE_VA_SLEEPTIME", "3")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
+        let mut kit = Pebble {
+            pebble: Some(child),
+            _dns: dns_child,
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            issuer_root: dir.join("issuer-root.pem"),
+            api_root,
+            management,
+            dns_management,
+        };
+        wait_until("pebble", Duration::from_secs(30), || {
+            if let Some(p) = kit.pebble.as_mut() {
+                p.check_running()?;
+            }
+            Ok(kit.curl(&[&kit.directory]).is_ok())
+        })?;
+        let root = kit.curl(&[&format!("https://127.0.0.1:{}/roots/0", kit.management)])?;
+        std::fs::write(&kit.issuer_root, root)?;
+        Ok(kit)
+    }
+
+    fn curl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "10", "--cacert"])
+            .arg(&self.api_root)
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Makes `names` resolve to `address` for pebble (say, one where nothing listens).
+    pub fn resolve(&self, names: &[String], address: &str) -> anyhow::Result<()> {
+        for name in names {
+            let body = serde_json::json!({ "host": format!("{name}."), "addresses": [address] });
+            let status = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-d"])
+                .arg(body.to_string())
+                .arg(format!("http://127.0.0.1:{}/add-a", self.dns_management))
+                .status()?;
+            ensure!(
+                status.success(),
+                "challtestsrv refused an A record for {name}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Back to the default answer (127.0.0.1) for `names`.
+    pub fn unresolve(&self, names: &[String]) -> anyhow::Result<()> {
+        for name in names {
+            let body = serde_json::json!({ "host": format!("{name}.") });
+            let status = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-d"])
+                .arg(body.to_string())
+                .arg(format!("http://127.0.0.1:{}/clear-a", self.dns_management))
+                .status()?;
+            ensure!(status.success(), "challtestsrv refused to clear {name}");
+        }
+        Ok(())
+    }
+
+    /// Stops pebble (the CA goes down); the DNS server stays.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.pebble.take() {
+            p.stop();
+        }
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, for pebble's own HTTPS (rustls does not
+/// take a self-signed leaf as a root). Returns the CA's file.
+fn https_certificate(dir: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("openssl is needed for the test CA")?;
+        ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hitsave test pebble CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "pebble.key",
+        "-out",
+        "pebble.csr",
+    ])?;
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "pebble.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "pebble.crt",
+    ])?;
+    Ok(dir.join("ca.crt"))
+}
