@@ -86,7 +86,11 @@ impl Client<'_> {
         let status = order
             .poll_ready(&polling)
             .await
-            .map_err(|e| anyhow::anyhow!("the CA did not validate the names: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the HTTP-01 challenge failed ({e}): the names must resolve to this host and port 80 must reach nginx"
+                )
+            })?;
         if status != OrderStatus::Ready {
             bail!("{}", self.why_invalid(&mut order).await);
         }
@@ -164,7 +168,7 @@ impl Client<'_> {
                     self.directory
                 )
             })?;
-        std::fs::create_dir_all(&self.state_dir)?;
+        super::cert::create_private_dir(&self.state_dir)?;
         let _ = std::fs::remove_file(&file);
         crate::secrets::write_private(&file, &serde_json::to_string(&credentials)?)?;
         Ok(account)

@@ -200,7 +200,7 @@ impl Files {
     }
 }
 
-fn create_private_dir(dir: &Utf8Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Utf8Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

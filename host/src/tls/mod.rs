@@ -204,10 +204,13 @@ pub fn ensure(
                 next_attempt: cert::now() + wait,
                 last_error: text.clone(),
             };
-            if let Some(dir) = backoff_file(host).parent() {
-                let _ = std::fs::create_dir_all(dir);
+            // Private like the rest of tls/ (the error may name the host's setup).
+            let file = backoff_file(host);
+            if let Some(dir) = file.parent() {
+                let _ = cert::create_private_dir(dir);
             }
-            let _ = std::fs::write(backoff_file(host), serde_json::to_vec(&state)?);
+            let _ = std::fs::remove_file(&file);
+            let _ = crate::secrets::write_private(&file, &serde_json::to_string(&state)?);
             bail!(
                 "no new certificate for {} ({text}); {}; the next attempt waits {} min",
                 names.join(", "),

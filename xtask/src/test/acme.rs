@@ -53,6 +53,7 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
         .position(|a| a == "local")
         .context("--env local")?;
     install[env] = "staging".into();
+    install.extend(["--bind".to_owned(), "127.0.0.1".to_owned()]);
     install.extend(tls_flags.iter().cloned());
     let started = Instant::now();
     let (ok, text) = run(&install)?;
@@ -67,6 +68,28 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
     );
     let issued_in = seconds_after(&text, "certificate issued in ").unwrap_or(f64::NAN);
     https_ok(&h, &pebble, &names)?;
+    let (_, status) = run(&[
+        "status".into(),
+        "--json".into(),
+        "--root".into(),
+        h.host_root.to_string(),
+    ])?;
+    let (_, doctor) = run(&[
+        "doctor".into(),
+        "--tls".into(),
+        "--root".into(),
+        h.host_root.to_string(),
+    ])?;
+    ensure!(
+        doctor.contains("ok: certificate") && doctor.contains("Pebble"),
+        "doctor --tls does not show the certificate:\n{doctor}"
+    );
+    ensure!(
+        status.contains("\"certificate\"")
+            && status.contains("Pebble")
+            && status.contains(&format!("api.{DOMAIN}")),
+        "status --json does not show the certificate:\n{status}"
+    );
     eprintln!(
         "xtask: test: acme: a first install issued {} in {issued_in:.1} s (install {:.0} s); https serves every name",
         first.describe(),
@@ -294,16 +317,10 @@ impl HttpsLoad {
                     let mut cmd = Command::new("curl");
                     cmd.args(["-s", "--max-time", "10", "--cacert"])
                         .arg(&root)
-                        .args([
-                            "--resolve",
-                            &resolve,
-                            "-o",
-                            "/dev/null",
-                            "-w",
-                            "%{http_code}\\n",
-                        ]);
+                        .args(["--resolve", &resolve, "-w", "%{http_code}\\n"]);
+                    // Each URL needs its own -o, or the bodies after the first go to stdout.
                     for _ in 0..100 {
-                        cmd.arg(&url);
+                        cmd.args(["-o", "/dev/null", &url]);
                     }
                     let Ok(out) = cmd.output() else { continue };
                     let codes = String::from_utf8_lossy(&out.stdout);
@@ -388,6 +405,24 @@ fn secrets_stay_private(h: &Harness, said: &str, key: &[u8]) -> anyhow::Result<(
             .output()?
             .stdout,
     )?;
+    let mut images: Vec<String> = Vec::new();
+    for id in ids.split_whitespace() {
+        let image = Command::new("docker")
+            .args(["inspect", "--format", "{{.Image}}", id])
+            .output()?;
+        images.push(String::from_utf8_lossy(&image.stdout).trim().to_owned());
+    }
+    images.sort();
+    images.dedup();
+    for image in &images {
+        for args in [
+            vec!["image", "inspect", image.as_str()],
+            vec!["history", "--no-trunc", image.as_str()],
+        ] {
+            let out = Command::new("docker").args(&args).output()?;
+            haystack.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+    }
     for id in ids.split_whitespace() {
         for args in [vec!["inspect", id], vec!["logs", id]] {
             let out = Command::new("docker").args(&args).output()?;
@@ -397,10 +432,11 @@ fn secrets_stay_private(h: &Harness, said: &str, key: &[u8]) -> anyhow::Result<(
     }
     ensure!(
         !haystack.contains(&body),
-        "the certificate's private key appears in output, history or a container"
+        "the certificate's private key appears in output, history, a container or an image"
     );
     eprintln!(
-        "xtask: test: acme: keys are 0600 in 0700 directories and in no output, history, container configuration or log ({} KiB searched)",
+        "xtask: test: acme: keys are 0600 in 0700 directories and in no output, history.jsonl, container configuration or log, or the {} images' configuration and layers' history ({} KiB searched)",
+        images.len(),
         haystack.len() / 1024
     );
     Ok(())
