@@ -74,6 +74,8 @@ impl Pebble {
                 .args(["-config", config.as_str()])
                 .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
                 .env("PEBBLE_VA_SLEEPTIME", "3")
+                // Every order gets fresh authorizations: a challenge meant to fail must run.
+                .env("PEBBLE_AUTHZREUSE", "0")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
