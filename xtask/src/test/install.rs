@@ -647,19 +647,9 @@ fn refusals(h: &Harness, v1: &str, v3: &str) -> anyhow::Result<()> {
     .into_iter()
     .enumerate()
     {
-        let tarball = crafted_tarball(kind)?;
-        let sha =
-            manifest::Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(&tarball).into());
-        std::fs::write(h.store.join(manifest::artifact_key(&sha)), &tarball)?;
         let mut m = m1.clone();
         m.release = format!("2099010100000{n}-abcdef012345").parse()?;
-        let a = m
-            .artifacts
-            .iter_mut()
-            .find(|a| a.component == "api")
-            .context("no api")?;
-        a.sha256 = sha;
-        a.size = tarball.len() as u64;
+        let m = crate::test::signing::put_api(h, m, &crafted_tarball(kind)?)?;
         crate::test::signing::publish(&h.store, &m, Some(&run_key))?;
         let out = h.install(&m.release, &[])?;
         let err = String::from_utf8_lossy(&out.stderr);

@@ -82,9 +82,13 @@ fn variant(base: &Manifest, n: u32) -> anyhow::Result<Manifest> {
 
 /// A variant of `base` whose api artifact is `tarball`, put into the store.
 fn with_api(h: &Harness, base: &Manifest, n: u32, tarball: &[u8]) -> anyhow::Result<Manifest> {
+    put_api(h, variant(base, n)?, tarball)
+}
+
+/// `m` with `tarball` as its api artifact, which goes into the store (the manifest does not).
+pub(crate) fn put_api(h: &Harness, mut m: Manifest, tarball: &[u8]) -> anyhow::Result<Manifest> {
     let sha = Sha256::from_bytes(<sha2::Sha256 as sha2::Digest>::digest(tarball).into());
     std::fs::write(h.store.join(manifest::artifact_key(&sha)), tarball)?;
-    let mut m = variant(base, n)?;
     let api = m
         .artifacts
         .iter_mut()
