@@ -5,9 +5,10 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     name = "xtask",
-    about = "Install, check and roll back HitSave releases, and back up and restore their database, on this host",
+    about = "Install, check and roll back HitSave releases, back up and restore their database, and keep their HTTPS certificate, on this host",
     after_help = "This is the host program every release ships (bin/xtask in its CodeDeploy \
-                  bundle; the hooks run it as root). It installs, checks, rolls back, backs up and restores: \
+                  bundle; the hooks run it as root). It installs (signed releases only), checks, rolls back, \
+                  backs up and restores, and renews the certificate: \
                   building, releasing, deploying, dev and the tests are `cargo xtask` in a \
                   checkout, and are not in this program.",
     version

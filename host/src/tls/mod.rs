@@ -190,38 +190,50 @@ pub fn ensure(
             ));
             Ok(Outcome::Issued(info))
         }
-        Err(e) => {
-            let failures = backoff.failures + 1;
-            let text = format!("{e:#}");
-            let wait = ((15 * 60u64) << (failures - 1).min(7)).min(86_400);
-            let wait = if text.contains("rateLimited") {
-                wait.max(3_600)
-            } else {
-                wait
-            };
-            let state = Backoff {
-                failures,
-                next_attempt: cert::now() + wait,
-                last_error: text.clone(),
-            };
-            // Private like the rest of tls/ (the error may name the host's setup).
-            let file = backoff_file(host);
-            if let Some(dir) = file.parent() {
-                let _ = cert::create_private_dir(dir);
-            }
-            let _ = std::fs::remove_file(&file);
-            let _ = crate::secrets::write_private(&file, &serde_json::to_string(&state)?);
-            bail!(
-                "no new certificate for {} ({text}); {}; the next attempt waits {} min",
-                names.join(", "),
-                match &current {
-                    Some(c) => format!("the current one stays: {}", c.describe()),
-                    None => "the site keeps serving HTTP only".into(),
-                },
-                wait / 60
-            )
-        }
+        Err(e) => Err(record_failure(host, &backoff, &e, current.as_ref(), &names)),
     }
+}
+
+/// Records a failed attempt and when the next may be made; the error to report.
+fn record_failure(
+    host: &Host,
+    backoff: &Backoff,
+    e: &anyhow::Error,
+    current: Option<&CertInfo>,
+    names: &[String],
+) -> anyhow::Error {
+    let failures = backoff.failures + 1;
+    let text = format!("{e:#}");
+    // 15 min, doubling, up to a day; an hour at least after a rate limit.
+    let wait = ((15 * 60u64) << (failures - 1).min(7)).min(86_400);
+    let wait = if text.contains("rateLimited") {
+        wait.max(3_600)
+    } else {
+        wait
+    };
+    let state = Backoff {
+        failures,
+        next_attempt: cert::now() + wait,
+        last_error: text.clone(),
+    };
+    // Private like the rest of tls/ (the error may name the host's setup).
+    let file = backoff_file(host);
+    if let Some(dir) = file.parent() {
+        let _ = cert::create_private_dir(dir);
+    }
+    let _ = std::fs::remove_file(&file);
+    if let Ok(json) = serde_json::to_string(&state) {
+        let _ = crate::secrets::write_private(&file, &json);
+    }
+    anyhow::anyhow!(
+        "no new certificate for {} ({text}); {}; the next attempt waits {} min",
+        names.join(", "),
+        match current {
+            Some(c) => format!("the current one stays: {}", c.describe()),
+            None => "the site keeps serving HTTP only".into(),
+        },
+        wait / 60
+    )
 }
 
 /// After an install's swap (or for `tls renew`): ensure the certificate, then have nginx
