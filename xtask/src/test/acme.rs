@@ -68,18 +68,8 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
     );
     let issued_in = seconds_after(&text, "certificate issued in ").unwrap_or(f64::NAN);
     https_ok(&h, &pebble, &names)?;
-    let (_, status) = run(&[
-        "status".into(),
-        "--json".into(),
-        "--root".into(),
-        h.host_root.to_string(),
-    ])?;
-    let (_, doctor) = run(&[
-        "doctor".into(),
-        "--tls".into(),
-        "--root".into(),
-        h.host_root.to_string(),
-    ])?;
+    let (_, status) = run(&on_host(&h, &["status", "--json"]))?;
+    let (_, doctor) = run(&on_host(&h, &["doctor", "--tls"]))?;
     ensure!(
         doctor.contains("ok: certificate") && doctor.contains("Pebble"),
         "doctor --tls does not show the certificate:\n{doctor}"
@@ -98,10 +88,7 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
 
     // Not due: nothing happens.
     let renew = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["tls", "renew", "--root", h.host_root.as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args = on_host(&h, &["tls", "renew"]);
         args.extend(tls_flags.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
@@ -162,12 +149,7 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
         ok && text.contains("the next one waits"),
         "no backoff after a failure:\n{text}"
     );
-    let (_, doctor) = run(&[
-        "tls".into(),
-        "status".into(),
-        "--root".into(),
-        h.host_root.to_string(),
-    ])?;
+    let (_, doctor) = run(&on_host(&h, &["tls", "status"]))?;
     ensure!(
         doctor.contains("the last renewal failed"),
         "tls status after a failure:\n{doctor}"
@@ -223,6 +205,15 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
     drop(cleanup);
     std::fs::remove_dir_all(&h.work)?;
     Ok(())
+}
+
+/// `args` for the acme host's root.
+fn on_host(h: &Harness, args: &[&str]) -> Vec<String> {
+    args.iter()
+        .copied()
+        .chain(["--root", h.host_root.as_str()])
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The number after `marker` in `text` (`certificate issued in 4.2 s`).

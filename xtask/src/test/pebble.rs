@@ -117,16 +117,10 @@ impl Pebble {
     /// Makes `names` resolve to `address` for pebble (say, one where nothing listens).
     pub fn resolve(&self, names: &[String], address: &str) -> anyhow::Result<()> {
         for name in names {
-            let body = serde_json::json!({ "host": format!("{name}."), "addresses": [address] });
-            let status = Command::new("curl")
-                .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-d"])
-                .arg(body.to_string())
-                .arg(format!("http://127.0.0.1:{}/add-a", self.dns_management))
-                .status()?;
-            ensure!(
-                status.success(),
-                "challtestsrv refused an A record for {name}"
-            );
+            self.dns(
+                "add-a",
+                serde_json::json!({ "host": format!("{name}."), "addresses": [address] }),
+            )?;
         }
         Ok(())
     }
@@ -134,14 +128,19 @@ impl Pebble {
     /// Back to the default answer (127.0.0.1) for `names`.
     pub fn unresolve(&self, names: &[String]) -> anyhow::Result<()> {
         for name in names {
-            let body = serde_json::json!({ "host": format!("{name}.") });
-            let status = Command::new("curl")
-                .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-d"])
-                .arg(body.to_string())
-                .arg(format!("http://127.0.0.1:{}/clear-a", self.dns_management))
-                .status()?;
-            ensure!(status.success(), "challtestsrv refused to clear {name}");
+            self.dns("clear-a", serde_json::json!({ "host": format!("{name}.") }))?;
         }
+        Ok(())
+    }
+
+    /// One call to challtestsrv's management API.
+    fn dns(&self, call: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        let status = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-d"])
+            .arg(body.to_string())
+            .arg(format!("http://127.0.0.1:{}/{call}", self.dns_management))
+            .status()?;
+        ensure!(status.success(), "challtestsrv refused {call} {body}");
         Ok(())
     }
 
