@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod checkout;
 pub mod compose;
+pub mod console;
 pub mod digest;
 pub mod doctor;
 pub mod elf;
@@ -41,6 +42,14 @@ pub enum Command {
     /// On the host: back up the database (pg_dump in its container) into <root>/backups and,
     /// with --store, the artifact store.
     Backup(backup::Args),
+    /// On the host: the current release's logs through compose (`logs [SERVICE...] --follow`).
+    Logs(console::LogsArgs),
+    /// On the host: a command in a running container of the current release
+    /// (`exec SERVICE -- CMD...`; a shell by default).
+    Exec(console::ExecArgs),
+    /// On the host: `maintenance on|off`: every host answers 503 with Retry-After (a page, or
+    /// JSON for the API) without stopping anything.
+    Maintenance(console::MaintenanceArgs),
     /// On the host: the HTTPS certificate from an ACME CA (Let's Encrypt): `tls renew` when a
     /// third of its lifetime is left, `tls status`.
     Tls(tls::Args),
@@ -62,6 +71,9 @@ impl Command {
             Command::Backup(args) => backup::run(args),
             Command::Restore(args) => backup::restore::run(args),
             Command::Tls(args) => tls::run(args),
+            Command::Logs(args) => console::logs(args),
+            Command::Exec(args) => console::exec(args),
+            Command::Maintenance(args) => console::maintenance(args),
         }
     }
 }

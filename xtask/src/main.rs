@@ -23,7 +23,8 @@ use clap::{Parser, Subcommand};
     bin_name = "cargo xtask",
     about = "Build, test, release and deploy HitSave",
     after_help = "Runs on a laptop or in CI and is never shipped to a host. verify, install, \
-                  hook, rollback, status, doctor, backup, restore and tls are the host program's commands (host/, \
+                  hook, rollback, status, doctor, backup, restore, tls, logs, exec and maintenance are the host \
+                  program's commands (host/, \
                   `xtask` on a host, from each release's bundle), the same code run from here.",
     version
 )]

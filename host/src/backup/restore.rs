@@ -555,7 +555,7 @@ struct Maintenance<'a> {
 
 impl<'a> Maintenance<'a> {
     fn on(dir: &'a Utf8Path) -> anyhow::Result<Maintenance<'a>> {
-        nginx::maintenance_on(dir)?;
+        nginx::maintenance_on(dir, nginx::RESTORE_MESSAGE, "restore")?;
         Ok(Maintenance { dir, keep: false })
     }
     fn keep(&mut self) {

@@ -473,7 +473,7 @@ pub fn deploy(
     )
     .and_then(|()| {
         // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
-        if nginx::in_maintenance(&host.nginx_dir()) {
+        if nginx::maintenance_by(&host.nginx_dir()).as_deref() == Some("restore") {
             ui.info("ending the maintenance a restore that did not finish left on");
             nginx::maintenance_off(&host.nginx_dir())?;
         }

@@ -36,9 +36,14 @@ impl Upstreams {
     }
 }
 
-/// The page maintenance serves, and the file whose presence turns it on.
+/// The page maintenance serves, and the file whose presence turns it on; the API's hosts
+/// answer JSON instead; who turned it on (`restore`, or `operator` for `xtask maintenance`).
 const MAINTENANCE_PAGE: &str = include_str!("maintenance.html");
 const MAINTENANCE_FILE: &str = "maintenance.html";
+const MAINTENANCE_JSON: &str = "maintenance.json";
+const MAINTENANCE_BY: &str = "maintenance.by";
+/// What a restore's maintenance says.
+pub const RESTORE_MESSAGE: &str = "HitSave is being restored from a backup. Nothing you saved before is lost; please try again in a minute.";
 /// How long clients are told to wait (seconds): a restore's swap takes about this long.
 pub const RETRY_AFTER: u32 = 30;
 
@@ -68,19 +73,26 @@ pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) ->
         .replace("{{tls_default}}", default)
         .replace("{{acme}}", ACME_LOCATION)
         .replace("{{maintenance}}", MAINTENANCE_CHECK)
-        .replace("{{maintenance_page}}", &maintenance_location())
+        .replace(
+            "{{maintenance_page_api}}",
+            &maintenance_location(MAINTENANCE_JSON),
+        )
+        .replace(
+            "{{maintenance_page}}",
+            &maintenance_location(MAINTENANCE_FILE),
+        )
         .replace("{{domain}}", domain)
         .replace("{{api_upstream}}", &upstreams.api)
         .replace("{{web_upstream}}", &upstreams.web)
 }
 
-/// The named location that answers a maintenance 503 with the page (the status stays 503).
-fn maintenance_location() -> String {
+/// The named location that answers a maintenance 503 with `page` (the status stays 503).
+fn maintenance_location(page: &str) -> String {
     format!(
         "    location @maintenance {{\n        root /etc/nginx/conf.d;\n        \
          add_header Retry-After {RETRY_AFTER} always;\n        \
          add_header Cache-Control no-store always;\n        \
-         try_files /{MAINTENANCE_FILE} =503;\n    }}"
+         try_files /{page} =503;\n    }}"
     )
 }
 
@@ -90,22 +102,55 @@ pub fn supports_maintenance(dir: &Utf8Path) -> bool {
         .is_ok_and(|site| site.contains("location @maintenance"))
 }
 
-/// Puts every host of the site in `dir` into maintenance, at once (a rename).
-pub fn maintenance_on(dir: &Utf8Path) -> anyhow::Result<()> {
-    let tmp = dir.join(".maintenance.html.new");
-    std::fs::write(&tmp, MAINTENANCE_PAGE).with_context(|| format!("cannot write {tmp}"))?;
-    std::fs::rename(&tmp, dir.join(MAINTENANCE_FILE))
-        .with_context(|| format!("cannot turn maintenance on in {dir}"))
+/// Puts every host of the site in `dir` into maintenance, at once: the JSON and who asked
+/// first, then the page, whose rename is the switch.
+pub fn maintenance_on(dir: &Utf8Path, message: &str, by: &str) -> anyhow::Result<()> {
+    let json = serde_json::json!({
+        "error": "hitsave-maintenance",
+        "message": message,
+        "retry_after": RETRY_AFTER,
+    });
+    let page = MAINTENANCE_PAGE.replace("{{message}}", &html_escape(message));
+    for (name, text) in [
+        (MAINTENANCE_JSON, format!("{json}\n")),
+        (MAINTENANCE_BY, format!("{by}\n")),
+        (MAINTENANCE_FILE, page),
+    ] {
+        let tmp = dir.join(format!(".{name}.new"));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {tmp}"))?;
+        std::fs::rename(&tmp, dir.join(name))
+            .with_context(|| format!("cannot turn maintenance on in {dir}"))?;
+    }
+    Ok(())
 }
 
-/// Ends maintenance; nothing to do when it is off.
+/// Who turned maintenance on (`restore`, `operator`), when it is on.
+pub fn maintenance_by(dir: &Utf8Path) -> Option<String> {
+    in_maintenance(dir).then(|| {
+        std::fs::read_to_string(dir.join(MAINTENANCE_BY))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "restore".into())
+    })
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Ends maintenance (the page first: that is the switch); nothing to do when it is off.
 pub fn maintenance_off(dir: &Utf8Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(dir.join(MAINTENANCE_FILE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot turn maintenance off in {dir}"))
+    for name in [MAINTENANCE_FILE, MAINTENANCE_JSON, MAINTENANCE_BY] {
+        match std::fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot turn maintenance off in {dir}"));
+            }
+            _ => {}
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 /// Whether maintenance is on (a restore runs, or one was killed before it ended).
@@ -184,6 +229,9 @@ mod tests {
         // Every host's `location /` has the maintenance test, the health check has not.
         assert_eq!(site.matches("error_page 503 @maintenance;").count(), 3);
         assert_eq!(site.matches("location @maintenance {").count(), 3);
+        // The API's host answers JSON, the site's hosts the page.
+        assert_eq!(site.matches("try_files /maintenance.json =503;").count(), 1);
+        assert_eq!(site.matches("try_files /maintenance.html =503;").count(), 2);
         assert!(site.contains("add_header Retry-After 30 always;"));
         let health = site.find("/nginx-health").unwrap();
         assert!(!site[health..health + 80].contains("maintenance"));

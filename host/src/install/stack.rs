@@ -232,6 +232,11 @@ impl Stack {
         }
     }
 
+    /// A compose command on this stack, to stream or run as the caller likes.
+    pub fn command(&self, args: &[&str]) -> duct::Expression {
+        self.compose().command(args)
+    }
+
     /// Runs a compose command; on failure the error carries its output.
     pub fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<String> {
         self.compose().run(what, args)

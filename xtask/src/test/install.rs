@@ -249,6 +249,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     crate::test::signing::scenario(h, &v2, &v1)?;
     concurrent(h, &v1, &v2)?;
     crate::test::restore::scenario(h, twin, &v2)?;
+    crate::test::console::scenario(h)?;
     no_secret_leaks(h)?;
 
     let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;

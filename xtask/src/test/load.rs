@@ -204,7 +204,6 @@ async fn one(port: u16, host: &str, path: &str) -> std::io::Result<(u16, bool)> 
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
     let text = String::from_utf8_lossy(&response);
-    let maintenance =
-        text.contains("\r\nRetry-After: ") && text.contains("<!-- hitsave-maintenance -->");
+    let maintenance = text.contains("\r\nRetry-After: ") && text.contains("hitsave-maintenance");
     Ok((status, maintenance))
 }

@@ -9,6 +9,7 @@
 
 pub mod acme;
 pub mod codedeploy;
+pub mod console;
 pub mod dev;
 pub mod garage;
 pub mod glibc_probe;

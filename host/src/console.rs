@@ -1,0 +1,196 @@
+//! Day two on the host, always on the current release: `xtask logs` (its containers through
+//! compose, with its files and release.env, each line prefixed by its container), `xtask exec`
+//! (a command in the running container of a service, whatever a blue/green swap named it) and
+//! `xtask maintenance on|off` (every host answers 503 with Retry-After: a page for the site,
+//! JSON for the API; no container stops, nothing reloads).
+
+use anyhow::{Context, bail};
+use camino::Utf8PathBuf;
+
+use crate::install::host::Host;
+use crate::install::nginx;
+use crate::install::stack::{Stack, State};
+
+/// The install root, for every command here.
+#[derive(clap::Args)]
+pub struct Root {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    root: Utf8PathBuf,
+}
+
+impl Root {
+    fn current(&self) -> anyhow::Result<(Host, Stack)> {
+        let host = Host::open(&self.root)?;
+        let current = host.current().with_context(|| {
+            format!(
+                "nothing is installed under {}: run `{}` first",
+                self.root,
+                crate::install::host::command("install --store ... --channel ...", &self.root)
+            )
+        })?;
+        let stack = Stack::open(&host.release_dir(&current))?;
+        Ok((host, stack))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    root: Root,
+    /// Services to show (api, web, db, nginx) [default: all].
+    services: Vec<String>,
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only lines newer than this (`10m`, `2h`, or an RFC 3339 time).
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+    /// Lines from the end of each container's log.
+    #[arg(long, value_name = "N", default_value = "100")]
+    tail: u32,
+}
+
+pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let (_, stack) = args.root.current()?;
+    let known = services(&stack)?;
+    for s in &args.services {
+        if !known.contains(s) {
+            bail!(
+                "the current release has no service {s:?}: its services are {}",
+                known.join(", ")
+            );
+        }
+    }
+    let tail = args.tail.to_string();
+    let mut argv = vec!["logs", "--timestamps", "--tail", &tail];
+    if args.follow {
+        argv.push("--follow");
+    }
+    if let Some(since) = &args.since {
+        argv.extend(["--since", since]);
+    }
+    argv.extend(args.services.iter().map(String::as_str));
+    // Streamed as compose prints it: `<container> | <line>`.
+    stack
+        .command(&argv)
+        .stdin_null()
+        .unchecked()
+        .run()
+        .context("docker compose logs failed")?;
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    root: Root,
+    /// The service whose running container the command runs in (api, web, db, nginx).
+    service: String,
+    /// The command and its arguments [default: sh].
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
+    let (_, stack) = args.root.current()?;
+    let container = running_container(&stack, &args.service)?;
+    let mut argv: Vec<String> = vec!["exec".into(), "-i".into()];
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        argv.push("-t".into());
+    }
+    argv.push(container);
+    if args.command.is_empty() {
+        argv.push("sh".into());
+    } else {
+        argv.extend(args.command);
+    }
+    let status = std::process::Command::new("docker")
+        .args(&argv)
+        .status()
+        .context("cannot run docker exec")?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
+
+/// The name of `service`'s running container in the current release (after a blue/green swap
+/// it is not `<project>-<service>-1`).
+pub fn running_container(stack: &Stack, service: &str) -> anyhow::Result<String> {
+    let containers = stack.containers()?;
+    let running: Vec<_> = containers
+        .iter()
+        .filter(|c| c.service == service && c.state == State::Running)
+        .collect();
+    match running.last() {
+        Some(c) => Ok(c.name.clone()),
+        None if containers.iter().any(|c| c.service == service) => {
+            bail!("no container of {service} is running: see `xtask status`")
+        }
+        None => bail!(
+            "the current release has no service {service:?}: its services are {}",
+            services(stack)?.join(", ")
+        ),
+    }
+}
+
+fn services(stack: &Stack) -> anyhow::Result<Vec<String>> {
+    let config = stack.config()?;
+    Ok(config["services"]
+        .as_object()
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+#[derive(clap::Args)]
+pub struct MaintenanceArgs {
+    #[command(subcommand)]
+    switch: Switch,
+}
+
+#[derive(clap::Subcommand)]
+enum Switch {
+    /// Every host answers 503 with Retry-After (a page for the site, JSON for the API).
+    On {
+        #[command(flatten)]
+        root: Root,
+        /// What the page and the JSON say.
+        #[arg(
+            long,
+            default_value = "HitSave is down for maintenance; please try again in a few minutes."
+        )]
+        message: String,
+    },
+    /// Back to serving.
+    Off {
+        #[command(flatten)]
+        root: Root,
+    },
+}
+
+pub fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
+    match args.switch {
+        Switch::On { root, message } => {
+            let (host, _) = root.current()?;
+            let dir = host.nginx_dir();
+            if !nginx::supports_maintenance(&dir) {
+                bail!(
+                    "the current release's site has no maintenance mode (it predates it): install a newer release first"
+                );
+            }
+            nginx::maintenance_on(&dir, &message, "operator")?;
+            eprintln!(
+                "xtask: maintenance is on: every host answers 503 with Retry-After {} s; `{}` ends it",
+                nginx::RETRY_AFTER,
+                crate::install::host::command("maintenance off", &root.root)
+            );
+        }
+        Switch::Off { root } => {
+            let (host, _) = root.current()?;
+            nginx::maintenance_off(&host.nginx_dir())?;
+            eprintln!("xtask: maintenance is off: the site serves");
+        }
+    }
+    Ok(())
+}
