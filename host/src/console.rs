@@ -1,5 +1,5 @@
 //! Day two on the host, always on the current release: `xtask logs` (its containers through
-//! compose, with its files and release.env, each line prefixed by its container), `xtask exec`
+//! compose, with its files and release.env, each line prefixed by service and index), `xtask exec`
 //! (a command in the running container of a service, whatever a blue/green swap named it) and
 //! `xtask maintenance on|off` (every host answers 503 with Retry-After: a page for the site,
 //! JSON for the API; no container stops, nothing reloads).
@@ -67,11 +67,14 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     if args.follow {
         argv.push("--follow");
     }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        argv.push("--no-color");
+    }
     if let Some(since) = &args.since {
         argv.extend(["--since", since]);
     }
     argv.extend(args.services.iter().map(String::as_str));
-    // Streamed as compose prints it: `<container> | <line>`.
+    // Streamed as compose prints it: `<service>-<index> | <time> <line>`.
     stack
         .command(&argv)
         .stdin_null()
