@@ -63,12 +63,15 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         }
     }
     let tail = args.tail.to_string();
-    let mut argv = vec!["logs", "--timestamps", "--tail", &tail];
+    // Into a pipe or a file: no colours and no terminal control codes.
+    let mut argv = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        vec!["logs"]
+    } else {
+        vec!["--ansi", "never", "logs", "--no-color"]
+    };
+    argv.extend(["--timestamps", "--tail", &tail]);
     if args.follow {
         argv.push("--follow");
-    }
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        argv.push("--no-color");
     }
     if let Some(since) = &args.since {
         argv.extend(["--since", since]);

@@ -36,7 +36,7 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         .strip_prefix(&format!("{}-", h.project()))
         .unwrap_or(&name);
     ensure!(
-        logs.lines().any(|l| l.starts_with(&format!("{short} "))),
+        logs.lines().any(|l| l.starts_with(&format!("{short} "))) && !logs.contains('\x1b'),
         "xtask logs {service} shows no line of {name}:\n{logs}"
     );
     let env = ReleaseEnv::read(&stack.release_dir.join("release.env"))?;
