@@ -51,8 +51,14 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         "xtask exec {service} ran elsewhere: {}",
         String::from_utf8_lossy(&out)
     );
-    for args in [vec!["logs", "nosuch"], vec!["exec", "nosuch", "--", "true"]] {
-        let err = h.t.fails(&h.host_args(&args), &[])?;
+    for (args, command) in [
+        (vec!["logs", "nosuch"], vec![]),
+        (vec!["exec", "nosuch"], vec!["--", "true"]),
+    ] {
+        // --root before the `--` that starts exec's command.
+        let mut args = h.host_args(&args);
+        args.extend(command);
+        let err = h.t.fails(&args, &[])?;
         ensure!(
             err.contains("has no service \"nosuch\""),
             "{args:?}:\n{err}"
