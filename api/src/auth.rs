@@ -1,14 +1,19 @@
 //! Who is calling. Two kinds of credential, both sent as `Authorization: Bearer ...`:
 //! - a session token (JWT, HS256, signed with JWT_SECRET) for a signed-in person, which may
-//!   issue API keys;
+//!   issue API keys. While `xtask secrets rotate jwt_secret` has a grace period running, tokens
+//!   signed with the previous secret (JWT_SECRET_PREVIOUS_FILE) are accepted until
+//!   JWT_SECRET_PREVIOUS_UNTIL, and `POST /session/refresh` trades one for a token signed with
+//!   the current secret;
 //! - an API key (`hs_` + 64 hex digits) for the HitSave client library, which reads and writes
 //!   evals. Keys are looked up by their SHA-256; the key itself is never stored.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -28,13 +33,68 @@ pub struct ApiKeyUser {
     pub user_id: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
 }
 
-pub fn session_key(secret: &str) -> DecodingKey {
-    DecodingKey::from_secret(secret.as_bytes())
+/// The keys session tokens are signed and checked with.
+pub struct Sessions {
+    signing: EncodingKey,
+    current: DecodingKey,
+    /// The secret before a rotation and the end of its grace period.
+    previous: Option<(DecodingKey, SystemTime)>,
+    /// How long a token from `refresh` lives.
+    lifetime: Duration,
+}
+
+impl Sessions {
+    pub fn new(
+        current: &str,
+        previous: Option<(&str, SystemTime)>,
+        lifetime: Duration,
+    ) -> Sessions {
+        Sessions {
+            signing: EncodingKey::from_secret(current.as_bytes()),
+            current: DecodingKey::from_secret(current.as_bytes()),
+            previous: previous.map(|(s, until)| (DecodingKey::from_secret(s.as_bytes()), until)),
+            lifetime,
+        }
+    }
+
+    /// The login in a valid token: signed with the current secret or, until its grace period
+    /// ends, the previous one.
+    fn check(&self, token: &str) -> Option<String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut keys = vec![&self.current];
+        if let Some((key, until)) = &self.previous
+            && SystemTime::now() < *until
+        {
+            keys.push(key);
+        }
+        keys.into_iter().find_map(|key| {
+            jsonwebtoken::decode::<Claims>(token, key, &validation)
+                .ok()
+                .map(|data| data.claims.sub)
+        })
+    }
+
+    /// A new token for `login`, signed with the current secret; and when it expires.
+    pub fn issue(&self, login: &str) -> (String, SystemTime) {
+        let expires = SystemTime::now() + self.lifetime;
+        let claims = Claims {
+            sub: login.to_owned(),
+            exp: expires
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.signing)
+            .expect("HS256 signing cannot fail");
+        (token, expires)
+    }
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -58,13 +118,11 @@ impl FromRequestParts<AppState> for SessionUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &state.session_key, &validation)
-            .map_err(|_| ApiError::Unauthorized("invalid or expired session token"))?;
-        Ok(SessionUser {
-            github_login: data.claims.sub,
-        })
+        let github_login = state
+            .sessions
+            .check(token)
+            .ok_or(ApiError::Unauthorized("invalid or expired session token"))?;
+        Ok(SessionUser { github_login })
     }
 }
 
@@ -92,7 +150,7 @@ impl FromRequestParts<AppState> for ApiKeyUser {
             "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 RETURNING user_id",
         )
         .bind(&key_digest(key)[..])
-        .fetch_optional(&state.pool)
+        .fetch_optional(&mut *state.db.acquire().await?)
         .await?;
         user_id
             .map(|user_id| ApiKeyUser { user_id })
@@ -103,6 +161,28 @@ impl FromRequestParts<AppState> for ApiKeyUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_previous_secret_counts_only_until_its_grace_ends() {
+        let hour = Duration::from_secs(3600);
+        let old = Sessions::new("old-secret", None, hour);
+        let (token, _) = old.issue("ada");
+        let now = SystemTime::now();
+        let in_grace = Sessions::new("new-secret", Some(("old-secret", now + hour)), hour);
+        assert_eq!(in_grace.check(&token).as_deref(), Some("ada"));
+        let (fresh, _) = in_grace.issue("ada");
+        assert_eq!(
+            Sessions::new("new-secret", None, hour)
+                .check(&fresh)
+                .as_deref(),
+            Some("ada"),
+            "refreshed tokens are signed with the current secret"
+        );
+        assert_eq!(old.check(&fresh), None);
+        let over = Sessions::new("new-secret", Some(("old-secret", now - hour)), hour);
+        assert_eq!(over.check(&token), None);
+        assert_eq!(Sessions::new("new-secret", None, hour).check(&token), None);
+    }
 
     #[test]
     fn keys_are_unique_and_well_formed() {

@@ -1,7 +1,7 @@
 //! The API's settings: plain values from the environment, secrets from files.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hitsave_db::{ConfigError, DbConfig, Secret, env};
 
@@ -12,6 +12,11 @@ pub struct Config {
     pub db: DbConfig,
     /// Signs the session tokens that authorise issuing API keys.
     pub jwt_secret: Secret,
+    /// The secret before the last rotation, accepted (never used to sign) until the end of its
+    /// grace period: `JWT_SECRET_PREVIOUS_FILE` and `JWT_SECRET_PREVIOUS_UNTIL` (Unix seconds).
+    pub jwt_previous: Option<(Secret, SystemTime)>,
+    /// How long a session token from `POST /session/refresh` lives.
+    pub session_lifetime: Duration,
     /// The GitHub OAuth app's secret. Read and checked at start-up so that a deploy without it
     /// fails before it gets traffic; the GitHub sign-in flow that uses it is not in this slice.
     #[expect(dead_code, reason = "GitHub sign-in is not implemented yet")]
@@ -28,6 +33,14 @@ impl Config {
             port: env::parse("PORT", 8080)?,
             db: DbConfig::from_env()?,
             jwt_secret: Secret::from_file_env("JWT_SECRET_FILE")?,
+            jwt_previous: match Secret::previous_from_file_env("JWT_SECRET_PREVIOUS_FILE")? {
+                Some(previous) => Some((
+                    previous,
+                    UNIX_EPOCH + Duration::from_secs(env::parse("JWT_SECRET_PREVIOUS_UNTIL", 0)?),
+                )),
+                None => None,
+            },
+            session_lifetime: Duration::from_secs(env::parse("SESSION_LIFETIME_SECS", 86_400)?),
             gh_client_secret: Secret::from_file_env("GH_CLIENT_SECRET_FILE")?,
             shutdown_grace: Duration::from_secs(env::parse("SHUTDOWN_GRACE_SECS", 20)?),
             log_json: env::string("LOG_FORMAT", "text") == "json",

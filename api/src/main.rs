@@ -14,8 +14,10 @@ mod routes;
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
-use sqlx::PgPool;
+use hitsave_db::Db;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,8 +26,8 @@ use crate::config::Config;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
-    pub session_key: jsonwebtoken::DecodingKey,
+    pub db: Db,
+    pub sessions: Arc<auth::Sessions>,
 }
 
 fn main() -> ExitCode {
@@ -64,10 +66,18 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let pool = config.db.lazy_pool();
+    let db = config.db.lazy_pool();
+    let sessions = auth::Sessions::new(
+        config.jwt_secret.expose(),
+        config
+            .jwt_previous
+            .as_ref()
+            .map(|(secret, until)| (secret.expose(), *until)),
+        config.session_lifetime,
+    );
     let state = AppState {
-        pool: pool.clone(),
-        session_key: auth::session_key(config.jwt_secret.expose()),
+        db: db.clone(),
+        sessions: Arc::new(sessions),
     };
     let listener = TcpListener::bind((config.host, config.port))
         .await
@@ -104,7 +114,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     match tokio::time::timeout(config.shutdown_grace, &mut server).await {
         Ok(result) => {
             result.context("server task")?.context("server failed")?;
-            pool.close().await;
+            db.pool().close().await;
         }
         Err(_) => {
             // Requests still running hold pooled connections, so closing the pool would wait

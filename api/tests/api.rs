@@ -591,3 +591,166 @@ async fn logs_never_contain_secret_values() {
         assert!(!logs.contains(secret), "secret leaked into logs");
     }
 }
+
+// ---- secret rotation (`xtask secrets rotate`) ----
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_rotated_jwt_secret_still_accepts_old_tokens_until_the_grace_ends() {
+    let db = migrated_db("jwtrot").await;
+    let files = tempfile::tempdir().unwrap();
+    const NEW: &str = "the-new-jwt-secret-after-rotation";
+    let new = write_secret(files.path(), "jwt_secret", NEW);
+    let previous = write_secret(files.path(), "jwt_secret.previous", JWT_SECRET);
+    let until = (now_unix() + 4).to_string();
+    let server = Server::start(
+        &db,
+        &[
+            ("JWT_SECRET_FILE", new.to_str().unwrap()),
+            ("JWT_SECRET_PREVIOUS_FILE", previous.to_str().unwrap()),
+            ("JWT_SECRET_PREVIOUS_UNTIL", &until),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let before = session_token("ada", JWT_SECRET, 3600);
+    let list = |token: String| {
+        let http = http.clone();
+        let url = server.url("/api_keys");
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        list(before.clone()).await,
+        StatusCode::OK,
+        "within the grace period"
+    );
+    let res = http
+        .post(server.url("/session/refresh"))
+        .bearer_auth(&before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let refreshed = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Signed with the new secret: it verifies with it and not with the old one.
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let claims = jsonwebtoken::decode::<Value>(
+        &refreshed,
+        &jsonwebtoken::DecodingKey::from_secret(NEW.as_bytes()),
+        &validation,
+    )
+    .expect("the refreshed token is signed with the current secret");
+    assert_eq!(claims.claims["sub"], "ada");
+    assert!(
+        jsonwebtoken::decode::<Value>(
+            &refreshed,
+            &jsonwebtoken::DecodingKey::from_secret(JWT_SECRET.as_bytes()),
+            &validation,
+        )
+        .is_err()
+    );
+    while now_unix() <= until.parse::<u64>().unwrap() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        list(before).await,
+        StatusCode::UNAUTHORIZED,
+        "after the grace period"
+    );
+    assert_eq!(list(refreshed).await, StatusCode::OK);
+    assert_eq!(list(session_token("ada", NEW, 3600)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_database_password_changes_under_a_running_server() {
+    let db = migrated_db("pgrot").await;
+    let role = format!("rot_{}", std::process::id());
+    const OLD: &str = "old-password-0123456789";
+    const NEW: &str = "new-password-9876543210";
+    let mut admin = db.connect().await;
+    sqlx::raw_sql(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD '{OLD}';
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // The host's order: new file and previous file first, the role's password after.
+    let files = tempfile::tempdir().unwrap();
+    let current = write_secret(files.path(), "postgres_password", NEW);
+    let previous = write_secret(files.path(), "postgres_password.previous", OLD);
+    let server = Server::start(
+        &db,
+        &[
+            ("POSTGRES_USER", role.as_str()),
+            ("POSTGRES_PASSWORD_FILE", current.to_str().unwrap()),
+            (
+                "POSTGRES_PASSWORD_PREVIOUS_FILE",
+                previous.to_str().unwrap(),
+            ),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ready = || async {
+        http.get(server.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(
+        ready().await,
+        StatusCode::OK,
+        "logs in with the previous password"
+    );
+    sqlx::raw_sql(&format!("ALTER ROLE {role} PASSWORD '{NEW}'"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // Its open connections stay; cut them, so the next request must log in again.
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&role)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            ready().await,
+            StatusCode::OK,
+            "logs in with the new password"
+        );
+    }
+    let logs = server.logs();
+    assert!(logs.contains("switching"), "{logs}");
+    for secret in [OLD, NEW] {
+        assert!(!logs.contains(secret), "a password leaked into the logs");
+    }
+    drop(server);
+    sqlx::raw_sql(&format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; DROP ROLE {role}"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}

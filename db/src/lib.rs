@@ -2,6 +2,7 @@
 //! secrets, how they connect to PostgreSQL, and what the schema they were built with looks like.
 
 pub mod env;
+pub mod login;
 pub mod schema;
 pub mod secret;
 #[cfg(feature = "testing")]
@@ -9,9 +10,10 @@ pub mod testing;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use env::EnvError;
+pub use login::Db;
 pub use secret::{Secret, SecretError};
 
 /// Where the database is and how to log in. Plain settings come from the environment; the
@@ -23,12 +25,16 @@ pub struct DbConfig {
     pub database: String,
     pub user: String,
     pub password: Secret,
+    /// The password before a rotation, while one is under way (`POSTGRES_PASSWORD_PREVIOUS_FILE`,
+    /// empty otherwise): the database may still want it (see `login`).
+    pub previous_password: Option<Secret>,
     pub max_connections: u32,
 }
 
 impl DbConfig {
     /// Reads `POSTGRES_HOST` (localhost), `POSTGRES_PORT` (5432), `POSTGRES_DB` (hitsave),
-    /// `POSTGRES_USER` (hitsave), `POSTGRES_MAX_CONNECTIONS` (10) and `POSTGRES_PASSWORD_FILE`.
+    /// `POSTGRES_USER` (hitsave), `POSTGRES_MAX_CONNECTIONS` (10), `POSTGRES_PASSWORD_FILE` and
+    /// the optional `POSTGRES_PASSWORD_PREVIOUS_FILE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             host: env::string("POSTGRES_HOST", "localhost"),
@@ -36,6 +42,7 @@ impl DbConfig {
             database: env::string("POSTGRES_DB", "hitsave"),
             user: env::string("POSTGRES_USER", "hitsave"),
             password: Secret::from_file_env("POSTGRES_PASSWORD_FILE")?,
+            previous_password: Secret::previous_from_file_env("POSTGRES_PASSWORD_PREVIOUS_FILE")?,
             max_connections: env::parse("POSTGRES_MAX_CONNECTIONS", 10)?,
         })
     }
@@ -52,16 +59,22 @@ impl DbConfig {
 
     /// A pool that connects on first use, so a process can start (and say it is not ready)
     /// while the database is still coming up.
-    pub fn lazy_pool(&self) -> PgPool {
+    pub fn lazy_pool(&self) -> Db {
         self.lazy_pool_with(self.connect_options())
     }
 
-    /// The same pool on `options` (these settings with more, such as session parameters).
-    pub fn lazy_pool_with(&self, options: PgConnectOptions) -> PgPool {
-        PgPoolOptions::new()
+    /// The same pool on `options` (these settings with more, such as session parameters),
+    /// which logs in with the previous password too while a rotation is under way.
+    pub fn lazy_pool_with(&self, options: PgConnectOptions) -> Db {
+        let mut logins = vec![options.clone()];
+        if let Some(previous) = &self.previous_password {
+            logins.push(options.password(previous.expose()));
+        }
+        let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options)
+            .connect_lazy_with(logins[0].clone());
+        Db::new(pool, logins)
     }
 
     /// Where this config points, for messages: never includes the password.

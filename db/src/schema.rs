@@ -2,7 +2,7 @@
 //! with what the database has applied.
 
 use sqlx::migrate::{Migration, Migrator};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, Row};
 
 /// Every migration in `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -22,10 +22,10 @@ pub struct AppliedMigration {
 }
 
 /// What the database has applied, oldest first; empty when it has never been migrated.
-pub async fn applied(pool: &PgPool) -> Result<Vec<AppliedMigration>, sqlx::Error> {
+pub async fn applied(conn: &mut PgConnection) -> Result<Vec<AppliedMigration>, sqlx::Error> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(MIGRATIONS_TABLE)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if !exists {
         return Ok(Vec::new());
@@ -33,7 +33,7 @@ pub async fn applied(pool: &PgPool) -> Result<Vec<AppliedMigration>, sqlx::Error
     let rows = sqlx::query(
         "SELECT version, description, checksum, success FROM _sqlx_migrations ORDER BY version",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|r| {

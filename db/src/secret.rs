@@ -36,6 +36,19 @@ impl Secret {
         Ok(Self(value.to_owned()))
     }
 
+    /// The value before a rotation, from the file named by `var` (`*_PREVIOUS_FILE`): `None`
+    /// when the variable is unset or the file is empty (no rotation under way).
+    pub fn previous_from_file_env(var: &'static str) -> Result<Option<Self>, SecretError> {
+        if std::env::var_os(var).is_none_or(|p| p.is_empty()) {
+            return Ok(None);
+        }
+        match Self::from_file_env(var) {
+            Ok(s) => Ok(Some(s)),
+            Err(SecretError::Empty { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }

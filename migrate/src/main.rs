@@ -107,11 +107,12 @@ async fn connect(config: &DbConfig, cli: &Cli) -> anyhow::Result<PgPool> {
         ("lock_timeout", format!("{}s", cli.lock_timeout)),
         ("statement_timeout", format!("{}s", cli.statement_timeout)),
     ]);
-    let pool = config.lazy_pool_with(options);
+    // The first connection settles which password works (one may be mid-rotation).
+    let db = config.lazy_pool_with(options);
     let mut announced = false;
     loop {
-        match pool.acquire().await {
-            Ok(_) => return Ok(pool),
+        match db.acquire().await {
+            Ok(_) => return Ok(db.pool().clone()),
             Err(e) if Instant::now() < deadline && is_transient(&e) => {
                 if !announced {
                     tracing::info!(database = %config.describe(), error = %e, "waiting for the database");
@@ -175,7 +176,11 @@ fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 async fn report(pool: &PgPool) -> anyhow::Result<SchemaReport> {
-    let applied = schema::applied(pool)
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("cannot connect to the database")?;
+    let applied = schema::applied(&mut conn)
         .await
         .context("cannot read the database's migration history")?;
     Ok(SchemaReport::compare(&MIGRATOR, &applied))

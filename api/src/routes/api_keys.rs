@@ -30,7 +30,7 @@ async fn user_id(state: &AppState, user: &SessionUser) -> Result<i64, ApiError> 
          RETURNING id",
     )
     .bind(&user.github_login)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *state.db.acquire().await?)
     .await?)
 }
 
@@ -57,7 +57,7 @@ pub async fn issue(
     .bind(&key_digest(&key)[..])
     .bind(prefix)
     .bind(label)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *state.db.acquire().await?)
     .await?;
     tracing::info!(user = %user.github_login, %prefix, "issued an API key");
     Ok((
@@ -89,7 +89,7 @@ pub async fn list(
          WHERE u.github_login = $1 ORDER BY k.id",
     )
     .bind(&user.github_login)
-    .fetch_all(&state.pool)
+    .fetch_all(&mut *state.db.acquire().await?)
     .await?;
     Ok(Json(json!({ "keys": keys })))
 }

@@ -66,7 +66,7 @@ pub async fn store(
     .bind(&req.fn_key)
     .bind(&req.args_hash)
     .bind(&req.result)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *state.db.acquire().await?)
     .await?;
     let status = if inserted {
         StatusCode::CREATED
@@ -98,7 +98,7 @@ pub async fn list(
     .bind(&fn_key)
     .bind(q.args_hash.as_deref())
     .bind(LIST_LIMIT)
-    .fetch_all(&state.pool)
+    .fetch_all(&mut *state.db.acquire().await?)
     .await?;
     Ok(Json(json!({ "evals": evals })))
 }

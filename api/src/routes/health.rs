@@ -22,7 +22,11 @@ pub async fn health() -> Json<serde_json::Value> {
 
 /// 200 only when the database answers and has every migration this binary was built with.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let verdict = match schema::applied(&state.pool).await {
+    let applied = match state.db.acquire().await {
+        Ok(mut conn) => schema::applied(&mut conn).await,
+        Err(e) => Err(e),
+    };
+    let verdict = match applied {
         Err(e) => Err(format!("database unavailable: {e}")),
         Ok(applied) => SchemaReport::compare(&MIGRATOR, &applied).ready_for_this_binary(),
     };

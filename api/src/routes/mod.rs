@@ -3,10 +3,11 @@
 mod api_keys;
 mod evals;
 mod health;
+mod session;
 mod waitlist;
 
 use axum::Router;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 
 use crate::AppState;
 
@@ -17,5 +18,6 @@ pub fn router(state: AppState) -> Router {
         .route("/waitlist", put(waitlist::join))
         .route("/api_keys", get(api_keys::list).post(api_keys::issue))
         .route("/evals", get(evals::list).put(evals::store))
+        .route("/session/refresh", post(session::refresh))
         .with_state(state)
 }

@@ -25,7 +25,7 @@ pub async fn join(
         "INSERT INTO waitlist (email) VALUES ($1) ON CONFLICT ((lower(email))) DO NOTHING",
     )
     .bind(email)
-    .execute(&state.pool)
+    .execute(&mut *state.db.acquire().await?)
     .await?
     .rows_affected()
         == 1;
