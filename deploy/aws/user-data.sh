@@ -117,5 +117,28 @@ Persistent=true
 [Install]
 WantedBy=timers.target
 UNIT
+cat > /etc/systemd/system/hitsave-secrets-prune.service <<'UNIT'
+[Unit]
+Description=HitSave: end the grace periods of rotated secrets that are over
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+EnvironmentFile=-/etc/hitsave/host.env
+ExecStart=/opt/hitsave/revision/bin/xtask secrets prune
+UNIT
+cat > /etc/systemd/system/hitsave-secrets-prune.timer <<'UNIT'
+[Unit]
+Description=HitSave: remove rotated secrets' previous values when their grace ends, hourly
+
+[Timer]
+OnCalendar=hourly
+RandomizedDelaySec=10m
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+UNIT
 systemctl daemon-reload
-systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer
+systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer hitsave-secrets-prune.timer

@@ -2,7 +2,8 @@
 //! compose, with its files and release.env, each line prefixed by service and index), `xtask exec`
 //! (a command in the running container of a service, whatever a blue/green swap named it) and
 //! `xtask maintenance on|off` (every host answers 503 with Retry-After: a page for the site,
-//! JSON for the API; no container stops, nothing reloads).
+//! JSON for the API; no container stops, nothing reloads) and `xtask psql` (psql.rs: logged in
+//! with the password from the secret file, which no argument or environment variable holds).
 
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
@@ -147,6 +148,33 @@ fn services(stack: &Stack) -> anyhow::Result<Vec<String>> {
         .as_object()
         .map(|s| s.keys().cloned().collect())
         .unwrap_or_default())
+}
+
+#[derive(clap::Args)]
+pub struct PsqlArgs {
+    #[command(flatten)]
+    root: Root,
+    /// psql's own arguments (`-- -c 'select 1'`) [default: an interactive session].
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub fn psql(args: PsqlArgs) -> anyhow::Result<()> {
+    let (host, stack) = args.root.current()?;
+    let db = crate::psql::Database::of(&stack)?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let (mut cmd, _passfile) = db.psql(
+        &host.secrets_dir().join("postgres_password"),
+        interactive,
+        &args.args,
+    )?;
+    let status = cmd.status().context("cannot run docker")?;
+    if !status.success() {
+        // The passfile goes before we exit.
+        drop(_passfile);
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]

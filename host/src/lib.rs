@@ -14,6 +14,7 @@ pub mod hook;
 pub mod http;
 pub mod install;
 pub mod process;
+pub mod psql;
 pub mod rollback;
 pub mod secrets;
 pub mod status;
@@ -47,6 +48,12 @@ pub enum Command {
     /// On the host: a command in a running container of the current release
     /// (`exec SERVICE -- CMD...`; a shell by default).
     Exec(console::ExecArgs),
+    /// On the host: psql on the current release's database, logged in with the password from
+    /// its secret file (`psql [-- PSQL-ARGS...]`).
+    Psql(console::PsqlArgs),
+    /// On the host: the stack's secrets: `list` (never values), `set NAME` (from stdin),
+    /// `rotate NAME` (a new value applied with no request dropped), `prune`.
+    Secrets(secrets::Args),
     /// On the host: `maintenance on|off`: every host answers 503 with Retry-After (a page, or
     /// JSON for the API) without stopping anything.
     Maintenance(console::MaintenanceArgs),
@@ -74,6 +81,8 @@ impl Command {
             Command::Logs(args) => console::logs(args),
             Command::Exec(args) => console::exec(args),
             Command::Maintenance(args) => console::maintenance(args),
+            Command::Psql(args) => console::psql(args),
+            Command::Secrets(args) => secrets::cli::run(args),
         }
     }
 }

@@ -92,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
         ),
         channel: None,
+        secret: None,
     })?;
     result?;
     ui.info(&format!("release {target} serves again"));

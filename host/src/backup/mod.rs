@@ -137,6 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             by: crate::install::host::who(),
             signed_by: None,
             channel: None,
+            secret: None,
         })?;
     }
     let record = taken?;

@@ -100,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         by: host::who(),
         signed_by: None,
         channel: None,
+        secret: None,
     })?;
     result?;
     ui.info(&format!(

@@ -55,6 +55,12 @@ pub enum Action {
     Backup,
     /// `xtask restore`.
     Restore,
+    /// `xtask secrets set` of the secret named in `secret`.
+    SetSecret,
+    /// `xtask secrets rotate`: the new value applied with no request dropped.
+    RotateSecret,
+    /// A rotation's grace period ended: the previous value was removed.
+    ExpireSecret,
 }
 
 /// How an install or a rollback ended; history.jsonl spells it in kebab-case.
@@ -84,6 +90,9 @@ impl std::fmt::Display for Action {
             Action::Rollback => "rollback",
             Action::Backup => "backup",
             Action::Restore => "restore",
+            Action::SetSecret => "set-secret",
+            Action::RotateSecret => "rotate-secret",
+            Action::ExpireSecret => "expire-secret",
         })
     }
 }
@@ -133,6 +142,9 @@ pub struct HistoryEntry {
     /// The channel the release was installed from (`--channel`): the downgrade check reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The secret a `secrets` command set, rotated or expired: its name, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Who runs this command, for history: SUDO_USER when run through sudo, else USER.

@@ -228,6 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
         ),
         channel: args.which.channel.clone(),
+        secret: None,
     })?;
     result?;
     ui.info(&format!(
@@ -299,6 +300,10 @@ fn install(
     }
 
     ui.info("checking the host (secrets, Docker, disk, platform)");
+    // The empty files a rotation's previous values go in (hosts set up before rotations).
+    if host.secrets_dir().is_dir() {
+        crate::secrets::ensure_previous_files(&host.secrets_dir())?;
+    }
     // Hand-managed certificates must be there; ACME issues its own after the swap.
     let tls = (args.env.tls() && args.tls.mode == crate::tls::Mode::Manual).then(|| host.tls_dir());
     let problems = preflight::check(&stack, manifest, tls.as_deref())?;

@@ -92,7 +92,13 @@ fn secrets(config: &serde_json::Value) -> Vec<String> {
         .iter()
         .filter_map(|(name, spec)| {
             let file = spec.get("file").and_then(|f| f.as_str())?;
-            secret_file(Utf8Path::new(file))
+            // A rotation's previous value: empty unless a grace period runs.
+            let check = if name.ends_with("_previous") {
+                private_file
+            } else {
+                secret_file
+            };
+            check(Utf8Path::new(file))
                 .err()
                 .map(|p| format!("secret {name}: {p}"))
         })
@@ -101,6 +107,15 @@ fn secrets(config: &serde_json::Value) -> Vec<String> {
 
 /// A secret file exists, is a non-empty regular file, owned by us and private.
 pub fn secret_file(path: &Utf8Path) -> Result<(), String> {
+    private_file(path)?;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(format!("{path} is empty: write the secret's value into it"));
+    }
+    Ok(())
+}
+
+/// A file exists, is a regular file, owned by us and private (it may be empty).
+pub fn private_file(path: &Utf8Path) -> Result<(), String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -112,9 +127,6 @@ pub fn secret_file(path: &Utf8Path) -> Result<(), String> {
     };
     if !meta.is_file() {
         return Err(format!("{path} is not a regular file"));
-    }
-    if meta.len() == 0 {
-        return Err(format!("{path} is empty: write the secret's value into it"));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {

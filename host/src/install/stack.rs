@@ -227,7 +227,13 @@ impl Stack {
                 deploy.join("production.yml"),
             ],
             env_file: Some(self.release_dir.join("release.env")),
-            env: Vec::new(),
+            // A secret rotation's grace period, which the API enforces (never a value).
+            env: self
+                .env
+                .0
+                .get("HITSAVE_SECRETS_DIR")
+                .map(|dir| crate::secrets::compose_env(Utf8Path::new(dir)))
+                .unwrap_or_default(),
             isolated: true,
         }
     }

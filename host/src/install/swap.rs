@@ -72,6 +72,50 @@ pub fn swap(
         return Ok(());
     }
 
+    blue_green(ui, stack, &site, &[], weights, timeout)
+}
+
+/// Replaces the running containers of `apps` blue/green even though their configuration did
+/// not change (a secret file they mount did: `xtask secrets rotate`), and swaps any other app
+/// whose configuration changed. Needs the stack serving (apps and nginx running).
+pub fn replace(
+    ui: &Ui,
+    stack: &Stack,
+    nginx_dir: &Utf8Path,
+    apps: &[App],
+    weights: &Weights,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let site = Site {
+        nginx_dir,
+        domain: stack.domain()?.to_owned(),
+        tls: crate::tls::serves_https(stack)?,
+    };
+    let running = stack
+        .containers()?
+        .into_iter()
+        .filter(|c| c.state == State::Running)
+        .collect::<Vec<_>>();
+    for service in App::ALL.iter().map(|a| a.service()).chain(["nginx"]) {
+        if !running.iter().any(|c| c.service == service) {
+            bail!(
+                "{service} is not running, so its containers cannot be replaced without downtime: see `xtask status`, or install the release again"
+            );
+        }
+    }
+    blue_green(ui, stack, &site, apps, weights, timeout)
+}
+
+/// For each app whose configuration changed, or that is in `force`: a new container beside
+/// the old, nginx moved to it, the old one drained.
+fn blue_green(
+    ui: &Ui,
+    stack: &Stack,
+    site: &Site,
+    force: &[App],
+    weights: &Weights,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let wanted = config_hashes(stack)?;
     let mut upstreams = current_upstreams(stack)?;
     for app in App::ALL {
@@ -87,6 +131,7 @@ pub fn swap(
             .map(|n| config_hash_of(n))
             .collect::<Result<_, _>>()?;
         if !old.is_empty()
+            && !force.contains(&app)
             && hashes
                 .iter()
                 .all(|h| wanted.get(service).is_some_and(|w| w.contains(h)))

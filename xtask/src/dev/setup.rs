@@ -29,6 +29,8 @@ pub fn ensure_secrets(root: &Utf8Path) -> anyhow::Result<Vec<&'static str>> {
             made.push(*name);
         }
     }
+    // Compose mounts a rotation's previous values too: empty files.
+    hitsave_host::secrets::ensure_previous_files(&dir)?;
     Ok(made)
 }
 

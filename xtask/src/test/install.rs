@@ -250,6 +250,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     concurrent(h, &v1, &v2)?;
     crate::test::restore::scenario(h, twin, &v2)?;
     crate::test::console::scenario(h)?;
+    crate::test::secrets::scenario(h)?;
     no_secret_leaks(h)?;
 
     let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;
@@ -808,20 +809,40 @@ fn concurrent(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// No secret value in docker inspect, image history, container logs, release.env or
-/// history.jsonl.
+/// No secret value in docker inspect, image history, container logs, release.env,
+/// history.jsonl, or any process's environment or command line.
 fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
-    let values: Vec<String> = hitsave_host::secrets::NAMES
+    let values: Vec<(String, String)> = hitsave_host::secrets::NAMES
         .iter()
-        .map(|s| std::fs::read_to_string(h.host_root.join("secrets").join(s)))
-        .collect::<Result<_, _>>()?;
+        .map(|s| {
+            let value = std::fs::read_to_string(h.host_root.join("secrets").join(s))?;
+            Ok((s.to_string(), value.trim().to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let searched = expect_no_leak(h, &values, "")?;
+    eprintln!(
+        "xtask: test: no secret value in docker inspect, image history, logs, release.env, history.jsonl or process environments and command lines ({} KiB searched)",
+        searched / 1024
+    );
+    Ok(())
+}
+
+/// Fails if any of `values` (name, value) is in what the host shows: every container's
+/// inspect and logs, every image's history and inspect, history.jsonl, each release.env,
+/// every process's environment and command line, and `extra` (what commands printed). The
+/// bytes searched.
+pub(crate) fn expect_no_leak(
+    h: &Harness,
+    values: &[(String, String)],
+    extra: &str,
+) -> anyhow::Result<usize> {
     let containers = docker(&[
         "ps",
         "-aq",
         "--filter",
         &format!("label=com.docker.compose.project={}", h.project),
     ])?;
-    let mut haystack = String::new();
+    let mut haystack = String::from(extra);
     for id in containers.split_whitespace() {
         haystack += &docker(&["inspect", id])?;
         let logs = duct::cmd!("docker", "logs", id)
@@ -848,22 +869,30 @@ fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
         haystack +=
             &std::fs::read_to_string(h.host_root.join("releases").join(id).join("release.env"))?;
     }
+    // Every process on the machine, the containers' included (one PID namespace from here).
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        for file in ["environ", "cmdline"] {
+            if let Ok(bytes) = std::fs::read(entry.path().join(file)) {
+                haystack += &String::from_utf8_lossy(&bytes).replace('\0', " ");
+            }
+        }
+    }
     ensure!(
         haystack.len() > 10_000,
         "too little was searched for secrets ({} bytes)",
         haystack.len()
     );
-    for (name, value) in hitsave_host::secrets::NAMES.iter().zip(&values) {
+    for (name, value) in values {
+        ensure!(!value.is_empty(), "no value of {name} to look for");
         ensure!(
-            !haystack.contains(value.trim()),
-            "the value of secret {name} leaked"
+            !haystack.contains(value.as_str()),
+            "a value of secret {name} leaked"
         );
     }
-    eprintln!(
-        "xtask: test: no secret value in docker inspect, image history, logs, release.env or history.jsonl ({} KiB searched)",
-        haystack.len() / 1024
-    );
-    Ok(())
+    Ok(haystack.len())
 }
 
 /// `docker compose config` of the base file with the production overlay: what production
@@ -1329,7 +1358,7 @@ pub(crate) fn replace(path: &Utf8Path, from: &str, to: &str) -> anyhow::Result<(
 }
 
 /// What `docker ARGS` printed, trimmed; its stderr in the error when it fails.
-fn docker(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn docker(args: &[&str]) -> anyhow::Result<String> {
     let out = duct::cmd("docker", args)
         .stdout_capture()
         .stderr_capture()

@@ -78,15 +78,42 @@ pub struct Load {
 impl Load {
     /// Starts `rate` requests per second against nginx on 127.0.0.1:`port` for `domain`.
     pub fn start(port: u16, domain: &str, rate: u32, limit: Duration) -> Load {
-        Load::spawn(port, domain, rate, limit, false)
+        Load::spawn(port, domain, rate, limit, false, None)
     }
 
     /// Like `start`, with the maintenance page counted apart instead of as a failure.
     pub fn during_maintenance(port: u16, domain: &str, rate: u32, limit: Duration) -> Load {
-        Load::spawn(port, domain, rate, limit, true)
+        Load::spawn(port, domain, rate, limit, true, None)
     }
 
-    fn spawn(port: u16, domain: &str, rate: u32, limit: Duration, maintenance: bool) -> Load {
+    /// Like `start`, with the API's requests sent to `path` with `Authorization: Bearer
+    /// <token>` (a session token, so each one checks the token and reads the database).
+    pub fn signed_in(
+        port: u16,
+        domain: &str,
+        rate: u32,
+        limit: Duration,
+        path: &'static str,
+        token: &str,
+    ) -> Load {
+        Load::spawn(
+            port,
+            domain,
+            rate,
+            limit,
+            false,
+            Some((path, token.to_owned())),
+        )
+    }
+
+    fn spawn(
+        port: u16,
+        domain: &str,
+        rate: u32,
+        limit: Duration,
+        maintenance: bool,
+        api: Option<(&'static str, String)>,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let domain = domain.to_owned();
@@ -96,7 +123,7 @@ impl Load {
                 .enable_all()
                 .build()
                 .expect("start the load generator's runtime");
-            runtime.block_on(run(port, domain, rate, limit, maintenance, flag))
+            runtime.block_on(run(port, domain, rate, limit, maintenance, api, flag))
         });
         Load { stop, handle }
     }
@@ -114,8 +141,10 @@ async fn run(
     rate: u32,
     limit: Duration,
     maintenance: bool,
+    api: Option<(&'static str, String)>,
     stop: Arc<AtomicBool>,
 ) -> Report {
+    let api = Arc::new(api);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -148,12 +177,18 @@ async fn run(
         } else {
             App::Web
         };
-        let (path, host) = (app.warm_up_path(), app.host(&domain));
+        let (path, auth) = match (app, &*api) {
+            (App::Api, Some((path, token))) => {
+                (*path, format!("Authorization: Bearer {token}\r\n"))
+            }
+            _ => (app.warm_up_path(), String::new()),
+        };
+        let host = app.host(&domain);
         n += 1;
         tasks.spawn(async move {
             let t = Instant::now();
             let outcome =
-                tokio::time::timeout(Duration::from_secs(30), one(port, &host, path)).await;
+                tokio::time::timeout(Duration::from_secs(30), one(port, &host, path, &auth)).await;
             let result = match outcome {
                 Ok(Ok((status, _))) if (200..300).contains(&status) => Ok(()),
                 Ok(Ok((503, true))) if maintenance => Err(Answer::Maintenance),
@@ -189,11 +224,12 @@ enum Answer {
 
 /// One GET on a fresh connection; the status code, and whether the answer is the maintenance
 /// page (with its Retry-After).
-async fn one(port: u16, host: &str, path: &str) -> std::io::Result<(u16, bool)> {
+async fn one(port: u16, host: &str, path: &str, auth: &str) -> std::io::Result<(u16, bool)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
     let mut response = Vec::with_capacity(4096);

@@ -19,6 +19,7 @@ pub mod pebble;
 pub mod postgres;
 pub mod release;
 pub mod restore;
+pub mod secrets;
 pub mod signing;
 
 use std::process::{Command, Stdio};

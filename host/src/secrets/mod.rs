@@ -1,0 +1,145 @@
+//! The stack's secrets on a host: one root-owned 0600 file each in `<root>/secrets/`, mounted by
+//! compose at /run/secrets and never passed through arguments, the environment, images or
+//! logs. `xtask secrets list|set|rotate|prune` (cli.rs) manages them; a rotation (rotate.rs)
+//! keeps the value it replaces as `<name>.previous` for a grace period (grace.rs) and applies
+//! the new one by replacing the app containers blue/green.
+
+pub mod cli;
+mod grace;
+mod rotate;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::Context;
+use camino::{Utf8Path, Utf8PathBuf};
+
+pub use cli::Args;
+pub use grace::compose_env;
+
+/// The secrets the stack mounts (`secrets:` in deploy/docker-compose.yml), one file each in the
+/// secrets directory. doctor, dev and the tests use this list; the install's preflight asks
+/// compose, and a unit test keeps the two the same.
+pub const NAMES: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secret"];
+
+/// The secrets whose previous value the apps are given during a rotation's grace period
+/// (compose's `<name>_previous`, the file `<name>.previous`, empty when no rotation runs): the
+/// API accepts session tokens signed with the previous JWT secret, and logs in with the
+/// previous database password until the role's password changes.
+pub const WITH_PREVIOUS: &[&str] = &["postgres_password", "jwt_secret"];
+
+/// The file that keeps `name`'s value from before its last rotation, until its grace ends.
+pub fn previous_file(dir: &Utf8Path, name: &str) -> Utf8PathBuf {
+    dir.join(format!("{name}.previous"))
+}
+
+/// Writes `contents` to a new file readable by its owner only; fails if the file exists.
+pub fn write_private(path: &Utf8Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .with_context(|| format!("cannot write the secret file {path}"))
+}
+
+/// Replaces `path` with `contents`: a new 0600 file beside it, flushed to disk, renamed over
+/// it, and the directory flushed, so a crash leaves the old value or the new one, never half.
+/// A container that mounts the old file keeps reading the old value until it is replaced.
+pub fn replace_private(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("a secret file has a directory")?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".new-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {dir}"))?;
+    tmp.write_all(contents)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write a new {path} (is the disk full?)"))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot rename the new value over {path}"))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush {dir}"))?;
+    Ok(())
+}
+
+/// Makes the empty `<name>.previous` files compose mounts, where missing (hosts set up before
+/// rotations existed, and fresh ones): an empty file means no rotation is running.
+pub fn ensure_previous_files(dir: &Utf8Path) -> anyhow::Result<()> {
+    for name in WITH_PREVIOUS {
+        let path = previous_file(dir, name);
+        if !path.exists() {
+            write_private(&path, "")?;
+        }
+    }
+    Ok(())
+}
+
+/// `bytes` random bytes from the operating system, as lowercase hex.
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    /// The lists are the compose file's: a secret added there must be added here.
+    #[test]
+    fn names_are_the_ones_compose_mounts() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/docker-compose.yml");
+        let docs = YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let Yaml::Hash(secrets) = &docs[0]["secrets"] else {
+            panic!("{path} declares no secrets");
+        };
+        let mut declared: Vec<String> = secrets
+            .iter()
+            .map(|(k, v)| {
+                let name = k.as_str().unwrap();
+                let file = v["file"].as_str().unwrap();
+                let expected = match name.strip_suffix("_previous") {
+                    Some(base) => format!("/{base}.previous"),
+                    None => format!("/{name}"),
+                };
+                assert!(file.ends_with(&expected), "{name}: {file}");
+                name.to_owned()
+            })
+            .collect();
+        declared.sort_unstable();
+        let mut ours: Vec<String> = super::NAMES.iter().map(|n| n.to_string()).collect();
+        ours.extend(super::WITH_PREVIOUS.iter().map(|n| format!("{n}_previous")));
+        ours.sort_unstable();
+        assert_eq!(declared, ours);
+    }
+
+    #[test]
+    fn a_replaced_file_is_private_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+        let path = dir.join("jwt_secret");
+        super::write_private(&path, "old").unwrap();
+        super::replace_private(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        super::ensure_previous_files(dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("jwt_secret.previous")).unwrap(),
+            ""
+        );
+    }
+}

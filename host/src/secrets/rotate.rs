@@ -1,0 +1,250 @@
+//! Applying a new value with no request dropped. The value it replaces becomes
+//! `<name>.previous` (0600) until the grace period ends; the app containers that mount the
+//! secret are replaced blue/green, so the new ones read the new file while the old ones serve
+//! until they drain:
+//! - `jwt_secret`: the API signs with the new secret and still accepts tokens signed with the
+//!   previous one until the grace period ends (JWT_SECRET_PREVIOUS_UNTIL);
+//! - `postgres_password`: the new API containers know both passwords, so they log in whichever
+//!   the role has; then the role's password changes (sent as a SCRAM verifier, never the
+//!   value) and they move to the new one on their next login;
+//! - `gh_client_secret`: the API is replaced (GitHub accepts both of an app's secrets until
+//!   the old one is deleted there).
+//!
+//! Each step can be repeated: a rotation killed half-way is finished by running it again
+//! (rotations.json says how far it got).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use camino::Utf8Path;
+
+use super::grace::{Rotation, Rotations, now, rfc3339};
+use super::{WITH_PREVIOUS, previous_file, replace_private};
+use crate::install::app::App;
+use crate::install::cpu::Weights;
+use crate::install::host::Host;
+use crate::install::stack::Stack;
+use crate::install::swap;
+use crate::psql::{Database, scram_verifier};
+use crate::ui::Ui;
+
+/// Secrets xtask makes up a value for; the others (GitHub's client secret) come from stdin.
+pub fn generated(name: &str) -> bool {
+    matches!(name, "postgres_password" | "jwt_secret")
+}
+
+pub struct Rotate<'a> {
+    pub ui: &'a Ui,
+    pub host: &'a Host,
+    pub stack: &'a Stack,
+    pub name: &'a str,
+    /// The new value; `None` makes one up (for the secrets xtask generates).
+    pub value: Option<String>,
+    pub grace: Duration,
+    /// Rotate again while the last rotation's grace period runs (its previous value dies now).
+    pub force: bool,
+    pub timeout: Duration,
+}
+
+impl Rotate<'_> {
+    pub fn run(self) -> anyhow::Result<()> {
+        let dir = self.host.secrets_dir();
+        let name = self.name;
+        super::ensure_previous_files(&dir)?;
+        let mut rotations = Rotations::read(&dir)?;
+        let current = dir.join(name);
+        let previous = previous_file(&dir, name);
+        let now = now();
+        let resume = match rotations.0.get(name) {
+            Some(r) if !r.applied => {
+                self.ui.info(&format!(
+                    "finishing the rotation of {name} begun at {}",
+                    rfc3339(r.started)
+                ));
+                true
+            }
+            Some(r) if !r.expired && now < r.grace_until && !self.force => bail!(
+                "{name} was rotated at {}, and its previous value is still accepted until {}: rotating again now ends that early; wait, or pass --force",
+                rfc3339(r.started),
+                rfc3339(r.grace_until)
+            ),
+            _ => false,
+        };
+        let old = read(&current)?;
+        if !resume || old == read(&previous)? {
+            let new = match self.value {
+                Some(v) => v,
+                None if generated(name) => super::random_hex(32)?,
+                None => bail!(
+                    "{name} is issued elsewhere (GitHub's OAuth app settings): pipe the new value in, `... | {}`",
+                    crate::install::host::command(
+                        &format!("secrets rotate {name} --from-stdin"),
+                        &self.host.root
+                    )
+                ),
+            };
+            ensure!(
+                new != old,
+                "the new value of {name} is the one it has already: nothing to rotate"
+            );
+            if !resume {
+                // The old value first, then the record, then the new value: killed anywhere,
+                // the current value is one of the two and the previous one is kept.
+                replace_private(&previous, old.as_bytes())?;
+                rotations.0.insert(
+                    name.to_owned(),
+                    Rotation {
+                        started: now,
+                        grace_until: now + self.grace.as_secs(),
+                        applied: false,
+                        expired: false,
+                    },
+                );
+                rotations.write(&dir)?;
+            }
+            replace_private(&current, new.as_bytes())?;
+            self.ui.info(&format!(
+                "wrote the new {name}; the old value is kept as {} until {}",
+                previous.file_name().unwrap_or_default(),
+                rfc3339(rotations.0[name].grace_until)
+            ));
+        }
+
+        let apps = apps_mounting(self.stack, name)?;
+        let weights = weights(self.ui, self.stack)?;
+        self.ui.info(&format!(
+            "replacing {} blue/green, so that they read the new {name}",
+            names(&apps)
+        ));
+        swap::replace(
+            self.ui,
+            self.stack,
+            &self.host.nginx_dir(),
+            &apps,
+            &weights,
+            self.timeout,
+        )?;
+        if name == "postgres_password" {
+            change_role_password(self.ui, self.stack, &current, &previous)?;
+        }
+        if let Some(r) = rotations.0.get_mut(name) {
+            r.applied = true;
+        }
+        rotations.write(&dir)?;
+        Ok(())
+    }
+}
+
+/// Sets the role's password to the current file's value, logged in with the previous value
+/// (or, when an interrupted rotation changed it already, the current one), then checks that
+/// the current value logs in.
+fn change_role_password(
+    ui: &Ui,
+    stack: &Stack,
+    current: &Utf8Path,
+    previous: &Utf8Path,
+) -> anyhow::Result<()> {
+    let db = Database::of(stack)?;
+    ui.info(&format!("changing the password of the role {}", db.user));
+    let sql = format!(
+        "ALTER ROLE \"{}\" PASSWORD '{}';",
+        db.user.replace('"', "\"\""),
+        scram_verifier(&read(current)?)?
+    );
+    db.run_sql(previous, &sql)
+        .or_else(|first| {
+            db.run_sql(current, &sql)
+                .map_err(|e| e.context(format!("with the previous password: {first:#}")))
+        })
+        .context("cannot change the role's password; the apps keep the previous one")?;
+    let answer = db
+        .run_sql(current, "SELECT 1")
+        .context("the new password does not log in")?;
+    ensure!(answer == "1", "psql answered {answer:?} to SELECT 1");
+    Ok(())
+}
+
+/// The end of grace periods that are over: each previous value removed, and the containers
+/// that mounted it replaced so that none holds it. The rotations it expired.
+pub fn expire(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let dir = host.secrets_dir();
+    let mut rotations = Rotations::read(&dir)?;
+    let due = rotations.due(now());
+    for name in &due {
+        let previous = previous_file(&dir, name);
+        if WITH_PREVIOUS.contains(&name.as_str()) {
+            replace_private(&previous, b"")?;
+            let apps = apps_mounting(stack, &format!("{name}_previous"))?;
+            ui.info(&format!(
+                "the grace period of the previous {name} is over: removed; replacing {} so that none holds it",
+                names(&apps)
+            ));
+            swap::replace(
+                ui,
+                stack,
+                &host.nginx_dir(),
+                &apps,
+                &weights(ui, stack)?,
+                timeout,
+            )?;
+        } else {
+            match std::fs::remove_file(&previous) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {previous}"));
+                }
+                _ => {}
+            }
+            ui.info(&format!(
+                "the grace period of the previous {name} is over: removed"
+            ));
+        }
+        if let Some(r) = rotations.0.get_mut(name) {
+            r.expired = true;
+        }
+        rotations.write(&dir)?;
+    }
+    Ok(due)
+}
+
+fn read(path: &Utf8Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// The apps whose containers mount `secret` (compose's name for it).
+fn apps_mounting(stack: &Stack, secret: &str) -> anyhow::Result<Vec<App>> {
+    let config = stack.config()?;
+    let services = config["services"]
+        .as_object()
+        .context("the compose configuration has no services")?;
+    Ok(services
+        .iter()
+        .filter(|(_, spec)| {
+            spec["secrets"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|s| s["source"].as_str() == Some(secret) || s.as_str() == Some(secret))
+            })
+        })
+        .filter_map(|(service, _)| App::of_service(service))
+        .collect())
+}
+
+fn weights(ui: &Ui, stack: &Stack) -> anyhow::Result<Weights> {
+    let db = crate::console::running_container(stack, "db")?;
+    Ok(Weights::prioritise(ui, &db))
+}
+
+fn names(apps: &[App]) -> String {
+    if apps.is_empty() {
+        return "no container".into();
+    }
+    apps.iter()
+        .map(|a| a.service())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
