@@ -62,6 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(p) => problems.push(format!("secret {name}: {p}")),
         }
     }
+    match crate::secrets::unfinished_rotations(&secrets) {
+        Ok(names) => problems.extend(names.into_iter().map(|name| {
+            format!(
+                "the rotation of {name} did not finish: `{}` finishes it",
+                crate::install::host::command(&format!("secrets rotate {name}"), &args.root)
+            )
+        })),
+        Err(e) => problems.push(format!("{e:#}")),
+    }
     if args.tls {
         for file in ["fullchain.pem", "privkey.pem"] {
             match preflight::secret_file(&args.root.join("tls").join(file)) {

@@ -95,8 +95,10 @@ impl Database {
             .args(["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"])
             .args(["--security-opt", "no-new-privileges:true"])
             .args(["--label", "hitsave.role=psql"])
+            // psql itself: the image's entrypoint prepares a server's directories.
+            .args(["--entrypoint", "psql"])
             .arg(&self.image)
-            .args(["psql", "-h", "db", "-U", &self.user, "-d", &self.name])
+            .args(["-h", "db", "-U", &self.user, "-d", &self.name])
             .args(args);
         Ok((cmd, passfile))
     }

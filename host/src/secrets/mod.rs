@@ -78,6 +78,16 @@ pub fn ensure_previous_files(dir: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rotations that were interrupted before their new value was applied (doctor names them).
+pub fn unfinished_rotations(dir: &Utf8Path) -> anyhow::Result<Vec<String>> {
+    Ok(grace::Rotations::read(dir)?
+        .0
+        .into_iter()
+        .filter(|(_, r)| !r.applied)
+        .map(|(name, _)| name)
+        .collect())
+}
+
 /// `bytes` random bytes from the operating system, as lowercase hex.
 pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
