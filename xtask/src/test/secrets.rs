@@ -65,11 +65,13 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
             args.extend(["--grace", &grace]);
             rotated_jwt_at = Some(Instant::now());
         }
-        let out = if name == "gh_client_secret" {
-            args.push("--from-stdin");
-            with_stdin(h, &args, "gh-rotated-0123456789abcdef\n")?
-        } else {
-            run(h, &args)?
+        let out = match name {
+            "gh_client_secret" => {
+                args.push("--from-stdin");
+                with_stdin(h, &args, "gh-rotated-0123456789abcdef\n")?
+            }
+            "postgres_password" => killed_then_finished(h, &args)?,
+            _ => run(h, &args)?,
         };
         printed += &out;
         std::thread::sleep(Duration::from_secs(2));
@@ -134,7 +136,7 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
     ensure!(who.trim() == "hitsave", "psql: {who}");
     printed += &who;
     let cut = h.db_count(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'hitsave'",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'hitsave-db'",
     )?;
     ensure!(cut > 0, "the API had no database connection to cut");
     let ready = hitsave_host::http::request(h.port, &App::Api.host(DOMAIN), "GET", "/ready", None);
@@ -241,6 +243,49 @@ fn within_grace(h: &Harness, session: &str, new_jwt: &str) -> anyhow::Result<Str
         .to_owned();
     verify(&refreshed, new_jwt).context("the refreshed token is not signed with the new secret")?;
     Ok(refreshed)
+}
+
+/// A rotation killed (SIGKILL) once its new value is written, while it replaces the
+/// containers; `secrets list` calls it unfinished, and running it again finishes it.
+fn killed_then_finished(h: &Harness, args: &[&str]) -> anyhow::Result<String> {
+    let record = h.host_root.join("secrets/rotations.json");
+    let mut child = h.t.command(args, &[]).stdin(Stdio::null()).spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&record).is_ok_and(|t| {
+        t.split("\"postgres_password\"")
+            .nth(1)
+            .is_some_and(|r| r.contains("\"applied\": false"))
+    }) {
+        ensure!(
+            Instant::now() < deadline,
+            "the rotation never recorded its start"
+        );
+        ensure!(
+            child.try_wait()?.is_none(),
+            "the rotation ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill()?;
+    child.wait()?;
+    // What it had started (compose creating a container) ends on its own.
+    std::thread::sleep(Duration::from_secs(3));
+    let list = run(h, &h.host_args(&["secrets", "list"]))?;
+    ensure!(
+        list.lines()
+            .any(|l| l.starts_with("postgres_password") && l.contains("unfinished")),
+        "secrets list after a killed rotation:\n{list}"
+    );
+    let finished = run(h, args)?;
+    ensure!(
+        finished.contains("finishing the rotation of postgres_password"),
+        "the second run did not finish the first:\n{finished}"
+    );
+    eprintln!(
+        "xtask: test: a rotation killed half-way is named unfinished and finished by running it again"
+    );
+    Ok(list + &finished)
 }
 
 /// `set` of an undeclared name, of a previous-value file, of an empty value, and of the
