@@ -22,7 +22,7 @@ use camino::Utf8Path;
 use super::app::App;
 use super::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use super::nginx::{self, Upstreams};
-use super::stack::{Health, Stack, State};
+use super::stack::{Container, Health, Stack, State};
 use crate::process::{Wait, wait_for};
 use crate::ui::Ui;
 
@@ -49,16 +49,7 @@ pub fn swap(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let site = Site {
-        nginx_dir,
-        domain: stack.domain()?.to_owned(),
-        tls: crate::tls::serves_https(stack)?,
-    };
-    let running = stack
-        .containers()?
-        .into_iter()
-        .filter(|c| c.state == State::Running)
-        .collect::<Vec<_>>();
+    let (site, running) = Site::of(stack, nginx_dir)?;
     let apps_running = App::ALL
         .iter()
         .all(|a| running.iter().any(|c| c.service == a.service()));
@@ -86,16 +77,7 @@ pub fn replace(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let site = Site {
-        nginx_dir,
-        domain: stack.domain()?.to_owned(),
-        tls: crate::tls::serves_https(stack)?,
-    };
-    let running = stack
-        .containers()?
-        .into_iter()
-        .filter(|c| c.state == State::Running)
-        .collect::<Vec<_>>();
+    let (site, running) = Site::of(stack, nginx_dir)?;
     for service in App::ALL.iter().map(|a| a.service()).chain(["nginx"]) {
         if !running.iter().any(|c| c.service == service) {
             bail!(
@@ -164,7 +146,22 @@ struct Site<'a> {
     tls: bool,
 }
 
-impl Site<'_> {
+impl<'a> Site<'a> {
+    /// The site `stack` serves from `nginx_dir`, and its running containers.
+    fn of(stack: &Stack, nginx_dir: &'a Utf8Path) -> anyhow::Result<(Site<'a>, Vec<Container>)> {
+        let site = Site {
+            nginx_dir,
+            domain: stack.domain()?.to_owned(),
+            tls: crate::tls::serves_https(stack)?,
+        };
+        let running = stack
+            .containers()?
+            .into_iter()
+            .filter(|c| c.state == State::Running)
+            .collect();
+        Ok((site, running))
+    }
+
     /// Renders the site for `upstreams`; true when the file changed.
     fn install(&self, stack: &Stack, upstreams: &Upstreams) -> anyhow::Result<bool> {
         nginx::install(

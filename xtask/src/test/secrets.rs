@@ -421,14 +421,10 @@ fn read(path: &Utf8PathBuf) -> anyhow::Result<String> {
 
 /// Runs a host command; what it printed on stdout and stderr.
 fn run(h: &Harness, args: &[&str]) -> anyhow::Result<String> {
-    let out = stdin_output(h, args, "")?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.success(), "xtask {}:\n{text}", args.join(" "));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    with_stdin(h, args, "")
 }
 
+/// Runs a host command with `input` on its stdin; what it printed on stdout and stderr.
 fn with_stdin(h: &Harness, args: &[&str], input: &str) -> anyhow::Result<String> {
     let out = stdin_output(h, args, input)?;
     let text =
