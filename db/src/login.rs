@@ -5,26 +5,37 @@
 //! role. A pool here knows both values; when the server refuses the one it is using (28P01), it
 //! moves to the other and tries again at once, so no request sees the refusal.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, Postgres};
 
 /// A pool that logs in with the current password or, while a rotation is under way, the
 /// previous one.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pool: PgPool,
     logins: Arc<Logins>,
 }
 
-#[derive(Debug)]
 struct Logins {
     /// The current password's options first, then the previous one's, if any.
     options: Vec<PgConnectOptions>,
     /// The index in `options` the pool connects with now.
     using: AtomicUsize,
+    /// Held while switching, so `using` and the pool's options change together.
+    switching: Mutex<()>,
+}
+
+/// Never the options: they hold the passwords.
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("logins", &self.logins.options.len())
+            .field("using", &self.using())
+            .finish_non_exhaustive()
+    }
 }
 
 /// 28P01 invalid_password: the server refused the password.
@@ -40,6 +51,7 @@ impl Db {
             logins: Arc::new(Logins {
                 options,
                 using: AtomicUsize::new(0),
+                switching: Mutex::new(()),
             }),
         }
     }
@@ -62,18 +74,18 @@ impl Db {
             match self.pool.acquire().await {
                 Err(e) if password_refused(&e) && count > 1 && attempt < count => {
                     attempt += 1;
-                    let next = (using + 1) % count;
-                    if logins
-                        .using
-                        .compare_exchange(using, next, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
+                    let _switching = logins.switching.lock().unwrap_or_else(|p| p.into_inner());
+                    // Another task may have switched since this attempt began: then retry
+                    // with what it chose.
+                    if logins.using.load(Ordering::SeqCst) == using {
+                        let next = (using + 1) % count;
+                        self.pool.set_connect_options(logins.options[next].clone());
+                        logins.using.store(next, Ordering::SeqCst);
                         tracing::warn!(
                             refused = label(using),
                             now_using = label(next),
                             "the database refused a password file; switching (a password rotation is under way)"
                         );
-                        self.pool.set_connect_options(logins.options[next].clone());
                     }
                 }
                 result => return result,

@@ -168,6 +168,8 @@ pub fn psql(args: PsqlArgs) -> anyhow::Result<()> {
         interactive,
         &args.args,
     )?;
+    // On a terminal docker's raw mode hands Ctrl-C to psql; killed otherwise, the passfile
+    // is removed by the next `secrets rotate` or `prune` (remove_leftovers).
     let status = cmd.status().context("cannot run docker")?;
     if !status.success() {
         // The passfile goes before we exit.

@@ -116,11 +116,13 @@ impl Database {
             .run()
             .context("cannot run docker")?;
         if !out.status.success() {
+            // The first line only: later ones quote the statement.
+            let stderr = String::from_utf8_lossy(&out.stderr);
             anyhow::bail!(
                 "psql as {} on {} failed: {}",
                 self.user,
                 self.container,
-                String::from_utf8_lossy(&out.stderr).trim()
+                stderr.lines().next().unwrap_or("").trim()
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

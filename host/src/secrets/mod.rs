@@ -66,6 +66,21 @@ pub fn replace_private(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes what a killed command left in the secrets directory: half-written values
+/// (`.new-*`) and psql passfiles (`.pgpass-*`). Run under the install lock.
+pub fn remove_leftovers(dir: &Utf8Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {dir}"))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".new-") || name.starts_with(".pgpass-") {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {dir}/{name}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes the empty `<name>.previous` files compose mounts, where missing (hosts set up before
 /// rotations existed, and fresh ones): an empty file means no rotation is running.
 pub fn ensure_previous_files(dir: &Utf8Path) -> anyhow::Result<()> {
@@ -150,6 +165,24 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.join("jwt_secret.previous")).unwrap(),
             ""
+        );
+        // What a killed command leaves goes; the secrets stay.
+        for leftover in [".new-abc", ".pgpass-def"] {
+            super::write_private(&dir.join(leftover), "value").unwrap();
+        }
+        super::remove_leftovers(dir).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "jwt_secret",
+                "jwt_secret.previous",
+                "postgres_password.previous"
+            ]
         );
     }
 }

@@ -50,6 +50,18 @@ impl Rotate<'_> {
     pub fn run(self) -> anyhow::Result<()> {
         let dir = self.host.secrets_dir();
         let name = self.name;
+        if WITH_PREVIOUS.contains(&name) {
+            // A release from before rotations existed mounts no previous value: its API would
+            // drop every session, or fail to log in.
+            let declared = self.stack.config()?["secrets"]
+                .get(format!("{name}_previous"))
+                .is_some();
+            ensure!(
+                declared,
+                "the current release predates live rotation (its compose file has no {name}_previous): install a newer release first; nothing was changed"
+            );
+        }
+        super::remove_leftovers(&dir)?;
         super::ensure_previous_files(&dir)?;
         let mut rotations = Rotations::read(&dir)?;
         let current = dir.join(name);
@@ -71,6 +83,22 @@ impl Rotate<'_> {
             _ => false,
         };
         let old = read(&current)?;
+        if let Some(v) = &self.value
+            && name == "postgres_password"
+        {
+            // psql (libpq) SASLprep-normalises a password and sqlx does not: printable ASCII
+            // is the same to both.
+            ensure!(
+                v.bytes().all(|b| (0x21..0x7f).contains(&b)),
+                "a database password must be printable ASCII without spaces: nothing was changed"
+            );
+        }
+        if resume && old != read(&previous)? && self.value.as_ref().is_some_and(|v| *v != old) {
+            bail!(
+                "the interrupted rotation of {name} already wrote its new value, and it is not the one given: run `{}` without a value to finish it first",
+                crate::install::host::command(&format!("secrets rotate {name}"), &self.host.root)
+            );
+        }
         if !resume || old == read(&previous)? {
             let new = match self.value {
                 Some(v) => v,
@@ -110,6 +138,12 @@ impl Rotate<'_> {
             ));
         }
 
+        // The grace period counts from when the new value is applied: a rotation finished
+        // late still gives the old value its whole grace.
+        if let Some(r) = rotations.0.get_mut(name) {
+            r.grace_until = r.grace_until.max(now + self.grace.as_secs());
+        }
+        rotations.write(&dir)?;
         let apps = apps_mounting(self.stack, name)?;
         let weights = weights(self.ui, self.stack)?;
         self.ui.info(&format!(
@@ -173,6 +207,7 @@ pub fn expire(
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let dir = host.secrets_dir();
+    super::remove_leftovers(&dir)?;
     let mut rotations = Rotations::read(&dir)?;
     let due = rotations.due(now());
     for name in &due {
