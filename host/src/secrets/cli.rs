@@ -83,7 +83,11 @@ enum Secrets {
     },
 }
 
+/// When this command began: history's `seconds` count from here.
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    STARTED.get_or_init(Instant::now);
     match args.command {
         Secrets::List { place, json } => list(&place, json),
         Secrets::Set { place, name } => set(&place, &name),
@@ -181,7 +185,6 @@ fn record(
     name: &str,
     result: &anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let Some(current) = host.current() else {
         return Ok(());
     };
