@@ -10,7 +10,7 @@ pub mod testing;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 pub use env::EnvError;
 pub use login::Db;
@@ -29,14 +29,54 @@ pub struct DbConfig {
     /// empty otherwise): the database may still want it (see `login`).
     pub previous_password: Option<Secret>,
     pub max_connections: u32,
+    /// TLS to the server (`POSTGRES_SSLMODE`, libpq's names; `prefer` by default). An external
+    /// server (RDS) is `verify-full`: TLS, a certificate from the CA bundle, for this host name.
+    pub ssl_mode: PgSslMode,
+    /// The CA bundle the server's certificate is checked against (`POSTGRES_SSL_ROOT_CERT_FILE`;
+    /// the bundled public roots are trusted too). Required by verify-ca and verify-full.
+    pub ssl_root_cert: Option<std::path::PathBuf>,
 }
 
 impl DbConfig {
     /// Reads `POSTGRES_HOST` (localhost), `POSTGRES_PORT` (5432), `POSTGRES_DB` (hitsave),
     /// `POSTGRES_USER` (hitsave), `POSTGRES_MAX_CONNECTIONS` (10), `POSTGRES_PASSWORD_FILE` and
-    /// the optional `POSTGRES_PASSWORD_PREVIOUS_FILE`.
+    /// the optional `POSTGRES_PASSWORD_PREVIOUS_FILE`, `POSTGRES_SSLMODE` (prefer) and
+    /// `POSTGRES_SSL_ROOT_CERT_FILE`.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let ssl_mode: PgSslMode = env::parse("POSTGRES_SSLMODE", PgSslMode::Prefer)?;
+        let ssl_root_cert = match std::env::var("POSTGRES_SSL_ROOT_CERT_FILE") {
+            Ok(path) if !path.is_empty() => Some(std::path::PathBuf::from(path)),
+            _ => None,
+        };
+        let verifies = matches!(ssl_mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull);
+        match &ssl_root_cert {
+            None if verifies => {
+                return Err(ConfigError::Tls(format!(
+                    "POSTGRES_SSLMODE={} needs POSTGRES_SSL_ROOT_CERT_FILE, the CA bundle the server's certificate is checked against",
+                    env::string("POSTGRES_SSLMODE", "")
+                )));
+            }
+            // Read now: a missing bundle is a start-up error, not a refused connection later.
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {}
+                Ok(_) => {
+                    return Err(ConfigError::Tls(format!(
+                        "POSTGRES_SSL_ROOT_CERT_FILE={} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(ConfigError::Tls(format!(
+                        "cannot read POSTGRES_SSL_ROOT_CERT_FILE={}: {e}",
+                        path.display()
+                    )));
+                }
+            },
+            None => {}
+        }
         Ok(Self {
+            ssl_mode,
+            ssl_root_cert,
             host: env::string("POSTGRES_HOST", "localhost"),
             port: env::parse("POSTGRES_PORT", 5432)?,
             database: env::string("POSTGRES_DB", "hitsave"),
@@ -48,7 +88,13 @@ impl DbConfig {
     }
 
     pub fn connect_options(&self) -> PgConnectOptions {
-        PgConnectOptions::new()
+        let options = PgConnectOptions::new();
+        let options = match &self.ssl_root_cert {
+            Some(path) => options.ssl_root_cert(path),
+            None => options,
+        };
+        options
+            .ssl_mode(self.ssl_mode)
             .host(&self.host)
             .port(self.port)
             .database(&self.database)
@@ -79,8 +125,16 @@ impl DbConfig {
 
     /// Where this config points, for messages: never includes the password.
     pub fn describe(&self) -> String {
+        let tls = match self.ssl_mode {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        };
         format!(
-            "postgres://{}@{}:{}/{}",
+            "postgres://{}@{}:{}/{}?sslmode={tls}",
             self.user, self.host, self.port, self.database
         )
     }
@@ -94,4 +148,6 @@ pub enum ConfigError {
     Env(#[from] EnvError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("{0}")]
+    Tls(String),
 }

@@ -12,6 +12,17 @@
 //!   failure).
 //! - validate-service: the release is current and serves through nginx.
 //!
+//! With a load balancer (a deployment group with an ALB target group) CodeDeploy also takes the
+//! host out of the target group before the install and puts it back after:
+//! - before-block-traffic (from the previous revision, like application-stop, and like it
+//!   never failing): nginx's `/lb-health`, the target group's health check, answers 503 from
+//!   now on, so the balancer stops sending before anything on the host changes; then waits
+//!   HITSAVE_LB_HEALTH_WAIT seconds for the balancer to see it (0 by default: CodeDeploy's
+//!   deregistration already stops new requests and waits for the ones in flight).
+//! - after-block-traffic (from the previous revision, never failing): reports.
+//! - before-allow-traffic: the release serves; `/lb-health` answers 200 again.
+//! - after-allow-traffic: the release is current and `/lb-health` is 200.
+//!
 //! Host settings beyond the defaults (another install root, ports, local base images) come
 //! from an optional file of KEY=VALUE lines, /etc/hitsave/host.env.
 
@@ -37,7 +48,9 @@ pub struct Args {
     /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
     /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
     /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS, HITSAVE_TLS, HITSAVE_ACME_DIRECTORY,
-    /// HITSAVE_ACME_EMAIL, HITSAVE_ACME_CA_ROOT, HITSAVE_TLS_RENEW_WITHIN); optional.
+    /// HITSAVE_ACME_EMAIL, HITSAVE_ACME_CA_ROOT, HITSAVE_TLS_RENEW_WITHIN,
+    /// HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME, HITSAVE_DB_USER, HITSAVE_DB_CA_FILE,
+    /// HITSAVE_DB_NETWORK, HITSAVE_LB_HEALTH_WAIT); optional.
     #[arg(
         long,
         env = "HITSAVE_HOST_CONFIG",
@@ -49,11 +62,26 @@ pub struct Args {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
+    BeforeBlockTraffic,
+    AfterBlockTraffic,
     ApplicationStop,
     BeforeInstall,
     AfterInstall,
     ApplicationStart,
     ValidateService,
+    BeforeAllowTraffic,
+    AfterAllowTraffic,
+}
+
+impl Event {
+    /// The events that run from the previous revision's bundle: they report or prepare, and
+    /// never fail, so no earlier revision can block a later deployment.
+    fn from_previous_revision(self) -> bool {
+        matches!(
+            self,
+            Event::BeforeBlockTraffic | Event::AfterBlockTraffic | Event::ApplicationStop
+        )
+    }
 }
 
 /// The host settings a file may set, and the install flag each becomes.
@@ -71,6 +99,16 @@ const SETTINGS: &[(&str, &str)] = &[
     ("HITSAVE_ACME_EMAIL", "--acme-email"),
     ("HITSAVE_ACME_CA_ROOT", "--acme-ca-root"),
     ("HITSAVE_TLS_RENEW_WITHIN", "--tls-renew-within"),
+    // An external database (RDS): the stack starts no db container.
+    ("HITSAVE_DB_HOST", "--db-host"),
+    ("HITSAVE_DB_PORT", "--db-port"),
+    ("HITSAVE_DB_NAME", "--db-name"),
+    ("HITSAVE_DB_USER", "--db-user"),
+    ("HITSAVE_DB_CA_FILE", "--db-ca-file"),
+    ("HITSAVE_DB_NETWORK", "--db-network"),
+    // The hooks' own (no install flag): how long the load balancer takes to see a failing
+    // health check (interval x unhealthy threshold), waited in before-block-traffic.
+    ("HITSAVE_LB_HEALTH_WAIT", ""),
 ];
 
 /// Parses install's flags as a command line would.
@@ -85,10 +123,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => bundle_dir()?,
     };
-    if args.event == Event::ApplicationStop {
+    if args.event.from_previous_revision() {
         // Whatever goes wrong here must not stop the deployment that follows.
-        if let Err(e) = application_stop(&bundle, &args.config) {
-            eprintln!("xtask: hook application-stop: {e:#} (ignored: the stack keeps serving)");
+        let result = match args.event {
+            Event::BeforeBlockTraffic => before_block_traffic(&args.config),
+            Event::AfterBlockTraffic => after_block_traffic(&args.config),
+            _ => application_stop(&bundle, &args.config),
+        };
+        if let Err(e) = result {
+            eprintln!(
+                "xtask: hook {}: {e:#} (ignored: the stack keeps serving)",
+                args.event.name()
+            );
         }
         return Ok(());
     }
@@ -108,8 +154,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
     check_signature(&revision, &settings)?;
-    if args.event == Event::ValidateService {
-        return validate_service(&revision, &settings);
+    match args.event {
+        Event::ValidateService => return validate_service(&revision, &settings),
+        Event::BeforeAllowTraffic => return before_allow_traffic(&revision, &settings),
+        Event::AfterAllowTraffic => return after_allow_traffic(&revision, &settings),
+        _ => {}
     }
     let mut argv: Vec<String> = vec![
         "install".into(),
@@ -129,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (key, flag) in SETTINGS {
         match (settings.get(*key), *key) {
             (None, _) => {}
+            (Some(_), _) if flag.is_empty() => {}
             (Some(v), "HITSAVE_LOCAL_BASE_IMAGES") => {
                 if is_true(v) {
                     argv.push((*flag).into());
@@ -209,6 +259,14 @@ pub fn environment_of(group: &str) -> anyhow::Result<Env> {
     )
 }
 
+impl Event {
+    /// As the command line spells it.
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
+}
+
 fn is_true(v: &str) -> bool {
     matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
 }
@@ -266,6 +324,122 @@ fn application_stop(bundle: &Utf8Path, config: &Utf8Path) -> anyhow::Result<()> 
         "xtask: hook application-stop: revision of {leaving}; current is {current}; it keeps serving until the next release replaces it"
     );
     Ok(())
+}
+
+/// Any name nginx does not serve: the balancer's health check reaches the default server.
+const LB_CHECK_HOST: &str = "lb-health.invalid";
+
+/// `/lb-health` through this host's nginx: its status, or None while nothing answers.
+fn lb_health(stack: &Stack) -> anyhow::Result<Option<u16>> {
+    Ok(crate::http::get(stack.http_port()?, LB_CHECK_HOST, "/lb-health").map(|(status, _)| status))
+}
+
+/// The install root's host, and the stack of its current release (None before the first).
+fn current_stack(settings: &BTreeMap<String, String>) -> anyhow::Result<(Host, Option<Stack>)> {
+    let root = root_of(settings);
+    let host = Host::open(&root)?;
+    let stack = match host.current() {
+        Some(id) => Some(Stack::open(&host.release_dir(&id))?),
+        None => None,
+    };
+    Ok((host, stack))
+}
+
+/// The balancer's health check fails from now on; then the wait for the balancer to see it.
+fn before_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
+    let settings = read_settings(config)?;
+    let wait: u64 = match settings.get("HITSAVE_LB_HEALTH_WAIT") {
+        Some(v) => v.parse().with_context(|| {
+            format!("HITSAVE_LB_HEALTH_WAIT={v:?} in {config} is not a number of seconds")
+        })?,
+        None => 0,
+    };
+    let (host, stack) = current_stack(&settings)?;
+    let dir = host.nginx_dir();
+    if !crate::install::nginx::supports_lb_health(&dir) {
+        eprintln!(
+            "xtask: hook before-block-traffic: the running site has no /lb-health (installed before it); the balancer's deregistration alone takes this host out"
+        );
+        return Ok(());
+    }
+    let deployment = std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into());
+    crate::install::nginx::draining_on(&dir, &format!("deployment {deployment}"))?;
+    let status = match &stack {
+        Some(stack) => lb_health(stack)?.map_or("no answer".into(), |s| s.to_string()),
+        None => "nothing installed".into(),
+    };
+    eprintln!(
+        "xtask: hook before-block-traffic: draining: /lb-health answers {status}; waiting {wait} s for the balancer to see it"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(wait));
+    Ok(())
+}
+
+fn after_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
+    let settings = read_settings(config)?;
+    let (host, _) = current_stack(&settings)?;
+    eprintln!(
+        "xtask: hook after-block-traffic: out of the load balancer ({}); the stack keeps running until the new release replaces it",
+        crate::install::nginx::draining(&host.nginx_dir()).map_or_else(
+            || "the health path was not failed: an older release runs".into(),
+            |why| format!("draining since {why}")
+        )
+    );
+    Ok(())
+}
+
+/// The release serves; then the balancer's health check passes again, checked here.
+fn before_allow_traffic(
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    validate_service(revision, settings)?;
+    let (host, stack) = current_stack(settings)?;
+    let stack = stack.context("nothing is current")?;
+    crate::install::nginx::draining_off(&host.nginx_dir())?;
+    let timeout = std::time::Duration::from_secs(
+        settings
+            .get("HITSAVE_HEALTH_TIMEOUT")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(120),
+    );
+    crate::process::wait_until("/lb-health to answer 200", timeout, || {
+        Ok(lb_health(&stack)? == Some(200))
+    })
+    .with_context(|| {
+        format!(
+            "release {} serves, but the balancer's health check fails",
+            revision.release
+        )
+    })?;
+    eprintln!(
+        "xtask: hook before-allow-traffic: /lb-health answers 200: ready for the load balancer"
+    );
+    Ok(())
+}
+
+/// The release is current and the balancer's health check passes.
+fn after_allow_traffic(
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    validate_service(revision, settings)?;
+    let (_, stack) = current_stack(settings)?;
+    let stack = stack.context("nothing is current")?;
+    match lb_health(&stack)? {
+        Some(200) => {
+            eprintln!(
+                "xtask: hook after-allow-traffic: release {} is back in the load balancer",
+                revision.release
+            );
+            Ok(())
+        }
+        other => bail!(
+            "release {} serves, but /lb-health answers {}: the balancer will not send here",
+            revision.release,
+            other.map_or("nothing".into(), |s| s.to_string())
+        ),
+    }
 }
 
 /// The release is current, its containers are healthy and it serves through nginx.
@@ -356,11 +530,15 @@ mod appspec_tests {
         assert_eq!(spec["os"].as_str(), Some("linux"));
         assert_eq!(spec["file_exists_behavior"].as_str(), Some("OVERWRITE"));
         for (event, arg) in [
+            ("BeforeBlockTraffic", "before-block-traffic"),
+            ("AfterBlockTraffic", "after-block-traffic"),
             ("ApplicationStop", "application-stop"),
             ("BeforeInstall", "before-install"),
             ("AfterInstall", "after-install"),
             ("ApplicationStart", "application-start"),
             ("ValidateService", "validate-service"),
+            ("BeforeAllowTraffic", "before-allow-traffic"),
+            ("AfterAllowTraffic", "after-allow-traffic"),
         ] {
             let hooks = spec["hooks"][event]
                 .as_vec()
@@ -381,11 +559,17 @@ mod appspec_tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert!(mode & 0o111 != 0, "{path} is not executable");
         }
-        let stop =
-            std::fs::read_to_string(format!("{root}/deploy/hooks/application-stop.sh")).unwrap();
-        assert!(
-            stop.trim_end().ends_with("exit 0") && !stop.contains("set -e"),
-            "ApplicationStop must never fail"
-        );
+        // The hooks that run from the previous revision never fail.
+        for hook in [
+            "application-stop",
+            "before-block-traffic",
+            "after-block-traffic",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/deploy/hooks/{hook}.sh")).unwrap();
+            assert!(
+                text.trim_end().ends_with("exit 0") && !text.contains("set -e"),
+                "{hook} must never fail"
+            );
+        }
     }
 }

@@ -14,15 +14,34 @@ use crate::install::stack::Stack;
 /// Who logs in, to which database, on which network, with which image: the running db
 /// container's.
 pub struct Database {
+    /// What messages call the server: the db container, or the external server's address.
     container: String,
     image: String,
     network: String,
+    /// The server's host name on `network`.
+    host: String,
+    port: u16,
+    /// An external server's CA bundle: TLS is then required and verified (verify-full).
+    ca_file: Option<String>,
     pub user: String,
     pub name: String,
 }
 
 impl Database {
     pub fn of(stack: &Stack) -> anyhow::Result<Database> {
+        if stack.external_db() {
+            let external = External::of(stack)?;
+            return Ok(Database {
+                container: format!("{}:{}", external.host, external.port),
+                image: external.image,
+                network: external.network,
+                host: external.host,
+                port: external.port,
+                ca_file: Some(external.ca_file),
+                user: external.user,
+                name: external.name,
+            });
+        }
         let container = crate::console::running_container(stack, "db")?;
         let text = duct::cmd!(
             "docker",
@@ -56,6 +75,9 @@ impl Database {
             container,
             image,
             network,
+            host: "db".into(),
+            port: 5432,
+            ca_file: None,
         })
     }
 
@@ -67,19 +89,7 @@ impl Database {
         interactive: bool,
         args: &[String],
     ) -> anyhow::Result<(std::process::Command, tempfile::TempPath)> {
-        let password = std::fs::read_to_string(password_file)
-            .with_context(|| format!("cannot read {password_file}"))?;
-        let password = password.trim_end_matches(['\n', '\r']);
-        let dir = password_file.parent().context("a secret has a directory")?;
-        let mut passfile = tempfile::Builder::new()
-            .prefix(".pgpass-")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot create a passfile in {dir}"))?;
-        // The passfile's escapes: `\` and `:` in a field.
-        let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
-        std::io::Write::write_all(&mut passfile, format!("*:*:*:*:{escaped}\n").as_bytes())
-            .context("cannot write the passfile")?;
-        let passfile = passfile.into_temp_path();
+        let passfile = passfile(password_file)?;
         let mut cmd = std::process::Command::new("docker");
         cmd.args(["run", "--rm", "-i"]);
         if interactive {
@@ -91,14 +101,18 @@ impl Database {
                 "type=bind,source={},target=/run/pgpass,readonly",
                 passfile.display()
             ))
-            .args(["--env", "PGPASSFILE=/run/pgpass", "--env", "HOME=/tmp"])
-            .args(["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"])
+            .args(["--env", "PGPASSFILE=/run/pgpass", "--env", "HOME=/tmp"]);
+        if let Some(ca) = &self.ca_file {
+            cmd.args(External::tls_args(ca));
+        }
+        cmd.args(["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"])
             .args(["--security-opt", "no-new-privileges:true"])
             .args(["--label", "hitsave.role=psql"])
             // psql itself: the image's entrypoint prepares a server's directories.
             .args(["--entrypoint", "psql"])
             .arg(&self.image)
-            .args(["-h", "db", "-U", &self.user, "-d", &self.name])
+            .args(["-h", &self.host, "-p", &self.port.to_string()])
+            .args(["-U", &self.user, "-d", &self.name])
             .args(args);
         Ok((cmd, passfile))
     }
@@ -126,6 +140,67 @@ impl Database {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// A libpq passfile for the password in `password_file`: 0600, beside it in the secrets
+/// directory, removed when the returned path is dropped.
+pub fn passfile(password_file: &Utf8Path) -> anyhow::Result<tempfile::TempPath> {
+    let password = std::fs::read_to_string(password_file)
+        .with_context(|| format!("cannot read {password_file}"))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    let dir = password_file.parent().context("a secret has a directory")?;
+    let mut passfile = tempfile::Builder::new()
+        .prefix(".pgpass-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a passfile in {dir}"))?;
+    // The passfile's escapes: `\` and `:` in a field.
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    std::io::Write::write_all(&mut passfile, format!("*:*:*:*:{escaped}\n").as_bytes())
+        .context("cannot write the passfile")?;
+    Ok(passfile.into_temp_path())
+}
+
+/// An external database server as release.env names it, and how a client container reaches
+/// it: the stack's PostgreSQL image (its client tools), on the database's network.
+pub struct External {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub ca_file: String,
+    pub image: String,
+    /// HITSAVE_DB_NETWORK, or Docker's default bridge (RDS is reached through the host).
+    pub network: String,
+}
+
+impl External {
+    pub fn of(stack: &Stack) -> anyhow::Result<External> {
+        let get = |k: &str| stack.env.get(k).map(str::to_owned);
+        Ok(External {
+            host: get("HITSAVE_DB_HOST")?,
+            port: get("HITSAVE_DB_PORT")?
+                .parse()
+                .context("HITSAVE_DB_PORT in release.env is not a port")?,
+            name: get("HITSAVE_DB_NAME")?,
+            user: get("HITSAVE_DB_USER")?,
+            ca_file: get("HITSAVE_DB_CA_FILE")?,
+            image: get("HITSAVE_POSTGRES_IMAGE")?,
+            network: get("HITSAVE_DB_NETWORK").unwrap_or_else(|_| "bridge".into()),
+        })
+    }
+
+    /// `docker run` arguments: the CA bundle mounted, libpq told to require TLS and check the
+    /// certificate and the host name against it.
+    pub fn tls_args(ca_file: &str) -> Vec<String> {
+        vec![
+            "--mount".into(),
+            format!("type=bind,source={ca_file},target=/run/db_ca.pem,readonly"),
+            "--env".into(),
+            "PGSSLMODE=verify-full".into(),
+            "--env".into(),
+            "PGSSLROOTCERT=/run/db_ca.pem".into(),
+        ]
     }
 }
 

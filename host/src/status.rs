@@ -33,6 +33,9 @@ struct Status {
     last_verified_backup: Option<VerifiedBackup>,
     /// Every host answers the maintenance page (a restore runs, or was killed).
     maintenance: bool,
+    /// Why the load balancer's health path fails (the host is leaving or not yet back in the
+    /// target group), when it does.
+    draining: Option<String>,
     /// The HTTPS certificate: names, issuer and expiry; none on a host without one.
     certificate: Option<crate::tls::cert::CertInfo>,
     /// The certificate's line, or what needs attention (none, fewer than 14 days left).
@@ -97,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             age_seconds: age.as_secs(),
         }),
         maintenance: crate::install::nginx::in_maintenance(&host.nginx_dir()),
+        draining: crate::install::nginx::draining(&host.nginx_dir()),
         certificate: crate::tls::cert::Files::new(&host.tls_dir()).current(),
         tls: crate::tls::report(&host),
         last: history.into_iter().rev().take(5).collect(),
@@ -131,6 +135,11 @@ fn print_text(status: &Status) {
     if status.maintenance {
         println!(
             "MAINTENANCE: every host answers 503 (a restore runs, or was stopped half-way: running it again or an install ends it)"
+        );
+    }
+    if let Some(why) = &status.draining {
+        println!(
+            "DRAINING:  /lb-health answers 503, so the load balancer sends nothing here ({why}); the next deployment's BeforeAllowTraffic ends it"
         );
     }
     match &status.serving {

@@ -13,7 +13,9 @@
 //! Keys are regular expressions, anchored at both ends and matched case-insensitively, tried in
 //! the order they are written; the first match wins. A `~` (null) value means: do not deploy.
 //! `$BRANCH` (the branch name with every character CodeDeploy does not allow in a group name
-//! replaced by `-`) and `$PR_NUMBER` are substituted in `deploymentGroupName`.
+//! replaced by `-`) and `$PR_NUMBER` are substituted in `deploymentGroupName`. An entry may name
+//! how the group's hosts are rolled out, `deploymentConfigName` (`rollout.rs`: OneAtATime,
+//! HalfAtATime, AllAtOnce or min-healthy=N); without it, the group's own configuration.
 
 use anyhow::{Context, bail};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -25,6 +27,8 @@ pub enum Decision {
     Deploy {
         pattern: String,
         deployment_group: String,
+        /// `deploymentConfigName`, when the entry names one.
+        deployment_config: Option<crate::rollout::DeploymentConfig>,
     },
     /// A key matched with a `~` value.
     Skip { pattern: String },
@@ -69,9 +73,20 @@ pub fn decide(appspec: &str, branch: &str, pr_number: Option<u64>) -> anyhow::Re
         let deployment_group = name
             .replace("$BRANCH", &group_safe(branch))
             .replace("$PR_NUMBER", pr.as_deref().unwrap_or(""));
+        let deployment_config = match &value["deploymentConfigName"] {
+            Yaml::BadValue | Yaml::Null => None,
+            Yaml::String(name) => Some(
+                crate::rollout::DeploymentConfig::parse(name)
+                    .with_context(|| format!("branch_config {pattern:?}: deploymentConfigName"))?,
+            ),
+            other => {
+                bail!("branch_config {pattern:?}: deploymentConfigName {other:?} is not a name")
+            }
+        };
         return Ok(Decision::Deploy {
             pattern,
             deployment_group,
+            deployment_config,
         });
     }
     Ok(Decision::NoMatch)
@@ -114,6 +129,26 @@ branch_config:
             } => deployment_group,
             other => panic!("expected a deployment, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn deployment_configurations() {
+        use crate::rollout::DeploymentConfig;
+        let spec = "branch_config:\n  main:\n    deploymentGroupName: production\n    deploymentConfigName: OneAtATime\n  big:\n    deploymentGroupName: big\n    deploymentConfigName: min-healthy=2\n  bad:\n    deploymentGroupName: bad\n    deploymentConfigName: SomeAtATime\n  '.*':\n    deploymentGroupName: staging\n";
+        let config = |branch| match decide(spec, branch, None).unwrap() {
+            Decision::Deploy {
+                deployment_config, ..
+            } => deployment_config,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(config("main"), Some(DeploymentConfig::OneAtATime));
+        assert_eq!(config("big"), Some(DeploymentConfig::MinimumHealthy(2)));
+        assert_eq!(config("feature"), None);
+        let err = format!("{:#}", decide(spec, "bad", None).unwrap_err());
+        assert!(
+            err.contains("\"bad\": deploymentConfigName") && err.contains("OneAtATime"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use hitsave_host::store::{self, StoreArgs};
 use hitsave_schema::{self as manifest, ReleaseId};
 use serde::Serialize;
 use xtask::branch_config::{self, Decision};
+use xtask::rollout::DeploymentConfig;
 
 use hitsave_host::ui::Ui;
 
@@ -54,6 +55,10 @@ pub struct Args {
     /// How long to follow the deployment before giving up (it goes on in AWS).
     #[arg(long, value_name = "SECS", default_value = "1800")]
     wait_timeout: u64,
+    /// How the hosts are rolled out, whatever branch_config says: OneAtATime, HalfAtATime,
+    /// AllAtOnce or min-healthy=N.
+    #[arg(long, value_name = "CONFIG", value_parser = DeploymentConfig::parse)]
+    deployment_config: Option<DeploymentConfig>,
 }
 
 /// CreateDeployment's request, in the API's JSON form (what `aws deploy create-deployment
@@ -68,6 +73,10 @@ pub struct Request {
     pub ignore_application_stop_failures: bool,
     pub file_exists_behavior: &'static str,
     pub auto_rollback_configuration: AutoRollback,
+    /// How the group's hosts are rolled out (branch_config's `deploymentConfigName`); none:
+    /// the deployment group's own configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_config_name: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -110,6 +119,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("HEAD is detached: name the branch with --branch"),
     };
     let pr_number = args.pr_number.or_else(pr_from_github_ref);
+    let mut config = args.deployment_config;
     let group = match &args.group {
         Some(g) => g.clone(),
         None => {
@@ -121,9 +131,12 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
                 Decision::Deploy {
                     pattern,
                     deployment_group,
+                    deployment_config,
                 } => {
+                    config = config.or(deployment_config);
                     ui.info(&format!(
-                        "branch {branch} matches {pattern:?}: deployment group {deployment_group}"
+                        "branch {branch} matches {pattern:?}: deployment group {deployment_group}{}",
+                        config.map_or_else(String::new, |c| format!(", {c}"))
                     ));
                     deployment_group
                 }
@@ -207,6 +220,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             enabled: true,
             events: vec!["DEPLOYMENT_FAILURE"],
         },
+        deployment_config_name: config.map(DeploymentConfig::codedeploy_name),
     };
     if args.dry_run {
         ui.info(&format!(
@@ -216,7 +230,129 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&request)?);
         return Ok(());
     }
-    create_and_follow(&ui, &request, Duration::from_secs(args.wait_timeout))
+    create_and_follow(
+        &ui,
+        &request,
+        config,
+        Duration::from_secs(args.wait_timeout),
+    )
+}
+
+/// The custom configuration `min-healthy=N` names, created the first time it is used.
+async fn ensure_min_healthy_config(
+    ui: &Ui,
+    client: &aws_sdk_codedeploy::Client,
+    n: u32,
+) -> anyhow::Result<()> {
+    use aws_sdk_codedeploy::types::{MinimumHealthyHosts, MinimumHealthyHostsType};
+    let name = DeploymentConfig::MinimumHealthy(n).codedeploy_name();
+    match client
+        .get_deployment_config()
+        .deployment_config_name(&name)
+        .send()
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_deployment_config_does_not_exist_exception()) => {}
+        Err(e) => bail!(
+            "cannot read deployment configuration {name}: {}",
+            aws_sdk_codedeploy::error::DisplayErrorContext(&e)
+        ),
+    }
+    client
+        .create_deployment_config()
+        .deployment_config_name(&name)
+        .minimum_healthy_hosts(
+            MinimumHealthyHosts::builder()
+                .r#type(MinimumHealthyHostsType::HostCount)
+                .value(i32::try_from(n).context("too many hosts")?)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create deployment configuration {name}: {}",
+                aws_sdk_codedeploy::error::DisplayErrorContext(&e)
+            )
+        })?;
+    ui.info(&format!(
+        "created deployment configuration {name}: at least {n} hosts stay healthy"
+    ));
+    Ok(())
+}
+
+/// Each host's state in a deployment, as last reported: a line per change.
+#[derive(Default)]
+struct HostProgress {
+    seen: std::collections::BTreeMap<String, String>,
+}
+
+impl HostProgress {
+    async fn update(
+        &mut self,
+        ui: &Ui,
+        client: &aws_sdk_codedeploy::Client,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let listed = client
+            .list_deployment_targets()
+            .deployment_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e))
+            })?;
+        let ids = listed.target_ids().to_vec();
+        // BatchGetDeploymentTargets takes at most 25 at a time.
+        for chunk in ids.chunks(25) {
+            let got = client
+                .batch_get_deployment_targets()
+                .deployment_id(id)
+                .set_target_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e))
+                })?;
+            for target in got.deployment_targets() {
+                let Some(t) = target.instance_target() else {
+                    continue;
+                };
+                let host = t.target_id().unwrap_or("?").to_owned();
+                let status = t.status().map_or("unknown", |s| s.as_str());
+                // The event running now, or the last one that ran.
+                let event = t
+                    .lifecycle_events()
+                    .iter()
+                    .rev()
+                    .find(|e| e.status().is_some_and(|s| s.as_str() != "Pending"))
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.lifecycle_event_name().unwrap_or("?"),
+                            e.status().map_or("", |s| s.as_str())
+                        )
+                    })
+                    .unwrap_or_default();
+                let line = format!(
+                    "{status}{}",
+                    if event.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({event})")
+                    }
+                );
+                if self.seen.get(&host) != Some(&line) {
+                    ui.info(&format!("host {host}: {line}"));
+                    self.seen.insert(host, line);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `s3://BUCKET/PREFIX` -> (bucket, prefix without slashes at either end).
@@ -239,7 +375,12 @@ fn pr_from_github_ref() -> Option<u64> {
         .ok()
 }
 
-fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::Result<()> {
+fn create_and_follow(
+    ui: &Ui,
+    request: &Request,
+    config: Option<DeploymentConfig>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     use aws_sdk_codedeploy::types::{
         AutoRollbackConfiguration, AutoRollbackEvent, BundleType, DeploymentStatus,
         FileExistsBehavior, RevisionLocationType,
@@ -248,10 +389,13 @@ fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::R
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let client = aws_sdk_codedeploy::Client::new(&config);
+        let client = aws_sdk_codedeploy::Client::new(&sdk_config);
+        if let Some(DeploymentConfig::MinimumHealthy(n)) = config {
+            ensure_min_healthy_config(ui, &client, n).await?;
+        }
         // Every field comes from `request`: what --dry-run prints is what is sent.
         let s3 = &request.revision.s3_location;
         let rollback = &request.auto_rollback_configuration;
@@ -276,6 +420,7 @@ fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::R
             .description(&request.description)
             .ignore_application_stop_failures(request.ignore_application_stop_failures)
             .file_exists_behavior(FileExistsBehavior::from(request.file_exists_behavior))
+            .set_deployment_config_name(request.deployment_config_name.clone())
             .auto_rollback_configuration(
                 AutoRollbackConfiguration::builder()
                     .enabled(rollback.enabled)
@@ -302,7 +447,11 @@ fn create_and_follow(ui: &Ui, request: &Request, timeout: Duration) -> anyhow::R
         ));
         let bar = ui.spinner(&format!("deployment {id}"));
         let started = Instant::now();
+        let mut hosts = HostProgress::default();
         loop {
+            if let Err(e) = hosts.update(ui, &client, &id).await {
+                bar.set_message(format!("deployment {id}: cannot list its hosts yet ({e:#})"));
+            }
             let info = client
                 .get_deployment()
                 .deployment_id(&id)

@@ -8,4 +8,5 @@ pub mod git;
 pub mod inputs;
 pub mod migrations;
 pub mod package;
+pub mod rollout;
 pub mod signing;

@@ -14,17 +14,41 @@ use crate::install::stack::{Stack, State};
 /// build of a large table's index fails there ("could not resize shared memory segment").
 pub const SERIAL_INDEX_BUILDS: &str = "PGOPTIONS=-c max_parallel_maintenance_workers=0";
 
-/// The db container and the login it was started with.
+/// The db container and the login it was started with; for an external database, a client
+/// container this process started, whose libpq environment points at the server.
 pub struct Server {
     pub container: String,
     pub user: String,
     /// The database the apps use (POSTGRES_DB).
     pub live: String,
+    /// The client container and passfile an external server needs, removed on drop.
+    _client: Option<Client>,
+}
+
+/// A client container of the stack's PostgreSQL image, idle until commands are run in it
+/// (`docker exec`): libpq's environment names the external server, requires TLS verified
+/// against its CA bundle and logs in with a passfile from the password secret.
+struct Client {
+    container: String,
+    _passfile: tempfile::TempPath,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = duct::cmd!("docker", "rm", "--force", &self.container)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
 }
 
 impl Server {
-    /// The running db container of `stack`.
+    /// The running db container of `stack`, or a client of its external server.
     pub fn of(stack: &Stack) -> anyhow::Result<Server> {
+        if stack.external_db() {
+            return Server::external(stack);
+        }
         let container = stack
             .containers()?
             .into_iter()
@@ -32,6 +56,78 @@ impl Server {
             .map(|c| c.name)
             .context("the database container is not running")?;
         Server::in_container(container)
+    }
+
+    /// A client container for `stack`'s external server (see `Client`).
+    fn external(stack: &Stack) -> anyhow::Result<Server> {
+        let db = crate::psql::External::of(stack)?;
+        let secrets = stack.env.get("HITSAVE_SECRETS_DIR")?;
+        let passfile = crate::psql::passfile(&Utf8Path::new(secrets).join("postgres_password"))?;
+        let container = format!("{}-db-client-{}", stack.project, std::process::id());
+        let mut args: Vec<String> = ["run", "--detach", "--rm", "--name", &container]
+            .map(String::from)
+            .into();
+        args.extend(["--network".into(), db.network.clone()]);
+        args.extend([
+            "--mount".into(),
+            format!(
+                "type=bind,source={},target=/run/pgpass,readonly",
+                passfile.display()
+            ),
+        ]);
+        args.extend(crate::psql::External::tls_args(&db.ca_file));
+        for (k, v) in [
+            ("PGPASSFILE", "/run/pgpass".to_owned()),
+            ("PGHOST", db.host.clone()),
+            ("PGPORT", db.port.to_string()),
+            ("HOME", "/tmp".into()),
+        ] {
+            args.extend(["--env".into(), format!("{k}={v}")]);
+        }
+        args.extend(
+            [
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges:true",
+                "--label",
+                "hitsave.role=db-client",
+                "--entrypoint",
+                "sleep",
+            ]
+            .map(String::from),
+        );
+        args.extend([db.image.clone(), "infinity".into()]);
+        duct::cmd("docker", &args)
+            .stdout_null()
+            .stderr_capture()
+            .run()
+            .with_context(|| {
+                format!(
+                    "cannot start a client container for {}:{}",
+                    db.host, db.port
+                )
+            })?;
+        let server = Server {
+            container: container.clone(),
+            user: db.user,
+            live: db.name,
+            _client: Some(Client {
+                container,
+                _passfile: passfile,
+            }),
+        };
+        // One query now: a refused login or certificate is said here, once, clearly.
+        server.psql("postgres", "SELECT 1").with_context(|| {
+            format!(
+                "cannot log in to the external database {}:{} over TLS",
+                db.host, db.port
+            )
+        })?;
+        Ok(server)
     }
 
     /// The server in `container`, with the login its environment names.
@@ -52,6 +148,7 @@ impl Server {
                 container,
                 user: user.to_owned(),
                 live: live.to_owned(),
+                _client: None,
             }),
             _ => bail!("the database container has no POSTGRES_USER and POSTGRES_DB"),
         }

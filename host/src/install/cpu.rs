@@ -37,6 +37,22 @@ pub enum Weights {
 impl Weights {
     /// Finds where the running `container` sits and gives its parent cgroup the weight of
     /// `PARENT_SHARES`. Best effort: a host where that cannot be done keeps Docker's weights.
+    /// `prioritise` on the cgroup of `stack`'s containers: its database's, else (an external
+    /// database) any running one's; Docker's own weights when nothing runs yet.
+    pub fn of_stack(ui: &Ui, stack: &super::stack::Stack) -> anyhow::Result<Weights> {
+        let containers = stack.containers()?;
+        let running = |c: &&super::stack::Container| c.state == super::stack::State::Running;
+        let pick = containers
+            .iter()
+            .filter(running)
+            .find(|c| c.service == "db")
+            .or_else(|| containers.iter().find(running));
+        Ok(match pick {
+            Some(c) => Self::prioritise(ui, &c.name),
+            None => Weights::Default,
+        })
+    }
+
     pub fn prioritise(ui: &Ui, container: &str) -> Weights {
         match Self::find(container).and_then(|w| w.apply().map(|()| w)) {
             Ok(Weights::V1 { parent }) => {

@@ -132,6 +132,8 @@ pub struct Args {
     /// that reach no registry; otherwise the official images.
     #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
     local_base_images: bool,
+    #[command(flatten)]
+    db: ExternalDbArgs,
     /// Apply pending migrations without taking a backup first (history says so).
     #[arg(long)]
     skip_backup: bool,
@@ -139,6 +141,81 @@ pub struct Args {
     /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
     #[arg(long, value_enum, value_name = "STEP")]
     until: Option<Until>,
+}
+
+/// A database server outside the stack (RDS, or one PostgreSQL a fleet of hosts shares): the
+/// stack then starts no db container and logs in over TLS, verified against `--db-ca-file`.
+/// The password is the stack's postgres_password secret file, as for its own database.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExternalDbArgs {
+    /// The server's host name, as its certificate names it (an RDS endpoint).
+    #[arg(long, value_name = "HOST")]
+    pub db_host: Option<String>,
+    /// The server's port.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value = "5432",
+        requires = "db_host"
+    )]
+    pub db_port: u16,
+    /// The database the apps use.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hitsave",
+        requires = "db_host"
+    )]
+    pub db_name: String,
+    /// The role the apps log in as.
+    #[arg(
+        long,
+        value_name = "USER",
+        default_value = "hitsave",
+        requires = "db_host"
+    )]
+    pub db_user: String,
+    /// The CA bundle the server's certificate must chain to (for RDS, the region's bundle
+    /// from AWS); required with --db-host.
+    #[arg(long, value_name = "FILE", requires = "db_host")]
+    pub db_ca_file: Option<Utf8PathBuf>,
+    /// An existing Docker network the apps join to reach the server (a PostgreSQL in a
+    /// container on this host); RDS needs none.
+    #[arg(long, value_name = "NETWORK", requires = "db_host")]
+    pub db_network: Option<String>,
+}
+
+impl ExternalDbArgs {
+    /// The release.env settings of the external database, or none for the stack's own.
+    fn settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let Some(host) = &self.db_host else {
+            return Ok(Vec::new());
+        };
+        let ca = self.db_ca_file.as_ref().with_context(|| {
+            format!("--db-host {host} needs --db-ca-file (HITSAVE_DB_CA_FILE): the CA bundle its certificate is checked against; nothing was changed")
+        })?;
+        let pem = std::fs::read_to_string(ca).with_context(|| {
+            format!("cannot read the database's CA bundle {ca} (HITSAVE_DB_CA_FILE); nothing was changed")
+        })?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "{ca} (HITSAVE_DB_CA_FILE) holds no PEM certificate; nothing was changed"
+        );
+        let ca = ca
+            .canonicalize_utf8()
+            .with_context(|| format!("cannot resolve {ca}"))?;
+        let mut settings = vec![
+            ("HITSAVE_DB_HOST", host.clone()),
+            ("HITSAVE_DB_PORT", self.db_port.to_string()),
+            ("HITSAVE_DB_NAME", self.db_name.clone()),
+            ("HITSAVE_DB_USER", self.db_user.clone()),
+            ("HITSAVE_DB_CA_FILE", ca.to_string()),
+        ];
+        if let Some(network) = &self.db_network {
+            settings.push(("HITSAVE_DB_NETWORK", network.clone()));
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,6 +466,9 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     for (key, image) in base_images(args.local_base_images) {
         set(key, image.into());
     }
+    for (key, value) in args.db.settings()? {
+        set(key, value);
+    }
     for (component, _) in stack::IMAGES {
         set(
             &format!("HITSAVE_{}_TAG", component.to_uppercase()),
@@ -447,17 +527,17 @@ pub fn deploy(
         ui.info(&format!("built {}", built.join(", ")));
     }
     let timeout = args.health_timeout.to_string();
-    ui.info("starting the database (kept as it is when it runs)");
-    stack.run(
-        "starting the database",
-        &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
-    )?;
-    let db = stack
-        .containers()?
-        .into_iter()
-        .find(|c| c.service == "db" && c.state == stack::State::Running)
-        .context("the database is not running after `up db`")?;
-    let weights = cpu::Weights::prioritise(ui, &db.name);
+    let weights = if stack.external_db() {
+        check_external_db(ui, stack)?;
+        cpu::Weights::of_stack(ui, stack)?
+    } else {
+        ui.info("starting the database (kept as it is when it runs)");
+        stack.run(
+            "starting the database",
+            &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
+        )?;
+        cpu::Weights::of_stack(ui, stack)?
+    };
     if let Some(migrations) = migrations {
         back_up_before_migrating(ui, host, stack, migrations)?;
         run_migrations(ui, stack, &id)?;
@@ -514,6 +594,65 @@ pub fn deploy(
     }
     host.flip(&id)?;
     Ok(())
+}
+
+/// The external server answers this release's migrator over verified TLS with the stack's
+/// password: checked before the backup, the migrations and the swap, so a wrong CA bundle, a
+/// server without TLS or a refused password stops the install with the running stack as it is.
+fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
+    let setting = |k: &str| stack.env.get(k).unwrap_or("?").to_owned();
+    let (server, ca) = (
+        format!(
+            "{}@{}:{}/{}",
+            setting("HITSAVE_DB_USER"),
+            setting("HITSAVE_DB_HOST"),
+            setting("HITSAVE_DB_PORT"),
+            setting("HITSAVE_DB_NAME")
+        ),
+        setting("HITSAVE_DB_CA_FILE"),
+    );
+    ui.info(&format!(
+        "checking the external database {server} (TLS verified against {ca})"
+    ));
+    let (status, text) = stack.output(
+        "checking the external database",
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            "migrate",
+            "--wait",
+            "20",
+            "status",
+        ],
+    )?;
+    if matches!(status.code(), Some(0 | 3)) {
+        return Ok(());
+    }
+    let said = text
+        .lines()
+        .find(|l| l.contains("migrate: "))
+        .map_or_else(|| crate::compose::tail(&text, 5), |l| l.trim().to_owned());
+    let lower = said.to_ascii_lowercase();
+    let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "the server's certificate does not chain to a CA in {ca} (HITSAVE_DB_CA_FILE) or does not name {}: use the server's CA bundle (RDS: the region's bundle from AWS)",
+            setting("HITSAVE_DB_HOST")
+        )
+    } else if lower.contains("does not support tls") || lower.contains("ssl") {
+        "the server does not offer TLS, which an external database must (RDS: rds.force_ssl=1)"
+            .to_owned()
+    } else if lower.contains("password authentication failed") || lower.contains("28p01") {
+        format!(
+            "the server refused the password in the postgres_password secret for {}: set the role's password to the file's, or the file to the role's (`xtask secrets set postgres_password`)",
+            setting("HITSAVE_DB_USER")
+        )
+    } else {
+        "check HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME and HITSAVE_DB_USER in the host settings, and that this host reaches the server".to_owned()
+    };
+    bail!(
+        "the external database {server} refused this host: {hint}; nothing was migrated and the running stack is untouched ({said})"
+    )
 }
 
 /// A backup of the live database before the new migrator changes it, when it has anything

@@ -158,6 +158,41 @@ pub fn in_maintenance(dir: &Utf8Path) -> bool {
     dir.join(MAINTENANCE_FILE).exists()
 }
 
+/// While this file is in the site's directory, `/lb-health` answers 503: the host is leaving
+/// the load balancer's target group (CodeDeploy's BlockTraffic) or has not joined it again.
+const DRAINING_FILE: &str = "draining";
+
+/// Whether a site rendered into `dir` has the load balancer's health path.
+pub fn supports_lb_health(dir: &Utf8Path) -> bool {
+    std::fs::read_to_string(dir.join("default.conf"))
+        .is_ok_and(|site| site.contains("location = /lb-health"))
+}
+
+/// Fails the load balancer's health check from now on; `why` is kept in the file.
+pub fn draining_on(dir: &Utf8Path, why: &str) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{DRAINING_FILE}.new"));
+    std::fs::write(&tmp, format!("{why}\n")).with_context(|| format!("cannot write {tmp}"))?;
+    std::fs::rename(&tmp, dir.join(DRAINING_FILE))
+        .with_context(|| format!("cannot start draining in {dir}"))
+}
+
+/// The health check passes again (when the API is ready); nothing to do when not draining.
+pub fn draining_off(dir: &Utf8Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(dir.join(DRAINING_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot end draining in {dir}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why the host is draining, when it is.
+pub fn draining(dir: &Utf8Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(DRAINING_FILE))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
 /// Renders the site again with or without its 443 listeners, keeping the upstreams it routes
 /// to now (a blue/green swap may have named one container); true when it changed.
 pub fn set_tls(
@@ -235,6 +270,16 @@ mod tests {
         assert!(site.contains("add_header Retry-After 30 always;"));
         let health = site.find("/nginx-health").unwrap();
         assert!(!site[health..health + 80].contains("maintenance"));
+        // The balancer's health path: on the default server, draining before the API.
+        let lb = &site[site.find("location = /lb-health").unwrap()..];
+        let lb = &lb[..lb.find("\n    }").unwrap()];
+        assert!(
+            site.find("location = /lb-health").unwrap() < site.find("server_name api.").unwrap()
+        );
+        assert!(
+            lb.find("conf.d/draining").unwrap() < lb.find("proxy_pass $lb_api/ready;").unwrap()
+        );
+        assert!(lb.contains("set $lb_api http://api:8080;") && !lb.contains("maintenance"));
         let local = super::render(template, "hitsave-local.io", false, &ups);
         assert!(!local.contains("443"));
         assert!(local.contains("server_name api.hitsave-local.io;"));

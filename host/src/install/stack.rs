@@ -215,6 +215,27 @@ impl Stack {
         })
     }
 
+    /// Whether the stack uses a database server of its own (no db container, no volume).
+    pub fn external_db(&self) -> bool {
+        self.env.0.contains_key("HITSAVE_DB_HOST")
+    }
+
+    /// The base file, the production overlay and, for an external database, its overlays.
+    fn compose_files(&self) -> Vec<Utf8PathBuf> {
+        let deploy = self.release_dir.join("deploy");
+        let mut files = vec![
+            deploy.join("docker-compose.yml"),
+            deploy.join("production.yml"),
+        ];
+        if self.external_db() {
+            files.push(deploy.join("external-db.yml"));
+            if self.env.0.contains_key("HITSAVE_DB_NETWORK") {
+                files.push(deploy.join("external-db-network.yml"));
+            }
+        }
+        files
+    }
+
     /// The release's own compose files with its release.env, and nothing from the caller's
     /// environment: a stray HITSAVE_* must not change what production runs.
     fn compose(&self) -> Compose {
@@ -222,10 +243,7 @@ impl Stack {
         Compose {
             project: self.project.clone(),
             directory: deploy.clone(),
-            files: vec![
-                deploy.join("docker-compose.yml"),
-                deploy.join("production.yml"),
-            ],
+            files: self.compose_files(),
             env_file: Some(self.release_dir.join("release.env")),
             // A secret rotation's grace period, which the API enforces (never a value).
             env: self
@@ -241,6 +259,15 @@ impl Stack {
     /// A compose command on this stack, to stream or run as the caller likes.
     pub fn command(&self, args: &[&str]) -> duct::Expression {
         self.compose().command(args)
+    }
+
+    /// Runs a compose command to its end: its exit status and output, whatever they are.
+    pub fn output(
+        &self,
+        what: &str,
+        args: &[&str],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        self.compose().output(what, args)
     }
 
     /// Runs a compose command; on failure the error carries its output.
@@ -392,7 +419,12 @@ impl Stack {
     /// this release through nginx. `Err(reason)` says what is still missing.
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
         let containers = self.containers()?;
-        for service in ["db", "api", "web", "nginx"] {
+        let services: &[&str] = if self.external_db() {
+            &["api", "web", "nginx"]
+        } else {
+            &["db", "api", "web", "nginx"]
+        };
+        for &service in services {
             match containers.iter().find(|c| c.service == service) {
                 None => return Ok(Err(format!("{service} has no container"))),
                 Some(c) if c.state != State::Running => {

@@ -270,8 +270,7 @@ fn apps_mounting(stack: &Stack, secret: &str) -> anyhow::Result<Vec<App>> {
 }
 
 fn weights(ui: &Ui, stack: &Stack) -> anyhow::Result<Weights> {
-    let db = crate::console::running_container(stack, "db")?;
-    Ok(Weights::prioritise(ui, &db))
+    Weights::of_stack(ui, stack)
 }
 
 fn names(apps: &[App]) -> String {

@@ -261,7 +261,7 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
 }
 
 /// A visible change to the API: /health gains a field.
-fn api_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
+pub(crate) fn api_change(dir: &Utf8Path, n: u32) -> anyhow::Result<()> {
     let path = dir.join("api/src/routes/health.rs");
     let text = std::fs::read_to_string(&path)?;
     let text = text.replace("\"bench\": 1, ", "");

@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod deploy;
+pub mod fleet;
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,9 @@ enum What {
     /// Backup and restore of a 1 GiB database vs pg_dump | sha256sum and pg_restore; peak
     /// memory of the backup, with and without the upload to S3.
     Backup,
+    /// Deploy time, failed requests and p99 for 1, 2 and 3 hosts behind a load balancer,
+    /// per deployment configuration.
+    Fleet,
 }
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
@@ -71,6 +75,9 @@ fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     }
     if matches!(args.what, What::Backup) {
         return crate::bench::backup::run(root);
+    }
+    if matches!(args.what, What::Fleet) {
+        return crate::bench::fleet::run(root);
     }
     let ui = Ui::new();
     let web = components::find("web")?;

@@ -32,23 +32,34 @@ use crate::test::install::{
 const BEFORE_COPY: &[&str] = &["BeforeInstall"];
 const AFTER_COPY: &[&str] = &["AfterInstall", "ApplicationStart", "ValidateService"];
 
-struct Agent {
+pub(crate) struct Agent {
     /// Where the agent keeps deployments (/opt/codedeploy-agent/deployment-root on a host).
-    deployment_root: Utf8PathBuf,
+    pub(crate) deployment_root: Utf8PathBuf,
     /// The agent's working directory, which the hooks inherit.
-    home: Utf8PathBuf,
+    pub(crate) home: Utf8PathBuf,
     /// `files` destinations are re-rooted here.
-    files_root: Utf8PathBuf,
-    group: String,
-    group_id: String,
-    host_config: Utf8PathBuf,
+    pub(crate) files_root: Utf8PathBuf,
+    pub(crate) group: String,
+    pub(crate) group_id: String,
+    pub(crate) host_config: Utf8PathBuf,
     /// The last deployment that succeeded: its archive runs the next ApplicationStop.
-    last_successful: Option<Utf8PathBuf>,
+    pub(crate) last_successful: Option<Utf8PathBuf>,
+    /// The load balancer CodeDeploy takes this host out of and puts back in, and the host's
+    /// name there; none for a deployment group without one.
+    pub(crate) balancer: Option<(std::sync::Arc<dyn TargetGroup>, String)>,
+}
+
+/// What CodeDeploy does to a load balancer's target group around an instance's deployment.
+pub(crate) trait TargetGroup: Send + Sync {
+    /// BlockTraffic: no new requests; returns once those in flight are done.
+    fn deregister(&self, target: &str) -> anyhow::Result<()>;
+    /// AllowTraffic: requests again, once the target passes the health check.
+    fn register(&self, target: &str) -> anyhow::Result<()>;
 }
 
 /// How a deployment ended.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Succeeded,
     /// The event that failed and why (the agent's message and the script log's tail).
     Failed {
@@ -59,7 +70,7 @@ enum Outcome {
 
 impl Agent {
     /// One deployment of `bundle` (a .tar.gz), as CodeDeploy runs it on this host.
-    fn deploy(
+    pub(crate) fn deploy(
         &mut self,
         id: &str,
         bundle: &Utf8Path,
@@ -67,6 +78,24 @@ impl Agent {
     ) -> anyhow::Result<Outcome> {
         eprintln!("xtask: test: codedeploy: deployment {id}");
         let dir = self.deployment_root.join(&self.group_id).join(id);
+        if let Some((group, target)) = self.balancer.clone() {
+            // BeforeBlockTraffic and AfterBlockTraffic run from the last successful revision,
+            // around the deregistration, which CodeDeploy does even on a first deployment.
+            let last = self.last_successful.clone();
+            for event in ["BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic"] {
+                let result = match (event, &last) {
+                    ("BlockTraffic", _) => group.deregister(&target).map_err(|e| format!("{e:#}")),
+                    (_, Some(last)) => self.run_event(event, last, id),
+                    (_, None) => Ok(()),
+                };
+                if let Err(why) = result {
+                    return Ok(Outcome::Failed {
+                        event: event.into(),
+                        why,
+                    });
+                }
+            }
+        }
         if let Some(last) = self.last_successful.clone()
             && let Err(why) = self.run_event("ApplicationStop", &last, id)
         {
@@ -118,6 +147,21 @@ impl Agent {
                     event: (*event).into(),
                     why,
                 });
+            }
+        }
+        // A host whose deployment failed stays out of the target group.
+        if let Some((group, target)) = self.balancer.clone() {
+            for event in ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"] {
+                let result = match event {
+                    "AllowTraffic" => group.register(&target).map_err(|e| format!("{e:#}")),
+                    _ => self.run_event(event, &dir, id),
+                };
+                if let Err(why) = result {
+                    return Ok(Outcome::Failed {
+                        event: event.into(),
+                        why,
+                    });
+                }
             }
         }
         self.last_successful = Some(dir);
@@ -209,7 +253,7 @@ fn appspec(archive: &Utf8Path) -> anyhow::Result<yaml_rust2::Yaml> {
 }
 
 /// The bundle of `release` in the local store at `store`.
-fn bundle_of(store: &Utf8Path, release: &str) -> anyhow::Result<Utf8PathBuf> {
+pub(crate) fn bundle_of(store: &Utf8Path, release: &str) -> anyhow::Result<Utf8PathBuf> {
     let m = Manifest::parse(&std::fs::read(
         store.join(manifest::manifest_key(&release.parse()?)),
     )?)?;
@@ -220,7 +264,7 @@ fn bundle_of(store: &Utf8Path, release: &str) -> anyhow::Result<Utf8PathBuf> {
 /// The domain of the environment the deployment group `staging` picks.
 const STAGING: &str = "staging.hitsave.io";
 
-fn expect_failed(outcome: Outcome, event: &str, says: &str) -> anyhow::Result<()> {
+pub(crate) fn expect_failed(outcome: Outcome, event: &str, says: &str) -> anyhow::Result<()> {
     match outcome {
         Outcome::Failed { event: e, why } if e == event && why.contains(says) => Ok(()),
         other => bail!("expected a failure in {event} saying {says:?}, got {other:?}"),
@@ -239,30 +283,8 @@ pub(crate) fn lifecycle(
     let _ = std::fs::remove_dir_all(&work);
     let host_root = work.join("host");
     write_host_secrets(&host_root)?;
-    std::fs::create_dir_all(host_root.join("tls"))?;
-    std::fs::set_permissions(
-        host_root.join("tls"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
     // staging serves TLS: a self-signed certificate for it.
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", &format!("/CN={STAGING}"), "-keyout"])
-        .arg(host_root.join("tls/privkey.pem"))
-        .arg("-out")
-        .arg(host_root.join("tls/fullchain.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .context("openssl is needed to make a test certificate")?;
-    ensure!(status.success(), "openssl could not make a certificate");
-    for f in ["privkey.pem", "fullchain.pem"] {
-        std::fs::set_permissions(
-            host_root.join("tls").join(f),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )?;
-    }
+    self_signed_tls(&host_root, STAGING)?;
     let project = format!("hitsave-codedeploy-{}", std::process::id());
     let _cleanup = ProjectCleanup(project.clone());
     let port = free_port()?;
@@ -285,6 +307,7 @@ pub(crate) fn lifecycle(
         group_id: "2f1b9b4c-0000-4000-8000-000000000001".into(),
         host_config,
         last_successful: None,
+        balancer: None,
     };
 
     // A first deployment: the stack comes up serving v1.
@@ -449,6 +472,35 @@ fn untrusted_bundles(
             "{case}: unpacked"
         );
         eprintln!("xtask: test: codedeploy: {case}: BeforeInstall refuses it; v2 serves");
+    }
+    Ok(())
+}
+
+/// `<host_root>/tls`: a self-signed certificate for `domain`, as a host with hand-managed
+/// certificates has.
+pub(crate) fn self_signed_tls(host_root: &Utf8Path, domain: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(host_root.join("tls"))?;
+    std::fs::set_permissions(
+        host_root.join("tls"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={domain}"), "-keyout"])
+        .arg(host_root.join("tls/privkey.pem"))
+        .arg("-out")
+        .arg(host_root.join("tls/fullchain.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .context("openssl is needed to make a test certificate")?;
+    ensure!(status.success(), "openssl could not make a certificate");
+    for f in ["privkey.pem", "fullchain.pem"] {
+        std::fs::set_permissions(
+            host_root.join("tls").join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
     }
     Ok(())
 }

@@ -200,6 +200,8 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     // The same releases, deployed through their CodeDeploy bundles on a second host root
     // (before `refusals` tampers with v3's artifacts in the store).
     crate::test::codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)?;
+    // Three such hosts behind a load balancer, on one PostgreSQL over TLS.
+    crate::test::fleet::scenario(&h.work, &h.store, &v1, &v2)?;
 
     // v4: a migration that fails: no swap at all.
     let v4 = commit_and_release(h, twin, "v4: broken migration", |dir| {

@@ -11,6 +11,7 @@ pub mod acme;
 pub mod codedeploy;
 pub mod console;
 pub mod dev;
+pub mod fleet;
 pub mod garage;
 pub mod glibc_probe;
 pub mod install;

@@ -1079,6 +1079,7 @@ fn deploy_dry_run(
             && request["fileExistsBehavior"] == "OVERWRITE"
             && request["autoRollbackConfiguration"]["enabled"] == true
             && request["autoRollbackConfiguration"]["events"][0] == "DEPLOYMENT_FAILURE"
+            && request["deploymentConfigName"] == "CodeDeployDefault.OneAtATime"
             && request["description"]
                 .as_str()
                 .is_some_and(|d| d.contains(release) && d.contains("branch main")),
@@ -1086,7 +1087,18 @@ fn deploy_dry_run(
     );
     let out = deploy("staging", &[])?;
     let request: Value = serde_json::from_slice(&out.stdout)?;
-    ensure!(request["deploymentGroupName"] == "staging", "{request:#}");
+    ensure!(
+        request["deploymentGroupName"] == "staging"
+            && request["deploymentConfigName"] == "CodeDeployDefault.AllAtOnce",
+        "{request:#}"
+    );
+    // --deployment-config wins over branch_config; a host count names a custom configuration.
+    let out = deploy("main", &["--deployment-config", "min-healthy=2"])?;
+    let request: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        request["deploymentConfigName"] == "hitsave-min-healthy-2",
+        "{request:#}"
+    );
     // `~` in the repository's appspec.yml: not deployed, no request, not an error.
     for branch in ["wip/experiment", "feature/x"] {
         let out = deploy(branch, &[])?;

@@ -1,0 +1,7 @@
+#!/bin/sh
+# CodeDeploy BeforeBlockTraffic (with a load balancer), run from the PREVIOUS revision's
+# bundle before CodeDeploy deregisters this host: nginx's /lb-health, the target group's health
+# check, answers 503 from now on, so the balancer stops sending before anything here changes.
+# It never fails, so no earlier revision can block a later deploy.
+"$(dirname "$0")/../../bin/xtask" hook before-block-traffic || true
+exit 0
