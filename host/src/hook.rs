@@ -76,7 +76,7 @@ pub enum Event {
 impl Event {
     /// The events that run from the previous revision's bundle: they report or prepare, and
     /// never fail, so no earlier revision can block a later deployment.
-    fn from_previous_revision(self) -> bool {
+    fn runs_from_previous_revision(self) -> bool {
         matches!(
             self,
             Event::BeforeBlockTraffic | Event::AfterBlockTraffic | Event::ApplicationStop
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => bundle_dir()?,
     };
-    if args.event.from_previous_revision() {
+    if args.event.runs_from_previous_revision() {
         // Whatever goes wrong here must not stop the deployment that follows.
         let result = match args.event {
             Event::BeforeBlockTraffic => before_block_traffic(&args.config),

@@ -31,7 +31,7 @@ pub enum Command {
     Verify(verify::Args),
     /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
     /// gate on health, rolling back when the new version is not healthy.
-    Install(install::Args),
+    Install(Box<install::Args>),
     /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): one step of an install.
     Hook(hook::Args),
     /// On the host: run a release that is already on disk again (the previous one by default).
@@ -70,7 +70,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Verify(args) => verify::run(args),
-            Command::Install(args) => install::run(args),
+            Command::Install(args) => install::run(*args),
             Command::Hook(args) => hook::run(args),
             Command::Rollback(args) => rollback::run(args),
             Command::Status(args) => status::run(args),
