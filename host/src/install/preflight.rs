@@ -92,8 +92,11 @@ fn secrets(config: &serde_json::Value) -> Vec<String> {
         .iter()
         .filter_map(|(name, spec)| {
             let file = spec.get("file").and_then(|f| f.as_str())?;
-            // A rotation's previous value: empty unless a grace period runs.
-            let check = if name.ends_with("_previous") {
+            // A rotation's previous value: empty unless a grace period runs; an external
+            // database's CA bundle is public (mounted as a secret only to reach the apps).
+            let check = if name == "db_ca" {
+                ca_bundle
+            } else if name.ends_with("_previous") {
                 private_file
             } else {
                 secret_file
@@ -103,6 +106,15 @@ fn secrets(config: &serde_json::Value) -> Vec<String> {
                 .map(|p| format!("secret {name}: {p}"))
         })
         .collect()
+}
+
+/// A CA bundle file: readable, with at least one PEM certificate.
+fn ca_bundle(path: &Utf8Path) -> Result<(), String> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+        Ok(_) => Err(format!("{path} holds no PEM certificate")),
+        Err(e) => Err(format!("cannot read the CA bundle {path}: {e}")),
+    }
 }
 
 /// A secret file exists, is a non-empty regular file, owned by us and private.
