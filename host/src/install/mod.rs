@@ -634,19 +634,20 @@ fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
         .find(|l| l.contains("migrate: "))
         .map_or_else(|| crate::compose::tail(&text, 5), |l| l.trim().to_owned());
     let lower = said.to_ascii_lowercase();
-    let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
-        format!(
-            "the server's certificate does not chain to a CA in {ca} (HITSAVE_DB_CA_FILE) or does not name {}: use the server's CA bundle (RDS: the region's bundle from AWS)",
-            setting("HITSAVE_DB_HOST")
-        )
-    } else if lower.contains("does not support tls") || lower.contains("ssl") {
-        "the server does not offer TLS, which an external database must (RDS: rds.force_ssl=1)"
-            .to_owned()
-    } else if lower.contains("password authentication failed") || lower.contains("28p01") {
+    // The password first: the server's message comes after the URL, which says sslmode.
+    let hint = if lower.contains("password authentication failed") || lower.contains("28p01") {
         format!(
             "the server refused the password in the postgres_password secret for {}: set the role's password to the file's, or the file to the role's (`xtask secrets set postgres_password`)",
             setting("HITSAVE_DB_USER")
         )
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "the server's certificate does not chain to a CA in {ca} (HITSAVE_DB_CA_FILE) or does not name {}: use the server's CA bundle (RDS: the region's bundle from AWS)",
+            setting("HITSAVE_DB_HOST")
+        )
+    } else if lower.contains("does not support tls") {
+        "the server does not offer TLS, which an external database must (RDS: rds.force_ssl=1)"
+            .to_owned()
     } else {
         "check HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME and HITSAVE_DB_USER in the host settings, and that this host reaches the server".to_owned()
     };
