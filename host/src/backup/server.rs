@@ -261,29 +261,51 @@ impl Server {
     }
 
     /// Makes `incoming` the live database and keeps the live one as `replaced`, in one
-    /// transaction: the apps see the old database or the new one, never neither. Sessions
-    /// still in either are ended first (the apps are stopped by then).
+    /// transaction: the apps see the old database or the new one, never neither. The live
+    /// database takes no new sessions meanwhile and those still in either are ended first
+    /// (this host's apps are stopped by then; other hosts sharing an external server would
+    /// otherwise connect again before the rename).
     pub fn swap(&self, incoming: &str, replaced: &str) -> anyhow::Result<()> {
         let (live, incoming_id, replaced_id) =
             (ident(&self.live)?, ident(incoming)?, ident(replaced)?);
         self.psql(
             "postgres",
-            &format!(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE datname IN ({}, {}) AND pid <> pg_backend_pid()",
-                literal(&self.live),
-                literal(incoming)
-            ),
+            &format!("ALTER DATABASE {live} WITH ALLOW_CONNECTIONS false"),
         )?;
-        self.psql(
-            "postgres",
-            &format!(
-                "BEGIN; ALTER DATABASE {live} RENAME TO {replaced_id}; \
-                 ALTER DATABASE {incoming_id} RENAME TO {live}; COMMIT;"
+        let swapped = self
+            .psql(
+                "postgres",
+                // Each termination waits (up to 5 s) for the session to end.
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+                     WHERE datname IN ({}, {}) AND pid <> pg_backend_pid()",
+                    literal(&self.live),
+                    literal(incoming)
+                ),
+            )
+            .and_then(|_| {
+                self.psql(
+                    "postgres",
+                    &format!(
+                        "BEGIN; ALTER DATABASE {live} RENAME TO {replaced_id}; \
+                         ALTER DATABASE {incoming_id} RENAME TO {live}; COMMIT;"
+                    ),
+                )
+            })
+            .with_context(|| format!("cannot swap database {incoming} for {}", self.live));
+        // Whichever database has the old one's name now, and the one kept, take sessions.
+        let reopened = match &swapped {
+            Ok(_) => self.psql(
+                "postgres",
+                &format!("ALTER DATABASE {replaced_id} WITH ALLOW_CONNECTIONS true"),
             ),
-        )
-        .map(drop)
-        .with_context(|| format!("cannot swap database {incoming} for {}", self.live))
+            Err(_) => self.psql(
+                "postgres",
+                &format!("ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true"),
+            ),
+        };
+        swapped?;
+        reopened.map(drop)
     }
 }
 
