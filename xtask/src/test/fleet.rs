@@ -324,6 +324,13 @@ pub(crate) fn scenario(
         );
         expect_serving_at(h.port, DOMAIN, &h.root, release)?;
     }
+    // Its health path still fails (it was draining when its install failed), though it serves.
+    let h2 = &fleet.hosts[1];
+    let check = hitsave_host::http::get(h2.port, "lb-health.invalid", "/lb-health");
+    ensure!(
+        matches!(&check, Some((503, body)) if body.contains("draining")),
+        "h2's /lb-health answers {check:?}"
+    );
     let (status, _) = lb.status(&fleet.hosts[1].name)?;
     ensure!(
         !status.starts_with("UP"),
@@ -740,70 +747,14 @@ impl SharedDb {
     fn start(work: &Utf8Path, network: &str) -> anyhow::Result<SharedDb> {
         let dir = work.join("db");
         let tls = dir.join("tls");
-        std::fs::create_dir_all(&tls)?;
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=HitSave fleet test CA",
-            "-keyout",
-            tls.join("ca.key").as_str(),
-            "-out",
-            tls.join("ca.pem").as_str(),
-        ])?;
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Another CA",
-            "-keyout",
-            dir.join("other-ca.key").as_str(),
-            "-out",
-            dir.join("other-ca.pem").as_str(),
-        ])?;
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
+        let ca = crate::test::certs::ca(&tls, "/CN=HitSave fleet test CA")?;
+        let other_ca = crate::test::certs::ca(&dir.join("other-ca"), "/CN=Another CA")?;
+        crate::test::certs::signed(
+            &tls,
+            "server",
             &format!("/CN={DB_HOST}"),
-            "-keyout",
-            tls.join("server.key").as_str(),
-            "-out",
-            tls.join("server.csr").as_str(),
-        ])?;
-        std::fs::write(
-            tls.join("san.ext"),
-            format!("subjectAltName=DNS:{DB_HOST}\n"),
+            &format!("DNS:{DB_HOST}"),
         )?;
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            tls.join("server.csr").as_str(),
-            "-CA",
-            tls.join("ca.pem").as_str(),
-            "-CAkey",
-            tls.join("ca.key").as_str(),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            tls.join("san.ext").as_str(),
-            "-out",
-            tls.join("server.crt").as_str(),
-        ])?;
         let password = hitsave_host::secrets::random_hex(24)?;
         std::fs::write(dir.join("password"), &password)?;
         let _ = docker(&["network", "rm", network]);
@@ -855,8 +806,8 @@ impl SharedDb {
             container,
             plain,
             password,
-            ca: tls.join("ca.pem"),
-            other_ca: dir.join("other-ca.pem"),
+            ca,
+            other_ca,
         };
         for name in [&db.container, &db.plain] {
             hitsave_host::process::wait_until(
@@ -929,15 +880,4 @@ fn docker(args: &[&str]) -> anyhow::Result<String> {
         .stderr_capture()
         .read()
         .with_context(|| format!("docker {}", args.join(" ")))
-}
-
-fn openssl(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("openssl").args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "openssl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }

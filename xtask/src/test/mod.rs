@@ -8,6 +8,7 @@
 //! (`cargo xtask dev` as a developer runs it).
 
 pub mod acme;
+pub mod certs;
 pub mod codedeploy;
 pub mod console;
 pub mod dev;

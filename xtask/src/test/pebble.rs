@@ -8,7 +8,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::{Child, free_port};
@@ -155,66 +155,7 @@ impl Pebble {
 /// A CA and a certificate for 127.0.0.1 signed by it, for pebble's own HTTPS (rustls does not
 /// take a self-signed leaf as a root). Returns the CA's file.
 fn https_certificate(dir: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
-    let openssl = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("openssl is needed for the test CA")?;
-        ensure!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hitsave test pebble CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ])?;
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "pebble.key",
-        "-out",
-        "pebble.csr",
-    ])?;
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "pebble.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "pebble.crt",
-    ])?;
-    Ok(dir.join("ca.crt"))
+    let ca = crate::test::certs::ca(dir, "/CN=hitsave test pebble CA")?;
+    crate::test::certs::signed(dir, "pebble", "/CN=127.0.0.1", "IP:127.0.0.1,DNS:localhost")?;
+    Ok(ca)
 }
