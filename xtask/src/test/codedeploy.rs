@@ -385,7 +385,19 @@ pub(crate) fn lifecycle(
     )?;
     let spec = hung.join("deployment-archive/appspec.yml");
     let text = std::fs::read_to_string(&spec)?;
-    std::fs::write(&spec, text.replacen("timeout: 60", "timeout: 2", 1))?;
+    let stop = "deploy/hooks/application-stop.sh\n      timeout: 60";
+    ensure!(
+        text.contains(stop),
+        "appspec.yml's ApplicationStop has no 60 s timeout"
+    );
+    std::fs::write(
+        &spec,
+        text.replacen(
+            stop,
+            "deploy/hooks/application-stop.sh\n      timeout: 2",
+            1,
+        ),
+    )?;
     agent.last_successful = Some(hung.clone());
     let outcome = agent.deploy("d-TEST00006", &bundle_of(store, v2)?, false)?;
     expect_failed(
