@@ -80,24 +80,20 @@ impl FleetHost {
         self.write_config()
     }
 
-    /// The project has no container running and no volume.
-    fn expect_nothing_started(&self, case: &str) -> anyhow::Result<()> {
-        let containers = docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-        ])?;
-        let volumes = docker(&[
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-        ])?;
+    /// The project has no container (of `service`, or at all) and no volume; `what` says
+    /// what would have made them.
+    fn expect_no_containers(&self, service: Option<&str>, what: &str) -> anyhow::Result<()> {
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let mut ps = vec!["ps", "-aq", "--filter", &project];
+        let service = service.map(|s| format!("label=com.docker.compose.service={s}"));
+        if let Some(service) = &service {
+            ps.extend(["--filter", service]);
+        }
+        let containers = docker(&ps)?;
+        let volumes = docker(&["volume", "ls", "-q", "--filter", &project])?;
         ensure!(
             containers.trim().is_empty() && volumes.trim().is_empty(),
-            "{case}: {} started containers {containers:?} or volumes {volumes:?}",
+            "{what}: {} has containers {containers:?} or volumes {volumes:?}",
             self.name
         );
         Ok(())
@@ -261,7 +257,7 @@ pub(crate) fn scenario(
     );
     fleet.expect_on(v1)?;
     for h in &fleet.hosts {
-        h.expect_no_database()?;
+        h.expect_no_containers(Some("db"), "an external database")?;
     }
     eprintln!(
         "xtask: test: fleet: v1 on {HOSTS} hosts at once in {:.1} s; {files} migrations applied once on the shared TLS database; no db container, no volume",
@@ -373,32 +369,6 @@ pub(crate) fn scenario(
     Ok(())
 }
 
-impl FleetHost {
-    fn expect_no_database(&self) -> anyhow::Result<()> {
-        let db = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-            "--filter",
-            "label=com.docker.compose.service=db",
-        ])?;
-        let volumes = docker(&[
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-        ])?;
-        ensure!(
-            db.trim().is_empty() && volumes.trim().is_empty(),
-            "{} runs a database container {db:?} or has volumes {volumes:?}",
-            self.name
-        );
-        Ok(())
-    }
-}
-
 /// `xtask psql`, `backup` and `restore` on the first host, the shipped binary from its last
 /// deployment, against the shared server over verified TLS: a row added after the backup is
 /// gone after the restore, and every host serves again.
@@ -501,7 +471,7 @@ fn refusals(h: &mut FleetHost, db: &SharedDb, store: &Utf8Path, v1: &str) -> any
         }
         let outcome = h.agent.deploy(&format!("d-REFUSE{n:03}"), &bundle, true)?;
         expect_failed(outcome, "ApplicationStart", says).with_context(|| case.to_owned())?;
-        h.expect_nothing_started(case)?;
+        h.expect_no_containers(None, case)?;
         ensure!(!h.root.join("current").exists(), "{case}: current was set");
         h.set("HITSAVE_DB_CA_FILE", db.ca.as_str())?;
         h.set("HITSAVE_DB_HOST", DB_HOST)?;
