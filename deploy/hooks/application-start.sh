@@ -1,7 +1,9 @@
 #!/bin/sh
 # CodeDeploy ApplicationStart: migrate, swap the stack blue/green behind nginx and gate on
 # health; when the new release is not healthy the old one is brought back and this fails.
-# The work is in the bundled xtask (`xtask hook --help`), which reads CodeDeploy's
-# DEPLOYMENT_GROUP_NAME and DEPLOYMENT_ID and this bundle's revision.json.
+# The host's resident program checks this bundle first (resident.sh; `xtask hook --help`); it
+# reads CodeDeploy's DEPLOYMENT_GROUP_NAME and DEPLOYMENT_ID and this bundle's revision.json.
 set -eu
-exec "$(dirname "$0")/../../bin/xtask" hook application-start
+. "$(dirname "$0")/resident.sh"
+need_resident
+exec "$resident" hook application-start --bundle "$bundle"

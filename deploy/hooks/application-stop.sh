@@ -3,5 +3,6 @@
 # serving: the next release replaces it container by container in ApplicationStart. This
 # hook only records what runs, and it never fails, so no earlier revision can block a
 # later deploy.
-"$(dirname "$0")/../../bin/xtask" hook application-stop || true
+lib="$(dirname "$0")/resident.sh"
+{ [ -r "$lib" ] && . "$lib" && need_resident && "$resident" hook application-stop --bundle "$bundle"; } || true
 exit 0

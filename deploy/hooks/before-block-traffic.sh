@@ -3,5 +3,6 @@
 # bundle before CodeDeploy deregisters this host: nginx's /lb-health, the target group's health
 # check, answers 503 from now on, so the balancer stops sending before anything here changes.
 # It never fails, so no earlier revision can block a later deploy.
-"$(dirname "$0")/../../bin/xtask" hook before-block-traffic || true
+lib="$(dirname "$0")/resident.sh"
+{ [ -r "$lib" ] && . "$lib" && need_resident && "$resident" hook before-block-traffic --bundle "$bundle"; } || true
 exit 0

@@ -1,7 +1,9 @@
 #!/bin/sh
 # CodeDeploy BeforeInstall: download and verify every artifact of the release this bundle
 # names, then unpack it. Nothing that runs is touched.
-# The work is in the bundled xtask (`xtask hook --help`), which reads CodeDeploy's
-# DEPLOYMENT_GROUP_NAME and DEPLOYMENT_ID and this bundle's revision.json.
+# The host's resident program checks this bundle first (resident.sh; `xtask hook --help`); it
+# reads CodeDeploy's DEPLOYMENT_GROUP_NAME and DEPLOYMENT_ID and this bundle's revision.json.
 set -eu
-exec "$(dirname "$0")/../../bin/xtask" hook before-install
+. "$(dirname "$0")/resident.sh"
+need_resident
+exec "$resident" hook before-install --bundle "$bundle"

@@ -21,28 +21,9 @@ pub struct Args {
 
 /// The key directory holds at least one trusted key, and only root can change what it trusts.
 fn keys(dir: &camino::Utf8Path) -> Result<String, String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let keys = crate::trust::Keys::load(dir).map_err(|e| format!("{e:#}"))?;
-    let me = nix::unistd::geteuid().as_raw();
-    let mut paths = vec![dir.to_owned()];
-    for sub in [dir.to_owned(), dir.join("revoked")] {
-        if let Ok(entries) = sub.read_dir_utf8() {
-            paths.extend(entries.flatten().map(|e| e.path().to_owned()));
-        }
-    }
-    for path in paths {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 || meta.uid() != me {
-            return Err(format!(
-                "{path} can be changed by others than uid {me} (owner {}, mode {mode:04o}): whoever can write there decides which releases run as root; `chown {me} {path} && chmod go-w {path}`",
-                meta.uid()
-            ));
-        }
-    }
-    Ok(keys.describe())
+    crate::trust::Keys::load_owned(dir)
+        .map(|keys| keys.describe())
+        .map_err(|e| format!("{e:#}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

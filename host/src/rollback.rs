@@ -93,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         channel: None,
         secret: None,
+        env: None,
     })?;
     result?;
     ui.info(&format!("release {target} serves again"));

@@ -31,17 +31,30 @@ pub struct TrustArgs {
 
 pub const DEFAULT_KEYS: &str = "/etc/hitsave/keys";
 
-/// A minisign key id, printed as minisign prints it (16 hex digits).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct KeyId([u8; 8]);
+/// A minisign key id: eight bytes that minisign reads as a little-endian integer. Compared
+/// as that number and printed as minisign prints it, in upper-case hex without leading zeros
+/// (`21957CFB387B5C6`, never `021957CFB387B5C6`), so ids from the tool and from us agree.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct KeyId(u64);
+
+impl KeyId {
+    /// The id of minisign's 8-byte key number.
+    pub fn from_keynum(keynum: &[u8]) -> Option<KeyId> {
+        Some(KeyId(u64::from_le_bytes(keynum.try_into().ok()?)))
+    }
+
+    /// An id as minisign or we print it, with or without leading zeros.
+    pub fn parse(hex: &str) -> Option<KeyId> {
+        let hex = hex.trim();
+        (!hex.is_empty() && hex.len() <= 16)
+            .then(|| u64::from_str_radix(hex, 16).ok().map(KeyId))
+            .flatten()
+    }
+}
 
 impl std::fmt::Display for KeyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // minisign shows the id as a little-endian integer.
-        for b in self.0.iter().rev() {
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
+        write!(f, "{:X}", self.0)
     }
 }
 
@@ -75,7 +88,7 @@ impl Trust {
                 "--allow-unsigned is for releases in a local store (a directory); a release in S3 must be signed"
             );
         }
-        let keys = match Keys::load(&args.keys) {
+        let keys = match Keys::load_owned(&args.keys) {
             Ok(keys) => Some(keys),
             Err(_) if args.allow_unsigned => None,
             Err(e) => return Err(e),
@@ -86,12 +99,12 @@ impl Trust {
         })
     }
 
-    /// Accepts every document unchecked: for `cargo xtask deploy`, which only looks up the
-    /// bundle to point CodeDeploy at; every host checks the signatures for itself.
-    pub fn unchecked() -> Trust {
+    /// Documents signed by one of `keys`, no others: for the tooling, which reads the
+    /// repository's keys (the ownership checks of `Keys::load_owned` are for hosts).
+    pub fn with_keys(keys: Keys) -> Trust {
         Trust {
-            keys: None,
-            allow_unsigned: true,
+            keys: Some(keys),
+            allow_unsigned: false,
         }
     }
 
@@ -140,6 +153,24 @@ impl Keys {
             trusted,
             revoked,
         })
+    }
+
+    /// `load`, on a host: the directory, its revoked/ and every file in them belong to root
+    /// (to this user, when not root) and no one else may write them, since whoever can decides
+    /// which releases run as root. Checked by every command that installs (and by doctor).
+    pub fn load_owned(dir: &Utf8Path) -> anyhow::Result<Keys> {
+        check_owned(dir)?;
+        Keys::load(dir)
+    }
+
+    /// Whether `id` is one of the trusted keys.
+    pub fn trusts(&self, id: KeyId) -> bool {
+        self.trusted.iter().any(|k| k.id == id)
+    }
+
+    /// Where the keys were read from.
+    pub fn dir(&self) -> &Utf8Path {
+        &self.dir
     }
 
     /// `trusted: ID (file), ...; revoked: ...`, for doctor.
@@ -201,6 +232,32 @@ impl Keys {
     }
 }
 
+/// The key directory, its revoked/ folder and the files in them are owned by this user (root
+/// on a host) and writable by no one else.
+fn check_owned(dir: &Utf8Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = nix::unistd::geteuid().as_raw();
+    let mut paths = vec![dir.to_owned()];
+    for sub in [dir.to_owned(), dir.join("revoked")] {
+        if let Ok(entries) = sub.read_dir_utf8() {
+            paths.extend(entries.flatten().map(|e| e.path().to_owned()));
+        }
+    }
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 || meta.uid() != me {
+            bail!(
+                "{path} can be changed by others than uid {me} (owner {}, mode {mode:04o}): whoever can write there decides which releases run as root, so no release is trusted until `chown {me} {path} && chmod go-w {path}`; nothing was changed",
+                meta.uid()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn list(keys: &[Key]) -> String {
     if keys.is_empty() {
         return "none".into();
@@ -255,7 +312,10 @@ pub fn signature_key_id(text: &str) -> Option<KeyId> {
 
 fn key_id_of(b64: &str, len: usize) -> Option<KeyId> {
     let bin = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    (bin.len() == len).then(|| KeyId(bin[2..10].try_into().expect("8 bytes")))
+    if bin.len() != len {
+        return None;
+    }
+    KeyId::from_keynum(&bin[2..10])
 }
 
 #[cfg(test)]
@@ -273,6 +333,51 @@ mod tests {
             .unwrap()
             .into_string()
             .into_bytes()
+    }
+
+    #[test]
+    fn key_ids_are_numbers_printed_as_minisign_prints_them() {
+        // Debian's minisign drops leading zeros; older tools and ours once kept them.
+        let id = KeyId::from_keynum(&[0xc6, 0xb5, 0x87, 0xb3, 0xcf, 0x57, 0x19, 0x02]).unwrap();
+        assert_eq!(id.to_string(), "21957CFB387B5C6");
+        assert_eq!(KeyId::parse("021957CFB387B5C6"), Some(id));
+        assert_eq!(KeyId::parse("21957cfb387b5c6"), Some(id));
+        assert_eq!(KeyId::parse(""), None);
+        assert_eq!(KeyId::parse("0123456789ABCDEF0"), None);
+        assert_eq!(KeyId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn a_key_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let (public, _) = pair();
+        std::fs::write(dir.join("release.pub"), public).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.join("release.pub"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        Keys::load_owned(dir).unwrap();
+        std::fs::set_permissions(
+            dir.join("release.pub"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let err = Keys::load_owned(dir).err().unwrap().to_string();
+        assert!(
+            err.contains("release.pub can be changed by others"),
+            "{err}"
+        );
+        std::fs::set_permissions(
+            dir.join("release.pub"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(Keys::load_owned(dir).is_err());
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn resolve(store: &dyn Store, args: &Which, trust: &Trust) -> anyhow::Result
         .with_context(|| format!("{}: there is no {key}", store.describe()))?;
     let pointer = Pointer::parse(&bytes)
         .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
-    let signature = store.get(&signed::signature_key(&key))?;
+    let signature = store.get_signature(&key)?;
     trust
         .check(&Signed {
             what: &format!("{key} in {}", store.describe()),
@@ -210,7 +210,7 @@ pub fn read_manifest(
             store.describe()
         )
     })?;
-    let signature = store.get(&signed::signature_key(&key))?;
+    let signature = store.get_signature(&key)?;
     let mut verified = check_manifest(
         &format!("the manifest of release {release} in {}", store.describe()),
         release,
@@ -272,7 +272,7 @@ pub fn check_artifact(
     }
     // Sha256 is an io::Write: the download streams straight into it.
     let mut hasher = Sha256::new();
-    let got = store.download(&key, &mut hasher, progress)?;
+    let got = store.download(&key, &mut hasher, size, progress)?;
     let actual = manifest::Sha256::from_bytes(hasher.finalize().into());
     Ok(if got != size {
         Some(format!("{key} has {got} bytes, the manifest says {size}"))

@@ -15,7 +15,8 @@
 //! commits/<git-sha>.json                   Pointer: commit -> release id
 //! contents/<contents-hash>.json            Pointer: what a release ships -> release id
 //! channels/<name>.json                     Pointer: channel -> release id
-//! <any of the four above>.minisig          its minisign signature (see `signed`)
+//! <any of the four above>.minisig          its minisign signature (see `signed`); input records
+//!                                          are signed too, so a release reuses only what CI made
 //! backups/<backup-id>.dump                 a database backup (pg_dump's custom format)
 //! backups/<backup-id>.json                 BackupRecord: what it holds; written after it
 //! ```
@@ -64,9 +65,9 @@ pub struct Manifest {
     pub tools: BTreeMap<String, String>,
     /// One artifact per component, in the order of the component table.
     pub artifacts: Vec<Artifact>,
-    /// The CodeDeploy revision of this release (appspec.yml, deploy/hooks/, the release's
-    /// bin/xtask and a revision.json naming the release and this store), itself stored as
-    /// `artifacts/<sha256>.tar.gz`. Absent from releases made before bundles existed.
+    /// The CodeDeploy revision of this release (appspec.yml, deploy/hooks/ and a revision.json
+    /// naming the release and this store), itself stored as `artifacts/<sha256>.tar.gz`.
+    /// Absent from releases made before bundles existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleRef>,
     /// Published with `--unsigned` to a local store: no signature beside it. A host installs
@@ -89,6 +90,50 @@ pub struct BundleRef {
     /// The object's version id, when the bucket is versioned; passed to CodeDeploy too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// Every file the bundle unpacks to, sorted by path: the host's resident program checks the
+    /// deployment archive CodeDeploy unpacked against this list (a file added, removed or
+    /// changed is refused) before anything runs from it. Empty in releases made before the
+    /// list existed, which hosts no longer install through CodeDeploy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<BundleFile>,
+    /// The deployment group appspec.yml's `branch_config` gave this release's branch when it
+    /// was released (`None`: the branch is not deployed). A host in another environment
+    /// refuses the release (unless its host.env names the branches it takes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_group: Option<String>,
+}
+
+/// One file of a bundle: where it is, what it holds and whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Relative to the bundle's root, `/`-separated: `deploy/hooks/before-install.sh`.
+    pub path: String,
+    /// SHA-256 of its bytes.
+    pub sha256: Sha256,
+    /// `0644` or `0755`, as the bundle's tarball records it.
+    pub mode: String,
+}
+
+impl BundleFile {
+    /// The mode as a number (`0o644` or `0o755`).
+    pub fn mode_bits(&self) -> u32 {
+        if self.mode == "0755" { 0o755 } else { 0o644 }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let p = &self.path;
+        if p.is_empty()
+            || p.starts_with('/')
+            || p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || p.bytes().any(|b| b.is_ascii_control())
+        {
+            bail!("bundle file {p:?} is not a relative path inside the bundle");
+        }
+        if self.mode != "0644" && self.mode != "0755" {
+            bail!("bundle file {p} has mode {:?}, not 0644 or 0755", self.mode);
+        }
+        Ok(())
+    }
 }
 
 /// One component's tarball.
@@ -187,6 +232,13 @@ pub fn channel_key(channel: &str) -> String {
     format!("channels/{channel}.json")
 }
 
+/// The most bytes a manifest, pointer, input record or backup record may have: each is read
+/// whole into memory, so a larger object in the store is refused before it is parsed.
+pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
+
+/// The most bytes a `.minisig` may have (minisign's are about 300).
+pub const MAX_SIGNATURE_BYTES: u64 = 4 << 10;
+
 /// Pretty JSON with a final newline: stable bytes for the same value.
 pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("manifest types always serialise");
@@ -262,6 +314,17 @@ impl Manifest {
                 bail!("the manifest lists component {:?} twice", a.component);
             }
         }
+        if let Some(bundle) = &m.bundle {
+            for (i, f) in bundle.files.iter().enumerate() {
+                f.check()?;
+                if i > 0 && bundle.files[i - 1].path >= f.path {
+                    bail!(
+                        "the bundle's files are not sorted by path, or list {} twice",
+                        f.path
+                    );
+                }
+            }
+        }
         Ok(m)
     }
 
@@ -323,7 +386,7 @@ impl Revision {
     /// Reads and checks `<bundle>/revision.json`.
     pub fn read(bundle: &Path) -> anyhow::Result<Revision> {
         let path = bundle.join(REVISION_FILE);
-        let bytes = std::fs::read(&path).with_context(|| {
+        let bytes = read_at_most(&path, MAX_SIGNATURE_BYTES).with_context(|| {
             format!(
                 "cannot read {}: is {} a bundle made by `cargo xtask release`?",
                 path.display(),
@@ -335,6 +398,19 @@ impl Revision {
         check_schema(r.schema, &path.display().to_string())?;
         Ok(r)
     }
+}
+
+/// A small file read whole, refused past `max` bytes before more than `max + 1` are read.
+pub fn read_at_most(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        bail!("{} is larger than {max} bytes: refused", path.display());
+    }
+    Ok(bytes)
 }
 
 /// Why a backup was taken.
@@ -426,6 +502,19 @@ mod tests {
                 size: 20,
                 etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
                 version_id: None,
+                files: vec![
+                    BundleFile {
+                        path: "appspec.yml".into(),
+                        sha256: Sha256::new("e".repeat(64)).unwrap(),
+                        mode: "0644".into(),
+                    },
+                    BundleFile {
+                        path: "deploy/hooks/before-install.sh".into(),
+                        sha256: Sha256::new("f".repeat(64)).unwrap(),
+                        mode: "0755".into(),
+                    },
+                ],
+                deployment_group: Some("production".into()),
             }),
             unsigned: false,
         }
@@ -460,6 +549,16 @@ mod tests {
         assert!(crafted(&|j| j["bundle"]["sha256"] = "../bundle".into()).is_err());
         assert!(crafted(&|j| j["commit"] = "main".into()).is_err());
         assert!(crafted(&|j| j["artifacts"][0]["component"] = "../api".into()).is_err());
+        // The bundle's file list: relative paths inside it, two modes, sorted, no repeats.
+        for path in ["/etc/passwd", "../x", "deploy//x", "deploy/./x", ""] {
+            assert!(
+                crafted(&|j| j["bundle"]["files"][0]["path"] = path.into()).is_err(),
+                "{path:?}"
+            );
+        }
+        assert!(crafted(&|j| j["bundle"]["files"][0]["mode"] = "4755".into()).is_err());
+        assert!(crafted(&|j| j["bundle"]["files"][1]["path"] = "appspec.yml".into()).is_err());
+        assert!(crafted(&|j| j["bundle"]["files"][0]["sha256"] = "x".into()).is_err());
         let err = crafted(&|j| j["schema"] = 3.into())
             .unwrap_err()
             .to_string();

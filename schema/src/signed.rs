@@ -1,10 +1,10 @@
-//! What is signed and what the signature's trusted comment says. Every manifest and pointer
-//! has a minisign signature beside it (`<key>.minisig`): an Ed25519 signature over the file's
+//! What is signed and what the signature's trusted comment says. Every manifest, pointer and
+//! input record has a minisign signature beside it (`<key>.minisig`): an Ed25519 signature over the file's
 //! exact bytes, made by `cargo xtask release`, checked by the host before it downloads any
 //! artifact. The trusted comment is covered by the signature too; it repeats what the document
 //! says, so a signature cannot be moved to another document that happens to verify.
 
-use crate::{Manifest, Pointer};
+use crate::{InputRecord, Manifest, Pointer};
 
 /// `<key>.minisig`: where the signature of the document under `key` is.
 pub fn signature_key(key: &str) -> String {
@@ -26,6 +26,12 @@ pub fn pointer_comment(key: &str, p: &Pointer) -> String {
         "hitsave pointer={key} release={} commit={}",
         p.release, p.commit
     )
+}
+
+/// The trusted comment of an input record's signature: its key and the artifact it names, so
+/// a record cannot be pointed at another tarball, or its signature moved to another record.
+pub fn input_comment(key: &str, r: &InputRecord) -> String {
+    format!("hitsave input={key} sha256={} size={}", r.sha256, r.size)
 }
 
 #[cfg(test)]

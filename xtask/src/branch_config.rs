@@ -92,6 +92,16 @@ pub fn decide(appspec: &str, branch: &str, pr_number: Option<u64>) -> anyhow::Re
     Ok(Decision::NoMatch)
 }
 
+/// N from GITHUB_REF=refs/pull/N/merge (GitHub Actions on a pull request).
+pub fn pr_from_github_ref() -> Option<u64> {
+    let r = std::env::var("GITHUB_REF").ok()?;
+    r.strip_prefix("refs/pull/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// CodeDeploy group names allow letters, digits, `.`, `_` and `-`.
 fn group_safe(branch: &str) -> String {
     branch

@@ -17,6 +17,8 @@ use serde::Serialize;
 use xtask::branch_config::{self, Decision};
 use xtask::rollout::DeploymentConfig;
 
+use hitsave_host::trust::{Keys, Trust};
+
 use hitsave_host::ui::Ui;
 
 #[derive(clap::Args)]
@@ -55,6 +57,10 @@ pub struct Args {
     /// How long to follow the deployment before giving up (it goes on in AWS).
     #[arg(long, value_name = "SECS", default_value = "1800")]
     wait_timeout: u64,
+    /// The public keys the pointer and the manifest must be signed by.
+    /// [default: deploy/keys in the checkout]
+    #[arg(long, env = "HITSAVE_KEYS", value_name = "DIR")]
+    keys: Option<Utf8PathBuf>,
     /// How the hosts are rolled out, whatever branch_config says: OneAtATime, HalfAtATime,
     /// AllAtOnce or min-healthy=N.
     #[arg(long, value_name = "CONFIG", value_parser = DeploymentConfig::parse)]
@@ -118,7 +124,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         (Some(b), _) | (None, Some(b)) => b.clone(),
         (None, None) => bail!("HEAD is detached: name the branch with --branch"),
     };
-    let pr_number = args.pr_number.or_else(pr_from_github_ref);
+    let pr_number = args.pr_number.or_else(branch_config::pr_from_github_ref);
     let mut config = args.deployment_config;
     let group = match &args.group {
         Some(g) => g.clone(),
@@ -177,22 +183,32 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             _ => None,
         },
     };
-    // The hosts check the signatures (the first hook does, before anything else); deploy only
-    // finds the bundle and tells CodeDeploy which object, with its ETag, to hand them.
-    let trust = hitsave_host::trust::Trust::unchecked();
+    // Only what CI signed is deployed: the pointer, the manifest and the bundle object are
+    // checked before CodeDeploy is asked for anything (the hosts check them all again).
+    let keys_dir = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| root.join("deploy/keys"));
+    let trust = Trust::with_keys(Keys::load(&keys_dir)?);
     let id = hitsave_host::verify::resolve(store.as_ref(), &which, &trust)?;
-    let manifest = hitsave_host::verify::read_manifest(store.as_ref(), &id, &trust)?.manifest;
+    let verified = hitsave_host::verify::read_manifest(store.as_ref(), &id, &trust)?;
+    let manifest = verified.manifest;
     let bundle = manifest.bundle.as_ref().with_context(|| {
         format!("release {id} has no CodeDeploy bundle (it predates bundles): release it again with this xtask")
     })?;
-    let key = manifest::artifact_key(&bundle.sha256);
-    match store.head(&key)? {
-        Some(info) if info.size == bundle.size => {}
-        _ => bail!(
-            "{}: the bundle of release {id} ({key}) is missing or has the wrong size; run `cargo xtask verify --release {id}`",
-            store.describe()
-        ),
+    check_bundle_object(store.as_ref(), &id, bundle)?;
+    if let Err(e) = check_environment(&id, bundle, &group) {
+        if args.group.is_none() {
+            return Err(e);
+        }
+        // --group: the operator names the hosts; they decide with their own settings.
+        ui.info(&format!("WARNING (--group {group}): {e:#}"));
     }
+    ui.info(&format!(
+        "release {id}: signed by key {}; its bundle object matches the manifest (size, ETag, sha256)",
+        verified.key.map_or_else(|| "none".into(), |k| k.to_string())
+    ));
+    let key = manifest::artifact_key(&bundle.sha256);
     let request = Request {
         application_name: args.application.clone(),
         deployment_group_name: group.clone(),
@@ -236,6 +252,74 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         config,
         Duration::from_secs(args.wait_timeout),
     )
+}
+
+/// The bundle object in the store is the one the signed manifest describes: its size, its
+/// ETag and version (what CodeDeploy will be told to insist on) and its SHA-256.
+fn check_bundle_object(
+    store: &dyn hitsave_host::store::Store,
+    id: &ReleaseId,
+    bundle: &hitsave_schema::BundleRef,
+) -> anyhow::Result<()> {
+    let key = manifest::artifact_key(&bundle.sha256);
+    let fail = |what: String| {
+        anyhow::anyhow!(
+            "{}: the bundle of release {id} ({key}) {what}; nothing was deployed. Run `cargo xtask verify --release {id}`, and find out who changed it",
+            store.describe()
+        )
+    };
+    let info = store.head(&key)?.ok_or_else(|| fail("is missing".into()))?;
+    if info.size != bundle.size {
+        return Err(fail(format!(
+            "has {} bytes, the signed manifest says {}",
+            info.size, bundle.size
+        )));
+    }
+    if let Some(etag) = &bundle.etag
+        && info.etag.as_ref() != Some(etag)
+    {
+        return Err(fail(format!(
+            "has ETag {}, the signed manifest says {etag}",
+            info.etag.as_deref().unwrap_or("none")
+        )));
+    }
+    if let Some(version) = &bundle.version_id
+        && info.version_id.as_ref() != Some(version)
+    {
+        return Err(fail(format!(
+            "is version {}, the signed manifest says {version}",
+            info.version_id.as_deref().unwrap_or("none")
+        )));
+    }
+    match hitsave_host::verify::check_artifact(store, &bundle.sha256, bundle.size, &|_| {})? {
+        None => Ok(()),
+        Some(problem) => Err(fail(problem)),
+    }
+}
+
+/// The hosts of `group` take releases whose branch deploys to their environment: refused here
+/// already, with the same rule, rather than by every host.
+fn check_environment(
+    id: &ReleaseId,
+    bundle: &hitsave_schema::BundleRef,
+    group: &str,
+) -> anyhow::Result<()> {
+    let env = hitsave_host::hook::environment_of(group)?;
+    let its = bundle
+        .deployment_group
+        .as_deref()
+        .and_then(|g| hitsave_host::hook::environment_of(g).ok());
+    if its != Some(env) {
+        bail!(
+            "release {id} {}, not to the {} hosts of deployment group {group}: they would refuse it (unless their host.env lists its branch in HITSAVE_BRANCHES); nothing was deployed",
+            bundle.deployment_group.as_deref().map_or_else(
+                || "was built from a branch that deploys nowhere".to_owned(),
+                |g| format!("was built from a branch that deploys to {g}")
+            ),
+            env.name()
+        );
+    }
+    Ok(())
 }
 
 /// The custom configuration `min-healthy=N` names, created the first time it is used.
@@ -363,16 +447,6 @@ fn split_s3_url(url: &str) -> anyhow::Result<(String, String)> {
         bail!("{url:?} names no bucket");
     }
     Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
-}
-
-/// N from GITHUB_REF=refs/pull/N/merge.
-fn pr_from_github_ref() -> Option<u64> {
-    let r = std::env::var("GITHUB_REF").ok()?;
-    r.strip_prefix("refs/pull/")?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn create_and_follow(
@@ -538,78 +612,132 @@ mod tests {
             .collect()
     }
 
-    /// Least privilege, checked: no wildcard action, objects only under the release prefix,
-    /// listing only with a prefix condition, and each role only what its job needs.
+    fn resources(s: &Value) -> Vec<String> {
+        match &s["Resource"] {
+            Value::String(r) => vec![r.clone()],
+            Value::Array(r) => r.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+            other => panic!("Resource {other}"),
+        }
+    }
+
+    const PREFIX: &str = "arn:aws:s3:::hitsave-releases/hitsave/";
+    /// What decides which release runs: only the release role writes there.
+    const RELEASE_KEYS: &[&str] = &[
+        "artifacts/*",
+        "inputs/*",
+        "releases/*",
+        "contents/*",
+        "commits/*",
+        "channels/*",
+    ];
+
+    /// The trust model, checked (parliament checks the policies' form in the lint suite): no
+    /// wildcard action; only the release role writes what decides which release runs, and it
+    /// deletes nothing; hosts and deploy roles only read there; hosts write their backups only;
+    /// each deploy role deploys to its own environment's groups.
     #[test]
-    fn iam_policies_grant_only_what_each_job_needs() {
-        for name in [
+    fn iam_policies_follow_the_trust_model() {
+        let roles = [
             "release-role-policy.json",
-            "deploy-role-policy.json",
+            "deploy-production-role-policy.json",
+            "deploy-staging-role-policy.json",
             "instance-role-policy.json",
-        ] {
-            let statements = policy(name);
-            for s in &statements {
+        ];
+        for name in roles {
+            for s in &policy(name) {
                 assert_eq!(s["Effect"], "Allow", "{name}: only Allow statements");
                 for a in actions(std::slice::from_ref(s)) {
                     assert!(!a.contains('*'), "{name}: wildcard action {a}");
-                    if a == "s3:ListBucket" {
-                        assert_eq!(s["Resource"], "arn:aws:s3:::hitsave-releases", "{name}");
-                        assert_eq!(
-                            s["Condition"]["StringLike"]["s3:prefix"][0], "hitsave/*",
-                            "{name}: listing must be limited to the prefix"
-                        );
-                    } else if a.starts_with("s3:") {
-                        let resource = s["Resource"].as_str().unwrap_or_default();
-                        assert!(
-                            resource == "arn:aws:s3:::hitsave-releases/hitsave/*"
-                                || resource == "arn:aws:s3:::hitsave-releases/hitsave/backups/*",
-                            "{name}: {a} outside the release prefix"
-                        );
+                    let writes = matches!(
+                        a.as_str(),
+                        "s3:PutObject" | "s3:DeleteObject" | "s3:AbortMultipartUpload"
+                    );
+                    for r in resources(s) {
+                        let under = r.strip_prefix(PREFIX);
+                        if a == "s3:ListBucket" {
+                            assert_eq!(r, "arn:aws:s3:::hitsave-releases", "{name}");
+                            assert_eq!(
+                                s["Condition"]["StringLike"]["s3:prefix"][0], "hitsave/*",
+                                "{name}: listing must be limited to the prefix"
+                            );
+                        } else if a.starts_with("s3:") {
+                            let under = under.unwrap_or_else(|| {
+                                panic!("{name}: {a} on {r}, outside the prefix")
+                            });
+                            if writes && RELEASE_KEYS.contains(&under) {
+                                assert_eq!(
+                                    name, "release-role-policy.json",
+                                    "{name} may write {under}, which decides what runs"
+                                );
+                            }
+                            if writes && name != "release-role-policy.json" {
+                                assert_eq!(under, "backups/*", "{name}: {a} on {r}");
+                                assert_eq!(name, "instance-role-policy.json", "{name}: {a}");
+                            }
+                        }
                     }
                 }
             }
         }
         let release = actions(&policy("release-role-policy.json"));
         assert!(release.contains(&"s3:PutObject".to_owned()));
+        assert!(!release.contains(&"s3:DeleteObject".to_owned()));
         assert!(!release.iter().any(|a| a.starts_with("codedeploy:")));
-        let deploy = actions(&policy("deploy-role-policy.json"));
-        assert!(deploy.contains(&"codedeploy:CreateDeployment".to_owned()));
-        assert!(!deploy.contains(&"s3:PutObject".to_owned()));
-        // A host reads releases, and writes (and prunes) its database backups only.
-        let instance = policy("instance-role-policy.json");
-        assert_eq!(
-            actions(&instance),
-            [
-                "s3:GetObject",
-                "s3:ListBucket",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload"
-            ]
-        );
-        for s in &instance {
-            if actions(std::slice::from_ref(s))
-                .iter()
-                .any(|a| a != "s3:GetObject" && a != "s3:ListBucket")
-            {
-                assert_eq!(
-                    s["Resource"],
-                    "arn:aws:s3:::hitsave-releases/hitsave/backups/*"
-                );
+        for env in ["production", "staging"] {
+            let statements = policy(&format!("deploy-{env}-role-policy.json"));
+            let deploy = actions(&statements);
+            assert!(deploy.contains(&"codedeploy:CreateDeployment".to_owned()));
+            assert!(!deploy.contains(&"s3:PutObject".to_owned()));
+            for s in &statements {
+                if actions(std::slice::from_ref(s))
+                    .contains(&"codedeploy:CreateDeployment".to_owned())
+                {
+                    assert_eq!(
+                        resources(s),
+                        [format!(
+                            "arn:aws:codedeploy:REGION:ACCOUNT_ID:deploymentgroup:hitsave/{env}*"
+                        )],
+                        "the {env} deploy role deploys elsewhere"
+                    );
+                }
             }
         }
-        let trust = std::fs::read_to_string(format!(
-            "{}/../deploy/aws/github-oidc-trust-policy.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        assert!(
-            trust.contains("\"token.actions.githubusercontent.com:aud\": \"sts.amazonaws.com\"")
-        );
-        assert!(
-            !trust.contains("repo:hitsave-io/hitsave:*"),
-            "any ref could assume the role"
-        );
+        // Each CI role is trusted by one GitHub environment on one branch.
+        for (file, subject) in [
+            (
+                "github-oidc-trust-release.json",
+                "environment:release:ref:refs/heads/main",
+            ),
+            (
+                "github-oidc-trust-release-staging.json",
+                "environment:release-staging:ref:refs/heads/staging",
+            ),
+            (
+                "github-oidc-trust-deploy-production.json",
+                "environment:production:ref:refs/heads/main",
+            ),
+            (
+                "github-oidc-trust-deploy-staging.json",
+                "environment:staging:ref:refs/heads/staging",
+            ),
+        ] {
+            let statements = policy(file);
+            assert_eq!(statements.len(), 1, "{file}");
+            let condition = &statements[0]["Condition"]["StringEquals"];
+            assert_eq!(
+                condition["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com",
+                "{file}"
+            );
+            assert_eq!(
+                condition["token.actions.githubusercontent.com:sub"],
+                format!("repo:hitsave-io/hitsave:{subject}"),
+                "{file}"
+            );
+            assert!(
+                statements[0]["Condition"]["StringLike"].is_null(),
+                "{file}: a pattern"
+            );
+        }
     }
 
     /// The request's values are ones the SDK knows: none would go out as an unknown variant.

@@ -11,12 +11,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
+pub use hitsave_host::trust::KeyId;
 
 /// A secret key ready to sign, with the id of its public key.
 pub struct SigningKey {
     secret: minisign::SecretKey,
-    /// minisign's key id (16 hex digits), the one `xtask doctor` and errors on hosts print.
-    pub id: String,
+    /// minisign's key id, the one `xtask doctor` and errors on hosts print.
+    pub id: KeyId,
 }
 
 impl SigningKey {
@@ -44,7 +45,7 @@ impl SigningKey {
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
         Ok(SigningKey {
             secret,
-            id: key_id(public.keynum()),
+            id: key_id(public.keynum())?,
         })
     }
 
@@ -57,9 +58,8 @@ impl SigningKey {
     }
 }
 
-/// minisign prints a key id as a little-endian integer in hex.
-fn key_id(keynum: &[u8]) -> String {
-    keynum.iter().rev().map(|b| format!("{b:02X}")).collect()
+fn key_id(keynum: &[u8]) -> anyhow::Result<KeyId> {
+    KeyId::from_keynum(keynum).context("a minisign key number is 8 bytes")
 }
 
 #[derive(clap::Args)]
@@ -77,7 +77,7 @@ pub fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let public = Utf8PathBuf::from(format!("{}.pub", args.out));
     let id = keygen(&args.out, &public, args.force)?;
     eprintln!(
-        "xtask: made release key {id}:\n  secret: {} (mode 0600; keep it in the GitHub secret HITSAVE_SIGNING_KEY, never in the repository)\n  public: {public} (copy it to /etc/hitsave/keys/ on every host; docs/aws-setup.md, \"Signing keys\")",
+        "xtask: made release key {id}:\n  secret: {} (mode 0600; keep it in the GitHub secret HITSAVE_SIGNING_KEY, never in the repository)\n  public: {public} (commit it to deploy/keys/, which CI's release and `cargo xtask deploy` trust, and copy it to /etc/hitsave/keys/ on every host; docs/aws-setup.md, \"Signing keys\")",
         args.out
     );
     Ok(())
@@ -85,7 +85,7 @@ pub fn run_keygen(args: KeygenArgs) -> anyhow::Result<()> {
 
 /// Writes a new unencrypted key pair; returns its id. The secret file is created 0600 and
 /// never replaced unless `force`.
-pub fn keygen(secret: &Utf8Path, public: &Utf8Path, force: bool) -> anyhow::Result<String> {
+pub fn keygen(secret: &Utf8Path, public: &Utf8Path, force: bool) -> anyhow::Result<KeyId> {
     for path in [secret, public] {
         if path.exists() && !force {
             bail!("{path} exists: pass --force to replace it, or choose another --out");
@@ -93,7 +93,7 @@ pub fn keygen(secret: &Utf8Path, public: &Utf8Path, force: bool) -> anyhow::Resu
     }
     let pair = minisign::KeyPair::generate_unencrypted_keypair()
         .map_err(|e| anyhow::anyhow!("cannot make a key pair: {e}"))?;
-    let id = key_id(pair.pk.keynum());
+    let id = key_id(pair.pk.keynum())?;
     let secret_text = pair
         .sk
         .to_box(Some(&format!("hitsave release secret key {id}")))
@@ -146,7 +146,7 @@ mod tests {
                 comment: "hitsave release=x",
             })
             .unwrap();
-        assert_eq!(verified.to_string(), id);
+        assert_eq!(verified, id);
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = SigningKey::read(&secret).err().unwrap().to_string();
         assert!(err.contains("readable by others"), "{err}");

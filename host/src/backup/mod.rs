@@ -138,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             signed_by: None,
             channel: None,
             secret: None,
+            env: None,
         })?;
     }
     let record = taken?;
@@ -304,7 +305,11 @@ fn download(
 ) -> anyhow::Result<()> {
     write_hashed(
         dest,
-        |out| store.download(&schema::backup_key(&record.id), out, progress).map(drop),
+        |out| {
+            store
+                .download(&schema::backup_key(&record.id), out, record.size, progress)
+                .map(drop)
+        },
         |size, sha256| {
             if size != record.size || *sha256 != record.sha256 {
                 bail!(

@@ -101,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         signed_by: None,
         channel: None,
         secret: None,
+        env: None,
     })?;
     result?;
     ui.info(&format!(

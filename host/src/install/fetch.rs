@@ -16,9 +16,20 @@ use crate::ui::Ui;
 /// Makes sure every artifact of `manifest` is in the cache, verified. Returns the bytes
 /// downloaded.
 pub fn fetch(ui: &Ui, host: &Host, store: &dyn Store, manifest: &Manifest) -> anyhow::Result<u64> {
-    let missing: Vec<&Artifact> = manifest
-        .artifacts
+    let all: Vec<&Artifact> = manifest.artifacts.iter().collect();
+    fetch_artifacts(ui, host, store, &all)
+}
+
+/// `fetch` for some of a verified manifest's artifacts.
+pub fn fetch_artifacts(
+    ui: &Ui,
+    host: &Host,
+    store: &dyn Store,
+    artifacts: &[&Artifact],
+) -> anyhow::Result<u64> {
+    let missing: Vec<&Artifact> = artifacts
         .iter()
+        .copied()
         .filter(|a| !cached_and_intact(host, a))
         .collect();
     if missing.is_empty() {
@@ -88,7 +99,7 @@ fn download_one(
         std::fs::File::create(&partial).with_context(|| format!("cannot create {partial}"))?;
     let mut out = Hashing::new(std::io::BufWriter::new(file));
     let result = store
-        .download(&key, &mut out, progress)
+        .download(&key, &mut out, a.size, progress)
         .and_then(|_| out.flush().map_err(Into::into))
         .with_context(|| format!("{}: downloading {key} failed", a.component));
     let actual = out.digest();

@@ -145,6 +145,9 @@ pub struct HistoryEntry {
     /// The secret a `secrets` command set, rotated or expired: its name, never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The environment an install was for (`--env`): the hooks' downgrade check reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 /// Who runs this command, for history: SUDO_USER when run through sudo, else USER.

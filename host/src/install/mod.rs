@@ -306,6 +306,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         channel: args.which.channel.clone(),
         secret: None,
+        env: Some(args.env.name().to_owned()),
     })?;
     result?;
     ui.info(&format!(
@@ -745,6 +746,7 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
     // What the kept releases still use.
     let mut images = BTreeSet::new();
     let mut tarballs = BTreeSet::new();
+    let mut programs = BTreeSet::new();
     for id in &keep {
         let dir = host.release_dir(id);
         if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
@@ -757,6 +759,7 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
         if let Ok(bytes) = std::fs::read(dir.join("manifest.json"))
             && let Ok(m) = Manifest::parse(&bytes)
         {
+            programs.extend(m.artifact("xtask").map(|a| a.sha256.to_string()));
             tarballs.extend(
                 m.artifacts
                     .into_iter()
@@ -768,6 +771,17 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
         let entry = entry?;
         if !tarballs.contains(entry.file_name()) {
             std::fs::remove_file(entry.path())?;
+        }
+    }
+    // The hooks' copies of release host programs (programs/<sha256>/); a temporary one is
+    // being unpacked by a hook right now.
+    if let Ok(entries) = host.root.join("programs").read_dir_utf8() {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.starts_with('.') && !programs.contains(name) {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path()))?;
+            }
         }
     }
     let listed = duct::cmd!(

@@ -207,6 +207,7 @@ fn record(
         signed_by: None,
         channel: None,
         secret: Some(name.to_owned()),
+        env: None,
     })
 }
 

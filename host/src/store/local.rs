@@ -112,12 +112,24 @@ impl Store for LocalStore {
         }
     }
 
-    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(key)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.path(key))),
+    fn get_at_most(&self, key: &str, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let path = self.path(key);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+        };
+        let mut bytes = Vec::new();
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {path}"))?;
+        if bytes.len() as u64 > max {
+            bail!(
+                "{}: {key} is larger than {max} bytes: refused before it was read",
+                self.describe()
+            );
         }
+        Ok(Some(bytes))
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -145,10 +157,20 @@ impl Store for LocalStore {
         })
     }
 
-    fn download(&self, key: &str, out: &mut dyn Write, progress: Progress) -> anyhow::Result<u64> {
+    fn download(
+        &self,
+        key: &str,
+        out: &mut dyn Write,
+        limit: u64,
+        progress: Progress,
+    ) -> anyhow::Result<u64> {
         let path = self.path(key);
-        let mut src = File::open(&path).with_context(|| format!("cannot open {path}"))?;
-        copy_with_progress(&mut src, out, progress)
+        let src = File::open(&path).with_context(|| format!("cannot open {path}"))?;
+        let copied = copy_with_progress(&mut src.take(limit.saturating_add(1)), out, progress)?;
+        if copied > limit {
+            return Err(super::too_large(&self.describe(), key, limit));
+        }
+        Ok(copied)
     }
 }
 

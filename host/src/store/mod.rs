@@ -46,8 +46,22 @@ pub trait Store: Send + Sync {
     /// `None` when there is no object under `key`.
     fn head(&self, key: &str) -> anyhow::Result<Option<ObjectInfo>>;
 
-    /// A small object (a manifest or a pointer), whole; `None` when there is none.
-    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// A small object, whole, or an error naming it when it has more than `max` bytes (no more
+    /// than `max + 1` bytes are read); `None` when there is none.
+    fn get_at_most(&self, key: &str, max: u64) -> anyhow::Result<Option<Vec<u8>>>;
+
+    /// A document (a manifest, pointer or record), at most `MAX_DOCUMENT_BYTES`.
+    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.get_at_most(key, hitsave_schema::MAX_DOCUMENT_BYTES)
+    }
+
+    /// The `.minisig` beside `key`, at most `MAX_SIGNATURE_BYTES`; `None` when there is none.
+    fn get_signature(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.get_at_most(
+            &hitsave_schema::signed::signature_key(key),
+            hitsave_schema::MAX_SIGNATURE_BYTES,
+        )
+    }
 
     /// Writes a small object, replacing any object under the same key.
     fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()>;
@@ -62,14 +76,29 @@ pub trait Store: Send + Sync {
         progress: Progress,
     ) -> anyhow::Result<()>;
 
-    /// Streams an object into `out`; fails when there is none.
-    fn download(&self, key: &str, out: &mut dyn Write, progress: Progress) -> anyhow::Result<u64>;
+    /// Streams an object into `out`; fails when there is none, and at the first byte past
+    /// `limit` (the size the manifest or record declares): no more than `limit + 1` bytes are
+    /// asked for, so a larger object under the key cannot fill the disk.
+    fn download(
+        &self,
+        key: &str,
+        out: &mut dyn Write,
+        limit: u64,
+        progress: Progress,
+    ) -> anyhow::Result<u64>;
 
     /// The keys of the objects directly under `dir` (`backups`), sorted.
     fn list(&self, dir: &str) -> anyhow::Result<Vec<String>>;
 
     /// Removes the object under `key`; nothing to do when there is none.
     fn delete(&self, key: &str) -> anyhow::Result<()>;
+}
+
+/// The error of a download that went past its limit.
+pub fn too_large(store: &str, key: &str, limit: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{store}: {key} is larger than the {limit} bytes declared for it: the download stopped there and was refused"
+    )
 }
 
 /// Options that only matter for S3 stores.

@@ -331,27 +331,13 @@ impl Store for S3Store {
         }
     }
 
-    fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.runtime.block_on(async {
-            let result = self
-                .client
-                .get_object()
-                .bucket(&self.opts.bucket)
-                .key(self.key(key))
-                .send()
-                .await;
-            match result {
-                Ok(out) => {
-                    let bytes =
-                        out.body.collect().await.with_context(|| {
-                            format!("{}: reading {key} failed", self.describe())
-                        })?;
-                    Ok(Some(bytes.to_vec()))
-                }
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                Err(e) => Err(self.explain(e, &format!("reading {key}"))),
-            }
-        })
+    fn get_at_most(&self, key: &str, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut bytes = Vec::new();
+        match self.read_into(key, &mut bytes, max, &|_| {}) {
+            Ok(_) => Ok(Some(bytes)),
+            Err(Missing::NoSuchKey) => Ok(None),
+            Err(Missing::Other(e)) => Err(e),
+        }
     }
 
     fn list(&self, dir: &str) -> anyhow::Result<Vec<String>> {
@@ -448,25 +434,75 @@ impl Store for S3Store {
         })
     }
 
-    fn download(&self, key: &str, out: &mut dyn Write, progress: Progress) -> anyhow::Result<u64> {
+    fn download(
+        &self,
+        key: &str,
+        out: &mut dyn Write,
+        limit: u64,
+        progress: Progress,
+    ) -> anyhow::Result<u64> {
+        self.read_into(key, out, limit, progress)
+            .map_err(|e| match e {
+                Missing::NoSuchKey => anyhow::anyhow!("{}: there is no {key}", self.describe()),
+                Missing::Other(e) => e,
+            })
+    }
+}
+
+/// Why `read_into` found nothing to read.
+enum Missing {
+    NoSuchKey,
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Missing {
+    fn from(e: anyhow::Error) -> Missing {
+        Missing::Other(e)
+    }
+}
+
+impl S3Store {
+    /// Streams `key` into `out`, asking for its first `limit + 1` bytes only (a Range GET) and
+    /// refusing the object once more than `limit` arrived.
+    fn read_into(
+        &self,
+        key: &str,
+        out: &mut dyn Write,
+        limit: u64,
+        progress: Progress,
+    ) -> Result<u64, Missing> {
         self.runtime.block_on(async {
-            let mut object = self
+            let result = self
                 .client
                 .get_object()
                 .bucket(&self.opts.bucket)
                 .key(self.key(key))
+                .range(format!("bytes=0-{limit}"))
                 .send()
-                .await
-                .map_err(|e| self.explain(e, &format!("downloading {key}")))?;
+                .await;
+            let mut object = match result {
+                Ok(object) => object,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Err(Missing::NoSuchKey);
+                }
+                // A range past the end of an empty object.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                    return Ok(0);
+                }
+                Err(e) => return Err(self.explain(e, &format!("reading {key}")).into()),
+            };
             let mut total = 0;
             while let Some(chunk) = object
                 .body
                 .try_next()
                 .await
-                .with_context(|| format!("{}: downloading {key} failed", self.describe()))?
+                .with_context(|| format!("{}: reading {key} failed", self.describe()))?
             {
-                out.write_all(&chunk)?;
                 total += chunk.len() as u64;
+                if total > limit {
+                    return Err(super::too_large(&self.describe(), key, limit).into());
+                }
+                out.write_all(&chunk).map_err(anyhow::Error::from)?;
                 progress(chunk.len() as u64);
             }
             Ok(total)

@@ -1,26 +1,33 @@
 //! The CodeDeploy revision of a release: a deterministic tarball that `cargo xtask release`
 //! stores beside the release's artifacts (`artifacts/<sha256>.tar.gz`, named in the manifest's
-//! `bundle`), and that `cargo xtask deploy` points CodeDeploy at.
+//! `bundle` with the list of its files), and that `cargo xtask deploy` points CodeDeploy at.
 //!
 //! ```text
 //! appspec.yml            the repository's, at the release's commit
-//! deploy/hooks/*.sh      one short script per lifecycle event; each runs bin/xtask hook
-//! bin/xtask              the release's own xtask artifact (the same bytes, not rebuilt)
+//! deploy/hooks/*.sh      one short script per lifecycle event, and resident.sh, which they
+//!                        share: each runs the host's resident program, never one of the bundle's
 //! revision.json          Revision: the release id and the store to fetch it from
 //! ```
 //!
-//! The host needs no toolchain and no configuration to install it, and redeploying an earlier
-//! bundle (CodeDeploy's rollback) brings back exactly the release it names.
+//! The bundle carries no program: the host's resident program checks it against the signed
+//! list, then runs the release's own host program, downloaded and verified like any artifact.
+//! Redeploying an earlier bundle (CodeDeploy's rollback) brings back exactly the release it
+//! names.
 
-use std::io::Read;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use camino::Utf8Path;
-use hitsave_host::store::{Store, StoreArgs};
-use hitsave_schema::{self as manifest, Manifest, REVISION_FILE, ReleaseId, Revision, SCHEMA};
-use sha2::{Digest, Sha256};
+use hitsave_host::store::StoreArgs;
+use hitsave_schema::{self as manifest, BundleFile, REVISION_FILE, ReleaseId, Revision, SCHEMA};
+use xtask::branch_config::{self, Decision};
 use xtask::components::ARTIFACT_EPOCH;
 use xtask::package::{self, Packed};
+
+/// A packed bundle and what it unpacks to.
+pub struct Bundle {
+    pub packed: Packed,
+    /// Every file in it, as the manifest lists them.
+    pub files: Vec<BundleFile>,
+}
 
 /// The revision for `release` in the store `args` name (`default_dir` when none).
 pub fn revision(release: &ReleaseId, args: &StoreArgs, default_dir: &Utf8Path) -> Revision {
@@ -36,18 +43,27 @@ pub fn revision(release: &ReleaseId, args: &StoreArgs, default_dir: &Utf8Path) -
     }
 }
 
-/// Makes the bundle of `manifest` in `<out>/artifacts/`. The xtask binary comes from the
-/// release's `xtask` artifact in `store`, checked against the manifest first.
-pub fn make(
-    root: &Utf8Path,
-    store: &dyn Store,
-    manifest: &Manifest,
-    revision: &Revision,
-    out: &Utf8Path,
-) -> anyhow::Result<Packed> {
-    let xtask = manifest
-        .artifact("xtask")
-        .context("the release has no xtask artifact to put in its bundle")?;
+/// The deployment group appspec.yml's branch_config gives `branch` (`None`: not deployed, or
+/// no branch); hosts of another environment refuse the release. A branch_config that cannot
+/// be read refuses the release before anything is built.
+pub fn deployment_group(root: &Utf8Path, branch: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(branch) = branch else {
+        return Ok(None);
+    };
+    let path = root.join("appspec.yml");
+    let appspec = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let decision = branch_config::decide(&appspec, branch, branch_config::pr_from_github_ref())
+        .with_context(|| format!("{path}: branch_config; nothing was built"))?;
+    Ok(match decision {
+        Decision::Deploy {
+            deployment_group, ..
+        } => Some(deployment_group),
+        Decision::Skip { .. } | Decision::NoMatch => None,
+    })
+}
+
+/// Makes the bundle of `revision`'s release in `<out>/artifacts/`.
+pub fn make(root: &Utf8Path, revision: &Revision, out: &Utf8Path) -> anyhow::Result<Bundle> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {out}"))?;
     let stage = tempfile::Builder::new()
         .prefix(".bundle-")
@@ -66,42 +82,9 @@ pub fn make(
             std::fs::copy(entry.path(), hooks.join(name.to_string_lossy().as_ref()))?;
         }
     }
-
-    // The release's own xtask, verified: the host runs exactly what the release was built with.
-    let mut tarball = Vec::with_capacity(xtask.size as usize);
-    store.download(
-        &manifest::artifact_key(&xtask.sha256),
-        &mut tarball,
-        &|_| {},
-    )?;
-    let actual = manifest::Sha256::from_bytes(Sha256::digest(&tarball).into());
-    if actual != xtask.sha256 {
-        bail!(
-            "{}: the xtask artifact has sha256 {actual}, the manifest says {}",
-            store.describe(),
-            xtask.sha256
-        );
-    }
-    std::fs::create_dir_all(stage_dir.join("bin"))?;
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&tarball[..]));
-    let mut found = false;
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if entry.path()?.to_string_lossy().trim_start_matches("./") == "bin/xtask" {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
-            let dest = stage_dir.join("bin/xtask");
-            std::fs::write(&dest, bytes)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
-            found = true;
-        }
-    }
-    if !found {
-        bail!("the xtask artifact {} has no bin/xtask", xtask.sha256);
-    }
-
     std::fs::write(stage_dir.join(REVISION_FILE), manifest::to_bytes(revision))?;
-    package::pack_dir(stage_dir, &out.join("artifacts"), ARTIFACT_EPOCH)
-        .context("packaging the CodeDeploy bundle failed")
+    let files = hitsave_host::hook::bundle::list(stage_dir)?;
+    let packed = package::pack_dir(stage_dir, &out.join("artifacts"), ARTIFACT_EPOCH)
+        .context("packaging the CodeDeploy bundle failed")?;
+    Ok(Bundle { packed, files })
 }

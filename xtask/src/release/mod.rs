@@ -9,9 +9,13 @@
 //! 5. Publish: artifacts (skipping those present), input records, the manifest, then the
 //!    `commits/` and `channels/` pointers. A failure at any step leaves no manifest or
 //!    pointer that refers to a missing artifact.
+//!
+//! Everything it reads back from the store (input records, manifests, pointers) is verified
+//! with the repository's public keys before it is used or signed again (`signed.rs`).
 
 pub mod build;
 pub mod bundle;
+mod signed;
 pub mod web;
 
 use std::fmt::Write as _;
@@ -32,6 +36,9 @@ use xtask::git::Checkout;
 use xtask::inputs::{self, Toolchain};
 use xtask::package;
 use xtask::signing::SigningKey;
+
+use self::signed::{Publisher, Verdict};
+use hitsave_host::trust::Keys;
 
 use hitsave_host::ui::{Ui, human_bytes};
 
@@ -64,6 +71,11 @@ pub struct ReleaseArgs {
     /// marked `unsigned`, and hosts install it only with --allow-unsigned.
     #[arg(long)]
     unsigned: bool,
+    /// The public keys whose signatures this release accepts on what it reads back from the
+    /// store (input records, manifests, pointers); the signing key must be one of them.
+    /// [default: deploy/keys in the checkout]
+    #[arg(long, env = "HITSAVE_KEYS", value_name = "DIR")]
+    keys: Option<Utf8PathBuf>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -115,7 +127,8 @@ struct Summary {
     /// before bundles existed).
     #[serde(skip_serializing_if = "Option::is_none")]
     bundle: Option<BundleRef>,
-    /// The key that signed the manifest and the pointers; none for an unsigned release.
+    /// The key that signed the manifest, the pointers and the input records; none for an
+    /// unsigned release.
     signed_by: Option<String>,
 }
 
@@ -168,6 +181,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     store.check()?;
     let signer = signer(&ui, &args, store.as_ref())?;
     let signer = signer.as_ref();
+    let keys = trusted_keys(root, &args, signer)?;
     let plan = Plan::read(root)?;
     xtask::migrations::check(root).context("refused before anything was built")?;
     if plan.checkout.is_dirty() && !args.channel.is_empty() && !args.allow_dirty {
@@ -182,8 +196,16 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
             }
         );
     }
+    // Where the bundle's branch deploys: a broken branch_config is refused before any build.
+    let deployment_group = bundle::deployment_group(root, plan.checkout.branch.as_deref())?;
     ui.info(&format!("release {} to {}", plan.id, store.describe()));
     let uploaded = AtomicU64::new(0);
+    let out = Publisher {
+        store: store.as_ref(),
+        signer,
+        keys: keys.as_ref(),
+        uploaded: &uploaded,
+    };
     let key = manifest::manifest_key(&plan.id);
 
     let revision = bundle::revision(&plan.id, &args.store, &default_store(root));
@@ -200,20 +222,14 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         Some(bytes) => {
             let existing = Manifest::parse(&bytes)
                 .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
-            republish(&ui, &plan, store.as_ref(), existing, signer, &uploaded)?
+            let verdict = out.verify(&key, &bytes, &signed::manifest_doc(&existing).comment)?;
+            republish(&ui, &plan, &out, existing, verdict)?
         }
-        None => match same_contents(&ui, &plan, store.as_ref(), &contents, signer, &uploaded)? {
+        None => match same_contents(&ui, &plan, &out, &contents)? {
             Some(found) => found,
             None => {
-                let (manifest, outcomes) = publish(
-                    &ui,
-                    root,
-                    &plan,
-                    &revision,
-                    store.as_ref(),
-                    signer,
-                    &uploaded,
-                )?;
+                let (manifest, outcomes) =
+                    publish(&ui, root, &plan, &revision, deployment_group, &out)?;
                 (manifest, outcomes, false)
             }
         },
@@ -225,15 +241,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         release: manifest.release.clone(),
         commit: manifest.commit.clone(),
     };
-    let put_pointer = |key: &str| {
-        put_signed(
-            store.as_ref(),
-            key,
-            &pointer_doc(key, &pointer),
-            signer,
-            &uploaded,
-        )
-    };
+    let put_pointer = |key: &str| out.put(key, &signed::pointer_doc(key, &pointer));
     if !plan.checkout.is_dirty() {
         // The first release of these contents keeps them: a later one ships the same bytes.
         let contents_key = manifest::contents_key(&contents);
@@ -262,7 +270,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
         peak_rss_bytes: peak_rss_bytes(),
         artifacts: outcomes,
         bundle: manifest.bundle.clone(),
-        signed_by: signer.map(|s| s.id.clone()),
+        signed_by: signer.map(|s| s.id.to_string()),
     };
     report(&ui, &summary, args.json, true)
 }
@@ -290,58 +298,32 @@ fn signer(ui: &Ui, args: &ReleaseArgs, store: &dyn Store) -> anyhow::Result<Opti
     }
 }
 
-fn manifest_doc(manifest: &Manifest) -> Doc {
-    Doc {
-        bytes: manifest::to_bytes(manifest),
-        comment: manifest::signed::manifest_comment(manifest),
-    }
-}
-
-/// A document with what its signature's trusted comment must say.
-struct Doc {
-    bytes: Vec<u8>,
-    comment: String,
-}
-
-fn pointer_doc(key: &str, pointer: &Pointer) -> Doc {
-    Doc {
-        bytes: manifest::to_bytes(pointer),
-        comment: manifest::signed::pointer_comment(key, pointer),
-    }
-}
-
-/// Writes `doc` under `key` with its signature beside it, the signature first (a reader that
-/// sees the document sees its signature). Nothing is written when the store has these bytes
-/// signed by this key already; an unsigned document loses a stale signature.
-fn put_signed(
-    store: &dyn Store,
-    key: &str,
-    doc: &Doc,
+/// The public keys this release trusts when it reads the store back (`--keys`, else the
+/// repository's deploy/keys/). A signed release needs them, and its own key among them: what
+/// it signs must verify where it is read back, by the next release and by the hosts.
+fn trusted_keys(
+    root: &Utf8Path,
+    args: &ReleaseArgs,
     signer: Option<&SigningKey>,
-    uploaded: &AtomicU64,
-) -> anyhow::Result<()> {
-    let sig_key = manifest::signed::signature_key(key);
-    let same_bytes = store.get(key)?.as_deref() == Some(&doc.bytes[..]);
-    let existing = store.get(&sig_key)?;
-    let signed_by = existing
-        .as_deref()
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(hitsave_host::trust::signature_key_id)
-        .map(|id| id.to_string());
-    match signer {
-        Some(signer) if !(same_bytes && signed_by.as_deref() == Some(signer.id.as_str())) => {
-            let signature = signer.sign(&doc.bytes, &doc.comment)?;
-            store.put(&sig_key, &signature)?;
-            uploaded.fetch_add(signature.len() as u64, Ordering::Relaxed);
-        }
-        None if existing.is_some() => store.delete(&sig_key)?,
-        _ => {}
+) -> anyhow::Result<Option<Keys>> {
+    let dir = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| root.join("deploy/keys"));
+    let Some(signer) = signer else {
+        return Ok(Keys::load(&dir).ok());
+    };
+    let keys = Keys::load(&dir).with_context(|| {
+        format!("a signed release verifies what it reads back from the store with the keys in {dir}, and there are none: commit the .pub file of the signing key there (`cargo xtask keygen` writes it)")
+    })?;
+    if !keys.trusts(signer.id) {
+        bail!(
+            "the signing key {} is not among the keys this release trusts ({}): commit its .pub file to {dir}, as hosts trust it, or sign with a key that is there",
+            signer.id,
+            keys.describe()
+        );
     }
-    if !same_bytes {
-        store.put(key, &doc.bytes)?;
-        uploaded.fetch_add(doc.bytes.len() as u64, Ordering::Relaxed);
-    }
-    Ok(())
+    Ok(Some(keys))
 }
 
 /// The local store used when no `--store` is given.
@@ -480,14 +462,14 @@ fn publish(
     root: &Utf8Path,
     plan: &Plan,
     revision: &Revision,
-    store: &dyn Store,
-    signer: Option<&SigningKey>,
-    uploaded: &AtomicU64,
+    deployment_group: Option<String>,
+    out: &Publisher,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>)> {
+    let store = out.store;
     let mut outcomes = Vec::new();
     let mut to_build = Vec::new();
     for (component, input_hash) in &plan.input_hashes {
-        match find_reusable(store, component.name, input_hash)? {
+        match find_reusable(ui, out, component.name, input_hash)? {
             Some(record) => {
                 ui.info(&format!(
                     "{}: inputs already built; reusing {}",
@@ -517,13 +499,13 @@ fn publish(
             let sent = upload_unless_present(store, path, &artifact.sha256, artifact.size, &|n| {
                 bar.inc(n)
             })?;
-            uploaded.fetch_add(sent, Ordering::Relaxed);
+            out.uploaded.fetch_add(sent, Ordering::Relaxed);
             sent_per_artifact.push(sent);
         }
         bar.finish_and_clear();
         // The build-once index, only once the artifacts it names are in the store.
         for ((artifact, _), sent) in packed.iter().zip(sent_per_artifact) {
-            let recorded = record_inputs(store, artifact, uploaded)?;
+            let recorded = record_inputs(ui, out, artifact)?;
             if recorded.sha256 == artifact.sha256 {
                 outcomes.push(Outcome::new(artifact, "built", sent));
             } else {
@@ -548,37 +530,45 @@ fn publish(
     outcomes.sort_by_key(|o| components::position(&o.artifact.component));
     let mut manifest = plan.manifest(outcomes.iter().map(|o| o.artifact.clone()).collect());
 
-    // The CodeDeploy bundle, after the artifacts (it carries the xtask one) and before the
-    // manifest that names it.
+    // The CodeDeploy bundle, before the manifest that names it and lists its files.
     let bar = ui.spinner("making the CodeDeploy bundle");
     let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
-    let bundle = bundle::make(root, store, &manifest, revision, &dist)?;
-    let sent = upload_unless_present(store, &bundle.path, &bundle.sha256, bundle.size, &|_| {})?;
-    uploaded.fetch_add(sent, Ordering::Relaxed);
+    let bundle = bundle::make(root, revision, &dist)?;
+    let sent = upload_unless_present(
+        store,
+        &bundle.packed.path,
+        &bundle.packed.sha256,
+        bundle.packed.size,
+        &|_| {},
+    )?;
+    out.uploaded.fetch_add(sent, Ordering::Relaxed);
     bar.finish_and_clear();
     ui.info(&format!(
-        "bundle: {} entries, {}, sha256 {}",
-        bundle.entries,
-        human_bytes(bundle.size),
-        bundle.sha256
+        "bundle: {} files, {}, sha256 {}{}",
+        bundle.files.len(),
+        human_bytes(bundle.packed.size),
+        bundle.packed.sha256,
+        deployment_group.as_deref().map_or_else(
+            || "; its branch is not deployed".to_owned(),
+            |g| format!("; deploys to {g}")
+        )
     ));
     // The object's ETag (and version), so that CodeDeploy refuses a replaced one.
     let object = store
-        .head(&manifest::artifact_key(&bundle.sha256))?
+        .head(&manifest::artifact_key(&bundle.packed.sha256))?
         .context("the bundle just uploaded is not in the store")?;
     manifest.bundle = Some(BundleRef {
-        sha256: bundle.sha256,
-        size: bundle.size,
+        sha256: bundle.packed.sha256,
+        size: bundle.packed.size,
         etag: object.etag,
         version_id: object.version_id,
+        files: bundle.files,
+        deployment_group,
     });
-    manifest.unsigned = signer.is_none();
-    put_signed(
-        store,
+    manifest.unsigned = !out.signs();
+    out.put(
         &manifest::manifest_key(&manifest.release),
-        &manifest_doc(&manifest),
-        signer,
-        uploaded,
+        &signed::manifest_doc(&manifest),
     )?;
     Ok((manifest, outcomes))
 }
@@ -605,16 +595,12 @@ fn upload_unless_present(
     Ok(size)
 }
 
-/// Records that `artifact` is what its inputs build, unless a record is there already; returns
-/// the record the store holds afterwards. Writes happen only where none was found, and the
-/// record's bytes depend on the inputs alone, so two releases racing on the same inputs (the
-/// store has no conditional writes) write identical bytes when their builds agree. When they
-/// do not, the record read back wins, and both releases name its artifact.
-fn record_inputs(
-    store: &dyn Store,
-    artifact: &Artifact,
-    uploaded: &AtomicU64,
-) -> anyhow::Result<InputRecord> {
+/// Records that `artifact` is what its inputs build, unless a trusted record is there already;
+/// returns the record the store holds afterwards. Writes happen only where none was found, and
+/// the record's bytes depend on the inputs alone, so two releases racing on the same inputs
+/// (the store has no conditional writes) write identical bytes when their builds agree. When
+/// they do not, the record read back wins, and both releases name its artifact.
+fn record_inputs(ui: &Ui, out: &Publisher, artifact: &Artifact) -> anyhow::Result<InputRecord> {
     let ours = InputRecord {
         schema: MANIFEST_SCHEMA,
         component: artifact.component.clone(),
@@ -624,28 +610,38 @@ fn record_inputs(
         target: artifact.target.clone(),
         unpacked: artifact.unpacked,
     };
-    if let Some(theirs) = find_reusable(store, &ours.component, &ours.input_hash)? {
+    if let Some(theirs) = find_reusable(ui, out, &ours.component, &ours.input_hash)? {
         return Ok(theirs);
     }
-    let bytes = manifest::to_bytes(&ours);
-    store.put(
-        &manifest::input_key(&ours.component, &ours.input_hash),
-        &bytes,
-    )?;
-    uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    Ok(find_reusable(store, &ours.component, &ours.input_hash)?.unwrap_or(ours))
+    let key = manifest::input_key(&ours.component, &ours.input_hash);
+    out.put(&key, &signed::input_doc(&key, &ours))?;
+    Ok(find_reusable(ui, out, &ours.component, &ours.input_hash)?.unwrap_or(ours))
 }
 
-/// The store's record for these inputs, if its artifact is really there.
+/// The store's record for these inputs, if it is one this release trusts and its artifact is
+/// really there. A record whose signature fails refuses the release; a signed release does
+/// not reuse an unsigned one (written before records were signed, or stripped): it builds the
+/// component again and writes a signed record.
 fn find_reusable(
-    store: &dyn Store,
+    ui: &Ui,
+    out: &Publisher,
     component: &str,
     input_hash: &Sha256,
 ) -> anyhow::Result<Option<InputRecord>> {
-    let Some(bytes) = store.get(&manifest::input_key(component, input_hash))? else {
+    let store = out.store;
+    let key = manifest::input_key(component, input_hash);
+    let Some(bytes) = store.get(&key)? else {
         return Ok(None);
     };
-    let record = InputRecord::parse(&bytes)?;
+    let record = InputRecord::parse(&bytes)
+        .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
+    let verdict = out.verify(&key, &bytes, &signed::input_doc(&key, &record).comment)?;
+    if verdict == Verdict::Unsigned && out.signs() {
+        ui.info(&format!(
+            "{component}: {key} is not signed, so this signed release does not reuse it: building again"
+        ));
+        return Ok(None);
+    }
     if record.component != component || record.input_hash != *input_hash {
         return Ok(None);
     }
@@ -657,15 +653,15 @@ fn find_reusable(
 
 /// A clean commit whose release would ship what an earlier release ships (the store's
 /// `contents/` pointer for these contents) is that release: nothing is built or uploaded, and
-/// only its commit pointer is new. `None` when there is none, or its manifest is gone.
+/// only its commit pointer is new. `None` when there is none, or its manifest is gone. The
+/// pointer and the manifest are verified before they are used or signed again.
 fn same_contents(
     ui: &Ui,
     plan: &Plan,
-    store: &dyn Store,
+    out: &Publisher,
     contents: &Sha256,
-    signer: Option<&SigningKey>,
-    uploaded: &AtomicU64,
 ) -> anyhow::Result<Option<(Manifest, Vec<Outcome>, bool)>> {
+    let store = out.store;
     if plan.checkout.is_dirty() {
         return Ok(None);
     }
@@ -675,7 +671,16 @@ fn same_contents(
     };
     let pointer = Pointer::parse(&bytes)
         .with_context(|| format!("{}: {key} is damaged", store.describe()))?;
-    let Some(bytes) = store.get(&manifest::manifest_key(&pointer.release))? else {
+    if out.verify(&key, &bytes, &signed::pointer_doc(&key, &pointer).comment)? == Verdict::Unsigned
+        && out.signs()
+    {
+        ui.info(&format!(
+            "{key} is not signed (an unsigned release wrote it): not used by this signed release"
+        ));
+        return Ok(None);
+    }
+    let manifest_key = manifest::manifest_key(&pointer.release);
+    let Some(bytes) = store.get(&manifest_key)? else {
         return Ok(None);
     };
     let existing = Manifest::parse(&bytes).with_context(|| {
@@ -685,24 +690,30 @@ fn same_contents(
             pointer.release
         )
     })?;
+    let verdict = out.verify(
+        &manifest_key,
+        &bytes,
+        &signed::manifest_doc(&existing).comment,
+    )?;
     ui.info(&format!(
         "commit {} ships exactly what release {} ships (only files that no component is built from changed): it is that release",
         &plan.checkout.commit[..12],
         existing.release
     ));
-    republish(ui, plan, store, existing, signer, uploaded).map(Some)
+    republish(ui, plan, out, existing, verdict).map(Some)
 }
 
-/// The store already has a manifest under this id: it must be this very release. Its
-/// signature is made again when another key made it (key rotation); its bytes never change.
+/// The store already has a manifest under this id (verified: `verdict`): it must be this very
+/// release. Its signature is made again when another key made it (key rotation); its bytes
+/// never change.
 fn republish(
     ui: &Ui,
     plan: &Plan,
-    store: &dyn Store,
+    out: &Publisher,
     existing: Manifest,
-    signer: Option<&SigningKey>,
-    uploaded: &AtomicU64,
+    verdict: Verdict,
 ) -> anyhow::Result<(Manifest, Vec<Outcome>, bool)> {
+    let store = out.store;
     for (component, input_hash) in &plan.input_hashes {
         let same = existing
             .artifact(component.name)
@@ -728,20 +739,22 @@ fn republish(
             );
         }
     }
-    match signer {
-        Some(_) if existing.unsigned => bail!(
+    match (out.signs(), verdict) {
+        (true, Verdict::Unsigned) if existing.unsigned => bail!(
             "{}: release {} was published with --unsigned, and a release id is immutable: make a new commit to release it signed",
             store.describe(),
             existing.release
         ),
-        Some(_) => put_signed(
-            store,
+        (true, Verdict::Unsigned) => bail!(
+            "{}: the manifest of release {} has no signature, though it is not marked unsigned: refused, nothing was signed or uploaded. Its signature was removed: find out who (the bucket's access log), then make a new commit to release again",
+            store.describe(),
+            existing.release
+        ),
+        (true, Verdict::Signed(_)) => out.put(
             &manifest::manifest_key(&existing.release),
-            &manifest_doc(&existing),
-            signer,
-            uploaded,
+            &signed::manifest_doc(&existing),
         )?,
-        None => {}
+        (false, _) => {}
     }
     ui.info(&format!(
         "release {} is already in the store: nothing to build or upload",

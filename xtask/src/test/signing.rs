@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{self as manifest, Manifest, Pointer, SCHEMA, Sha256, signed};
-use xtask::signing::{SigningKey, keygen};
+use xtask::signing::{KeyId, SigningKey, keygen};
 
 use crate::test::install::Harness;
 use crate::tools;
@@ -370,15 +370,14 @@ fn rotation(h: &Harness, current: &str, older: &str, old: &SigningKey) -> anyhow
         &sig_path,
         new.sign(&manifest::to_bytes(&m), &signed::manifest_comment(&m))?,
     )?;
-    let last_signer = || -> anyhow::Result<String> {
-        Ok(h.last_history()?["signed_by"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+    let last_signer = || -> anyhow::Result<Option<KeyId>> {
+        Ok(KeyId::parse(
+            h.last_history()?["signed_by"].as_str().unwrap_or_default(),
+        ))
     };
     h.install_ok(current)?;
     ensure!(
-        last_signer()? == new.id,
+        last_signer()? == Some(new.id),
         "not recorded as signed by the new key"
     );
     let out = h.install(older, &["--until", "fetched"])?;
@@ -387,7 +386,7 @@ fn rotation(h: &Harness, current: &str, older: &str, old: &SigningKey) -> anyhow
         "the old key's release while both are trusted"
     );
     ensure!(
-        last_signer()? == old.id,
+        last_signer()? == Some(old.id),
         "not recorded as signed by the old key"
     );
 
@@ -417,7 +416,7 @@ fn rotation(h: &Harness, current: &str, older: &str, old: &SigningKey) -> anyhow
         let said = String::from_utf8_lossy(&doctor.stdout);
         ensure!(
             said.contains(&format!("ok: release keys in {trusted}"))
-                && said.contains(&new.id)
+                && said.contains(&new.id.to_string())
                 && said.contains("revoked"),
             "doctor on the key directory:\n{said}"
         );
@@ -494,12 +493,18 @@ fn interop(h: &Harness, base: &Manifest) -> anyhow::Result<()> {
         .output()?;
     std::fs::remove_file(trusted.join("tool.pub"))?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    // The tool names its key in the public key file's comment, without leading zeros; ids are
+    // compared as the numbers they are.
     let tool_pub = std::fs::read_to_string(dir.join("tool.pub"))?;
+    let tool_id = tool_pub
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(KeyId::parse)
+        .with_context(|| format!("no key id in the tool's public key:\n{tool_pub}"))?;
     ensure!(
         out.status.success()
-            && report["signed_by"]
-                .as_str()
-                .is_some_and(|id| tool_pub.contains(id)),
+            && report["signed_by"].as_str().and_then(KeyId::parse) == Some(tool_id),
         "a manifest signed by the minisign tool: {report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,11 +1,19 @@
-//! `xtask hook <event>`: what each CodeDeploy lifecycle hook does, run by the short scripts in
-//! deploy/hooks/ from a bundle (see `bundle.rs`). The bundle's revision.json names the release
-//! and its store; CodeDeploy's DEPLOYMENT_GROUP_NAME names the environment.
+//! `xtask hook <event>`: what each CodeDeploy lifecycle hook does. The short scripts in
+//! deploy/hooks/ run the host's resident program (`resident.rs`), never a program from the
+//! bundle. The bundle's revision.json names the release and its store; CodeDeploy's
+//! DEPLOYMENT_GROUP_NAME names the environment.
+//!
+//! Every hook of the new revision goes through two programs:
+//! 1. The resident program checks, before anything from the bundle is trusted: the manifest
+//!    revision.json names is signed by a key this host trusts (`trust.rs`); the deployment
+//!    archive holds exactly the files that manifest lists (`bundle.rs`); and, for the hooks
+//!    that change the host, that the release's branch deploys to this environment and that
+//!    it is not older than what the host installed (`admission.rs`).
+//! 2. It then runs the release's own host program (downloaded and verified like any artifact,
+//!    kept by hash) with `--checked`, which does the event's work below. Once the release
+//!    serves, its host program becomes the resident one.
 //!
 //! - application-stop (from the previous revision): reports what runs; never fails.
-//! - every hook but application-stop first checks the signature of the manifest the bundle's
-//!   revision.json names, with the host's keys, before it does anything else: a bundle that
-//!   was replaced in the bucket, or a release signed by another key, stops here.
 //! - before-install: `install --until fetched` (download, verify, unpack).
 //! - after-install: `install --until prepared` (check the host, build images).
 //! - application-start: `install` (migrate, swap, gate, flip; the old release comes back on
@@ -32,6 +40,10 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
+mod admission;
+pub mod bundle;
+pub mod resident;
+
 use crate::install::Env;
 use crate::install::host::Host;
 use crate::install::stack::Stack;
@@ -42,15 +54,21 @@ pub struct Args {
     /// The lifecycle event to run.
     #[arg(value_enum)]
     event: Event,
-    /// The unpacked bundle [default: the directory above this xtask's bin/].
+    /// The unpacked bundle (CodeDeploy's deployment archive) [default: the directory above
+    /// this xtask's bin/].
     #[arg(long, value_name = "DIR")]
     bundle: Option<Utf8PathBuf>,
+    /// Set by the resident program when it runs the release's own program, after it checked
+    /// the bundle, the signature, the branch and the age.
+    #[arg(long, hide = true)]
+    checked: bool,
     /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
     /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
     /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS, HITSAVE_TLS, HITSAVE_ACME_DIRECTORY,
     /// HITSAVE_ACME_EMAIL, HITSAVE_ACME_CA_ROOT, HITSAVE_TLS_RENEW_WITHIN,
     /// HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME, HITSAVE_DB_USER, HITSAVE_DB_CA_FILE,
-    /// HITSAVE_DB_NETWORK, HITSAVE_LB_HEALTH_WAIT); optional.
+    /// HITSAVE_DB_NETWORK, HITSAVE_LB_HEALTH_WAIT, HITSAVE_BRANCHES, HITSAVE_ALLOW_DOWNGRADE);
+    /// optional.
     #[arg(
         long,
         env = "HITSAVE_HOST_CONFIG",
@@ -109,6 +127,10 @@ const SETTINGS: &[(&str, &str)] = &[
     // The hooks' own (no install flag): how long the load balancer takes to see a failing
     // health check (interval x unhealthy threshold), waited in before-block-traffic.
     ("HITSAVE_LB_HEALTH_WAIT", ""),
+    // The branches this host takes (`main,release/*`), instead of the release's branch_config.
+    (admission::BRANCHES, ""),
+    // 1: an older release than the newest installed is taken (a deliberate downgrade).
+    (admission::ALLOW_DOWNGRADE, ""),
 ];
 
 /// Parses install's flags as a command line would.
@@ -119,8 +141,8 @@ struct InstallCommand {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let bundle = match args.bundle {
-        Some(dir) => dir,
+    let bundle = match &args.bundle {
+        Some(dir) => dir.clone(),
         None => bundle_dir()?,
     };
     if args.event.runs_from_previous_revision() {
@@ -146,14 +168,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     let env = environment_of(&group)?;
+    if !args.checked {
+        return check_and_hand_over(&args, &bundle, &revision, &settings, &group, env);
+    }
     eprintln!(
-        "xtask: hook {:?}: release {} for deployment group {group} ({}), deployment {}",
-        args.event,
+        "xtask: hook {}: release {} for deployment group {group} ({}), deployment {}",
+        args.event.name(),
         revision.release,
         env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
-    check_signature(&revision, &settings)?;
     match args.event {
         Event::ValidateService => return validate_service(&revision, &settings),
         Event::BeforeAllowTraffic => return before_allow_traffic(&revision, &settings),
@@ -197,9 +221,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::install::run(install.args)
 }
 
-/// The manifest the revision names is signed by a key this host trusts: checked first, so
-/// a bundle that names a release this host would not install goes no further.
-fn check_signature(revision: &Revision, settings: &BTreeMap<String, String>) -> anyhow::Result<()> {
+/// The resident program's part of a hook: everything that decides whether this bundle may
+/// touch the host, then the release's own program for the work. A refusal changes nothing.
+fn check_and_hand_over(
+    args: &Args,
+    bundle: &Utf8Path,
+    revision: &Revision,
+    settings: &BTreeMap<String, String>,
+    group: &str,
+    env: Env,
+) -> anyhow::Result<()> {
+    let ui = crate::ui::Ui::new();
+    let id = &revision.release;
+    eprintln!(
+        "xtask: hook {}: checking the bundle of release {id} for deployment group {group} ({}), deployment {}",
+        args.event.name(),
+        env.name(),
+        std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
+    );
     let store = crate::store::open(
         &crate::store::StoreArgs {
             store: Some(revision.store.clone()),
@@ -219,17 +258,90 @@ fn check_signature(revision: &Revision, settings: &BTreeMap<String, String>) -> 
         },
         store.is_local(),
     )?;
-    let verified = crate::verify::read_manifest(store.as_ref(), &revision.release, &trust)
+    let verified = crate::verify::read_manifest(store.as_ref(), id, &trust).with_context(|| {
+        format!(
+            "the bundle names release {id}, whose manifest this host does not trust; the running release is untouched"
+        )
+    })?;
+    let manifest = &verified.manifest;
+    let refused = |e: anyhow::Error| {
+        e.context(format!(
+            "hook {}: the bundle of release {id} is refused; nothing was changed and the running release keeps serving",
+            args.event.name()
+        ))
+    };
+    let listed = manifest
+        .bundle
+        .as_ref()
+        .filter(|b| !b.files.is_empty())
         .with_context(|| {
             format!(
-                "the bundle names release {}, whose manifest this host does not trust; the running release is untouched",
-                revision.release
+                "release {id}'s manifest lists no bundle files (it was released before hosts checked bundles): release its commit again with a newer `cargo xtask release`"
             )
-        })?;
+        })
+        .map_err(refused)?;
+    self::bundle::check(bundle, &listed.files).map_err(refused)?;
+    check_bundle_object(listed).map_err(refused)?;
     if let Some(key) = verified.key {
         eprintln!(
-            "xtask: hook: the manifest of release {} is signed by key {key}",
-            revision.release
+            "xtask: hook: release {id} is signed by key {key}; its bundle's {} files match the signed list",
+            listed.files.len()
+        );
+    }
+    let root = root_of(settings);
+    let host = Host::open(&root)?;
+    if matches!(
+        args.event,
+        Event::BeforeInstall | Event::AfterInstall | Event::ApplicationStart
+    ) {
+        admission::check_branch(manifest, group, env, settings).map_err(refused)?;
+        admission::check_downgrade(&host, manifest, env, settings).map_err(refused)?;
+    }
+    let program = resident::release_program(&ui, &host, store.as_ref(), manifest)?;
+    let status = std::process::Command::new(&program)
+        .args(["hook", &args.event.name(), "--checked", "--bundle"])
+        .arg(bundle)
+        .arg("--config")
+        .arg(&args.config)
+        .status()
+        .with_context(|| format!("cannot run release {id}'s host program {program}"))?;
+    if !status.success() {
+        bail!(
+            "hook {}: release {id}'s host program failed ({status}); see above",
+            args.event.name()
+        );
+    }
+    // Once the release serves, its verified program checks the next bundles.
+    if matches!(args.event, Event::ApplicationStart | Event::ValidateService)
+        && host.current().as_ref() == Some(id)
+        && resident::adopt(&root, &program, manifest)?
+    {
+        eprintln!(
+            "xtask: hook: the resident program {} is now release {id}'s host program",
+            resident::path(&root)
+        );
+    }
+    Ok(())
+}
+
+/// CodeDeploy tells the hooks which object it downloaded (BUNDLE_KEY, BUNDLE_ETAG): it must be
+/// the release's bundle, with the ETag its manifest recorded.
+fn check_bundle_object(bundle: &hitsave_schema::BundleRef) -> anyhow::Result<()> {
+    let expected = hitsave_schema::artifact_key(&bundle.sha256);
+    if let Ok(key) = std::env::var("BUNDLE_KEY")
+        && !key.is_empty()
+        && !key.ends_with(&expected)
+    {
+        bail!(
+            "CodeDeploy downloaded {key}, but the release's bundle is {expected}: a deployment of another object"
+        );
+    }
+    if let (Ok(etag), Some(signed)) = (std::env::var("BUNDLE_ETAG"), &bundle.etag)
+        && !etag.is_empty()
+        && etag.trim_matches('"') != signed
+    {
+        bail!(
+            "CodeDeploy downloaded an object with ETag {etag}, but the release's bundle has ETag {signed}: the object was replaced"
         );
     }
     Ok(())
@@ -520,15 +632,20 @@ mod appspec_tests {
     use yaml_rust2::YamlLoader;
 
     /// appspec.yml names a script for every lifecycle event, with a timeout, run as root; each
-    /// script exists, is executable and runs the bundled xtask for its own event.
+    /// script exists, is executable and runs the host's resident program (never one from the
+    /// bundle) for its own event, on its own bundle.
     #[test]
-    fn appspec_hooks_run_the_bundled_xtask() {
+    fn appspec_hooks_run_the_resident_program() {
         let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(format!("{root}/appspec.yml")).unwrap();
         let spec = &YamlLoader::load_from_str(&text).unwrap()[0];
         assert_eq!(spec["version"].as_f64(), Some(0.0));
         assert_eq!(spec["os"].as_str(), Some("linux"));
         assert_eq!(spec["file_exists_behavior"].as_str(), Some("OVERWRITE"));
+        assert!(
+            spec["files"].is_badvalue(),
+            "appspec.yml copies files from the bundle onto the host"
+        );
         for (event, arg) in [
             ("BeforeBlockTraffic", "before-block-traffic"),
             ("AfterBlockTraffic", "after-block-traffic"),
@@ -552,8 +669,12 @@ mod appspec_tests {
             let script = std::fs::read_to_string(&path).unwrap();
             assert!(script.starts_with("#!/bin/sh\n"), "{path}");
             assert!(
-                script.contains(&format!("/../../bin/xtask\" hook {arg}")),
-                "{path} does not run `xtask hook {arg}`"
+                script.contains(&format!("\"$resident\" hook {arg} --bundle \"$bundle\"")),
+                "{path} does not run the resident `xtask hook {arg}`"
+            );
+            assert!(
+                !script.contains("bin/xtask"),
+                "{path} runs a program from the bundle"
             );
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
