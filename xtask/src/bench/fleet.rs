@@ -61,7 +61,9 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     for hosts in 1..=3 {
-        let mut fleet = Fleet::start(&h.work.join(format!("fleet-{hosts}")), hosts)?;
+        let mut fleet = Fleet::start(&h.work.join(format!("fleet-{hosts}")), hosts, &h.store, &v1)?;
+        // The bench goes back and forth between v1 and v2: downgrades, on purpose.
+        fleet.set_all("HITSAVE_ALLOW_DOWNGRADE", "1")?;
         let first = fleet.rollout(
             &h.store,
             &format!("d-BENCH{hosts}00"),

@@ -15,10 +15,12 @@
 //! External database refusals (wrong CA, plaintext server, wrong password) come first, then
 //! a first deployment of v1 to all three at once (the migrators take turns on the advisory
 //! lock; one applies, the others find nothing pending), then under steady load through the
-//! balancer: v2 OneAtATime, v1 HalfAtATime, and v2 again with the second host too slow for its
-//! health gate: the rollout stops there, that host is back on v1 and out of the balancer, the
-//! others serve; the redeploy of the last good revision (v1) converges the fleet. Every
-//! rollout under load: 0 failed requests.
+//! balancer: v2 OneAtATime, v1 HalfAtATime (a downgrade the hosts' settings allow for it), and
+//! v2 again with the second host too slow for its health gate: the rollout stops there, that
+//! host is back on v1 and out of the balancer, the others serve. CodeDeploy's redeploy of v1 is
+//! refused by the first host, which took v2 (a downgrade), and v2 again converges the fleet.
+//! Every rollout under load: 0 failed requests. Each host starts with what the user data puts
+//! there (the resident program, from a channel).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -32,7 +34,8 @@ use xtask::rollout::DeploymentConfig;
 
 use crate::child::{Child, free_port};
 use crate::test::codedeploy::{
-    Agent, Outcome, TargetGroup, bundle_of, expect_failed, self_signed_tls,
+    Agent, Outcome, TargetGroup, bundle_of, expect_failed, publish_channel, self_signed_tls,
+    user_data_bootstrap,
 };
 use crate::test::install::{
     ProjectCleanup, current_release, expect_serving_at, write_host_secrets,
@@ -111,20 +114,35 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// `count` fresh hosts under `work`, out of the balancer until their first deployment.
-    pub(crate) fn start(work: &Utf8Path, count: usize) -> anyhow::Result<Fleet> {
+    /// `count` fresh hosts under `work`, out of the balancer until their first deployment;
+    /// each has what the user data puts there: its resident program is `release`'s host
+    /// program, from a channel in `store`.
+    pub(crate) fn start(
+        work: &Utf8Path,
+        count: usize,
+        store: &Utf8Path,
+        release: &str,
+    ) -> anyhow::Result<Fleet> {
         let _ = std::fs::remove_dir_all(work);
         std::fs::create_dir_all(work)?;
         let id = std::process::id();
         let network = format!("hitsave-fleet-{id}");
         let network_cleanup = NetworkCleanup(network.clone());
         let db = SharedDb::start(work, &network)?;
+        let keys = std::env::var("HITSAVE_KEYS").context("no test keys")?;
+        publish_channel(store, "fleet", release)?;
         let mut hosts = Vec::new();
         let mut projects = Vec::new();
         for n in 1..=count {
             let name = format!("h{n}");
             let root = work.join(&name).join("host");
             write_host_secrets(&root)?;
+            let out = user_data_bootstrap(&root, store, "fleet", &keys)?;
+            ensure!(
+                out.status.success(),
+                "{name}: the user data's bootstrap failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::fs::write(root.join("secrets/postgres_password"), &db.password)?;
             self_signed_tls(&root, DOMAIN)?;
             let project = format!("hitsave-fleet-{id}-{n}");
@@ -138,10 +156,7 @@ impl Fleet {
                 ("HITSAVE_HTTPS_PORT", free_port()?.to_string()),
                 ("HITSAVE_LOCAL_BASE_IMAGES", "1".into()),
                 ("HITSAVE_HEALTH_TIMEOUT", "25".into()),
-                (
-                    "HITSAVE_KEYS",
-                    std::env::var("HITSAVE_KEYS").context("no test keys")?,
-                ),
+                ("HITSAVE_KEYS", keys.clone()),
                 ("HITSAVE_DB_HOST", DB_HOST.into()),
                 ("HITSAVE_DB_CA_FILE", db.ca.to_string()),
                 ("HITSAVE_DB_NETWORK", network.clone()),
@@ -160,6 +175,7 @@ impl Fleet {
                     group_id: "5d0c4a1e-0000-4000-8000-00000000f1ee".into(),
                     host_config: work.join(&name).join("host.env"),
                     last_successful: None,
+                    bundle_key: String::new(),
                     balancer: None,
                 },
                 config: work.join(&name).join("host.env"),
@@ -201,6 +217,14 @@ impl Fleet {
         .run(deployment, release, config)
     }
 
+    /// `key=value` in every host's host.env, for the next deployments.
+    pub(crate) fn set_all(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        for h in &mut self.hosts {
+            h.set(key, value)?;
+        }
+        Ok(())
+    }
+
     /// Every host is on `release`, serves it and is in the balancer.
     pub(crate) fn expect_on(&self, release: &str) -> anyhow::Result<()> {
         for h in &self.hosts {
@@ -233,7 +257,7 @@ pub(crate) fn scenario(
     v2: &str,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut fleet = Fleet::start(&work.join("fleet"), HOSTS)?;
+    let mut fleet = Fleet::start(&work.join("fleet"), HOSTS, store, v1)?;
     let lb = fleet.lb.clone();
     refusals(&mut fleet.hosts[0], &fleet.db, store, v1)?;
 
@@ -266,11 +290,14 @@ pub(crate) fn scenario(
 
     day_two_over_tls(&fleet, v1)?;
 
-    // Under steady load through the balancer: v2 one host at a time, v1 half at a time.
+    // Under steady load through the balancer: v2 one host at a time, then back to v1 half at
+    // a time, on purpose (the hosts' settings allow that downgrade for that deployment).
     for (deployment, release, config) in [
         ("d-FLEET0002", v2, DeploymentConfig::OneAtATime),
         ("d-FLEET0003", v1, DeploymentConfig::HalfAtATime),
     ] {
+        let downgrade = release == v1;
+        fleet.set_all("HITSAVE_ALLOW_DOWNGRADE", if downgrade { "1" } else { "0" })?;
         let load = Load::start(lb.port, DOMAIN, RATE, Duration::from_secs(900));
         let done = fleet.rollout(store, deployment, release, config);
         let report = load.stop();
@@ -288,6 +315,7 @@ pub(crate) fn scenario(
             report.failures
         );
         fleet.expect_on(release)?;
+        fleet.set_all("HITSAVE_ALLOW_DOWNGRADE", "0")?;
         eprintln!(
             "xtask: test: fleet: {config}: {release} on {HOSTS} hosts in {:.1} s, {} requests through the balancer, 0 failed, p99 {:?}",
             done.seconds,
@@ -337,15 +365,41 @@ pub(crate) fn scenario(
         report.requests
     );
 
-    // CodeDeploy's rollback: the last good revision (v1) again, everywhere.
+    // CodeDeploy's rollback of that deployment redeploys the last good revision (v1), host by
+    // host. h1 took v2 and passed its health gate: it refuses the older release (a downgrade;
+    // only the release serving is taken again) and keeps serving v2, out of the balancer, and
+    // the rollout stops there. Nothing fails through the balancer.
     fleet.hosts[1].set("HITSAVE_HEALTH_TIMEOUT", "25")?;
     let load = Load::start(lb.port, DOMAIN, RATE, Duration::from_secs(900));
     let done = fleet.rollout(store, "d-FLEET0005", v1, DeploymentConfig::OneAtATime);
     let report = load.stop();
+    match done?.failed {
+        Some((0, outcome)) => expect_failed(outcome, "BeforeInstall", "a downgrade, refused")?,
+        other => bail!("the redeploy of v1 was not refused by h1: {other:?}"),
+    }
+    ensure!(
+        report.failed == 0,
+        "{} of {} requests failed while h1 refused the redeploy of v1: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    for (h, release) in fleet.hosts.iter().zip([v2, v1, v1]) {
+        expect_serving_at(h.port, DOMAIN, &h.root, release)?;
+    }
+    eprintln!(
+        "xtask: test: fleet: CodeDeploy's redeploy of v1 is refused as a downgrade by h1, which keeps serving v2; {} requests, 0 failed",
+        report.requests
+    );
+
+    // Fixed forward: v2 again, with h2 healthy, converges the fleet.
+    let load = Load::start(lb.port, DOMAIN, RATE, Duration::from_secs(900));
+    let done = fleet.rollout(store, "d-FLEET0006", v2, DeploymentConfig::OneAtATime);
+    let report = load.stop();
     let done = done?;
     ensure!(
         done.failed.is_none(),
-        "the redeploy of v1 failed: {:?}",
+        "the redeploy of v2 failed: {:?}",
         done.failed
     );
     ensure!(
@@ -355,9 +409,9 @@ pub(crate) fn scenario(
         report.requests,
         report.failures
     );
-    fleet.expect_on(v1)?;
+    fleet.expect_on(v2)?;
     eprintln!(
-        "xtask: test: fleet: the redeploy of v1 converged the fleet in {:.1} s; 0 failed of {}",
+        "xtask: test: fleet: v2 again converged the fleet in {:.1} s; 0 failed of {}",
         done.seconds, report.requests
     );
     drop(lb);
@@ -374,12 +428,7 @@ pub(crate) fn scenario(
 /// gone after the restore, and every host serves again.
 fn day_two_over_tls(fleet: &Fleet, release: &str) -> anyhow::Result<()> {
     let h = &fleet.hosts[0];
-    let xtask = h
-        .agent
-        .last_successful
-        .as_ref()
-        .context("h1 has no deployment")?
-        .join("deployment-archive/bin/xtask");
+    let xtask = hitsave_host::hook::resident::path(&h.root);
     let run = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(&xtask)
             .args(args)

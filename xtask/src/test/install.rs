@@ -148,14 +148,20 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     eprintln!("xtask: test: v2 serves, rows and the db container kept; re-install is a no-op");
 
-    // v3: an API that never becomes ready: the old release comes back.
-    let v3 = commit_and_release(h, twin, "v3: never ready", |dir| {
+    // v3: an API that never becomes ready: the old release comes back. An API-only change
+    // uploads the API artifact and a few KiB (the bundle, manifest, records and pointers).
+    let summary = commit_and_release_summary(h, twin, "v3: never ready", |dir| {
         replace(
             &dir.join("api/src/routes/health.rs"),
             "let verdict = match",
             "let verdict: Result<(), String> = Err(\"broken on purpose\".into());\n    let _ = match",
         )
     })?;
+    let v3 = summary["release"]
+        .as_str()
+        .context("no release id")?
+        .to_owned();
+    api_only_upload(&summary)?;
     git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
     let load = Load::start(h.port, DOMAIN, 200, Duration::from_secs(600));
     let out = h.install(&v3, &["--health-timeout", "25"]);
@@ -282,6 +288,37 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
             ))
             && !said.contains("cargo xtask"),
         "status on an empty root, as a host runs it:\n{said}"
+    );
+    Ok(())
+}
+
+/// An API-only release uploads the API artifact and less than 100 KiB besides.
+fn api_only_upload(summary: &Value) -> anyhow::Result<()> {
+    let artifacts = summary["artifacts"].as_array().context("no artifacts")?;
+    let built: Vec<&str> = artifacts
+        .iter()
+        .filter(|a| a["action"] == "built")
+        .filter_map(|a| a["component"].as_str())
+        .collect();
+    ensure!(built == ["api"], "an API-only change built {built:?}");
+    let api = artifacts
+        .iter()
+        .find(|a| a["component"] == "api")
+        .and_then(|a| a["size"].as_u64())
+        .context("no api size")?;
+    let uploaded = summary["uploaded_bytes"]
+        .as_u64()
+        .context("no uploaded_bytes")?;
+    let besides = uploaded.saturating_sub(api);
+    ensure!(
+        uploaded >= api && besides < 100 << 10,
+        "an API-only release uploaded {uploaded} bytes for a {api}-byte API artifact"
+    );
+    eprintln!(
+        "xtask: test: an API-only release uploaded {} ({} API artifact + {} bundle, manifest, records, pointers)",
+        hitsave_host::ui::human_bytes(uploaded),
+        hitsave_host::ui::human_bytes(api),
+        hitsave_host::ui::human_bytes(besides)
     );
     Ok(())
 }
@@ -1339,10 +1376,24 @@ pub(crate) fn commit_and_release(
     message: &str,
     change: impl FnOnce(&Utf8Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
+    let summary = commit_and_release_summary(h, twin, message, change)?;
+    Ok(summary["release"]
+        .as_str()
+        .context("no release id")?
+        .to_owned())
+}
+
+/// `commit_and_release`, returning the release's `--json` summary.
+pub(crate) fn commit_and_release_summary(
+    h: &Harness,
+    twin: &Utf8Path,
+    message: &str,
+    change: impl FnOnce(&Utf8Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Value> {
     change(twin)?;
     git(twin, &["add", "-A"])?;
     commit(twin, message)?;
-    release(h, twin)
+    release_in(twin, &h.store)
 }
 
 fn append(path: &Utf8Path, text: &str) -> anyhow::Result<()> {

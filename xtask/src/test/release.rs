@@ -539,6 +539,7 @@ fn local_store(
         "verify said:\n{err}"
     );
     std::fs::write(&object, &good)?;
+    repointed_record_refused(&store, &manifest, twin, web_commit, head)?;
 
     // Build once, from the other checkout: its HEAD (already published when the project is
     // clean), then a commit that changes only the web app, which rebuilds and uploads web only.
@@ -605,6 +606,72 @@ fn local_store(
     Ok(())
 }
 
+/// Someone who can write to the store points the host program's input record at another
+/// tarball (the api's, here), keeping its signature: the next signed release, of a web-only
+/// commit that would reuse the record, refuses, naming the record and the key, and neither
+/// signs nor uploads anything.
+fn repointed_record_refused(
+    store: &Utf8Path,
+    published: &Manifest,
+    twin: &Utf8Path,
+    web_commit: &str,
+    head: &str,
+) -> anyhow::Result<()> {
+    let xtask = published.artifact("xtask").context("no xtask")?;
+    let api = published.artifact("api").context("no api")?;
+    let key = manifest::input_key("xtask", &xtask.input_hash);
+    let path = store.join(&key);
+    let good = std::fs::read(&path)?;
+    let mut record = manifest::InputRecord::parse(&good)?;
+    ensure!(
+        store.join(manifest::signed::signature_key(&key)).is_file(),
+        "{key} has no signature"
+    );
+    record.sha256 = api.sha256.clone();
+    record.size = api.size;
+    record.unpacked = api.unpacked;
+    std::fs::write(&path, manifest::to_bytes(&record))?;
+    let before = snapshot(store)?;
+    let out = at_commit(twin, web_commit, head, || {
+        Ok(xtask_in(twin, &["release", "--store", store.as_str()]).output()?)
+    })?;
+    std::fs::write(&path, &good)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let run_key = crate::test::signing::run_key()?;
+    ensure!(
+        !out.status.success()
+            && err.contains(&key)
+            && err.contains(&format!("by key {}", run_key.id))
+            && err.contains("does not verify")
+            && err.contains("nothing was signed or uploaded"),
+        "a release that found a repointed input record:\n{err}"
+    );
+    let after = snapshot(store)?;
+    ensure!(
+        after.len() == before.len()
+            && after
+                .iter()
+                .zip(&before)
+                .all(|(a, b)| a == b || a.0 == path.as_str()),
+        "a refused release changed the store"
+    );
+    eprintln!(
+        "xtask: test: a repointed input record ({key}) is refused by the next signed release; nothing signed or uploaded"
+    );
+    Ok(())
+}
+
+/// Every file of a local store with its bytes' hash, sorted by path.
+fn snapshot(store: &Utf8Path) -> anyhow::Result<Vec<(String, manifest::Sha256)>> {
+    list_files(store)?
+        .into_iter()
+        .map(|f| {
+            let (_, sha) = hitsave_host::digest::of_file(Utf8Path::new(&f))?;
+            Ok((f, sha))
+        })
+        .collect()
+}
+
 /// `cargo xtask ARGS` in another checkout: its own xtask, built in its own target directory.
 fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
@@ -612,7 +679,10 @@ fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
         .args(args)
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
-        .env("CI", "true");
+        .env("CI", "true")
+        // Released from main, as CI releases: the bundles deploy to production.
+        .env("GITHUB_HEAD_REF", "")
+        .env("GITHUB_REF_NAME", "main");
     cmd
 }
 
@@ -694,6 +764,34 @@ fn tooling_change_ships_nothing(
     eprintln!(
         "xtask: test: a tooling-only commit is HEAD's release {}: nothing built, {uploaded} bytes uploaded (its commit pointer)",
         pointer.release
+    );
+
+    // HEAD's manifest edited in place (the signature left as it was), then reached through
+    // contents/ by the tooling commit: refused, and nothing is signed or written.
+    let manifest_path = store.join(manifest::manifest_key(&pointer.release));
+    let good = std::fs::read(&manifest_path)?;
+    let mut edited = Manifest::parse(&good)?;
+    edited.dirty = !edited.dirty;
+    std::fs::write(&manifest_path, manifest::to_bytes(&edited))?;
+    std::fs::remove_file(store.join(&pointer_key))?;
+    std::fs::remove_file(store.join(manifest::signed::signature_key(&pointer_key)))?;
+    let before = snapshot(&store)?;
+    let out = at_commit(twin, &tooling_commit, head, || {
+        Ok(xtask_in(twin, &["release", "--store", store.as_str()]).output()?)
+    })?;
+    let after = snapshot(&store)?;
+    std::fs::write(&manifest_path, &good)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains(&manifest::manifest_key(&pointer.release))
+            && err.contains("does not verify")
+            && err.contains("nothing was signed or uploaded"),
+        "a release that reached an edited manifest through contents/:\n{err}"
+    );
+    ensure!(after == before, "a refused release changed the store");
+    eprintln!(
+        "xtask: test: a manifest edited in place and reached through contents/ is refused; nothing signed or written"
     );
     Ok(())
 }
@@ -956,7 +1054,9 @@ fn out_of_space(t: &Tester, work: &Utf8Path, root_clean: bool) -> anyhow::Result
 
 fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> anyhow::Result<()> {
     garage.create_bucket("releases")?;
-    let env: Vec<(&str, String)> = garage.client_env();
+    let mut env: Vec<(&str, String)> = garage.client_env();
+    // Released from main, as CI does: its bundle deploys to production (branch_config).
+    env.push(("GITHUB_REF_NAME", "main".into()));
     let url = "s3://releases/hitsave";
     let mut args = vec!["release", "--store", url, "--channel", "ci", "--json"];
     args.extend(dirty_flag(root_clean));
@@ -1033,7 +1133,8 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
         )?;
     }
     eprintln!("xtask: test: garage: publish, 0-byte re-publish, verify and corruption hold");
-    deploy_dry_run(t, &env, url, release, &manifest)
+    deploy_dry_run(t, &env, url, release, &manifest)?;
+    deploy_refuses_what_ci_did_not_sign(t, &store, &env, url, release, &manifest)
 }
 
 /// `cargo xtask deploy --dry-run`: the deployment group branch_config picks, and the
@@ -1089,11 +1190,21 @@ fn deploy_dry_run(
                 .is_some_and(|d| d.contains(release) && d.contains("branch main")),
         "deploy --dry-run for main: {request:#}"
     );
+    // main's release deploys to production only: staging's hosts would refuse it, so deploy
+    // does first; --group names the hosts whatever branch_config says, with a warning.
     let out = deploy("staging", &[])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && out.stdout.is_empty()
+            && said.contains("deploys to production, not to the staging hosts"),
+        "deploy --dry-run of main's release for staging:\n{said}"
+    );
+    let out = deploy("staging", &["--group", "staging"])?;
     let request: Value = serde_json::from_slice(&out.stdout)?;
     ensure!(
         request["deploymentGroupName"] == "staging"
-            && request["deploymentConfigName"] == "CodeDeployDefault.AllAtOnce",
+            && String::from_utf8_lossy(&out.stderr).contains("WARNING (--group staging)"),
         "{request:#}"
     );
     // --deployment-config wins over branch_config; a host count names a custom configuration.
@@ -1120,15 +1231,19 @@ fn deploy_dry_run(
         "branch_config:\n  pr-.*:\n    deploymentGroupName: pr-$PR_NUMBER\n  feature/.*:\n    deploymentGroupName: $BRANCH-staging\n",
     )?;
     let appspec = appspec.to_str().context("temp path")?;
+    // (The groups they name are not production's, so main's release is refused for them.)
     let out = deploy("feature/Fast_UI", &["--appspec", appspec])?;
-    let request: Value = serde_json::from_slice(&out.stdout)?;
+    let said = String::from_utf8_lossy(&out.stderr);
     ensure!(
-        request["deploymentGroupName"] == "feature-Fast_UI-staging",
-        "{request:#}"
+        !out.status.success() && said.contains("deployment group feature-Fast_UI-staging"),
+        "{said}"
     );
     let out = deploy("pr-branch", &["--appspec", appspec, "--pr-number", "42"])?;
-    let request: Value = serde_json::from_slice(&out.stdout)?;
-    ensure!(request["deploymentGroupName"] == "pr-42", "{request:#}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && said.contains("\"pr-42\" names no environment"),
+        "{said}"
+    );
     let out = deploy("main", &["--appspec", appspec])?;
     ensure!(
         out.status.success()
@@ -1158,6 +1273,87 @@ fn deploy_dry_run(
     eprintln!(
         "xtask: test: deploy --dry-run: production for main, staging, `~` skips, $BRANCH/$PR_NUMBER, the bundle as the S3 revision"
     );
+    Ok(())
+}
+
+/// `deploy --dry-run` asks CodeDeploy for nothing when the pointer or the manifest is unsigned
+/// or changed, or the bundle object is not the one the manifest describes; each is put back.
+fn deploy_refuses_what_ci_did_not_sign(
+    t: &Tester,
+    garage: &S3Store,
+    env: &[(&str, String)],
+    url: &str,
+    release: &str,
+    published: &Manifest,
+) -> anyhow::Result<()> {
+    let manifest_key = manifest::manifest_key(&release.parse()?);
+    let channel_key = manifest::channel_key("ci");
+    let bundle = published.bundle.as_ref().context("no bundle")?;
+    let bundle_key = manifest::artifact_key(&bundle.sha256);
+    let by_channel = [
+        "deploy",
+        "--store",
+        url,
+        "--channel",
+        "ci",
+        "--branch",
+        "main",
+        "--dry-run",
+    ];
+    let expect_refused = |case: &str, says: &str| -> anyhow::Result<()> {
+        let out = t.output(&by_channel, env)?;
+        let said = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success() && out.stdout.is_empty() && said.contains(says),
+            "deploy --dry-run with {case}:\n{said}"
+        );
+        eprintln!("xtask: test: deploy --dry-run refuses {case}");
+        Ok(())
+    };
+    t.ok(&by_channel, env)?;
+    // (key, the bytes to put there for the case, what deploy says, what the case is)
+    let keep = |key: &str| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        garage.download(key, &mut bytes, 64 << 20, &|_| {})?;
+        Ok(bytes)
+    };
+    let good_manifest = keep(&manifest_key)?;
+    let good_pointer = keep(&channel_key)?;
+    let good_manifest_sig = keep(&manifest::signed::signature_key(&manifest_key))?;
+    let good_bundle = keep(&bundle_key)?;
+
+    let mut edited = published.clone();
+    edited.dirty = !edited.dirty;
+    garage.put(&manifest_key, &manifest::to_bytes(&edited))?;
+    expect_refused("a manifest changed after it was signed", "does not verify")?;
+    garage.put(&manifest_key, &good_manifest)?;
+
+    garage.delete(&manifest::signed::signature_key(&manifest_key))?;
+    expect_refused("a manifest without its signature", "is not signed")?;
+    garage.put(
+        &manifest::signed::signature_key(&manifest_key),
+        &good_manifest_sig,
+    )?;
+
+    let mut pointer = Pointer::parse(&good_pointer)?;
+    pointer.commit = "0".repeat(40);
+    garage.put(&channel_key, &manifest::to_bytes(&pointer))?;
+    expect_refused(
+        "a channel pointer changed after it was signed",
+        "does not verify",
+    )?;
+    garage.put(&channel_key, &good_pointer)?;
+
+    let mut other = good_bundle.clone();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    garage.put(&bundle_key, &other)?;
+    expect_refused(
+        "a bundle object replaced in the bucket",
+        "the signed manifest says",
+    )?;
+    garage.put(&bundle_key, &good_bundle)?;
+    t.ok(&by_channel, env)?;
     Ok(())
 }
 
