@@ -36,6 +36,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(described) => println!("ok: release keys in {}: {described}", args.keys),
         Err(p) => problems.push(p),
     }
+    let resident = crate::hook::resident::path(&args.root);
+    match crate::hook::resident::origin(&args.root) {
+        Some(origin) if resident.is_file() => {
+            println!("ok: resident program {resident}: {origin}")
+        }
+        _ => println!(
+            "note: no resident program at {resident}: CodeDeploy's hooks use the current release's host program until a deployment installs one (or run the user data's hitsave-bootstrap)"
+        ),
+    }
     let secrets = args.root.join("secrets");
     for name in crate::secrets::NAMES {
         match preflight::secret_file(&secrets.join(name)) {

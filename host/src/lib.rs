@@ -32,7 +32,8 @@ pub enum Command {
     /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
     /// gate on health, rolling back when the new version is not healthy.
     Install(Box<install::Args>),
-    /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): one step of an install.
+    /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): check the bundle, then
+    /// one step of an install by the release's own host program.
     Hook(hook::Args),
     /// On the host: run a release that is already on disk again (the previous one by default).
     Rollback(rollback::Args),

@@ -272,7 +272,11 @@ pub fn check_artifact(
     }
     // Sha256 is an io::Write: the download streams straight into it.
     let mut hasher = Sha256::new();
-    let got = store.download(&key, &mut hasher, size, progress)?;
+    let got = match store.download(&key, &mut hasher, size, progress) {
+        Ok(got) => got,
+        Err(e) if e.is::<store::TooLarge>() => return Ok(Some(format!("{e:#}"))),
+        Err(e) => return Err(e),
+    };
     let actual = manifest::Sha256::from_bytes(hasher.finalize().into());
     Ok(if got != size {
         Some(format!("{key} has {got} bytes, the manifest says {size}"))

@@ -177,3 +177,48 @@ pub fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// How a command that ran to its end went, with its peak memory.
+pub struct Measured {
+    pub success: bool,
+    pub stderr: String,
+    /// The most memory it held at once (its rusage's maximum resident set size).
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `cmd` to its end (stdout discarded, stderr kept) and reaps it with wait4(2), whose
+/// rusage gives the child's own peak resident set size.
+pub fn run_measured(cmd: &mut Command) -> anyhow::Result<Measured> {
+    let stderr = tempfile::tempfile()?;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.try_clone()?)
+        .spawn()
+        .context("cannot start the command")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet reaped; both pointers outlive the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    anyhow::ensure!(
+        reaped == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    // Reaped already: `try_wait` would find nothing to wait for, so forget the handle.
+    drop(child.stdin.take());
+    std::mem::forget(child);
+    let mut text = String::new();
+    use std::io::{Read, Seek};
+    let mut stderr = stderr;
+    stderr.seek(std::io::SeekFrom::Start(0))?;
+    stderr.read_to_string(&mut text)?;
+    Ok(Measured {
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr: text,
+        // Linux reports it in KiB.
+        peak_rss_bytes: usage.ru_maxrss.max(0) as u64 * 1024,
+    })
+}

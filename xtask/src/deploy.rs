@@ -196,6 +196,11 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let bundle = manifest.bundle.as_ref().with_context(|| {
         format!("release {id} has no CodeDeploy bundle (it predates bundles): release it again with this xtask")
     })?;
+    if bundle.files.is_empty() {
+        bail!(
+            "release {id} was published before manifests listed their bundle's files, and hosts refuse such a bundle: release its commit again with this xtask (a new commit if the id exists); nothing was deployed"
+        );
+    }
     check_bundle_object(store.as_ref(), &id, bundle)?;
     if let Err(e) = check_environment(&id, bundle, &group) {
         if args.group.is_none() {

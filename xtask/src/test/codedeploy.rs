@@ -608,12 +608,30 @@ pub(crate) fn lifecycle(
     eprintln!(
         "xtask: test: codedeploy: ApplicationStop from a broken or hung earlier revision does not block"
     );
-    untrusted_bundles(&mut agent, &work, store, v2, port, &host_root)?;
-    changed_bundles(&mut agent, &work, store, v2, port, &host_root)?;
-    another_host_program(&mut agent, &work, store, v2, port, &host_root)?;
+    let mut serving = Serving {
+        agent: &mut agent,
+        work: &work,
+        store,
+        v2,
+        port,
+        host_root: &host_root,
+    };
+    untrusted_bundles(&mut serving)?;
+    changed_bundles(&mut serving)?;
+    another_host_program(&mut serving)?;
     drop(_cleanup);
     std::fs::remove_dir_all(&work)?;
     Ok(())
+}
+
+/// The lifecycle's host while it serves v2 (from `store`), for the cases that follow.
+struct Serving<'a> {
+    agent: &'a mut Agent,
+    work: &'a Utf8Path,
+    store: &'a Utf8Path,
+    v2: &'a str,
+    port: u16,
+    host_root: &'a Utf8Path,
 }
 
 /// The first hook of the new revision refused it, `v2` serves as it did, and nothing of
@@ -641,14 +659,8 @@ fn expect_untouched(
 /// A bundle whose manifest is unsigned (the bundle object replaced by one that names it), one
 /// signed by a key the host does not trust, and a release built from branch `staging` on this
 /// production host: each fails in the first hook of the new revision (BeforeInstall).
-fn untrusted_bundles(
-    agent: &mut Agent,
-    work: &Utf8Path,
-    store: &Utf8Path,
-    v2: &str,
-    port: u16,
-    host_root: &Utf8Path,
-) -> anyhow::Result<()> {
+fn untrusted_bundles(t: &mut Serving) -> anyhow::Result<()> {
+    let (work, store, v2, port, host_root) = (t.work, t.store, t.v2, t.port, t.host_root);
     let other_dir = work.join("other-key");
     std::fs::create_dir_all(&other_dir)?;
     xtask::signing::keygen(&other_dir.join("k"), &other_dir.join("k.pub"), true)?;
@@ -683,7 +695,7 @@ fn untrusted_bundles(
             m.bundle.as_mut().context("no bundle")?.deployment_group = Some(branch.into());
             Ok(())
         })?;
-        let outcome = agent.deploy(&format!("d-UNTRUST0{n}"), &bundle, true)?;
+        let outcome = t.agent.deploy(&format!("d-UNTRUST0{n}"), &bundle, true)?;
         expect_untouched(outcome, says, case, &id, (port, host_root, v2))?;
     }
     Ok(())
@@ -691,14 +703,8 @@ fn untrusted_bundles(
 
 /// v2's bundle with one hook script changed, or with a program of its own added: the first
 /// hook names the file, and v2 serves throughout.
-fn changed_bundles(
-    agent: &mut Agent,
-    work: &Utf8Path,
-    store: &Utf8Path,
-    v2: &str,
-    port: u16,
-    host_root: &Utf8Path,
-) -> anyhow::Result<()> {
+fn changed_bundles(t: &mut Serving) -> anyhow::Result<()> {
+    let (work, store, v2, port, host_root) = (t.work, t.store, t.v2, t.port, t.host_root);
     type Change = fn(&Utf8Path) -> anyhow::Result<()>;
     let cases: [(&str, &str, Change); 2] = [
         (
@@ -728,7 +734,7 @@ fn changed_bundles(
         change(&dir)?;
         let bundle = work.join(format!("changed-{n}.tar.gz"));
         tar(&dir, &bundle)?;
-        let outcome = agent.deploy(&format!("d-CHANGED{n}"), &bundle, true)?;
+        let outcome = t.agent.deploy(&format!("d-CHANGED{n}"), &bundle, true)?;
         expect_untouched(outcome, says, case, v2, (port, host_root, v2))?;
     }
     Ok(())
@@ -736,14 +742,8 @@ fn changed_bundles(
 
 /// A newer release whose host program differs (v2's, repacked with one more file): it
 /// installs, and its verified program becomes the resident one.
-fn another_host_program(
-    agent: &mut Agent,
-    work: &Utf8Path,
-    store: &Utf8Path,
-    v2: &str,
-    port: u16,
-    host_root: &Utf8Path,
-) -> anyhow::Result<()> {
+fn another_host_program(t: &mut Serving) -> anyhow::Result<()> {
+    let (work, store, v2, port, host_root) = (t.work, t.store, t.v2, t.port, t.host_root);
     let id = "20990401000000-abcdef012345";
     let run_key = crate::test::signing::run_key()?;
     let (m, bundle) = craft(store, work, v2, id, Some(&run_key), |m| {
@@ -768,7 +768,7 @@ fn another_host_program(
         Ok(())
     })?;
     let before = resident_origin(host_root);
-    let outcome = agent.deploy("d-TEST00009", &bundle, true)?;
+    let outcome = t.agent.deploy("d-TEST00009", &bundle, true)?;
     ensure!(matches!(outcome, Outcome::Succeeded), "{outcome:?}");
     expect_serving_at(port, PRODUCTION, host_root, id)?;
     let sha = m.artifact("xtask").context("no xtask")?.sha256.to_string();

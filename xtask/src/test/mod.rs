@@ -27,7 +27,7 @@ pub mod signing;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::{Child, free_port};
@@ -168,6 +168,64 @@ fn lint(root: &Utf8Path) -> anyhow::Result<()> {
     duct::cmd!(zizmor.as_std_path(), "--offline", "--persona=auditor", &dir)
         .run()
         .context("zizmor found problems in .github/workflows")?;
+    iam_policies(root)
+}
+
+/// Every IAM permissions policy in deploy/aws passes parliament (with its community auditors),
+/// its placeholders filled in as docs/aws-setup.md says; and parliament does fail a policy that
+/// grants `s3:*` on the bucket, so a pass means something. (The trust policies have no
+/// resources, which parliament reads as malformed; a unit test in deploy.rs checks them.)
+fn iam_policies(root: &Utf8Path) -> anyhow::Result<()> {
+    let parliament = tools::policy_linter()?;
+    let dir = tempfile::tempdir()?;
+    let rendered = Utf8Path::from_path(dir.path()).context("a non-UTF-8 temporary path")?;
+    let source = root.join("deploy/aws");
+    let mut count = 0;
+    for entry in source.read_dir_utf8()? {
+        let entry = entry?;
+        if entry.file_name().ends_with("-role-policy.json") {
+            let text = std::fs::read_to_string(entry.path())?
+                .replace("REGION", "us-east-1")
+                .replace("ACCOUNT_ID", "123456789012");
+            std::fs::write(rendered.join(entry.file_name()), text)?;
+            count += 1;
+        }
+    }
+    let lint = |dir: &Utf8Path| {
+        duct::cmd!(
+            parliament.as_std_path(),
+            "--directory",
+            dir,
+            "--json",
+            "--include-community-auditors"
+        )
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+    };
+    let out = lint(rendered)?;
+    ensure!(
+        out.status.success() && out.stdout.is_empty(),
+        "parliament found problems in the policies of deploy/aws:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let wide = tempfile::tempdir()?;
+    let wide = Utf8Path::from_path(wide.path()).context("a non-UTF-8 temporary path")?;
+    std::fs::write(
+        wide.join("wide-role-policy.json"),
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::hitsave-releases"}]}"#,
+    )?;
+    let out = lint(wide)?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("RESOURCE_MISMATCH"),
+        "parliament passed a policy with s3:* on the bucket:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!(
+        "xtask: {count} IAM policies pass parliament (and a policy with s3:* on the bucket does not)"
+    );
     Ok(())
 }
 

@@ -539,6 +539,7 @@ fn local_store(
         "verify said:\n{err}"
     );
     std::fs::write(&object, &good)?;
+    oversized_objects(t, &store, &manifest)?;
     repointed_record_refused(&store, &manifest, twin, web_commit, head)?;
 
     // Build once, from the other checkout: its HEAD (already published when the project is
@@ -604,6 +605,114 @@ fn local_store(
         "xtask: test: local store: publish, 0-byte re-publish, verify, corruption, build-once and dirty refusal all hold"
     );
     Ok(())
+}
+
+/// A 2 GiB object under the api artifact's key (a sparse file: no disk used): a download
+/// stops at the declared size, having passed on no byte past it, and `verify` calls it a
+/// mismatch; a 1 GiB `.minisig` beside the manifest is refused before it is read. Each
+/// verify's peak memory is printed and stays under 100 MiB.
+fn oversized_objects(t: &Tester, store: &Utf8Path, published: &Manifest) -> anyhow::Result<()> {
+    const LIMIT: u64 = 100 << 20;
+    let api = published.artifact("api").context("no api")?;
+    let key = manifest::artifact_key(&api.sha256);
+    let object = store.join(&key);
+    let good = std::fs::read(&object)?;
+    let grow = |path: &Utf8Path, size: u64| -> anyhow::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?
+            .set_len(size)?;
+        Ok(())
+    };
+    grow(&object, 2 << 30)?;
+    let result = (|| -> anyhow::Result<()> {
+        // In the store's own download: exactly the declared bytes reach the writer.
+        let local = hitsave_host::store::LocalStore::new(store);
+        let mut sink = Counter(0);
+        let err = hitsave_host::store::Store::download(&local, &key, &mut sink, api.size, &|_| {})
+            .err()
+            .context("a 2 GiB object downloaded as if it were the artifact")?;
+        ensure!(
+            err.is::<hitsave_host::store::TooLarge>() && sink.0 == api.size,
+            "a 2 GiB object: {err:#}; {} bytes passed on",
+            sink.0
+        );
+        let release = published.release.as_str();
+        let run = crate::child::run_measured(&mut t.command(
+            &["verify", "--store", store.as_str(), "--release", release],
+            &[],
+        ))?;
+        ensure!(
+            !run.success
+                && run.stderr.contains("api: MISMATCH")
+                && run
+                    .stderr
+                    .contains(&format!("larger than the {} bytes declared", api.size)),
+            "verify with a 2 GiB object under {key}:\n{}",
+            run.stderr
+        );
+        ensure!(
+            run.peak_rss_bytes < LIMIT,
+            "verify held {} with a 2 GiB object",
+            hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+        );
+        eprintln!(
+            "xtask: test: a 2 GiB object under {key}: the download stopped at the declared {} bytes; verify's peak RSS {}",
+            api.size,
+            hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+        );
+        Ok(())
+    })();
+    std::fs::write(&object, &good)?;
+    result?;
+
+    let signature = store.join(manifest::signed::signature_key(&manifest::manifest_key(
+        &published.release,
+    )));
+    let good = std::fs::read(&signature)?;
+    grow(&signature, 1 << 30)?;
+    let run = crate::child::run_measured(&mut t.command(
+        &[
+            "verify",
+            "--store",
+            store.as_str(),
+            "--release",
+            published.release.as_str(),
+        ],
+        &[],
+    ));
+    std::fs::write(&signature, &good)?;
+    let run = run?;
+    ensure!(
+        !run.success && run.stderr.contains("is larger than 4096 bytes: refused"),
+        "verify with a 1 GiB signature:\n{}",
+        run.stderr
+    );
+    ensure!(
+        run.peak_rss_bytes < LIMIT,
+        "verify held {} with a 1 GiB signature",
+        hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+    );
+    eprintln!(
+        "xtask: test: a 1 GiB .minisig is refused before it is read; verify's peak RSS {}",
+        hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+    );
+    Ok(())
+}
+
+/// An io::Write that counts what it is given.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Someone who can write to the store points the host program's input record at another
@@ -727,7 +836,13 @@ fn tooling_change_ships_nothing(
     let store = work.join("local-store");
     let before = release_in(twin, &store)?;
     let objects = list_files(&store)?;
-    let after = at_commit(twin, &tooling_commit, head, || release_in(twin, &store))?;
+    // Two releases of the tooling commit, one checkout (its xtask is built once): a normal one,
+    // then one that reaches HEAD's manifest, edited in place, through contents/.
+    let (after, refused) = at_commit(twin, &tooling_commit, head, || {
+        let after = release_in(twin, &store)?;
+        let refused = edited_manifest_refused(twin, &store, &before, &tooling_commit)?;
+        Ok((after, refused))
+    })?;
     ensure!(
         after["release"] == before["release"]
             && after["bundle"] == before["bundle"]
@@ -766,34 +881,53 @@ fn tooling_change_ships_nothing(
         pointer.release
     );
 
-    // HEAD's manifest edited in place (the signature left as it was), then reached through
-    // contents/ by the tooling commit: refused, and nothing is signed or written.
-    let manifest_path = store.join(manifest::manifest_key(&pointer.release));
+    eprintln!("xtask: test: {refused}");
+    Ok(())
+}
+
+/// HEAD's manifest edited in place (its signature left as it was) and reached through
+/// contents/ by a release of the tooling commit (checked out in `twin`): refused, nothing
+/// signed or written. Everything is put back.
+fn edited_manifest_refused(
+    twin: &Utf8Path,
+    store: &Utf8Path,
+    head_release: &Value,
+    tooling_commit: &str,
+) -> anyhow::Result<String> {
+    let id: manifest::ReleaseId = head_release["release"]
+        .as_str()
+        .context("no release")?
+        .parse()?;
+    let manifest_path = store.join(manifest::manifest_key(&id));
+    let pointer_key = manifest::commit_key(tooling_commit);
+    let pointer = std::fs::read(store.join(&pointer_key))?;
+    let pointer_sig = std::fs::read(store.join(manifest::signed::signature_key(&pointer_key)))?;
     let good = std::fs::read(&manifest_path)?;
     let mut edited = Manifest::parse(&good)?;
     edited.dirty = !edited.dirty;
     std::fs::write(&manifest_path, manifest::to_bytes(&edited))?;
     std::fs::remove_file(store.join(&pointer_key))?;
     std::fs::remove_file(store.join(manifest::signed::signature_key(&pointer_key)))?;
-    let before = snapshot(&store)?;
-    let out = at_commit(twin, &tooling_commit, head, || {
-        Ok(xtask_in(twin, &["release", "--store", store.as_str()]).output()?)
-    })?;
-    let after = snapshot(&store)?;
+    let before = snapshot(store)?;
+    let out = xtask_in(twin, &["release", "--store", store.as_str()]).output();
+    let after = snapshot(store);
     std::fs::write(&manifest_path, &good)?;
+    std::fs::write(store.join(&pointer_key), pointer)?;
+    std::fs::write(
+        store.join(manifest::signed::signature_key(&pointer_key)),
+        pointer_sig,
+    )?;
+    let (out, after) = (out?, after?);
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success()
-            && err.contains(&manifest::manifest_key(&pointer.release))
+            && err.contains(&manifest::manifest_key(&id))
             && err.contains("does not verify")
             && err.contains("nothing was signed or uploaded"),
         "a release that reached an edited manifest through contents/:\n{err}"
     );
     ensure!(after == before, "a refused release changed the store");
-    eprintln!(
-        "xtask: test: a manifest edited in place and reached through contents/ is refused; nothing signed or written"
-    );
-    Ok(())
+    Ok("a manifest edited in place and reached through contents/ is refused; nothing signed or written".into())
 }
 
 /// A new migration that drops a column is refused before anything is built, naming the file,
@@ -1120,6 +1254,19 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
     );
     let web = manifest.artifact("web").context("no web")?;
     let key = manifest::artifact_key(&web.sha256);
+    // An object larger than declared: the download asks for the declared size and one byte
+    // more (a Range GET), and refuses it with nothing past the declared size passed on.
+    store.put(&key, &vec![0u8; web.size as usize + (1 << 20)])?;
+    let mut sink = Counter(0);
+    let err = store
+        .download(&key, &mut sink, web.size, &|_| {})
+        .err()
+        .context("a larger object downloaded as if it were the artifact")?;
+    ensure!(
+        err.is::<hitsave_host::store::TooLarge>() && sink.0 <= web.size,
+        "an object larger than declared in S3: {err:#}; {} bytes passed on",
+        sink.0
+    );
     store.put(&key, b"not the web app")?;
     let err = t.fails(&["verify", "--store", url, "--release", release], &env)?;
     ensure!(err.contains("web: MISMATCH"), "verify said:\n{err}");
@@ -1133,8 +1280,47 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
         )?;
     }
     eprintln!("xtask: test: garage: publish, 0-byte re-publish, verify and corruption hold");
+    bootstrap_from_s3(&env, url)?;
     deploy_dry_run(t, &env, url, release, &manifest)?;
     deploy_refuses_what_ci_did_not_sign(t, &store, &env, url, release, &manifest)
+}
+
+/// The user data's bootstrap against S3 (curl's SigV4 against Garage, as against AWS with the
+/// instance role's credentials): the channel's release's host program becomes the resident
+/// one, and runs.
+fn bootstrap_from_s3(env: &[(&str, String)], url: &str) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = Utf8Path::from_path(dir.path())
+        .context("a non-UTF-8 temporary path")?
+        .join("host");
+    crate::tools::require("minisign", "minisign")?;
+    crate::tools::require("jq", "jq")?;
+    let script = root.with_file_name("hitsave-bootstrap");
+    std::fs::write(&script, crate::test::codedeploy::bootstrap_script()?)?;
+    let out = Command::new("sh")
+        .arg(&script)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("HITSAVE_STORE", url)
+        .env("HITSAVE_CHANNEL", "ci")
+        .env("HITSAVE_ROOT", &root)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "the user data's bootstrap from S3 failed:\n{said}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let version = Command::new(root.join("bin/xtask"))
+        .arg("--version")
+        .output()?;
+    ensure!(
+        version.status.success() && String::from_utf8_lossy(&version.stdout).starts_with("xtask "),
+        "the resident program from S3 does not run"
+    );
+    eprintln!(
+        "xtask: test: garage: the user data's bootstrap installed the channel's host program from S3 (curl SigV4, minisign)"
+    );
+    Ok(())
 }
 
 /// `cargo xtask deploy --dry-run`: the deployment group branch_config picks, and the
