@@ -16,6 +16,8 @@ token=$(curl -sf -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" \
   http://169.254.169.254/latest/api/token)
 region=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
   http://169.254.169.254/latest/meta-data/placement/region)
+instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
+  http://169.254.169.254/latest/meta-data/instance-id)
 
 apt-get update -q
 apt-get install -y -q ca-certificates curl gnupg ruby-full jq minisign
@@ -67,6 +69,8 @@ chmod 0644 /etc/hitsave/keys/release.pub
 # (docs/aws-setup.md), never through user data, which any process on the host can read.
 install -d -m 0755 /opt/hitsave /opt/hitsave/bin
 install -d -m 0700 /opt/hitsave/secrets /opt/hitsave/tls
+# The host's name in its backups' keys (backups/<environment>/<instance id>/ in the store).
+printf '%s\n' "$instance_id" > /opt/hitsave/host-id
 
 # The resident program, /opt/hitsave/bin/xtask: every CodeDeploy hook runs it, and it checks a
 # bundle against its release's signed manifest before anything from the bundle runs (a bundle

@@ -205,10 +205,24 @@ enum Switch {
     },
 }
 
+/// How long `maintenance on|off` waits for an install, a restore or a rotation to finish.
+const MAINTENANCE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Takes the install lock: a restore's maintenance is not ended under it, nor an operator's
+/// switched half-way through an install.
+fn lock_for(host: &Host, what: &str) -> anyhow::Result<crate::install::lock::InstallLock> {
+    crate::install::lock::InstallLock::acquire(
+        &host.lock_file(),
+        MAINTENANCE_LOCK_WAIT,
+        &crate::install::host::command(what, &host.root),
+    )
+}
+
 pub fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
     match args.switch {
         Switch::On { root, message } => {
             let (host, _) = root.current()?;
+            let _lock = lock_for(&host, "maintenance on")?;
             let dir = host.nginx_dir();
             if !nginx::supports_maintenance(&dir) {
                 bail!(
@@ -224,6 +238,7 @@ pub fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {
         }
         Switch::Off { root } => {
             let (host, _) = root.current()?;
+            let _lock = lock_for(&host, "maintenance off")?;
             nginx::maintenance_off(&host.nginx_dir())?;
             eprintln!("xtask: maintenance is off: the site serves");
         }

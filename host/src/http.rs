@@ -38,6 +38,9 @@ pub fn request(
 }
 
 /// One request to `addr`; None while nothing answers (no connection, no whole answer in time).
+/// It says `X-Forwarded-Proto: https`, as a TLS-terminating balancer does: a site that serves
+/// only HTTPS serves these checks (from a private address) on its plain port too, the way it
+/// serves its balancer.
 pub fn request_to(
     addr: SocketAddr,
     host: &str,
@@ -48,7 +51,8 @@ pub fn request_to(
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, host);
+        .header(hyper::header::HOST, host)
+        .header("x-forwarded-proto", "https");
     let body = match json {
         Some(json) => {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");

@@ -17,8 +17,10 @@
 //! channels/<name>.json                     Pointer: channel -> release id
 //! <any of the four above>.minisig          its minisign signature (see `signed`); input records
 //!                                          are signed too, so a release reuses only what CI made
-//! backups/<backup-id>.dump                 a database backup (pg_dump's custom format)
-//! backups/<backup-id>.json                 BackupRecord: what it holds; written after it
+//! backups/<env>/<host>/<backup-id>.dump    a database backup (pg_dump's custom format), each
+//!                                          environment's and host's apart
+//! backups/<env>/<host>/<backup-id>.json    BackupRecord: what it holds; written after it
+//! backups/<backup-id>.{dump,json}          backups from before that (still read and pruned)
 //! ```
 //!
 //! A commit whose release would ship exactly what an earlier one ships (a change to docs or
@@ -425,13 +427,15 @@ pub enum BackupReason {
     Scheduled,
 }
 
-/// `backups/<id>.json` in the store, and `<root>/backups/<id>.json` on the host: what one
-/// database backup holds. Written after the dump it describes, so a record always has its dump.
+/// `backups/<env>/<host>/<id>.json` in the store, and `<root>/backups/<id>.json` on the host:
+/// what one database backup holds. Written after the dump it describes, so a record always has
+/// its dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
     /// Format version; always 1 here.
     pub schema: u32,
-    /// `<UTC YYYYMMDDTHHMMSSZ>-<reason>`; the dump is `<id>.dump`.
+    /// `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>` (before hosts were named in it,
+    /// `<UTC ...>-<reason>`); the dump is `<id>.dump`. Unique across hosts.
     pub id: String,
     /// When the snapshot was taken, RFC 3339 UTC.
     pub time: String,
@@ -446,6 +450,33 @@ pub struct BackupRecord {
     pub sha256: Sha256,
     /// Rows per table of the public schema, counted in the snapshot the dump was made from.
     pub tables: BTreeMap<String, u64>,
+    /// The environment of the host that took it (`production`, `staging`, `local`); none in
+    /// records from before each environment had backups of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The host that took it: its EC2 instance id, else its machine id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The database it came from; a restore into another one must say so (`--from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseId>,
+}
+
+/// Which database a backup came from: PostgreSQL's system identifier (one per cluster,
+/// made by initdb) and the database's name. The same on every host of a fleet that shares a
+/// server; another for a new volume, or another environment's server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseId {
+    /// `pg_control_system().system_identifier`, as decimal text.
+    pub system_identifier: String,
+    /// `current_database()`.
+    pub name: String,
+}
+
+impl std::fmt::Display for DatabaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on cluster {}", self.name, self.system_identifier)
+    }
 }
 
 /// Backup ids become file names and store keys: `[0-9A-Za-z._-]` only, like release ids.
@@ -459,18 +490,53 @@ impl BackupRecord {
             serde_json::from_slice(bytes).context("the backup record is not valid JSON")?;
         check_schema(r.schema, "the backup record")?;
         check_backup_id(&r.id)?;
+        for name in [&r.environment, &r.host].into_iter().flatten() {
+            check_release_id(name).map_err(|_| {
+                anyhow::anyhow!("the backup record's environment or host {name:?} is not a name")
+            })?;
+        }
         Ok(r)
+    }
+
+    /// The store directory its dump and record are in: `backups/<env>/<host>`, or `backups`
+    /// for a record from before environments had their own.
+    pub fn store_dir(&self) -> String {
+        match (&self.environment, &self.host) {
+            (Some(env), Some(host)) => backups_dir(env, Some(host)),
+            _ => BACKUPS.to_owned(),
+        }
+    }
+
+    /// Its dump's key in the store.
+    pub fn dump_key(&self) -> String {
+        format!("{}/{}.dump", self.store_dir(), self.id)
+    }
+
+    /// Its record's key in the store.
+    pub fn record_key(&self) -> String {
+        format!("{}/{}.json", self.store_dir(), self.id)
     }
 }
 
-/// `backups/<id>.dump`.
-pub fn backup_key(id: &str) -> String {
-    format!("backups/{id}.dump")
+/// Where backups are in the store.
+pub const BACKUPS: &str = "backups";
+
+/// `backups/<env>` (every host's of an environment) or `backups/<env>/<host>` (one host's).
+pub fn backups_dir(env: &str, host: Option<&str>) -> String {
+    match host {
+        Some(host) => format!("{BACKUPS}/{env}/{host}"),
+        None => format!("{BACKUPS}/{env}"),
+    }
 }
 
-/// `backups/<id>.json`.
+/// `backups/<id>.dump`: a backup from before environments had their own.
+pub fn backup_key(id: &str) -> String {
+    format!("{BACKUPS}/{id}.dump")
+}
+
+/// `backups/<id>.json`: a record from before environments had their own.
 pub fn backup_record_key(id: &str) -> String {
-    format!("backups/{id}.json")
+    format!("{BACKUPS}/{id}.json")
 }
 
 #[cfg(test)]

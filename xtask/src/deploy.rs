@@ -646,7 +646,8 @@ mod tests {
             "release-role-policy.json",
             "deploy-production-role-policy.json",
             "deploy-staging-role-policy.json",
-            "instance-role-policy.json",
+            "instance-role-production-policy.json",
+            "instance-role-staging-policy.json",
         ];
         for name in roles {
             for s in &policy(name) {
@@ -676,8 +677,15 @@ mod tests {
                                 );
                             }
                             if writes && name != "release-role-policy.json" {
-                                assert_eq!(under, "backups/*", "{name}: {a} on {r}");
-                                assert_eq!(name, "instance-role-policy.json", "{name}: {a}");
+                                assert!(name.starts_with("instance-role-"), "{name}: {a}");
+                            }
+                            // A host reaches its own environment's backups, no other's.
+                            if let Some(env) = name
+                                .strip_prefix("instance-role-")
+                                .and_then(|n| n.strip_suffix("-policy.json"))
+                                && under.starts_with("backups")
+                            {
+                                assert_eq!(under, format!("backups/{env}/*"), "{name}: {a}");
                             }
                         }
                     }

@@ -3,7 +3,9 @@
 //! of the same container exports and holds, so the row counts in the record are the dump's.
 //! The dump streams to `<root>/backups/.<id>.partial` through SHA-256 and is renamed to
 //! `<id>.dump` only when complete; its record (`<id>.json`) is written after it. With a store,
-//! both go to `backups/` there too, dump first, record last, as releases do.
+//! both go to `backups/<environment>/<host>/` there too, dump first, record last, as releases
+//! do: each environment's and each host's backups are apart, and the record names the
+//! environment, the host and the database (cluster and name) they came from.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -90,8 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
         &crate::install::host::command("backup", &args.root),
     )?;
-    let (server, current) = match args.db_container {
-        Some(container) => (Server::in_container(container)?, host.current()),
+    let (server, current, env) = match args.db_container {
+        Some(container) => (Server::in_container(container)?, host.current(), "local".into()),
         None => {
             let current = host.current().with_context(|| {
                 format!(
@@ -101,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?;
             let stack = Stack::open(&host.release_dir(&current))?;
             let server = Server::of(&stack).context("there is no database to back up")?;
-            (server, Some(current))
+            (server, Some(current), environment_of(&stack))
         }
     };
     let store = store::open_if_named(&args.store)?;
@@ -117,6 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         current.clone(),
         reason,
         store.as_deref(),
+        &env,
     );
     if let Some(current) = current {
         host.record(&HistoryEntry {
@@ -142,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
     let record = taken?;
-    retention::prune(&ui, &host, store.as_deref(), args.retention)?;
+    retention::prune(&ui, &host, store.as_deref(), args.retention, &env)?;
     if args.json {
         println!(
             "{}",
@@ -152,9 +155,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Takes a backup of `stack`'s database into `<root>/backups/` (and `store`, when given).
-/// Nothing is left behind when it fails: no partial file is listed, nothing half-uploaded is
-/// named by a record.
+/// The environment a stack was installed for (release.env's HITSAVE_ENV).
+pub fn environment_of(stack: &Stack) -> String {
+    stack
+        .env
+        .get("HITSAVE_ENV")
+        .map_or_else(|_| "production".to_owned(), str::to_owned)
+}
+
+/// Takes a backup of `stack`'s database into `<root>/backups/` (and `store`, when given,
+/// under `backups/<env>/<this host>/`). Nothing is left behind when it fails: no partial file
+/// is listed, nothing half-uploaded is named by a record.
 pub fn take(
     ui: &Ui,
     host: &Host,
@@ -162,12 +173,15 @@ pub fn take(
     release: Option<hitsave_schema::ReleaseId>,
     reason: BackupReason,
     store: Option<&dyn Store>,
+    env: &str,
 ) -> anyhow::Result<BackupRecord> {
     let started = std::time::Instant::now();
     let dir = host.backups_dir();
     prepare_dir(&dir)?;
-    let id = new_id(&dir, reason)?;
+    let host_id = host.id()?;
+    let id = new_id(&dir, &host_id, reason)?;
     ui.info(&format!("backing up the database into {dir}/{id}.dump"));
+    let database = server.database_id()?;
 
     let mut snapshot = Snapshot::open(server)?;
     let tables = snapshot.row_counts()?;
@@ -187,6 +201,9 @@ pub fn take(
         size,
         sha256,
         tables,
+        environment: Some(env.to_owned()),
+        host: Some(host_id),
+        database: Some(database),
     };
     let bytes = schema::to_bytes(&record);
     write_private(&dir.join(format!("{id}.json")), &bytes)?;
@@ -200,14 +217,10 @@ pub fn take(
     if let Some(store) = store {
         let bar = ui.bytes("uploading the backup", size);
         let copied = store
-            .upload(
-                &schema::backup_key(&id),
-                &dump,
-                &record.sha256,
-                size,
-                &|n| bar.inc(n),
-            )
-            .and_then(|()| store.put(&schema::backup_record_key(&id), &bytes));
+            .upload(&record.dump_key(), &dump, &record.sha256, size, &|n| {
+                bar.inc(n)
+            })
+            .and_then(|()| store.put(&record.record_key(), &bytes));
         bar.finish_and_clear();
         if let Err(e) = copied {
             // A backup that is not off the host is not the one asked for: leave no trace.
@@ -215,7 +228,11 @@ pub fn take(
             let _ = std::fs::remove_file(&dump);
             return Err(e.context(format!("cannot copy backup {id} to {}", store.describe())));
         }
-        ui.info(&format!("backup {id} is in {}", store.describe()));
+        ui.info(&format!(
+            "backup {id} is in {} under {}/",
+            store.describe(),
+            record.store_dir()
+        ));
     }
     Ok(record)
 }
@@ -235,17 +252,49 @@ pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-/// The backups in the store that have a record, oldest first.
-pub fn stored_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
-    let mut ids: Vec<String> = store
-        .list("backups")?
+/// A backup in a store: its id, and the directory its dump and record are in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stored {
+    pub id: String,
+    pub dir: String,
+}
+
+impl Stored {
+    pub fn record_key(&self) -> String {
+        format!("{}/{}.json", self.dir, self.id)
+    }
+    pub fn dump_key(&self) -> String {
+        format!("{}/{}.dump", self.dir, self.id)
+    }
+}
+
+/// The backups with a record directly in the store's `dir` (`backups/<env>/<host>`, or the
+/// flat `backups` of older hosts), oldest first.
+pub fn stored_in(store: &dyn Store, dir: &str) -> anyhow::Result<Vec<Stored>> {
+    let prefix = format!("{dir}/");
+    let mut found: Vec<Stored> = store
+        .list(dir)?
         .iter()
-        .filter_map(|k| k.strip_prefix("backups/")?.strip_suffix(".json"))
-        .map(str::to_owned)
+        .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".json"))
+        .filter(|id| schema::check_backup_id(id).is_ok())
+        .map(|id| Stored {
+            id: id.to_owned(),
+            dir: dir.to_owned(),
+        })
         .collect();
     // Keys sort `x-2.json` before `x.json`; ids sort by time.
-    ids.sort();
-    Ok(ids)
+    found.sort();
+    Ok(found)
+}
+
+/// Every host's backups of environment `env` in the store, oldest first.
+pub fn stored_in_env(store: &dyn Store, env: &str) -> anyhow::Result<Vec<Stored>> {
+    let mut found = Vec::new();
+    for dir in store.list_dirs(&schema::backups_dir(env, None))? {
+        found.extend(stored_in(store, &dir)?);
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// The backup whose restore drill passed last, and how long ago, if any did.
@@ -264,15 +313,16 @@ pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
         .map(|(id, when)| (id, when.elapsed().unwrap_or_default()))
 }
 
-/// `<UTC YYYYMMDDTHHMMSSZ>-<reason>`, with `-2`, `-3` ... when that second is taken.
-fn new_id(dir: &camino::Utf8Path, reason: BackupReason) -> anyhow::Result<String> {
+/// `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>`, with `-2`, `-3` ... when that second is taken:
+/// unique across hosts, and sorted by time.
+fn new_id(dir: &camino::Utf8Path, host: &str, reason: BackupReason) -> anyhow::Result<String> {
     let stamp = crate::install::host::utc_stamp();
     let reason = match reason {
         BackupReason::Manual => "manual",
         BackupReason::PreMigrate => "pre-migrate",
         BackupReason::Scheduled => "scheduled",
     };
-    let base = format!("{stamp}-{reason}");
+    let base = format!("{stamp}-{host}-{reason}");
     let id = (1..)
         .map(|n| {
             if n == 1 {
@@ -300,16 +350,13 @@ fn prepare_dir(dir: &camino::Utf8Path) -> anyhow::Result<()> {
 fn download(
     store: &dyn Store,
     record: &BackupRecord,
+    key: &str,
     dest: &camino::Utf8Path,
     progress: store::Progress,
 ) -> anyhow::Result<()> {
     write_hashed(
         dest,
-        |out| {
-            store
-                .download(&schema::backup_key(&record.id), out, record.size, progress)
-                .map(drop)
-        },
+        |out| store.download(key, out, record.size, progress).map(drop),
         |size, sha256| {
             if size != record.size || *sha256 != record.sha256 {
                 bail!(

@@ -29,12 +29,18 @@ use crate::ui::{Ui, human_bytes};
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).multiple(false))]
 pub struct Args {
-    /// The backup to restore: its id (`ls <root>/backups`, or backups/ in the store).
+    /// The backup to restore: its id (`ls <root>/backups`, or backups/<env>/<host>/ in the
+    /// store).
     #[arg(group = "which")]
     backup: Option<String>,
-    /// The newest backup, on the host or in the store.
+    /// The newest backup of this environment (on the host, or any of its hosts' in the
+    /// store), or of the one --from names.
     #[arg(long, group = "which")]
     latest: bool,
+    /// Restore a backup of another environment, another host (`production/i-0abc...`), or
+    /// another database: refused unless named here. The command says what it restores from.
+    #[arg(long, value_name = "ENV[/HOST]")]
+    from: Option<String>,
     /// The backup taken before RELEASE was first installed here (its pre-migrate backup).
     #[arg(long, value_name = "RELEASE", group = "which")]
     before: Option<ReleaseId>,
@@ -182,9 +188,11 @@ fn prepare<'a>(
         ));
         (Incoming::existing(server, name), None)
     } else {
-        let record = pick(host, store, args)?;
+        let env = super::environment_of(&Stack::open(&host.release_dir(current))?);
+        let (record, store_dir) = pick(host, store, args, &env)?;
+        admit(ui, &record, &env, &server.database_id()?, args.from.as_deref())?;
         done.backup = Some(record.id.clone());
-        let dump = local_dump(ui, host, store, &record)?;
+        let dump = local_dump(ui, host, store, &record, store_dir.as_deref())?;
         let incoming = Incoming::ours(server, format!("{}{RESTORING}{stamp}", server.live));
         restore_into(ui, server, &incoming.name, &dump, &record)?;
         (incoming, Some(record))
@@ -294,19 +302,67 @@ fn switch(
     Ok(())
 }
 
-/// The backup that `args` names, with its record (from the host, else from the store).
-fn pick(host: &Host, store: Option<&dyn Store>, args: &Args) -> anyhow::Result<BackupRecord> {
+/// Where in the store a restore looks: `--from ENV[/HOST]`, else this environment's hosts
+/// and the flat `backups/` of hosts set up before each environment had its own.
+fn scope(store: &dyn Store, env: &str, from: Option<&str>) -> anyhow::Result<Vec<super::Stored>> {
+    match from {
+        Some(from) => {
+            let (env, host) = match from.split_once('/') {
+                Some((env, host)) => (env, Some(host)),
+                None => (from, None),
+            };
+            for name in [Some(env), host].into_iter().flatten() {
+                schema::check_release_id(name)
+                    .map_err(|_| anyhow::anyhow!("--from {from:?}: use ENV or ENV/HOST"))?;
+            }
+            match host {
+                Some(host) => super::stored_in(store, &schema::backups_dir(env, Some(host))),
+                None => super::stored_in_env(store, env),
+            }
+        }
+        None => {
+            let mut found = super::stored_in_env(store, env)?;
+            // Older hosts' flat backups/, when this role may list it (the new ones may not).
+            found.extend(super::stored_in(store, schema::BACKUPS).unwrap_or_default());
+            Ok(found)
+        }
+    }
+}
+
+/// The backup that `args` names, with its record (from the host, else from the store, with
+/// the store directory it was found in).
+fn pick(
+    host: &Host,
+    store: Option<&dyn Store>,
+    args: &Args,
+    env: &str,
+) -> anyhow::Result<(BackupRecord, Option<String>)> {
     let dir = host.backups_dir();
+    let stored = match store {
+        Some(store) => scope(store, env, args.from.as_deref())?,
+        None => Vec::new(),
+    };
     let id = if let Some(id) = &args.backup {
         id.clone()
     } else if args.latest {
-        let mut ids = super::ids(&dir)?;
-        if let Some(store) = store {
-            ids.extend(super::stored_ids(store)?);
-        }
+        // The host's own first (a backup it took is also in the store), then the store's.
+        let mut ids: Vec<String> = if args.from.is_some() {
+            Vec::new()
+        } else {
+            super::ids(&dir)?
+        };
+        ids.extend(
+            stored
+                .iter()
+                .filter(|s| s.dir != schema::BACKUPS || args.from.is_some())
+                .map(|s| s.id.clone()),
+        );
+        // Ids begin with their UTC time.
         ids.sort();
-        ids.pop()
-            .with_context(|| format!("there is no backup in {dir} or the store"))?
+        ids.pop().with_context(|| match args.from.as_deref() {
+            Some(from) => format!("there is no backup of {from} in the store"),
+            None => format!("there is no backup of environment {env} in {dir} or the store"),
+        })?
     } else if let Some(release) = &args.before {
         before(host, release)?
     } else {
@@ -314,19 +370,77 @@ fn pick(host: &Host, store: Option<&dyn Store>, args: &Args) -> anyhow::Result<B
     };
     schema::check_backup_id(&id)?;
     let local = dir.join(format!("{id}.json"));
+    let mut found_in = None;
     let bytes = match std::fs::read(&local) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match store {
-            Some(store) => store
-                .get(&schema::backup_record_key(&id))?
-                .with_context(|| {
-                    format!("there is no backup {id} in {dir} or {}", store.describe())
-                })?,
-            None => bail!("there is no backup {id} in {dir}; name the store it is in with --store"),
-        },
-        Err(e) => return Err(e).with_context(|| format!("cannot read {local}")),
+        Ok(bytes) if args.from.is_none() => bytes,
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot read {local}"));
+        }
+        _ => {
+            let store = store.with_context(|| {
+                format!("there is no backup {id} in {dir}; name the store it is in with --store")
+            })?;
+            let found = stored.iter().find(|s| s.id == id).with_context(|| {
+                format!(
+                    "there is no backup {id} {} in {}",
+                    args.from.as_deref().map_or_else(
+                        || format!("of environment {env} (or in the flat backups/)"),
+                        |from| format!("of {from}")
+                    ),
+                    store.describe()
+                )
+            })?;
+            found_in = Some(found.dir.clone());
+            store
+                .get(&found.record_key())?
+                .with_context(|| format!("{} is gone from {}", found.record_key(), store.describe()))?
+        }
     };
-    BackupRecord::parse(&bytes)
+    Ok((BackupRecord::parse(&bytes)?, found_in))
+}
+
+/// A backup of this environment and this database is restored as it is; one of another
+/// environment or database only when `--from` names where it comes from, and then the command
+/// says what it restores from and into.
+fn admit(
+    ui: &Ui,
+    record: &BackupRecord,
+    env: &str,
+    live: &schema::DatabaseId,
+    from: Option<&str>,
+) -> anyhow::Result<()> {
+    let source = format!(
+        "{}/{}",
+        record.environment.as_deref().unwrap_or("(an older host)"),
+        record.host.as_deref().unwrap_or("?")
+    );
+    let database = record
+        .database
+        .as_ref()
+        .map_or_else(|| "an unrecorded database".to_owned(), ToString::to_string);
+    let other_env = record.environment.as_deref().is_some_and(|e| e != env);
+    let other_db = record.database.as_ref().is_some_and(|d| d != live);
+    match from {
+        None if other_env => bail!(
+            "backup {} is environment {}'s (host {}), not this {env} host's: refused, nothing was changed. To restore it here on purpose: --from {}",
+            record.id,
+            record.environment.as_deref().unwrap_or("?"),
+            record.host.as_deref().unwrap_or("?"),
+            source
+        ),
+        None if other_db => bail!(
+            "backup {} came from {database}, not from this host's database ({live}): refused, nothing was changed. To restore it into this one on purpose: --from {source}",
+            record.id
+        ),
+        None => Ok(()),
+        Some(_) => {
+            ui.info(&format!(
+                "restoring backup {} from {source} ({database}, taken {}) into this {env} host's database ({live})",
+                record.id, record.time
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// The backup taken before `release` first touched the database: the one its first install
@@ -367,13 +481,14 @@ fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<String> {
         })
 }
 
-/// The dump on the host; downloaded from the store (and checked on the way) when the host
-/// does not have it.
+/// The dump on the host; downloaded from the store (from `store_dir`, where its record was
+/// found, else where the record says) and checked on the way when the host does not have it.
 fn local_dump(
     ui: &Ui,
     host: &Host,
     store: Option<&dyn Store>,
     record: &BackupRecord,
+    store_dir: Option<&str>,
 ) -> anyhow::Result<Utf8PathBuf> {
     let dir = host.backups_dir();
     let dump = dir.join(format!("{}.dump", record.id));
@@ -386,7 +501,11 @@ fn local_dump(
             &format!("downloading backup {} from {}", record.id, store.describe()),
             record.size,
         );
-        let got = super::download(store, record, &dump, &|n| bar.inc(n));
+        let key = store_dir.map_or_else(
+            || record.dump_key(),
+            |dir| format!("{dir}/{}.dump", record.id),
+        );
+        let got = super::download(store, record, &key, &dump, &|n| bar.inc(n));
         bar.finish_and_clear();
         got?;
         super::write_private(

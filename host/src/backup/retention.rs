@@ -1,6 +1,8 @@
 //! Which backups are kept: the newest few, the newest of each day for a few weeks, and the
 //! ones that must stay whatever their age (the last one history names, the last one that
-//! passed its restore drill). The same rule prunes the host's `backups/` and the store's.
+//! passed its restore drill). The same rule prunes the host's `backups/` and this host's in
+//! the store (`backups/<env>/<host>/`, and the flat `backups/` ones it made before that
+//! layout): another host's or environment's backups are never touched.
 
 use std::collections::BTreeSet;
 
@@ -92,17 +94,21 @@ fn pinned(host: &Host) -> BTreeSet<String> {
     pinned
 }
 
-/// Prunes the host's backups and, when given, the store's; records go before their dumps, so
-/// a record never names a missing dump.
+/// Prunes the host's backups and, when given, this host's in the store (of environment
+/// `env`); records go before their dumps, so a record never names a missing dump.
 pub fn prune(
     ui: &Ui,
     host: &Host,
     store: Option<&dyn Store>,
     retention: Retention,
+    env: &str,
 ) -> anyhow::Result<()> {
     let pinned = pinned(host);
     let dir = host.backups_dir();
-    let gone = expired(&super::ids(&dir)?, retention, today(), &pinned);
+    let local = super::ids(&dir)?;
+    // Flat store backups are this host's when it has their record: it made them there.
+    let flat_ours: BTreeSet<String> = local.iter().cloned().collect();
+    let gone = expired(&local, retention, today(), &pinned);
     for id in &gone {
         for suffix in ["json", "dump", "verified"] {
             let path = dir.join(format!("{id}.{suffix}"));
@@ -120,11 +126,21 @@ pub fn prune(
     let Some(store) = store else {
         return Ok(());
     };
-    let ids = super::stored_ids(store)?;
+    let own = hitsave_schema::backups_dir(env, Some(&host.id()?));
+    let mut stored = super::stored_in(store, &own)?;
+    // The flat ones are best effort: a role of the new layout may not list or delete there.
+    match super::stored_in(store, hitsave_schema::BACKUPS) {
+        Ok(flat) => stored.extend(flat.into_iter().filter(|s| flat_ours.contains(&s.id))),
+        Err(e) => ui.info(&format!(
+            "cannot list the flat backups/ of older hosts ({e:#}); only {own}/ is pruned"
+        )),
+    }
+    stored.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
     let gone = expired(&ids, retention, today(), &pinned);
-    for id in &gone {
-        store.delete(&hitsave_schema::backup_record_key(id))?;
-        store.delete(&hitsave_schema::backup_key(id))?;
+    for s in stored.iter().filter(|s| gone.contains(&s.id)) {
+        store.delete(&s.record_key())?;
+        store.delete(&s.dump_key())?;
     }
     if !gone.is_empty() {
         ui.info(&format!(

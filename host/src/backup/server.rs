@@ -186,6 +186,30 @@ impl Server {
         duct::cmd("docker", args)
     }
 
+    /// Which database `live` is: the cluster's system identifier and its name. A role that
+    /// may not read pg_control_system() (a managed server's) gets the server's address and
+    /// port in its place, which still tells one server from another.
+    pub fn database_id(&self) -> anyhow::Result<hitsave_schema::DatabaseId> {
+        let line = self
+            .psql(
+                &self.live,
+                "SELECT system_identifier::text || ' ' || current_database() FROM pg_control_system()",
+            )
+            .or_else(|_| {
+                self.psql(
+                    &self.live,
+                    "SELECT 'server:' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port(), 0) || ' ' || current_database()",
+                )
+            })?;
+        let (system_identifier, name) = line
+            .split_once(' ')
+            .with_context(|| format!("psql printed {line:?} for the database's identity"))?;
+        Ok(hitsave_schema::DatabaseId {
+            system_identifier: system_identifier.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
     /// The databases whose name starts with `prefix`, sorted (names carry their UTC time).
     pub fn databases(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let names = self.psql(

@@ -13,7 +13,7 @@
 //! ```
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -44,6 +44,10 @@ pub fn command(args: &str, root: &Utf8Path) -> String {
 pub struct Host {
     pub root: Utf8PathBuf,
 }
+
+/// The file under the install root that names this host (its EC2 instance id).
+pub const HOST_ID_FILE: &str = "host-id";
+const MACHINE_ID: &str = "/etc/machine-id";
 
 /// What a line of history.jsonl records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +204,28 @@ impl Host {
         self.root.join("history.jsonl")
     }
 
+    /// Which host this is, for the keys of its backups: `<root>/host-id` (the user data writes
+    /// the EC2 instance id there), else the machine id systemd gives every installed system.
+    pub fn id(&self) -> anyhow::Result<String> {
+        let file = self.root.join(HOST_ID_FILE);
+        let (id, from) = match std::fs::read_to_string(&file) {
+            Ok(text) => (text, file.to_string()),
+            Err(_) => (
+                std::fs::read_to_string(MACHINE_ID).with_context(|| {
+                    format!("this host has no {file} and no {MACHINE_ID}: write its name (the EC2 instance id) into {file}")
+                })?,
+                MACHINE_ID.to_owned(),
+            ),
+        };
+        let id = id.trim().to_owned();
+        hitsave_schema::check_release_id(&id).map_err(|_| {
+            anyhow::anyhow!(
+                "{from} says {id:?}, which is not a host name (letters, digits, '.', '_', '-'): fix {file}"
+            )
+        })?;
+        Ok(id)
+    }
+
     /// Whether a release is unpacked here (the rename into releases/ is the last step, so a
     /// directory there is complete).
     pub fn has_release(&self, id: &ReleaseId) -> bool {
@@ -247,8 +273,11 @@ impl Host {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open {path}"))?;
+        // Older hosts made it 0644: who ran what, and the errors, are root's to read.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(line.as_bytes())?;
         file.sync_data()?;
         Ok(())

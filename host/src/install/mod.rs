@@ -134,6 +134,10 @@ pub struct Args {
     local_base_images: bool,
     #[command(flatten)]
     db: ExternalDbArgs,
+    /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
+    /// [default: a year in production, a day in staging].
+    #[arg(long, value_name = "SECS")]
+    hsts_max_age: Option<u64>,
     /// Apply pending migrations without taking a backup first (history says so).
     #[arg(long)]
     skip_backup: bool,
@@ -381,6 +385,8 @@ fn install(
     // The empty files a rotation's previous values go in (hosts set up before rotations).
     if host.secrets_dir().is_dir() {
         crate::secrets::ensure_previous_files(&host.secrets_dir())?;
+        // The apps run as APP_UID and read the files as it (hosts set up before they did).
+        crate::secrets::hand_over(&host.secrets_dir())?;
     }
     // Hand-managed certificates must be there; ACME issues its own after the swap.
     let tls = (args.env.tls() && args.tls.mode == crate::tls::Mode::Manual).then(|| host.tls_dir());
@@ -470,6 +476,12 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
     for (key, value) in args.db.settings()? {
         set(key, value);
     }
+    if let Some(max_age) = args.hsts_max_age {
+        set("HITSAVE_HSTS_MAX_AGE", max_age.to_string());
+    }
+    for (key, value) in limits(args.env) {
+        set(key, value.to_owned());
+    }
     for (component, _) in stack::IMAGES {
         set(
             &format!("HITSAVE_{}_TAG", component.to_uppercase()),
@@ -494,6 +506,24 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
         env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
     }
     Ok(env)
+}
+
+/// Each service's memory and process limits (production.yml reads them): production's, and
+/// half the memory elsewhere (staging and local hosts are smaller).
+fn limits(env: Env) -> [(&'static str, &'static str); 10] {
+    let small = env != Env::Production;
+    [
+        ("HITSAVE_DB_MEMORY", if small { "512m" } else { "1g" }),
+        ("HITSAVE_DB_PIDS", "512"),
+        ("HITSAVE_API_MEMORY", if small { "256m" } else { "512m" }),
+        ("HITSAVE_API_PIDS", "256"),
+        ("HITSAVE_WEB_MEMORY", if small { "256m" } else { "512m" }),
+        ("HITSAVE_WEB_PIDS", "256"),
+        ("HITSAVE_MIGRATE_MEMORY", if small { "256m" } else { "512m" }),
+        ("HITSAVE_MIGRATE_PIDS", "128"),
+        ("HITSAVE_NGINX_MEMORY", if small { "128m" } else { "256m" }),
+        ("HITSAVE_NGINX_PIDS", "128"),
+    ]
 }
 
 /// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
@@ -677,6 +707,7 @@ fn back_up_before_migrating(
         migrations.skipped = true;
         return Ok(());
     }
+    let env = crate::backup::environment_of(stack);
     let record = crate::backup::Server::of(stack)
         .and_then(|server| {
             crate::backup::take(
@@ -686,6 +717,7 @@ fn back_up_before_migrating(
                 Some(current),
                 hitsave_schema::BackupReason::PreMigrate,
                 migrations.store,
+                &env,
             )
         })
     .context(
@@ -701,6 +733,7 @@ fn back_up_before_migrating(
         host,
         migrations.store,
         crate::backup::Retention::default(),
+        &env,
     ) {
         ui.info(&format!(
             "pruning old backups failed (the install goes on): {e:#}"

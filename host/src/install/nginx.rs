@@ -56,30 +56,89 @@ const MAINTENANCE_CHECK: &str = "        if (-f /etc/nginx/conf.d/maintenance.ht
 const ACME_LOCATION: &str = "    location ^~ /.well-known/acme-challenge/ {\n        \
      root /etc/nginx/conf.d/acme;\n        default_type text/plain;\n    }";
 
-/// Renders the site; `tls` adds 443 listeners with the host's certificate files.
-pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) -> String {
-    let (files, listen, default) = if tls {
-        (
-            "ssl_certificate /etc/nginx/tls/fullchain.pem;\nssl_certificate_key /etc/nginx/tls/privkey.pem;",
+/// HTTPS for a site that has a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Https {
+    /// Strict-Transport-Security's max-age, in seconds.
+    pub hsts_max_age: u64,
+}
+
+impl Https {
+    /// A year for production, a day elsewhere (staging's certificate comes from a CA browsers
+    /// do not trust, and a long pin would outlive a mistake), unless the host says otherwise.
+    pub fn for_env(env: &str, hsts_max_age: Option<u64>) -> Https {
+        Https {
+            hsts_max_age: hsts_max_age.unwrap_or(if env == "production" {
+                365 * 86_400
+            } else {
+                86_400
+            }),
+        }
+    }
+}
+
+/// TLS 1.2 and 1.3 only, Mozilla's "intermediate" ECDHE suites (no DHE: it would need a
+/// dhparam file), the server not imposing its order, no session tickets (their key would
+/// outlive forward secrecy); HSTS only on what was served over HTTPS.
+const TLS_SETTINGS: &str = "ssl_certificate /etc/nginx/tls/fullchain.pem;\n\
+ssl_certificate_key /etc/nginx/tls/privkey.pem;\n\
+ssl_protocols TLSv1.2 TLSv1.3;\n\
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;\n\
+ssl_prefer_server_ciphers off;\n\
+ssl_session_tickets off;\n\
+ssl_session_cache shared:hitsave:10m;\n\
+ssl_session_timeout 1d;";
+
+/// Inside each site host's `location /`: a plain-HTTP request goes to https://.
+const TO_HTTPS: &str = "        if ($hitsave_proto = http) {\n            \
+     return 301 https://$host$request_uri;\n        }";
+
+/// The headers every response of an HTTPS site carries (repeated where a location adds its
+/// own, since nginx then drops the server's).
+const SECURITY_HEADERS: &str = "    add_header Strict-Transport-Security $hitsave_hsts always;\n    \
+     add_header X-Content-Type-Options nosniff always;\n    \
+     add_header Referrer-Policy strict-origin-when-cross-origin always;\n    \
+     add_header Content-Security-Policy \"frame-ancestors 'none'\" always;";
+
+/// What `/lb-health` answers while the API is ready.
+const LB_READY_FILE: &str = "lb-ready.txt";
+
+/// Renders the site; `https` adds 443 listeners with the host's certificate files, sends
+/// plain-HTTP requests to https:// (but ACME's challenges) and adds the security headers.
+pub fn render(
+    template: &str,
+    domain: &str,
+    https: Option<Https>,
+    upstreams: &Upstreams,
+) -> String {
+    let (settings, listen, default, to_https, headers) = match https {
+        Some(h) => (
+            format!(
+                "{TLS_SETTINGS}\nmap $hitsave_proto $hitsave_hsts {{\n    https \"max-age={}\";\n    default \"\";\n}}",
+                h.hsts_max_age
+            ),
             "    listen 443 ssl;",
             "    listen 443 ssl default_server;",
-        )
-    } else {
-        ("", "", "")
+            TO_HTTPS,
+            SECURITY_HEADERS,
+        ),
+        None => (String::new(), "", "", "", ""),
     };
     template
-        .replace("{{tls_files}}", files)
+        .replace("{{tls_settings}}", &settings)
         .replace("{{tls_listen}}", listen)
         .replace("{{tls_default}}", default)
+        .replace("{{to_https}}", to_https)
+        .replace("{{security_headers}}", headers)
         .replace("{{acme}}", ACME_LOCATION)
         .replace("{{maintenance}}", MAINTENANCE_CHECK)
         .replace(
             "{{maintenance_page_api}}",
-            &maintenance_location(MAINTENANCE_JSON),
+            &maintenance_location(MAINTENANCE_JSON, headers),
         )
         .replace(
             "{{maintenance_page}}",
-            &maintenance_location(MAINTENANCE_FILE),
+            &maintenance_location(MAINTENANCE_FILE, headers),
         )
         .replace("{{domain}}", domain)
         .replace("{{api_upstream}}", &upstreams.api)
@@ -87,11 +146,15 @@ pub fn render(template: &str, domain: &str, tls: bool, upstreams: &Upstreams) ->
 }
 
 /// The named location that answers a maintenance 503 with `page` (the status stays 503).
-fn maintenance_location(page: &str) -> String {
+fn maintenance_location(page: &str, headers: &str) -> String {
+    let headers: String = headers
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
     format!(
         "    location @maintenance {{\n        root /etc/nginx/conf.d;\n        \
          add_header Retry-After {RETRY_AFTER} always;\n        \
-         add_header Cache-Control no-store always;\n        \
+         add_header Cache-Control no-store always;\n{headers}        \
          try_files /{page} =503;\n    }}"
     )
 }
@@ -193,6 +256,17 @@ pub fn draining(dir: &Utf8Path) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// The HTTPS settings for the release in `release_dir`: HITSAVE_HSTS_MAX_AGE in its
+/// release.env, else its environment's default.
+fn https_of(release_dir: &Utf8Path) -> Https {
+    let env = super::stack::ReleaseEnv::read(&release_dir.join("release.env")).ok();
+    let get = |k: &str| env.as_ref().and_then(|e| e.get(k).ok().map(str::to_owned));
+    Https::for_env(
+        get("HITSAVE_ENV").as_deref().unwrap_or("production"),
+        get("HITSAVE_HSTS_MAX_AGE").and_then(|v| v.parse().ok()),
+    )
+}
+
 /// Renders the site again with or without its 443 listeners, keeping the upstreams it routes
 /// to now (a blue/green swap may have named one container); true when it changed.
 pub fn set_tls(
@@ -228,7 +302,13 @@ pub fn install(
     let template_path = release_dir.join("deploy/nginx/hitsave.conf.template");
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("cannot read {template_path}"))?;
-    let site = render(&template, domain, tls, upstreams);
+    let https = tls.then(|| https_of(release_dir));
+    let site = render(&template, domain, https, upstreams);
+    // What `/lb-health` answers while the API is ready (and nothing else).
+    let ready = dir.join(LB_READY_FILE);
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some("ready\n") {
+        std::fs::write(&ready, "ready\n").with_context(|| format!("cannot write {ready}"))?;
+    }
     let path = dir.join("default.conf");
     if std::fs::read_to_string(&path).ok().as_deref() == Some(site.as_str()) {
         return Ok(false);
@@ -245,7 +325,11 @@ mod tests {
     fn routes_the_domain() {
         let template = include_str!("../../../deploy/nginx/hitsave.conf.template");
         let ups = super::Upstreams::services();
-        let site = super::render(template, "hitsave.io", true, &ups);
+        let https = super::Https::for_env("production", None);
+        assert_eq!(https.hsts_max_age, 31_536_000);
+        assert_eq!(super::Https::for_env("staging", None).hsts_max_age, 86_400);
+        assert_eq!(super::Https::for_env("staging", Some(60)).hsts_max_age, 60);
+        let site = super::render(template, "hitsave.io", Some(https), &ups);
         assert!(site.contains("set $api http://api:8080;"));
         assert!(site.contains("server_name api.hitsave.io;"));
         assert!(site.contains("server_name hitsave.io www.hitsave.io;"));
@@ -276,12 +360,25 @@ mod tests {
         assert!(
             site.find("location = /lb-health").unwrap() < site.find("server_name api.").unwrap()
         );
-        assert!(
-            lb.find("conf.d/draining").unwrap() < lb.find("proxy_pass $lb_api/ready;").unwrap()
+        assert!(lb.find("conf.d/draining").unwrap() < lb.find("auth_request /lb-ready;").unwrap());
+        assert!(lb.contains("alias /etc/nginx/conf.d/lb-ready.txt;") && !lb.contains("maintenance"));
+        assert!(site.contains("set $lb_api http://api:8080;"));
+        // HTTPS only: each site host's `location /` sends plain HTTP to https://, after the
+        // challenges (their own location); the headers on every site host and maintenance page.
+        assert_eq!(site.matches("return 301 https://$host$request_uri;").count(), 2);
+        assert_eq!(
+            site.matches("add_header Strict-Transport-Security $hitsave_hsts always;")
+                .count(),
+            2 + 3
         );
-        assert!(lb.contains("set $lb_api http://api:8080;") && !lb.contains("maintenance"));
-        let local = super::render(template, "hitsave-local.io", false, &ups);
-        assert!(!local.contains("443"));
+        assert!(site.contains("https \"max-age=31536000\";"));
+        assert!(site.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
+        assert!(site.contains("ssl_session_tickets off;"));
+        assert!(site.contains("server_tokens off;"));
+        let local = super::render(template, "hitsave-local.io", None, &ups);
+        assert!(!local.contains("443") && !local.contains("301") && !local.contains("ssl_"));
+        assert!(!local.contains("Strict-Transport-Security"));
         assert!(local.contains("server_name api.hitsave-local.io;"));
+        assert!(local.contains("server_tokens off;") && !local.contains("{{"));
     }
 }

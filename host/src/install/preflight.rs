@@ -94,10 +94,10 @@ fn secrets(config: &serde_json::Value) -> Vec<String> {
             let file = spec.get("file").and_then(|f| f.as_str())?;
             // A rotation's previous value: empty unless a grace period runs; an external
             // database's CA bundle is public (mounted as a secret only to reach the apps).
-            let check = if name == "db_ca" {
+            let check: fn(&Utf8Path) -> Result<(), String> = if name == "db_ca" {
                 ca_bundle
             } else if name.ends_with("_previous") {
-                private_file
+                |path| private_file(path, Some(crate::secrets::APP_UID))
             } else {
                 secret_file
             };
@@ -119,15 +119,15 @@ fn ca_bundle(path: &Utf8Path) -> Result<(), String> {
 
 /// A secret file exists, is a non-empty regular file, owned by us and private.
 pub fn secret_file(path: &Utf8Path) -> Result<(), String> {
-    private_file(path)?;
+    private_file(path, Some(crate::secrets::APP_UID))?;
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
         return Err(format!("{path} is empty: write the secret's value into it"));
     }
     Ok(())
 }
 
-/// A file exists, is a regular file, owned by us and private (it may be empty).
-pub fn private_file(path: &Utf8Path) -> Result<(), String> {
+/// A file exists, is a regular file, owned by us (or by `also`) and private (it may be empty).
+pub fn private_file(path: &Utf8Path, also: Option<u32>) -> Result<(), String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -147,7 +147,7 @@ pub fn private_file(path: &Utf8Path) -> Result<(), String> {
         ));
     }
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+    if meta.uid() != me && Some(meta.uid()) != also {
         return Err(format!(
             "{path} is owned by uid {}, not by the installing user (uid {me}): `chown {me} {path}`",
             meta.uid()

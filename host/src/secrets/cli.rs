@@ -290,6 +290,7 @@ fn set(place: &Place, name: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
     replace_private(&path, value.as_bytes())?;
     super::ensure_previous_files(&dir)?;
+    super::hand_over(&dir)?;
     record(&host, Action::SetSecret, name, &Ok(()))?;
     let ui = Ui::new();
     ui.info(&format!("wrote {path} ({} bytes, mode 0600)", value.len()));

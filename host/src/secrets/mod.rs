@@ -1,8 +1,9 @@
-//! The stack's secrets on a host: one root-owned 0600 file each in `<root>/secrets/`, mounted by
-//! compose at /run/secrets and never passed through arguments, the environment, images or
-//! logs. `xtask secrets list|set|rotate|prune` (cli.rs) manages them; a rotation (rotate.rs)
-//! keeps the value it replaces as `<name>.previous` for a grace period (grace.rs) and applies
-//! the new one by replacing the app containers blue/green.
+//! The stack's secrets on a host: one 0600 file each in `<root>/secrets/` (a root-only 0700
+//! directory), owned by the uid the apps run as (`APP_UID`), mounted by compose at
+//! /run/secrets and never passed through arguments, the environment, images or logs.
+//! `xtask secrets list|set|rotate|prune` (cli.rs) manages them; a rotation (rotate.rs) keeps
+//! the value it replaces as `<name>.previous` for a grace period (grace.rs) and applies the
+//! new one by replacing the app containers blue/green.
 
 pub mod cli;
 mod grace;
@@ -27,6 +28,35 @@ pub const NAMES: &[&str] = &["postgres_password", "jwt_secret", "gh_client_secre
 /// API accepts session tokens signed with the previous JWT secret, and logs in with the
 /// previous database password until the role's password changes.
 pub const WITH_PREVIOUS: &[&str] = &["postgres_password", "jwt_secret"];
+
+/// The uid (and gid) api, migrate and web run as, and that owns the secret files they mount:
+/// unprivileged, and the uid of PostgreSQL's own user in the official image, whose entrypoint
+/// reads the database password again after it drops root. Compose bind-mounts a secret file
+/// as it is on the host (it cannot change its owner), so the file's owner is what decides who
+/// in a container may read it; no other uid can.
+pub const APP_UID: u32 = 999;
+
+/// Gives every secret file the containers mount (the values and the previous values) to
+/// `APP_UID`, mode unchanged (0600 or 0400). Only root can; elsewhere (a laptop, whose own
+/// uid runs the containers' files) it does nothing.
+pub fn hand_over(dir: &Utf8Path) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let files = NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .chain(WITH_PREVIOUS.iter().map(|name| previous_file(dir, name)));
+    for path in files {
+        match std::os::unix::fs::chown(&path, Some(APP_UID), Some(APP_UID)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot give {path} to uid {APP_UID}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// The file that keeps `name`'s value from before its last rotation, until its grace ends.
 pub fn previous_file(dir: &Utf8Path, name: &str) -> Utf8PathBuf {

@@ -131,6 +131,7 @@ impl Rotate<'_> {
                 rotations.write(&dir)?;
             }
             replace_private(&current, new.as_bytes())?;
+            super::hand_over(&dir)?;
             self.ui.info(&format!(
                 "wrote the new {name}; the old value is kept as {} until {}",
                 previous.file_name().unwrap_or_default(),
@@ -214,6 +215,7 @@ pub fn expire(
         let previous = previous_file(&dir, name);
         if WITH_PREVIOUS.contains(&name.as_str()) {
             replace_private(&previous, b"")?;
+            super::hand_over(&dir)?;
             let apps = apps_mounting(stack, &format!("{name}_previous"))?;
             ui.info(&format!(
                 "the grace period of the previous {name} is over: removed; replacing {} so that none holds it",

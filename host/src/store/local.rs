@@ -103,6 +103,23 @@ impl Store for LocalStore {
         Ok(keys)
     }
 
+    fn list_dirs(&self, dir: &str) -> anyhow::Result<Vec<String>> {
+        let path = self.path(dir);
+        let mut dirs: Vec<String> = match path.read_dir_utf8() {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_owned())
+                .filter(|name| !name.starts_with('.'))
+                .map(|name| format!("{dir}/{name}"))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {path}")),
+        };
+        dirs.sort();
+        Ok(dirs)
+    }
+
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         match std::fs::remove_file(self.path(key)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

@@ -90,6 +90,10 @@ pub trait Store: Send + Sync {
     /// The keys of the objects directly under `dir` (`backups`), sorted.
     fn list(&self, dir: &str) -> anyhow::Result<Vec<String>>;
 
+    /// The directories directly under `dir` (`backups/production` -> its hosts'), as keys
+    /// (`backups/production/i-0abc`), sorted.
+    fn list_dirs(&self, dir: &str) -> anyhow::Result<Vec<String>>;
+
     /// Removes the object under `key`; nothing to do when there is none.
     fn delete(&self, key: &str) -> anyhow::Result<()>;
 }

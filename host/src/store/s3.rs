@@ -340,6 +340,34 @@ impl Store for S3Store {
         }
     }
 
+    fn list_dirs(&self, dir: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = self.key(&format!("{dir}/"));
+        let strip = self.key("");
+        self.runtime.block_on(async {
+            let mut dirs = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.opts.bucket)
+                .prefix(&prefix)
+                .delimiter("/")
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.explain(e, &format!("listing {dir}/")))?;
+                dirs.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix())
+                        .filter_map(|p| p.strip_prefix(strip.as_str()))
+                        .map(|p| p.trim_end_matches('/').to_owned()),
+                );
+            }
+            dirs.sort();
+            Ok(dirs)
+        })
+    }
+
     fn list(&self, dir: &str) -> anyhow::Result<Vec<String>> {
         let prefix = self.key(&format!("{dir}/"));
         let strip = self.key("");

@@ -56,7 +56,7 @@ pub fn dev_site(template: &str, port: u16, api_port: u16, web_port: u16) -> Stri
         api: format!("127.0.0.1:{api_port}"),
         web: format!("127.0.0.1:{web_port}"),
     };
-    render(template, "hitsave-local.io", false, &upstreams)
+    render(template, "hitsave-local.io", None, &upstreams)
         .replace(
             "listen 80 default_server;",
             &format!("listen 127.0.0.1:{port} default_server;"),

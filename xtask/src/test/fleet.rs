@@ -635,7 +635,9 @@ impl Haproxy {
             "global\n    stats socket {socket} mode 600 level admin\n\
              defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n    \
              # An ALB sends a request once: no retry on another host hides a failure.\n    retries 0\n\
-             frontend site\n    bind 127.0.0.1:{port}\n    default_backend hosts\n\
+             frontend site\n    bind 127.0.0.1:{port}\n    \
+             # As an ALB's HTTPS listener forwards: the hosts serve it on their port 80.\n    \
+             http-request set-header X-Forwarded-Proto https\n    default_backend hosts\n\
              backend hosts\n    balance roundrobin\n    option httpchk GET /lb-health\n    \
              http-check expect status 200\n    default-server inter 500ms fall 2 rise 2\n"
         );

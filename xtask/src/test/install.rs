@@ -351,11 +351,17 @@ fn pre_migrate_backup(h: &Harness, v2: &str) -> anyhow::Result<()> {
         record.tables
     );
     ensure!(
-        std::fs::read(h.store.join(hitsave_schema::backup_key(id)))? == dump
-            && h.store
-                .join(hitsave_schema::backup_record_key(id))
-                .is_file(),
-        "backup {id} is not in the store"
+        record.environment.as_deref() == Some("local")
+            && record.host.as_deref() == Some(h.host_id()?.as_str())
+            && record.database.as_ref().is_some_and(|d| d.name == "hitsave")
+            && record.id.contains(&h.host_id()?),
+        "the record does not name the environment, the host and the database: {record:?}"
+    );
+    ensure!(
+        std::fs::read(h.store.join(record.dump_key()))? == dump
+            && h.store.join(record.record_key()).is_file()
+            && record.dump_key().starts_with(&format!("backups/local/{}/", h.host_id()?)),
+        "backup {id} is not in the store under backups/local/<host>/"
     );
     let db = h.container_id("db")?;
     let listed = duct::cmd!("docker", "exec", "-i", &db, "pg_restore", "--list")
@@ -1183,6 +1189,16 @@ impl Harness {
         expect_serving_at(self.port, DOMAIN, &self.host_root, release)
     }
 
+    /// The test host's name (its host-id file).
+    pub(crate) fn host_id(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(
+            self.host_root
+                .join(hitsave_host::install::host::HOST_ID_FILE),
+        )?
+        .trim()
+        .to_owned())
+    }
+
     pub(crate) fn current(&self) -> anyhow::Result<String> {
         current_release(&self.host_root)
     }
@@ -1266,6 +1282,19 @@ impl Harness {
 
 /// Makes `<host_root>/secrets/` (0700) with a random value for every secret (0600).
 pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
+    // The host's name (the user data writes the EC2 instance id there): each test host its own.
+    let name: String = host_root
+        .parent()
+        .and_then(Utf8Path::file_name)
+        .unwrap_or("host")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::create_dir_all(host_root)?;
+    std::fs::write(
+        host_root.join(hitsave_host::install::host::HOST_ID_FILE),
+        format!("test-{name}\n"),
+    )?;
     let secrets = host_root.join("secrets");
     std::fs::create_dir_all(&secrets)?;
     std::fs::set_permissions(

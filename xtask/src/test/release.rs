@@ -1663,7 +1663,16 @@ fn s3_list_and_delete(garage: &Garage) -> anyhow::Result<()> {
         other.list("backups")? == ["backups/e.json"],
         "prefixes leak"
     );
-    eprintln!("xtask: test: garage: list and delete under a prefix, for backup retention");
+    // The directories under a key: each environment's hosts.
+    store.put("backups/deeper/more/e", b"{}")?;
+    ensure!(
+        store.list_dirs("backups")? == ["backups/deeper"]
+            && store.list_dirs("backups/deeper")? == ["backups/deeper/more"]
+            && other.list_dirs("backups")?.is_empty(),
+        "list_dirs: {:?}",
+        store.list_dirs("backups")?
+    );
+    eprintln!("xtask: test: garage: list, list_dirs and delete under a prefix, for backup retention");
     Ok(())
 }
 

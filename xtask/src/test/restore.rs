@@ -43,9 +43,12 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
         .as_str()
         .with_context(|| format!("v5's install took no backup: {last}"))?
         .to_owned();
+    let record = schema::BackupRecord::parse(&std::fs::read(
+        h.host_root.join(format!("backups/{backup}.json")),
+    )?)?;
     ensure!(
         h.host_root.join(format!("backups/{backup}.dump")).is_file()
-            && h.store.join(schema::backup_key(&backup)).is_file(),
+            && h.store.join(record.dump_key()).is_file(),
         "the pre-migrate backup {backup} is not on the host and in the store"
     );
     let lost = counts(h)?;
@@ -155,7 +158,10 @@ fn refusals(h: &Harness, v5: &str, v5_backup: &str) -> anyhow::Result<()> {
             aside.join(format!("{v5_backup}.{suffix}")),
         )?;
     }
-    let stored = h.store.join(schema::backup_key(v5_backup));
+    let record = schema::BackupRecord::parse(&std::fs::read(
+        aside.join(format!("{v5_backup}.json")),
+    )?)?;
+    let stored = h.store.join(record.dump_key());
     let good = std::fs::read(&stored)?;
     let mut bad = good.clone();
     let middle = bad.len() / 2;
