@@ -662,10 +662,24 @@ mod tests {
                         let under = r.strip_prefix(PREFIX);
                         if a == "s3:ListBucket" {
                             assert_eq!(r, "arn:aws:s3:::hitsave-releases", "{name}");
-                            assert_eq!(
-                                s["Condition"]["StringLike"]["s3:prefix"][0], "hitsave/*",
-                                "{name}: listing must be limited to the prefix"
-                            );
+                            let prefixes = s["Condition"]["StringLike"]["s3:prefix"]
+                                .as_array()
+                                .unwrap_or_else(|| panic!("{name}: listing without a prefix"));
+                            for p in prefixes {
+                                let p = p.as_str().unwrap();
+                                assert!(p.starts_with("hitsave/"), "{name}: lists {p}");
+                                if let Some(env) = name
+                                    .strip_prefix("instance-role-")
+                                    .and_then(|n| n.strip_suffix("-policy.json"))
+                                    && p.starts_with("hitsave/backups/")
+                                {
+                                    assert!(
+                                        p == "hitsave/backups/"
+                                            || p == format!("hitsave/backups/{env}/*"),
+                                        "{name}: lists {p}, another environment's backups"
+                                    );
+                                }
+                            }
                         } else if a.starts_with("s3:") {
                             let under = under.unwrap_or_else(|| {
                                 panic!("{name}: {a} on {r}, outside the prefix")

@@ -112,6 +112,11 @@ pub fn policy_linter() -> anyhow::Result<Utf8PathBuf> {
     Ok(pip_tools("parliament-1", &["parliament==1.6.4"], &["parliament"])?.join("parliament"))
 }
 
+/// sslyze, the TLS scanner, pinned, in a virtualenv under the cache (made once).
+pub fn tls_scanner() -> anyhow::Result<Utf8PathBuf> {
+    Ok(pip_tools("sslyze-1", &["sslyze==6.3.1"], &["sslyze"])?.join("sslyze"))
+}
+
 /// The bin/ directory of a virtualenv `name` under the cache with `packages` installed from
 /// PyPI, made once (again when one of `programs` is missing from it).
 fn pip_tools(name: &str, packages: &[&str], programs: &[&str]) -> anyhow::Result<Utf8PathBuf> {

@@ -93,7 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &crate::install::host::command("backup", &args.root),
     )?;
     let (server, current, env) = match args.db_container {
-        Some(container) => (Server::in_container(container)?, host.current(), "local".into()),
+        Some(container) => (
+            Server::in_container(container)?,
+            host.current(),
+            "local".into(),
+        ),
         None => {
             let current = host.current().with_context(|| {
                 format!(

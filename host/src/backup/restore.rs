@@ -190,7 +190,13 @@ fn prepare<'a>(
     } else {
         let env = super::environment_of(&Stack::open(&host.release_dir(current))?);
         let (record, store_dir) = pick(host, store, args, &env)?;
-        admit(ui, &record, &env, &server.database_id()?, args.from.as_deref())?;
+        admit(
+            ui,
+            &record,
+            &env,
+            &server.database_id()?,
+            args.from.as_deref(),
+        )?;
         done.backup = Some(record.id.clone());
         let dump = local_dump(ui, host, store, &record, store_dir.as_deref())?;
         let incoming = Incoming::ours(server, format!("{}{RESTORING}{stamp}", server.live));
@@ -391,9 +397,9 @@ fn pick(
                 )
             })?;
             found_in = Some(found.dir.clone());
-            store
-                .get(&found.record_key())?
-                .with_context(|| format!("{} is gone from {}", found.record_key(), store.describe()))?
+            store.get(&found.record_key())?.with_context(|| {
+                format!("{} is gone from {}", found.record_key(), store.describe())
+            })?
         }
     };
     Ok((BackupRecord::parse(&bytes)?, found_in))

@@ -519,7 +519,10 @@ fn limits(env: Env) -> [(&'static str, &'static str); 10] {
         ("HITSAVE_API_PIDS", "256"),
         ("HITSAVE_WEB_MEMORY", if small { "256m" } else { "512m" }),
         ("HITSAVE_WEB_PIDS", "256"),
-        ("HITSAVE_MIGRATE_MEMORY", if small { "256m" } else { "512m" }),
+        (
+            "HITSAVE_MIGRATE_MEMORY",
+            if small { "256m" } else { "512m" },
+        ),
         ("HITSAVE_MIGRATE_PIDS", "128"),
         ("HITSAVE_NGINX_MEMORY", if small { "128m" } else { "256m" }),
         ("HITSAVE_NGINX_PIDS", "128"),

@@ -78,11 +78,12 @@ impl Https {
 }
 
 /// TLS 1.2 and 1.3 only, Mozilla's "intermediate" ECDHE suites (no DHE: it would need a
-/// dhparam file), the server not imposing its order, no session tickets (their key would
-/// outlive forward secrecy); HSTS only on what was served over HTTPS.
+/// dhparam file) and curves, the server not imposing its order, no session tickets (their key
+/// would outlive forward secrecy); HSTS only on what was served over HTTPS.
 const TLS_SETTINGS: &str = "ssl_certificate /etc/nginx/tls/fullchain.pem;\n\
 ssl_certificate_key /etc/nginx/tls/privkey.pem;\n\
 ssl_protocols TLSv1.2 TLSv1.3;\n\
+ssl_ecdh_curve X25519:prime256v1:secp384r1;\n\
 ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;\n\
 ssl_prefer_server_ciphers off;\n\
 ssl_session_tickets off;\n\
@@ -105,12 +106,7 @@ const LB_READY_FILE: &str = "lb-ready.txt";
 
 /// Renders the site; `https` adds 443 listeners with the host's certificate files, sends
 /// plain-HTTP requests to https:// (but ACME's challenges) and adds the security headers.
-pub fn render(
-    template: &str,
-    domain: &str,
-    https: Option<Https>,
-    upstreams: &Upstreams,
-) -> String {
+pub fn render(template: &str, domain: &str, https: Option<Https>, upstreams: &Upstreams) -> String {
     let (settings, listen, default, to_https, headers) = match https {
         Some(h) => (
             format!(
@@ -147,10 +143,7 @@ pub fn render(
 
 /// The named location that answers a maintenance 503 with `page` (the status stays 503).
 fn maintenance_location(page: &str, headers: &str) -> String {
-    let headers: String = headers
-        .lines()
-        .map(|l| format!("    {l}\n"))
-        .collect();
+    let headers: String = headers.lines().map(|l| format!("    {l}\n")).collect();
     format!(
         "    location @maintenance {{\n        root /etc/nginx/conf.d;\n        \
          add_header Retry-After {RETRY_AFTER} always;\n        \
@@ -361,11 +354,17 @@ mod tests {
             site.find("location = /lb-health").unwrap() < site.find("server_name api.").unwrap()
         );
         assert!(lb.find("conf.d/draining").unwrap() < lb.find("auth_request /lb-ready;").unwrap());
-        assert!(lb.contains("alias /etc/nginx/conf.d/lb-ready.txt;") && !lb.contains("maintenance"));
+        assert!(
+            lb.contains("alias /etc/nginx/conf.d/lb-ready.txt;") && !lb.contains("maintenance")
+        );
         assert!(site.contains("set $lb_api http://api:8080;"));
         // HTTPS only: each site host's `location /` sends plain HTTP to https://, after the
         // challenges (their own location); the headers on every site host and maintenance page.
-        assert_eq!(site.matches("return 301 https://$host$request_uri;").count(), 2);
+        assert_eq!(
+            site.matches("return 301 https://$host$request_uri;")
+                .count(),
+            2
+        );
         assert_eq!(
             site.matches("add_header Strict-Transport-Security $hitsave_hsts always;")
                 .count(),

@@ -18,8 +18,14 @@ use hitsave_host::tls::cert::{CertInfo, Files, Kind};
 
 const DOMAIN: &str = "staging.hitsave.io";
 
-/// `release` is in `store` (the install suite's v1).
-pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Result<()> {
+/// `release` is in `store` (the install suite's v1); `main` is the install suite's own host
+/// (environment `local`), still serving, for the backups of two environments in one store.
+pub fn scenario(
+    root: &Utf8Path,
+    store: &Utf8Path,
+    release: &str,
+    main: &Harness,
+) -> anyhow::Result<()> {
     let (mut h, cleanup) = Harness::fresh(root, "acme")?;
     h.store = store.to_owned();
     let mut pebble = Pebble::start(&h.work, h.port)?;
@@ -68,6 +74,7 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
     );
     let issued_in = seconds_after(&text, "certificate issued in ").unwrap_or(f64::NAN);
     https_ok(&h, &pebble, &names)?;
+    https_only(&h, &pebble, &names)?;
     let (_, status) = run(&on_host(&h, &["status", "--json"]))?;
     let (_, doctor) = run(&on_host(&h, &["doctor", "--tls"]))?;
     ensure!(
@@ -202,6 +209,7 @@ pub fn scenario(root: &Utf8Path, store: &Utf8Path, release: &str) -> anyhow::Res
 
     // The private keys: 0600, and in no output, history, container or image.
     secrets_stay_private(&h, &said, &key)?;
+    crate::test::restore::across_environments(main, &h)?;
     drop(cleanup);
     std::fs::remove_dir_all(&h.work)?;
     Ok(())
@@ -230,6 +238,121 @@ fn curl_https(h: &Harness, pebble: &Pebble, name: &str, path: &str) -> Command {
         .arg(format!("{name}:{}:127.0.0.1", h.https_port))
         .arg(format!("https://{name}:{}{path}", h.https_port));
     cmd
+}
+
+/// Once a certificate is served: plain HTTP to every site host is sent to https:// with the
+/// same path (but ACME's challenges, and the health paths), a balancer's forwarded HTTPS is
+/// served on port 80, the HTTPS answers carry the security headers and no version, and
+/// sslyze (no one here wrote it) finds the TLS configuration compliant with Mozilla's
+/// "intermediate" one: TLS 1.2 and 1.3 only, no cipher outside its list, HSTS.
+fn https_only(h: &Harness, pebble: &Pebble, names: &[String]) -> anyhow::Result<()> {
+    let plain = |name: &str, path: &str, extra: &[&str]| -> anyhow::Result<(String, String)> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-"])
+            .args(extra)
+            .arg("--resolve")
+            .arg(format!("{name}:{}:127.0.0.1", h.port))
+            .arg(format!("http://{name}:{}{path}", h.port))
+            .output()?;
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+        Ok((status, head))
+    };
+    for name in names {
+        let (status, head) = plain(name, "/some/page?x=1", &[])?;
+        ensure!(
+            status == "301" && head.contains(&format!("Location: https://{name}/some/page?x=1")),
+            "http://{name}/some/page?x=1 answered:\n{head}"
+        );
+        let (status, _) = plain(name, "/.well-known/acme-challenge/no-such-token", &[])?;
+        ensure!(
+            status == "404",
+            "an ACME challenge path on {name}:80 answered {status}"
+        );
+    }
+    for (path, want) in [("/nginx-health", "200"), ("/lb-health", "200")] {
+        let (status, _) = plain("127.0.0.1", path, &[])?;
+        ensure!(status == want, "{path} on port 80 answered {status}");
+    }
+    let body = hitsave_host::http::get(h.port, "127.0.0.1", "/lb-health");
+    ensure!(
+        body.as_ref()
+            .is_some_and(|(s, b)| *s == 200 && b == "ready\n"),
+        "/lb-health says more than `ready`: {body:?}"
+    );
+    // Through a TLS-terminating balancer (X-Forwarded-Proto: https from a private address).
+    let (status, head) = plain(&names[0], "/", &["-H", "X-Forwarded-Proto: https"])?;
+    ensure!(
+        status == "200" && head.contains("Strict-Transport-Security: max-age=86400"),
+        "a balancer's forwarded HTTPS request on port 80:\n{head}"
+    );
+    let out = curl_https(h, pebble, &names[0], "/")
+        .args(["-o", "/dev/null", "-D", "-"])
+        .output()?;
+    let head = String::from_utf8_lossy(&out.stdout);
+    for header in [
+        "Strict-Transport-Security: max-age=86400",
+        "X-Content-Type-Options: nosniff",
+        "Referrer-Policy: strict-origin-when-cross-origin",
+        "Content-Security-Policy: frame-ancestors 'none'",
+        "Server: nginx\r\n",
+    ] {
+        ensure!(
+            head.contains(header),
+            "HTTPS answers lack {header:?}:\n{head}"
+        );
+    }
+
+    let sslyze = crate::tools::tls_scanner()?;
+    let report = h.work.join("sslyze.json");
+    let out = Command::new(&sslyze)
+        .args(["--mozilla_config=intermediate", "--certinfo_ca_file"])
+        .arg(&pebble.issuer_root)
+        .arg(format!("--json_out={report}"))
+        .arg(format!("{}:{}{{127.0.0.1}}", names[0], h.https_port))
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let compliance = said
+        .split("COMPLIANCE AGAINST TLS CONFIGURATION")
+        .nth(1)
+        .unwrap_or(&said)
+        .trim();
+    ensure!(
+        out.status.success(),
+        "sslyze finds the TLS configuration not compliant with Mozilla's intermediate one:\n{compliance}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    let result = &json["server_scan_results"][0]["scan_result"];
+    let accepted = |scan: &str| -> Vec<String> {
+        result[scan]["result"]["accepted_cipher_suites"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["cipher_suite"]["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for old in [
+        "ssl_2_0_cipher_suites",
+        "ssl_3_0_cipher_suites",
+        "tls_1_0_cipher_suites",
+        "tls_1_1_cipher_suites",
+    ] {
+        ensure!(accepted(old).is_empty(), "{old}: {:?}", accepted(old));
+    }
+    let hsts = &result["http_headers"]["result"]["strict_transport_security_header"];
+    ensure!(
+        hsts["max_age"] == 86400,
+        "sslyze sees no HSTS with a day's max-age: {hsts}"
+    );
+    eprintln!(
+        "xtask: test: acme: http:// answers 301 to https:// on every name (challenges and health paths excepted); sslyze: {compliance}; TLS 1.2 suites {:?}, TLS 1.3 suites {:?}, HSTS max-age {}",
+        accepted("tls_1_2_cipher_suites"),
+        accepted("tls_1_3_cipher_suites"),
+        hsts["max_age"]
+    );
+    Ok(())
 }
 
 /// Every name answers over HTTPS with a certificate pebble's root vouches for.

@@ -40,7 +40,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         &head,
     )?;
     let result = scenario(&h, &twin)
-        .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?));
+        .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?, &h));
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);
@@ -147,6 +147,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
         h.last_history()?
     );
     eprintln!("xtask: test: v2 serves, rows and the db container kept; re-install is a no-op");
+    least_privilege(h)?;
 
     // v3: an API that never becomes ready: the old release comes back. An API-only change
     // uploads the API artifact and a few KiB (the bundle, manifest, records and pointers).
@@ -292,6 +293,203 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What each running container may do, from `docker inspect`: the apps run as the
+/// unprivileged APP_UID with no capability; db and nginx with only the capabilities their
+/// entrypoints need; every one without privilege escalation, with a memory and a process
+/// limit and a bounded /tmp. The secret files are the apps' uid's alone, and a fork bomb
+/// started in the API's container is stopped by its process limit while the site answers.
+fn least_privilege(h: &Harness) -> anyhow::Result<()> {
+    let uid = hitsave_host::secrets::APP_UID;
+    let expected: [(&str, &[&str]); 4] = [
+        ("api", &[]),
+        ("web", &[]),
+        (
+            "db",
+            &[
+                "CAP_CHOWN",
+                "CAP_DAC_READ_SEARCH",
+                "CAP_FOWNER",
+                "CAP_SETGID",
+                "CAP_SETUID",
+            ],
+        ),
+        (
+            "nginx",
+            &[
+                "CAP_CHOWN",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_SETGID",
+                "CAP_SETUID",
+            ],
+        ),
+    ];
+    for (service, caps) in expected {
+        let id = h.container_id(service)?;
+        let inspect: Value = serde_json::from_str(&docker(&["inspect", &id])?)?;
+        let c = &inspect[0];
+        let host = &c["HostConfig"];
+        let mut cap_add: Vec<String> = host["CapAdd"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|c| format!("CAP_{}", c.trim_start_matches("CAP_")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        cap_add.sort();
+        ensure!(
+            cap_add == caps,
+            "{service} adds capabilities {cap_add:?}, not {caps:?}"
+        );
+        ensure!(
+            host["CapDrop"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|c| c == "ALL" || c == "CAP_ALL")),
+            "{service} keeps Docker's default capabilities: {}",
+            host["CapDrop"]
+        );
+        ensure!(
+            host["SecurityOpt"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("no-new-privileges")))),
+            "{service} may gain privileges: {}",
+            host["SecurityOpt"]
+        );
+        ensure!(
+            host["Memory"].as_u64().is_some_and(|m| m > 0)
+                && host["PidsLimit"].as_i64().is_some_and(|p| p > 0),
+            "{service} has no memory or process limit: {} bytes, {} processes",
+            host["Memory"],
+            host["PidsLimit"]
+        );
+        ensure!(
+            host["Tmpfs"]["/tmp"]
+                .as_str()
+                .is_some_and(|o| o.contains("size=")),
+            "{service}'s /tmp is not bounded: {}",
+            host["Tmpfs"]
+        );
+        if matches!(service, "api" | "web") {
+            ensure!(
+                c["Config"]["User"] == format!("{uid}:{uid}"),
+                "{service} runs as {:?}, not {uid}",
+                c["Config"]["User"]
+            );
+        }
+        if service == "web" {
+            ensure!(
+                !c["Mounts"].to_string().contains("/run/secrets"),
+                "web mounts a secret: {}",
+                c["Mounts"]
+            );
+        }
+    }
+    // The secret files: the apps' uid's, 0600, and no other uid in the container reads them.
+    for name in hitsave_host::secrets::NAMES {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(h.host_root.join("secrets").join(name))?;
+        ensure!(
+            meta.uid() == uid && meta.permissions().mode() & 0o777 == 0o600,
+            "secrets/{name} is uid {} mode {:o}",
+            meta.uid(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let api = h.container_id("api")?;
+    ensure!(
+        docker(&[
+            "exec",
+            "--user",
+            "1000",
+            &api,
+            "cat",
+            "/run/secrets/jwt_secret"
+        ])
+        .is_err(),
+        "another uid in the API's container reads its secret"
+    );
+
+    // A fork bomb, as an operator's `xtask exec` would start it, for 10 s under load.
+    let load = Load::start(h.port, DOMAIN, 50, Duration::from_secs(600));
+    let bomb =
+        h.t.command(
+            &h.host_args(&[
+                "exec",
+                "api",
+                "--",
+                "timeout",
+                "-s",
+                "KILL",
+                "10",
+                "sh",
+                "-c",
+                "b() { b | b & }; b",
+            ]),
+            &[],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let report = load.stop();
+    let events = pids_events(&api)?;
+    ensure!(
+        events > 0,
+        "the fork bomb never reached the API's process limit (exit {bomb})"
+    );
+    ensure!(
+        report.failed == 0 && report.requests > 100,
+        "{} of {} requests failed while a fork bomb ran in the API's container: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    ensure!(
+        h.container_id("api")? == api,
+        "the API's container was replaced after the fork bomb"
+    );
+    hitsave_host::process::wait_until(
+        "the API to be healthy again",
+        Duration::from_secs(60),
+        || Ok(docker(&["inspect", "--format", "{{.State.Health.Status}}", &api])? == "healthy"),
+    )?;
+    eprintln!(
+        "xtask: test: every container least-privileged (apps as uid {uid}, listed capabilities, limits, bounded /tmp); a fork bomb in the API hit its process limit {events} times while {} requests all succeeded",
+        report.requests
+    );
+    Ok(())
+}
+
+/// How many times a container's processes were refused for its process limit (the pids
+/// controller's `max` events, cgroup v1 or v2).
+fn pids_events(container: &str) -> anyhow::Result<u64> {
+    let pid = docker(&["inspect", "--format", "{{.State.Pid}}", container])?;
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (controllers == "pids" || controllers.is_empty()).then(|| {
+                if controllers.is_empty() {
+                    format!("/sys/fs/cgroup{path}/pids.events")
+                } else {
+                    format!("/sys/fs/cgroup/pids{path}/pids.events")
+                }
+            })
+        })
+        .context("no pids cgroup for the container")?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
 /// An API-only release uploads the API artifact and less than 100 KiB besides.
 fn api_only_upload(summary: &Value) -> anyhow::Result<()> {
     let artifacts = summary["artifacts"].as_array().context("no artifacts")?;
@@ -353,14 +551,19 @@ fn pre_migrate_backup(h: &Harness, v2: &str) -> anyhow::Result<()> {
     ensure!(
         record.environment.as_deref() == Some("local")
             && record.host.as_deref() == Some(h.host_id()?.as_str())
-            && record.database.as_ref().is_some_and(|d| d.name == "hitsave")
+            && record
+                .database
+                .as_ref()
+                .is_some_and(|d| d.name == "hitsave")
             && record.id.contains(&h.host_id()?),
         "the record does not name the environment, the host and the database: {record:?}"
     );
     ensure!(
         std::fs::read(h.store.join(record.dump_key()))? == dump
             && h.store.join(record.record_key()).is_file()
-            && record.dump_key().starts_with(&format!("backups/local/{}/", h.host_id()?)),
+            && record
+                .dump_key()
+                .starts_with(&format!("backups/local/{}/", h.host_id()?)),
         "backup {id} is not in the store under backups/local/<host>/"
     );
     let db = h.container_id("db")?;

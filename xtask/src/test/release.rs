@@ -1672,7 +1672,9 @@ fn s3_list_and_delete(garage: &Garage) -> anyhow::Result<()> {
         "list_dirs: {:?}",
         store.list_dirs("backups")?
     );
-    eprintln!("xtask: test: garage: list, list_dirs and delete under a prefix, for backup retention");
+    eprintln!(
+        "xtask: test: garage: list, list_dirs and delete under a prefix, for backup retention"
+    );
     Ok(())
 }
 

@@ -158,9 +158,8 @@ fn refusals(h: &Harness, v5: &str, v5_backup: &str) -> anyhow::Result<()> {
             aside.join(format!("{v5_backup}.{suffix}")),
         )?;
     }
-    let record = schema::BackupRecord::parse(&std::fs::read(
-        aside.join(format!("{v5_backup}.json")),
-    )?)?;
+    let record =
+        schema::BackupRecord::parse(&std::fs::read(aside.join(format!("{v5_backup}.json")))?)?;
     let stored = h.store.join(record.dump_key());
     let good = std::fs::read(&stored)?;
     let mut bad = good.clone();
@@ -261,4 +260,195 @@ fn has_created_at(h: &Harness) -> anyhow::Result<bool> {
 
 fn replaced(h: &Harness) -> anyhow::Result<Vec<String>> {
     server(h)?.databases("hitsave_replaced_")
+}
+
+/// Two hosts of different environments (`main`, the install suite's, is `local`; `staging`,
+/// the ACME test's) share one store, a real Garage: each backs up several times with a
+/// retention of two; each host's retention leaves the other's backups alone; `restore
+/// --latest` picks the host's own; a backup of the other environment, or one of another
+/// database, is refused unless named with `--from`, which then says what it restores from.
+/// Two backups started at once on the two hosts are both kept.
+pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::Result<()> {
+    let garage = crate::test::garage::Garage::start()?;
+    garage.create_bucket("backups")?;
+    let env = garage.client_env();
+    let url = "s3://backups/hitsave";
+    let run = |h: &Harness, args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let all = h.host_args(args);
+        eprintln!("xtask: test: xtask {}", all.join(" "));
+        Ok(h.t
+            .command(&all, &env)
+            .env("SUDO_USER", OPERATOR)
+            .output()?)
+    };
+    let backup = |h: &Harness| -> anyhow::Result<schema::BackupRecord> {
+        let out = run(
+            h,
+            &[
+                "backup", "--store", url, "--keep", "2", "--days", "0", "--json",
+            ],
+        )?;
+        ensure!(
+            out.status.success(),
+            "backup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        schema::BackupRecord::parse(&out.stdout)
+    };
+    let store = s3_store(&garage)?;
+    let listed =
+        |h: &Harness, env: &str| -> anyhow::Result<Vec<String>> {
+            Ok(hitsave_host::backup::stored_in(
+                &store,
+                &schema::backups_dir(env, Some(&h.host_id()?)),
+            )?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
+        };
+
+    // Two at once, one on each host: both kept (the ids, and the keys, name their host).
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| backup(main));
+        let b = s.spawn(|| backup(staging));
+        (a.join(), b.join())
+    });
+    let (a, b) = (a.expect("a backup thread")?, b.expect("a backup thread")?);
+    ensure!(
+        a.id != b.id
+            && listed(main, "local")?.contains(&a.id)
+            && listed(staging, "staging")?.contains(&b.id),
+        "two backups at once: {} and {} are not both in the store",
+        a.id,
+        b.id
+    );
+    eprintln!(
+        "xtask: test: backups taken at once on two hosts are both kept: {} and {}{}",
+        a.id,
+        b.id,
+        if a.time == b.time {
+            " (the same second)"
+        } else {
+            ""
+        }
+    );
+
+    // Three more each, alternating: each host's retention (2) prunes its own only.
+    let mut last = (a, b);
+    for _ in 0..3 {
+        let before = listed(staging, "staging")?;
+        last.0 = backup(main)?;
+        ensure!(
+            listed(staging, "staging")? == before,
+            "the local host's retention touched staging's backups"
+        );
+        let before = listed(main, "local")?;
+        last.1 = backup(staging)?;
+        ensure!(
+            listed(main, "local")? == before,
+            "the staging host's retention touched local's backups"
+        );
+    }
+    for (h, env, newest) in [(main, "local", &last.0), (staging, "staging", &last.1)] {
+        let ids = listed(h, env)?;
+        ensure!(
+            ids.len() <= 3 && ids.contains(&newest.id),
+            "{env}: retention 2 kept {ids:?} (pinned backups aside)"
+        );
+        ensure!(
+            newest.environment.as_deref() == Some(env)
+                && newest.host.as_deref() == Some(h.host_id()?.as_str())
+                && newest.database.is_some(),
+            "{env}: the record does not name its environment, host and database: {newest:?}"
+        );
+    }
+
+    // --latest picks each host's own.
+    for (h, newest) in [(main, &last.0), (staging, &last.1)] {
+        let out = run(h, &["restore", "--latest", "--store", url])?;
+        ensure!(
+            out.status.success(),
+            "restore --latest: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entry = h.last_history()?;
+        ensure!(
+            entry["backup"] == newest.id.as_str(),
+            "restore --latest chose {} rather than {}",
+            entry["backup"],
+            newest.id
+        );
+    }
+    eprintln!("xtask: test: restore --latest on each host picked its own newest backup");
+
+    // Another environment's backup: refused by id, then restored with --from, saying so.
+    let out = run(main, &["restore", &last.1.id, "--store", url])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && said.contains("environment staging's")
+            && said.contains("--from staging/"),
+        "restoring staging's backup on the local host without --from:\n{said}"
+    );
+    let out = run(
+        main,
+        &["restore", "--latest", "--from", "staging", "--store", url],
+    )?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success()
+            && said.contains(&format!(
+                "restoring backup {} from staging/{}",
+                last.1.id,
+                staging.host_id()?
+            )),
+        "restore --latest --from staging:\n{said}"
+    );
+    eprintln!(
+        "xtask: test: staging's backup on the local host: refused without --from; with --from staging it restores, naming the source"
+    );
+
+    // A backup of this environment but another database (a record whose cluster differs).
+    let mut other = last.1.clone();
+    other.id = other.id.replace(&staging.host_id()?, "test-elsewhere");
+    other.host = Some("test-elsewhere".into());
+    if let Some(db) = &mut other.database {
+        db.system_identifier = "1".into();
+    }
+    let dir = schema::backups_dir("staging", Some("test-elsewhere"));
+    let mut dump = Vec::new();
+    hitsave_host::store::Store::download(
+        &store,
+        &last.1.dump_key(),
+        &mut dump,
+        last.1.size,
+        &|_| {},
+    )?;
+    hitsave_host::store::Store::put(&store, &format!("{dir}/{}.dump", other.id), &dump)?;
+    hitsave_host::store::Store::put(&store, &other.record_key(), &schema::to_bytes(&other))?;
+    let out = run(staging, &["restore", &other.id, "--store", url])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && said.contains("not from this host's database")
+            && said.contains("--from staging/test-elsewhere"),
+        "restoring another database's backup without --from:\n{said}"
+    );
+    eprintln!("xtask: test: a backup of another database is refused without --from");
+    drop(garage);
+    Ok(())
+}
+
+/// The test's Garage bucket `backups`, prefix `hitsave`, as a store.
+fn s3_store(garage: &crate::test::garage::Garage) -> anyhow::Result<hitsave_host::store::S3Store> {
+    for (k, v) in garage.client_env() {
+        // SAFETY: nothing else reads the environment while the install suite runs this.
+        unsafe { std::env::set_var(k, v) };
+    }
+    hitsave_host::store::S3Store::connect(hitsave_host::store::S3Options {
+        bucket: "backups".into(),
+        prefix: "hitsave".into(),
+        endpoint_url: Some(garage.endpoint.clone()),
+        path_style: true,
+    })
 }
