@@ -18,8 +18,11 @@ if [ "$(id -u)" = 0 ]; then
             initdb --username="$user" --pwfile="$pwfile" --auth-host=scram-sha-256 \
                    --auth-local=trust --encoding=UTF8 -D "$PGDATA" >/dev/null
         rm -f "$pwfile"
-        echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
-        echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+        # As postgres, whose files these are: root here has no right to write them (the
+        # container keeps only the capabilities this script needs; none overrides access).
+        setpriv --reuid=postgres --regid=postgres --init-groups sh -c '
+            echo "listen_addresses = '"'*'"'" >> "$PGDATA/postgresql.conf"
+            echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"'
         if [ "$db" != postgres ]; then
             setpriv --reuid=postgres --regid=postgres --init-groups \
                 postgres --single -D "$PGDATA" postgres <<SQL >/dev/null

@@ -152,6 +152,44 @@ fn download_compose(dest: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The label a base image carries: the SHA-256 of the files it was built from.
+const INPUTS_LABEL: &str = "io.hitsave.base-image-inputs";
+
+/// SHA-256 over every file of deploy/base-images (names and bytes, sorted).
+fn context_hash(context: &Utf8Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut files: Vec<Utf8PathBuf> = context
+        .read_dir_utf8()
+        .with_context(|| format!("cannot read {context}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path().to_owned())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut hash = sha2::Sha256::new();
+    for file in files {
+        hash.update(file.file_name().unwrap_or_default().as_bytes());
+        hash.update(std::fs::read(&file)?);
+    }
+    Ok(hitsave_schema::hex(&hash.finalize()))
+}
+
+/// The inputs label of a local image, if it has one.
+fn image_inputs(tag: &str) -> Option<String> {
+    duct::cmd!(
+        "docker",
+        "image",
+        "inspect",
+        "--format",
+        format!("{{{{index .Config.Labels \"{INPUTS_LABEL}\"}}}}"),
+        tag
+    )
+    .stderr_null()
+    .read()
+    .ok()
+    .map(|s| s.trim().to_owned())
+}
+
 /// What the tests and `bench deploy` need to run stacks: Docker Engine (started here when none
 /// runs; stopped when the returned guard drops), Compose v2 and the base images.
 pub fn ready_for_stacks(root: &Utf8Path) -> anyhow::Result<Option<Child>> {
@@ -191,12 +229,15 @@ pub fn base_images(root: &Utf8Path, rebuild: bool) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir)?;
     }
     let context = root.join("deploy/base-images");
+    // An image made from other files than these is made again: a changed entrypoint must not
+    // hide behind an old tag.
+    let inputs = context_hash(&context)?;
     for (file, tag) in [
         ("postgres.Dockerfile", "hitsave-base/postgres:15"),
         ("nginx.Dockerfile", "hitsave-base/nginx:bookworm"),
         ("node.Dockerfile", "hitsave-base/node:20"),
     ] {
-        if image_exists(tag) && !rebuild {
+        if image_exists(tag) && !rebuild && image_inputs(tag).as_deref() == Some(inputs.as_str()) {
             continue;
         }
         eprintln!("xtask: building {tag}");
@@ -204,6 +245,8 @@ pub fn base_images(root: &Utf8Path, rebuild: bool) -> anyhow::Result<()> {
             "docker",
             "build",
             "--quiet",
+            "--label",
+            format!("{INPUTS_LABEL}={inputs}"),
             "--file",
             context.join(file),
             "--tag",
