@@ -412,27 +412,26 @@ fn least_privilege(h: &Harness) -> anyhow::Result<()> {
         "another uid in the API's container reads its secret"
     );
 
-    // A fork bomb, as an operator's `xtask exec` would start it, for 10 s under load.
+    // A fork bomb, as an operator's `xtask exec` would start it, under load. The shell that
+    // starts it becomes `sleep` (no fork needed), so timeout's SIGKILL to its process group
+    // ends the bomb after 10 s.
     let load = Load::start(h.port, DOMAIN, 50, Duration::from_secs(600));
+    let mut args = h.host_args(&["exec", "api"]);
+    args.extend([
+        "--",
+        "timeout",
+        "-s",
+        "KILL",
+        "10",
+        "sh",
+        "-c",
+        "b() { b | b & }; b; exec sleep 60",
+    ]);
     let bomb =
-        h.t.command(
-            &h.host_args(&[
-                "exec",
-                "api",
-                "--",
-                "timeout",
-                "-s",
-                "KILL",
-                "10",
-                "sh",
-                "-c",
-                "b() { b | b & }; b",
-            ]),
-            &[],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
+        h.t.command(&args, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
     std::thread::sleep(Duration::from_secs(2));
     let report = load.stop();
     let events = pids_events(&api)?;
