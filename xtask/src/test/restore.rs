@@ -363,9 +363,17 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
         );
     }
 
-    // --latest picks each host's own.
-    for (h, newest) in [(main, &last.0), (staging, &last.1)] {
-        let out = run(h, &["restore", "--latest", "--store", url])?;
+    // --latest picks each host's own. During the first, `maintenance off` waits for the
+    // restore's lock instead of ending its maintenance page early.
+    for (n, (h, newest)) in [(main, &last.0), (staging, &last.1)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = if n == 0 {
+            restore_while_maintenance_off(h, &env, url)?
+        } else {
+            run(h, &["restore", "--latest", "--store", url])?
+        };
         ensure!(
             out.status.success(),
             "restore --latest: {}",
@@ -437,6 +445,38 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
     eprintln!("xtask: test: a backup of another database is refused without --from");
     drop(garage);
     Ok(())
+}
+
+/// `restore --latest` from `url`, and `maintenance off` once the restore holds the install
+/// lock: maintenance off waits for it, saying who holds it, and ends after the restore.
+fn restore_while_maintenance_off(
+    h: &Harness,
+    env: &[(&str, String)],
+    url: &str,
+) -> anyhow::Result<std::process::Output> {
+    let restore =
+        h.t.command(&h.host_args(&["restore", "--latest", "--store", url]), env)
+            .env("SUDO_USER", OPERATOR)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+    let lock = h.host_root.join("install.lock");
+    hitsave_host::process::wait_until(
+        "the restore to hold the install lock",
+        Duration::from_secs(60),
+        || Ok(std::fs::read_to_string(&lock).is_ok_and(|l| l.contains("(restore"))),
+    )?;
+    let off =
+        h.t.command(&h.host_args(&["maintenance", "off"]), &[])
+            .output()?;
+    let out = restore.wait_with_output()?;
+    let said = String::from_utf8_lossy(&off.stderr);
+    ensure!(
+        off.status.success() && said.contains("held by") && said.contains("(restore"),
+        "maintenance off during a restore did not wait for it:\n{said}"
+    );
+    eprintln!("xtask: test: maintenance off during a restore waited for the restore's lock");
+    Ok(out)
 }
 
 /// The test's Garage bucket `backups`, prefix `hitsave`, as a store.
