@@ -799,14 +799,17 @@ fn backup_retention(h: &Harness) -> anyhow::Result<()> {
         ids.sort();
         Ok(ids)
     };
+    let own = h
+        .store
+        .join(hitsave_schema::backups_dir("local", Some(&h.host_id()?)));
     let on_host = records(&h.host_root.join("backups"))?;
-    let in_store = records(&h.store.join("backups"))?;
+    let in_store = records(&own)?;
     ensure!(
         on_host == expected && in_store == expected,
         "after --keep 1 --days 0: host {on_host:?}, store {in_store:?}; expected {expected:?} ({} was pruned)",
         first["id"]
     );
-    let dumps = std::fs::read_dir(h.store.join("backups"))?.count();
+    let dumps = std::fs::read_dir(&own)?.count();
     ensure!(
         dumps == 4,
         "the store keeps {dumps} files, not 2 backups and their records"
