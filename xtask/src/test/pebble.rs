@@ -63,6 +63,8 @@ impl Pebble {
                     "httpPort": http_port,
                     "tlsPort": free_port()?,
                     "ocspResponderURL": "",
+                    // 90 days, as Let's Encrypt issues (pebble's own default is five years).
+                    "certificateValidityPeriod": 7_776_000,
                     "externalAccountBindingRequired": false
                 }
             }))?,
