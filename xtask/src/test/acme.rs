@@ -306,7 +306,11 @@ fn https_only(h: &Harness, pebble: &Pebble, names: &[String]) -> anyhow::Result<
     let sslyze = crate::tools::tls_scanner()?;
     let report = h.work.join("sslyze.json");
     let out = Command::new(&sslyze)
-        .args(["--mozilla_config=intermediate", "--certinfo_ca_file"])
+        .args([
+            "--mozilla_config=intermediate",
+            "--http_headers",
+            "--certinfo_ca_file",
+        ])
         .arg(&pebble.issuer_root)
         .arg(format!("--json_out={report}"))
         .arg(format!("{}:{}{{127.0.0.1}}", names[0], h.https_port))
