@@ -45,7 +45,7 @@ struct Status {
 
 #[derive(Serialize)]
 struct VerifiedBackup {
-    id: String,
+    id: hitsave_schema::BackupId,
     /// Seconds since its drill passed.
     age_seconds: u64,
 }

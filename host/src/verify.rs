@@ -139,10 +139,16 @@ pub struct Which {
     pub release: Option<ReleaseId>,
     /// The release a channel points at.
     #[arg(long, value_name = "NAME")]
-    pub channel: Option<String>,
+    pub channel: Option<hitsave_schema::Channel>,
     /// The release built from a commit (full sha).
-    #[arg(long, value_name = "SHA")]
-    pub commit: Option<String>,
+    #[arg(long, value_name = "SHA", value_parser = parse_commit)]
+    pub commit: Option<hitsave_schema::Commit>,
+}
+
+/// `--commit`: a full git sha, in either case.
+fn parse_commit(sha: &str) -> anyhow::Result<hitsave_schema::Commit> {
+    hitsave_schema::Commit::new(sha.to_ascii_lowercase())
+        .map_err(|_| anyhow::anyhow!("--commit wants a full 40-character git sha, not {sha:?}"))
 }
 
 /// The release id the flags name, following a pointer when needed; the pointer's signature
@@ -152,16 +158,8 @@ pub fn resolve(store: &dyn Store, args: &Which, trust: &Trust) -> anyhow::Result
         return Ok(id.clone());
     }
     let key = match (&args.channel, &args.commit) {
-        (Some(channel), _) => {
-            manifest::check_channel(channel)?;
-            manifest::channel_key(channel)
-        }
-        (None, Some(commit)) => {
-            if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-                bail!("--commit wants a full 40-character git sha, not {commit:?}");
-            }
-            manifest::commit_key(&commit.to_ascii_lowercase())
-        }
+        (Some(channel), _) => manifest::channel_key(channel),
+        (None, Some(commit)) => manifest::commit_key(commit),
         (None, None) => unreachable!("clap requires one of --release, --channel, --commit"),
     };
     let bytes = store

@@ -1,5 +1,6 @@
-//! The two ids store keys and host paths are made of. Each is checked once, when it is made or
-//! parsed, so every `ReleaseId` and `Sha256` in the program is safe to put in a path.
+//! The ids store keys and host paths are made of. Each is checked once, when it is made or
+//! parsed, so every `ReleaseId`, `Sha256`, `Commit`, `Channel` and `BackupId` in the program
+//! is safe to put in a path or a key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,15 +19,37 @@ pub struct ReleaseId(String);
 #[serde(try_from = "String", into = "String")]
 pub struct Sha256(String);
 
+/// A full git commit id: 40 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Commit(String);
+
+/// A channel's name (`main`, `production`): the key `channels/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Channel(String);
+
+/// A backup's id, `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>`: a file name on the host and a key
+/// in the store, so the release id alphabet only.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+/// Whether `name` is safe as one component of a key or a path: only `[0-9A-Za-z._-]`, not
+/// starting with a dot, at most 128 characters.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Release ids appear in store keys and host paths: only `[0-9A-Za-z._-]`, not starting with
 /// a dot, at most 128 characters.
 pub fn check_release_id(id: &str) -> anyhow::Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let ok = is_name(id);
     if !ok {
         bail!(
             "{id:?} is not a release id: use letters, digits, '.', '_' and '-' (like 20261101120000-0123456789ab)"
@@ -51,12 +74,14 @@ pub(crate) fn is_hex(s: &str, len: usize) -> bool {
 }
 
 impl ReleaseId {
+    /// A release id, checked.
     pub fn new(id: impl Into<String>) -> anyhow::Result<ReleaseId> {
         let id = id.into();
         check_release_id(&id)?;
         Ok(ReleaseId(id))
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -77,7 +102,71 @@ impl ReleaseId {
     }
 }
 
+impl Commit {
+    /// A commit id, checked (a short sha or a branch name is refused).
+    pub fn new(sha: impl Into<String>) -> anyhow::Result<Commit> {
+        let sha = sha.into();
+        if !is_hex(&sha, 40) {
+            bail!("{sha:?} is not a git commit (40 lowercase hex digits)");
+        }
+        Ok(Commit(sha))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its first 12 digits, as release ids and messages show it.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl Channel {
+    /// A channel name, checked: it becomes a store key.
+    pub fn new(name: impl Into<String>) -> anyhow::Result<Channel> {
+        let name = name.into();
+        if !is_name(&name) {
+            bail!(
+                "{name:?} is not a channel name: use letters, digits, '.', '_' and '-' (like main or production)"
+            );
+        }
+        Ok(Channel(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl BackupId {
+    /// A backup id, checked: it becomes a file name and a store key.
+    pub fn new(id: impl Into<String>) -> anyhow::Result<BackupId> {
+        let id = id.into();
+        if !is_name(&id) {
+            bail!("{id:?} is not a backup id");
+        }
+        Ok(BackupId(id))
+    }
+
+    /// For messages: `a, b, c`.
+    pub fn list(ids: &[BackupId]) -> String {
+        ids.iter()
+            .map(BackupId::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Sha256 {
+    /// A digest from its hex form, checked.
     pub fn new(hex: impl Into<String>) -> anyhow::Result<Sha256> {
         let hex = hex.into();
         if !is_hex(&hex, 64) {
@@ -91,6 +180,7 @@ impl Sha256 {
         Sha256(hex(&digest))
     }
 
+    /// The digest as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -166,6 +256,9 @@ macro_rules! string_id {
 
 string_id!(ReleaseId);
 string_id!(Sha256);
+string_id!(Commit);
+string_id!(Channel);
+string_id!(BackupId);
 
 #[cfg(test)]
 mod tests {

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! The documents the pipeline writes and reads, each field documented where it is defined:
 //! the artifact store's JSON (manifests, input records, pointers), a bundle's revision.json,
 //! and the two ids every key is built from, `ReleaseId` and `Sha256`, checked when parsed so a
@@ -35,7 +36,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-pub use ids::{ReleaseId, Sha256, check_release_id, hex};
+pub use ids::{BackupId, Channel, Commit, ReleaseId, Sha256, check_release_id, hex, is_name};
 
 /// The schema of the pointers, revisions and backup records this version writes and reads.
 pub const SCHEMA: u32 = 1;
@@ -54,7 +55,7 @@ pub struct Manifest {
     /// `<commit time UTC YYYYMMDDHHMMSS>-<commit12>[-dirty-<8 hex>]`.
     pub release: ReleaseId,
     /// Full git commit the release was built from.
-    pub commit: String,
+    pub commit: Commit,
     /// Committer time of that commit (seconds since the epoch); the release id's time. The
     /// tarballs do not carry it: their entries are dated `components::ARTIFACT_EPOCH`.
     pub commit_time: u64,
@@ -200,7 +201,7 @@ pub struct Pointer {
     /// The release id; its manifest is `releases/<release>/manifest.json`.
     pub release: ReleaseId,
     /// The commit of that release.
-    pub commit: String,
+    pub commit: Commit,
 }
 
 /// `artifacts/<sha256>.tar.gz`.
@@ -219,7 +220,7 @@ pub fn input_key(component: &str, input_hash: &Sha256) -> String {
 }
 
 /// `commits/<git-sha>.json`.
-pub fn commit_key(commit: &str) -> String {
+pub fn commit_key(commit: &Commit) -> String {
     format!("commits/{commit}.json")
 }
 
@@ -230,7 +231,7 @@ pub fn contents_key(contents_hash: &Sha256) -> String {
 }
 
 /// `channels/<name>.json`.
-pub fn channel_key(channel: &str) -> String {
+pub fn channel_key(channel: &Channel) -> String {
     format!("channels/{channel}.json")
 }
 
@@ -266,15 +267,6 @@ fn check_schema_is(schema: u32, expected: u32, what: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Channel names share the release id alphabet: they become store keys.
-pub fn check_channel(name: &str) -> anyhow::Result<()> {
-    check_release_id(name).map_err(|_| {
-        anyhow::anyhow!(
-            "{name:?} is not a channel name: use letters, digits, '.', '_' and '-' (like main or production)"
-        )
-    })
-}
-
 impl Manifest {
     /// Parses and validates a manifest: every digest and name that later becomes a key or a
     /// path is checked here, so a crafted manifest cannot point outside the store.
@@ -289,9 +281,6 @@ impl Manifest {
         check_schema_is(v.schema, MANIFEST_SCHEMA, "the manifest")?;
         let m: Manifest =
             serde_json::from_slice(bytes).context("the manifest is not valid JSON")?;
-        if !ids::is_hex(&m.commit, 40) {
-            bail!("the manifest's commit {:?} is not a git sha", m.commit);
-        }
         if m.artifacts.is_empty() {
             bail!("the manifest lists no artifacts");
         }
@@ -330,10 +319,12 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The artifact of `component`, if the release has one.
     pub fn artifact(&self, component: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.component == component)
     }
 
+    /// The bytes of all its artifacts' tarballs together.
     pub fn total_size(&self) -> u64 {
         self.artifacts.iter().map(|a| a.size).sum()
     }
@@ -348,6 +339,7 @@ impl Manifest {
 }
 
 impl InputRecord {
+    /// Parses a record and checks its schema.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<InputRecord> {
         let r: InputRecord =
             serde_json::from_slice(bytes).context("the input record is not valid JSON")?;
@@ -357,6 +349,7 @@ impl InputRecord {
 }
 
 impl Pointer {
+    /// Parses a pointer and checks its schema (its ids are checked as they are parsed).
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Pointer> {
         let p: Pointer = serde_json::from_slice(bytes).context("the pointer is not valid JSON")?;
         check_schema(p.schema, "the pointer")?;
@@ -436,11 +429,12 @@ pub struct BackupRecord {
     pub schema: u32,
     /// `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>` (before hosts were named in it,
     /// `<UTC ...>-<reason>`); the dump is `<id>.dump`. Unique across hosts.
-    pub id: String,
+    pub id: BackupId,
     /// When the snapshot was taken, RFC 3339 UTC.
     pub time: String,
     /// The release that was current, whose schema the dump has.
     pub release: Option<ReleaseId>,
+    /// Why it was taken.
     pub reason: BackupReason,
     /// The newest migration applied in the database (its version), if any.
     pub last_migration: Option<i64>,
@@ -479,17 +473,12 @@ impl std::fmt::Display for DatabaseId {
     }
 }
 
-/// Backup ids become file names and store keys: `[0-9A-Za-z._-]` only, like release ids.
-pub fn check_backup_id(id: &str) -> anyhow::Result<()> {
-    check_release_id(id).map_err(|_| anyhow::anyhow!("{id:?} is not a backup id"))
-}
-
 impl BackupRecord {
+    /// Parses a record and checks its schema, id, environment and host.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<BackupRecord> {
         let r: BackupRecord =
             serde_json::from_slice(bytes).context("the backup record is not valid JSON")?;
         check_schema(r.schema, "the backup record")?;
-        check_backup_id(&r.id)?;
         for name in [&r.environment, &r.host].into_iter().flatten() {
             check_release_id(name).map_err(|_| {
                 anyhow::anyhow!("the backup record's environment or host {name:?} is not a name")
@@ -530,12 +519,12 @@ pub fn backups_dir(env: &str, host: Option<&str>) -> String {
 }
 
 /// `backups/<id>.dump`: a backup from before environments had their own.
-pub fn backup_key(id: &str) -> String {
+pub fn backup_key(id: &BackupId) -> String {
     format!("{BACKUPS}/{id}.dump")
 }
 
 /// `backups/<id>.json`: a record from before environments had their own.
-pub fn backup_record_key(id: &str) -> String {
+pub fn backup_record_key(id: &BackupId) -> String {
     format!("{BACKUPS}/{id}.json")
 }
 
@@ -547,7 +536,7 @@ mod tests {
         Manifest {
             schema: MANIFEST_SCHEMA,
             release: ReleaseId::new("20261101120000-0123456789ab").unwrap(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            commit: Commit::new("0123456789abcdef0123456789abcdef01234567").unwrap(),
             commit_time: 1_793_534_400,
             branch: Some("main".into()),
             dirty: false,

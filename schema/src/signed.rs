@@ -37,14 +37,14 @@ pub fn input_comment(key: &str, r: &InputRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ReleaseId, SCHEMA};
+    use crate::{Commit, ReleaseId, SCHEMA};
 
     #[test]
     fn comments_name_what_is_signed() {
         let p = Pointer {
             schema: SCHEMA,
             release: ReleaseId::new("20261101120000-0123456789ab").unwrap(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            commit: Commit::new("0123456789abcdef0123456789abcdef01234567").unwrap(),
         };
         assert_eq!(
             pointer_comment("channels/main.json", &p),

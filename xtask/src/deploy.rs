@@ -30,7 +30,7 @@ pub struct Args {
     release: Option<ReleaseId>,
     /// Deploy the release a channel points at.
     #[arg(long, value_name = "NAME")]
-    channel: Option<String>,
+    channel: Option<hitsave_schema::Channel>,
     /// The branch whose branch_config entry picks the deployment group [default: the branch
     /// GitHub Actions names, else the checked-out one].
     #[arg(long)]

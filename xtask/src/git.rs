@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub struct Checkout {
     pub root: Utf8PathBuf,
     /// Full SHA-1 of HEAD.
-    pub commit: String,
+    pub commit: hitsave_schema::Commit,
     /// Committer time of HEAD, seconds since the epoch: SOURCE_DATE_EPOCH for the tarballs.
     pub commit_time: u64,
     /// HEAD's committer time as UTC `YYYYMMDDHHMMSS`, the start of the release id.
@@ -52,7 +52,7 @@ impl Checkout {
         else {
             bail!("cannot read HEAD from `git show`: {head:?}");
         };
-        let commit = commit.to_owned();
+        let commit = hitsave_schema::Commit::new(commit)?;
         let commit_time = commit_time.parse().context("cannot read the commit time")?;
         let commit_stamp = commit_stamp.to_owned();
         let branch = std::env::var("GITHUB_HEAD_REF")

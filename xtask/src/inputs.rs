@@ -182,7 +182,7 @@ mod tests {
         };
         Checkout {
             root: "/anywhere".into(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
             commit_time: 0,
             commit_stamp: "20261101120000".into(),
             branch: None,

@@ -16,10 +16,14 @@ use crate::ui::Ui;
 
 /// Restores backup `id` (the newest when `None`) into a throwaway database and compares it
 /// with its record; an error says what differs. Records the verification beside the backup.
-pub fn verify(ui: &Ui, host: &Host, id: Option<&str>) -> anyhow::Result<BackupRecord> {
+pub fn verify(
+    ui: &Ui,
+    host: &Host,
+    id: Option<&hitsave_schema::BackupId>,
+) -> anyhow::Result<BackupRecord> {
     let dir = host.backups_dir();
     let id = match id {
-        Some(id) => id.to_owned(),
+        Some(id) => id.clone(),
         None => super::ids(&dir)?
             .pop()
             .with_context(|| format!("there is no backup in {dir}"))?,

@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
-use hitsave_schema::{self as schema, BackupReason, BackupRecord, SCHEMA, Sha256};
+use hitsave_schema::{self as schema, BackupId, BackupReason, BackupRecord, SCHEMA, Sha256};
 
 mod drill;
 pub mod restore;
@@ -63,7 +63,7 @@ enum Command {
     /// check the schema with the migrator. Exits non-zero saying what differs.
     Verify {
         /// The backup [default: the newest].
-        id: Option<String>,
+        id: Option<BackupId>,
     },
 }
 
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ui = Ui::new();
     let host = Host::open(&args.root)?;
     if let Some(Command::Verify { id }) = &args.command {
-        let record = drill::verify(&ui, &host, id.as_deref())?;
+        let record = drill::verify(&ui, &host, id.as_ref())?;
         if args.json {
             println!(
                 "{}",
@@ -242,12 +242,11 @@ pub fn take(
 }
 
 /// The backups in `dir` that have a record, oldest first (ids start with their UTC time).
-pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<String>> {
-    let mut ids: Vec<String> = match dir.read_dir_utf8() {
+pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<BackupId>> {
+    let mut ids: Vec<BackupId> = match dir.read_dir_utf8() {
         Ok(entries) => entries
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().strip_suffix(".json").map(str::to_owned))
-            .filter(|id| !id.starts_with('.'))
+            .filter_map(|e| BackupId::new(e.file_name().strip_suffix(".json")?).ok())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
@@ -259,7 +258,7 @@ pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<String>> {
 /// A backup in a store: its id, and the directory its dump and record are in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Stored {
-    pub id: String,
+    pub id: BackupId,
     pub dir: String,
 }
 
@@ -279,10 +278,9 @@ pub fn stored_in(store: &dyn Store, dir: &str) -> anyhow::Result<Vec<Stored>> {
     let mut found: Vec<Stored> = store
         .list(dir)?
         .iter()
-        .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".json"))
-        .filter(|id| schema::check_backup_id(id).is_ok())
+        .filter_map(|k| BackupId::new(k.strip_prefix(&prefix)?.strip_suffix(".json")?).ok())
         .map(|id| Stored {
-            id: id.to_owned(),
+            id,
             dir: dir.to_owned(),
         })
         .collect();
@@ -302,13 +300,13 @@ pub fn stored_in_env(store: &dyn Store, env: &str) -> anyhow::Result<Vec<Stored>
 }
 
 /// The backup whose restore drill passed last, and how long ago, if any did.
-pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
+pub fn last_verified(host: &Host) -> Option<(BackupId, std::time::Duration)> {
     let dir = host.backups_dir();
     dir.read_dir_utf8()
         .ok()?
         .filter_map(Result::ok)
         .filter_map(|e| {
-            let id = e.file_name().strip_suffix(".verified")?.to_owned();
+            let id = BackupId::new(e.file_name().strip_suffix(".verified")?).ok()?;
             let text = std::fs::read_to_string(e.path()).ok()?;
             let when = humantime::parse_rfc3339(text.trim()).ok()?;
             Some((id, when))
@@ -319,7 +317,7 @@ pub fn last_verified(host: &Host) -> Option<(String, std::time::Duration)> {
 
 /// `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>`, with `-2`, `-3` ... when that second is taken:
 /// unique across hosts, and sorted by time.
-fn new_id(dir: &camino::Utf8Path, host: &str, reason: BackupReason) -> anyhow::Result<String> {
+fn new_id(dir: &camino::Utf8Path, host: &str, reason: BackupReason) -> anyhow::Result<BackupId> {
     let stamp = crate::install::host::utc_stamp();
     let reason = match reason {
         BackupReason::Manual => "manual",
@@ -337,8 +335,7 @@ fn new_id(dir: &camino::Utf8Path, host: &str, reason: BackupReason) -> anyhow::R
         })
         .find(|id| !dir.join(format!("{id}.dump")).exists())
         .expect("some suffix is free");
-    schema::check_backup_id(&id)?;
-    Ok(id)
+    BackupId::new(id)
 }
 
 /// The backups directory, private to root, without what a crash left in it.

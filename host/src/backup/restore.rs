@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_schema::{self as schema, BackupRecord, ReleaseId};
+use hitsave_schema::{self as schema, BackupId, BackupRecord, ReleaseId};
 
 use super::Server;
 use crate::install::host::{self, Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome};
@@ -32,7 +32,7 @@ pub struct Args {
     /// The backup to restore: its id (`ls <root>/backups`, or backups/<env>/<host>/ in the
     /// store).
     #[arg(group = "which")]
-    backup: Option<String>,
+    backup: Option<BackupId>,
     /// The newest backup of this environment (on the host, or any of its hosts' in the
     /// store), or of the one --from names.
     #[arg(long, group = "which")]
@@ -122,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[derive(Default)]
 struct Done {
     /// The backup restored.
-    backup: Option<String>,
+    backup: Option<hitsave_schema::BackupId>,
     /// The release started on it.
     release: Option<ReleaseId>,
     /// The release did not serve on it, and the old database and release were put back.
@@ -352,7 +352,7 @@ fn pick(
         id.clone()
     } else if args.latest {
         // The host's own first (a backup it took is also in the store), then the store's.
-        let mut ids: Vec<String> = if args.from.is_some() {
+        let mut ids: Vec<BackupId> = if args.from.is_some() {
             Vec::new()
         } else {
             super::ids(&dir)?
@@ -374,7 +374,6 @@ fn pick(
     } else {
         bail!("name a backup, or pass --latest, --before RELEASE or --undo");
     };
-    schema::check_backup_id(&id)?;
     let local = dir.join(format!("{id}.json"));
     let mut found_in = None;
     let bytes = match std::fs::read(&local) {
@@ -451,7 +450,7 @@ fn admit(
 
 /// The backup taken before `release` first touched the database: the one its first install
 /// took, else the newest backup on the host from before that install.
-fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<String> {
+fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<BackupId> {
     let history = host.history()?;
     let first = history
         .iter()

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::install::host::{Action, Host};
 use crate::store::Store;
 use crate::ui::Ui;
+use hitsave_schema::BackupId;
 
 /// How many backups are kept.
 #[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +33,12 @@ impl Default for Retention {
 /// The ids (sorted, so oldest first: they start with their UTC time) that `retention` lets go
 /// on `today` (days since the epoch); `pinned` are never let go.
 pub fn expired(
-    ids: &[String],
+    ids: &[BackupId],
     retention: Retention,
     today: u64,
-    pinned: &BTreeSet<String>,
-) -> Vec<String> {
-    let mut keep: BTreeSet<&String> = ids.iter().rev().take(retention.keep).collect();
+    pinned: &BTreeSet<BackupId>,
+) -> Vec<BackupId> {
+    let mut keep: BTreeSet<&BackupId> = ids.iter().rev().take(retention.keep).collect();
     let mut days_seen = BTreeSet::new();
     for id in ids.iter().rev() {
         let Some(day) = day_of(id) else {
@@ -75,7 +76,7 @@ fn today() -> u64 {
 
 /// What must stay: the newest backup an install took before migrating (the last good
 /// state), the newest one restored, and the last one whose drill passed.
-fn pinned(host: &Host) -> BTreeSet<String> {
+fn pinned(host: &Host) -> BTreeSet<BackupId> {
     let mut pinned = BTreeSet::new();
     if let Ok(history) = host.history() {
         for action in [Action::Install, Action::Restore] {
@@ -107,7 +108,7 @@ pub fn prune(
     let dir = host.backups_dir();
     let local = super::ids(&dir)?;
     // Flat store backups are this host's when it has their record: it made them there.
-    let flat_ours: BTreeSet<String> = local.iter().cloned().collect();
+    let flat_ours: BTreeSet<BackupId> = local.iter().cloned().collect();
     let gone = expired(&local, retention, today(), &pinned);
     for id in &gone {
         for suffix in ["json", "dump", "verified"] {
@@ -121,7 +122,10 @@ pub fn prune(
         }
     }
     if !gone.is_empty() {
-        ui.info(&format!("pruned backups {} on the host", gone.join(", ")));
+        ui.info(&format!(
+            "pruned backups {} on the host",
+            BackupId::list(&gone)
+        ));
     }
     let Some(store) = store else {
         return Ok(());
@@ -136,7 +140,7 @@ pub fn prune(
         )),
     }
     stored.sort_by(|a, b| a.id.cmp(&b.id));
-    let ids: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
+    let ids: Vec<BackupId> = stored.iter().map(|s| s.id.clone()).collect();
     let gone = expired(&ids, retention, today(), &pinned);
     for s in stored.iter().filter(|s| gone.contains(&s.id)) {
         store.delete(&s.record_key())?;
@@ -145,7 +149,7 @@ pub fn prune(
     if !gone.is_empty() {
         ui.info(&format!(
             "pruned backups {} in {}",
-            gone.join(", "),
+            BackupId::list(&gone),
             store.describe()
         ));
     }
@@ -158,7 +162,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_one_a_day_and_the_pinned() {
-        let ids: Vec<String> = [
+        let ids: Vec<BackupId> = [
             "20261101T030000Z-scheduled",
             "20261120T030000Z-scheduled",
             "20261130T030000Z-scheduled",
@@ -166,7 +170,7 @@ mod tests {
             "20261201T100000Z-pre-migrate",
             "20261201T110000Z-manual",
         ]
-        .map(String::from)
+        .map(|id| BackupId::new(id).unwrap())
         .to_vec();
         let today = day_of("20261201").unwrap();
         let none = BTreeSet::new();
@@ -180,7 +184,7 @@ mod tests {
                 "20261201T030000Z-scheduled"
             ]
         );
-        let pinned = BTreeSet::from(["20261101T030000Z-scheduled".to_owned()]);
+        let pinned = BTreeSet::from([ids[0].clone()]);
         let gone = expired(&ids, Retention { keep: 1, days: 0 }, today, &pinned);
         assert!(!gone.contains(&ids[0]) && gone.len() == 4, "{gone:?}");
         assert!(expired(&ids, Retention::default(), today, &none).is_empty());

@@ -149,7 +149,7 @@ mod tests {
         Manifest {
             schema: MANIFEST_SCHEMA,
             release: ReleaseId::new(id).unwrap(),
-            commit: "0".repeat(40),
+            commit: hitsave_schema::Commit::new("0".repeat(40)).unwrap(),
             commit_time: 0,
             branch: branch.map(Into::into),
             dirty: false,

@@ -132,7 +132,7 @@ pub struct HistoryEntry {
     pub error: Option<String>,
     /// The backup taken before this install's migrations (its id), if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<String>,
+    pub backup: Option<hitsave_schema::BackupId>,
     /// True when migrations ran without a backup (`--skip-backup`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backup_skipped: bool,
@@ -145,7 +145,7 @@ pub struct HistoryEntry {
     pub signed_by: Option<String>,
     /// The channel the release was installed from (`--channel`): the downgrade check reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
+    pub channel: Option<hitsave_schema::Channel>,
     /// The secret a `secrets` command set, rotated or expired: its name, never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,

@@ -444,7 +444,7 @@ fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<
         env.0.insert(k.to_owned(), v);
     };
     set("HITSAVE_RELEASE", manifest.release.to_string());
-    set("HITSAVE_COMMIT", manifest.commit.clone());
+    set("HITSAVE_COMMIT", manifest.commit.to_string());
     set("HITSAVE_PROJECT", args.project.clone());
     set("HITSAVE_ENV", args.env.name().to_owned());
     set("HITSAVE_DOMAIN", args.env.domain().into());
@@ -539,7 +539,7 @@ pub struct Migrations<'a> {
     /// `--skip-backup`: migrate without a backup.
     pub skip_backup: bool,
     /// The pre-migrate backup taken (its id).
-    pub backup: Option<String>,
+    pub backup: Option<hitsave_schema::BackupId>,
     /// Migrations were pending and ran without a backup.
     pub skipped: bool,
 }

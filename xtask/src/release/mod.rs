@@ -59,7 +59,7 @@ pub struct ReleaseArgs {
     store: StoreArgs,
     /// Point this channel (e.g. main, production) at the release once it is published.
     #[arg(long, value_name = "NAME")]
-    channel: Vec<String>,
+    channel: Vec<hitsave_schema::Channel>,
     /// Allow a release with uncommitted changes on a channel.
     #[arg(long)]
     allow_dirty: bool,
@@ -106,15 +106,15 @@ impl Outcome {
 struct Summary {
     release: ReleaseId,
     /// The release's commit.
-    commit: String,
+    commit: hitsave_schema::Commit,
     /// The commit this run released: another than `commit` when it ships exactly what that
     /// earlier release ships (only files no component is built from changed).
-    checkout_commit: String,
+    checkout_commit: hitsave_schema::Commit,
     branch: Option<String>,
     dirty: bool,
     store: String,
     manifest: String,
-    channels: Vec<String>,
+    channels: Vec<hitsave_schema::Channel>,
     /// Every byte sent to the store: artifacts, records, the manifest and pointers.
     uploaded_bytes: u64,
     /// True when the store already had this exact release (or one that ships the same).
@@ -174,9 +174,6 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
 pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     let ui = Ui::new();
     let started = Instant::now();
-    for channel in &args.channel {
-        manifest::check_channel(channel)?;
-    }
     let store = store::open(&args.store, &default_store(root))?;
     store.check()?;
     let signer = signer(&ui, &args, store.as_ref())?;
@@ -855,7 +852,14 @@ fn markdown_table(s: &Summary) -> String {
         if s.channels.is_empty() {
             String::new()
         } else {
-            format!("; channels: {}", s.channels.join(", "))
+            format!(
+                "; channels: {}",
+                s.channels
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
     );
     out

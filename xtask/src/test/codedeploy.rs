@@ -328,7 +328,7 @@ pub(crate) fn publish_channel(
     let m = Manifest::parse(&std::fs::read(
         store.join(manifest::manifest_key(&release.parse()?)),
     )?)?;
-    let key = manifest::channel_key(channel);
+    let key = manifest::channel_key(&channel.parse()?);
     let pointer = manifest::Pointer {
         schema: manifest::SCHEMA,
         release: m.release.clone(),

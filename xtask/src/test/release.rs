@@ -484,11 +484,11 @@ fn local_store(
             .join(manifest::manifest_key(&release.parse()?))
             .is_file()
     );
-    ensure!(store.join(manifest::channel_key("ci")).is_file());
+    ensure!(store.join(manifest::channel_key(&"ci".parse()?)).is_file());
     let run_key = crate::test::signing::run_key()?;
     for key in [
         manifest::manifest_key(&release.parse()?),
-        manifest::channel_key("ci"),
+        manifest::channel_key(&"ci".parse()?),
     ] {
         ensure!(
             store.join(manifest::signed::signature_key(&key)).is_file(),
@@ -855,7 +855,7 @@ fn tooling_change_ships_nothing(
         uploaded < 1024,
         "a tooling-only release uploaded {uploaded} bytes: {after}"
     );
-    let pointer_key = manifest::commit_key(&tooling_commit);
+    let pointer_key = manifest::commit_key(&tooling_commit.parse()?);
     let added: Vec<String> = list_files(&store)?
         .into_iter()
         .filter(|f| !objects.contains(f))
@@ -899,7 +899,7 @@ fn edited_manifest_refused(
         .context("no release")?
         .parse()?;
     let manifest_path = store.join(manifest::manifest_key(&id));
-    let pointer_key = manifest::commit_key(tooling_commit);
+    let pointer_key = manifest::commit_key(&tooling_commit.parse()?);
     let pointer = std::fs::read(store.join(&pointer_key))?;
     let pointer_sig = std::fs::read(store.join(manifest::signed::signature_key(&pointer_key)))?;
     let good = std::fs::read(&manifest_path)?;
@@ -1473,7 +1473,7 @@ fn deploy_refuses_what_ci_did_not_sign(
     published: &Manifest,
 ) -> anyhow::Result<()> {
     let manifest_key = manifest::manifest_key(&release.parse()?);
-    let channel_key = manifest::channel_key("ci");
+    let channel_key = manifest::channel_key(&"ci".parse()?);
     let bundle = published.bundle.as_ref().context("no bundle")?;
     let bundle_key = manifest::artifact_key(&bundle.sha256);
     let by_channel = [
@@ -1522,7 +1522,7 @@ fn deploy_refuses_what_ci_did_not_sign(
     )?;
 
     let mut pointer = Pointer::parse(&good_pointer)?;
-    pointer.commit = "0".repeat(40);
+    pointer.commit = manifest::Commit::new("0".repeat(40))?;
     garage.put(&channel_key, &manifest::to_bytes(&pointer))?;
     expect_refused(
         "a channel pointer changed after it was signed",
@@ -1819,7 +1819,7 @@ fn s3_interrupted(t: &Tester, garage: &Garage, root_clean: bool) -> anyhow::Resu
     let release = xtask::inputs::release_id(&checkout);
     for key in [
         manifest::manifest_key(&release),
-        manifest::channel_key("ci"),
+        manifest::channel_key(&"ci".parse()?),
         manifest::commit_key(&checkout.commit),
     ] {
         ensure!(

@@ -297,7 +297,7 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
     };
     let store = s3_store(&garage)?;
     let listed =
-        |h: &Harness, env: &str| -> anyhow::Result<Vec<String>> {
+        |h: &Harness, env: &str| -> anyhow::Result<Vec<schema::BackupId>> {
             Ok(hitsave_host::backup::stored_in(
                 &store,
                 &schema::backups_dir(env, Some(&h.host_id()?)),
@@ -418,7 +418,10 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
 
     // A backup of this environment but another database (a record whose cluster differs).
     let mut other = last.1.clone();
-    other.id = other.id.replace(&staging.host_id()?, "test-elsewhere");
+    other.id = other
+        .id
+        .replace(&staging.host_id()?, "test-elsewhere")
+        .parse()?;
     other.host = Some("test-elsewhere".into());
     if let Some(db) = &mut other.database {
         db.system_identifier = "1".into();

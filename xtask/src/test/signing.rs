@@ -282,7 +282,7 @@ fn channels(
             release: m.release.clone(),
             commit: m.commit.clone(),
         };
-        let key_path = manifest::channel_key(channel);
+        let key_path = manifest::channel_key(&channel.parse()?);
         let bytes = manifest::to_bytes(&p);
         std::fs::create_dir_all(h.store.join("channels"))?;
         std::fs::write(h.store.join(&key_path), &bytes)?;
@@ -313,7 +313,7 @@ fn channels(
         String::from_utf8_lossy(&out.stderr)
     );
     // The pointer moved to another release without a new signature.
-    let pointer_path = h.store.join(manifest::channel_key("signed-test"));
+    let pointer_path = h.store.join(manifest::channel_key(&"signed-test".parse()?));
     let moved = std::fs::read_to_string(&pointer_path)?.replace(current, older);
     std::fs::write(&pointer_path, moved)?;
     let out = install_channel("signed-test", &[])?;
