@@ -10,3 +10,4 @@ pub mod migrations;
 pub mod package;
 pub mod rollout;
 pub mod signing;
+pub mod tidy;
