@@ -467,7 +467,7 @@ fn restore_while_maintenance_off(
     hitsave_host::process::wait_until(
         "the restore to hold the install lock",
         Duration::from_secs(60),
-        || Ok(std::fs::read_to_string(&lock).is_ok_and(|l| l.contains("(restore"))),
+        || Ok(std::fs::read_to_string(&lock).is_ok_and(|l| l.contains("xtask restore"))),
     )?;
     let off =
         h.t.command(&h.host_args(&["maintenance", "off"]), &[])
@@ -475,7 +475,7 @@ fn restore_while_maintenance_off(
     let out = restore.wait_with_output()?;
     let said = String::from_utf8_lossy(&off.stderr);
     ensure!(
-        off.status.success() && said.contains("held by") && said.contains("(restore"),
+        off.status.success() && said.contains("held by") && said.contains("xtask restore"),
         "maintenance off during a restore did not wait for it:\n{said}"
     );
     eprintln!("xtask: test: maintenance off during a restore waited for the restore's lock");
