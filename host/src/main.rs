@@ -17,9 +17,9 @@ use clap::Parser;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: hitsave_host::Command,
+    command: hitsave_host::commands::Command,
 }
 
 fn main() -> std::process::ExitCode {
-    hitsave_host::exit(Cli::parse().command.run())
+    hitsave_host::exit(Cli::parse().command.run(None))
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::components::Component;
-use hitsave_host::elf::{self, GlibcNeed, GlibcVersion};
+use hitsave_host::kit::elf::{self, GlibcNeed, GlibcVersion};
 
 /// One ELF file of a staged component and what it needs.
 #[derive(Debug)]

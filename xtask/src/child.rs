@@ -7,7 +7,7 @@ use std::process::{ChildStderr, ChildStdout, Command, ExitStatus};
 use std::time::Duration;
 
 use anyhow::Context;
-use hitsave_host::process::{Wait, wait_for};
+use hitsave_host::kit::process::{Wait, wait_for};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 

@@ -3,7 +3,7 @@
 //! Every other part of the pipeline (the input hash, the build, the staging layout, the
 //! manifest) reads this table, so adding a component or an input is a one-line change.
 
-use hitsave_host::elf::GlibcVersion;
+use hitsave_host::kit::elf::GlibcVersion;
 
 /// Bump when the build recipe or the staging layout changes in a way that changes artifacts
 /// built from the same inputs: every input hash changes, so everything is built again.

@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_host::store::{self, StoreArgs};
+use hitsave_host::kit::store::{self, StoreArgs};
 use hitsave_schema::{self as manifest, ReleaseId};
 use serde::Serialize;
 use xtask::branch_config::{self, Decision};
 use xtask::rollout::DeploymentConfig;
 
-use hitsave_host::trust::{Keys, Trust};
+use hitsave_host::release::trust::{Keys, Trust};
 
-use hitsave_host::ui::Ui;
+use hitsave_host::kit::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -175,7 +175,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let (bucket, prefix) = split_s3_url(url)?;
     let store = store::open(&args.store, Utf8Path::new("."))?;
     store.check()?;
-    let which = hitsave_host::verify::Which {
+    let which = hitsave_host::release::verify::Which {
         release: args.release.clone(),
         channel: args.channel.clone(),
         commit: match (&args.release, &args.channel) {
@@ -190,8 +190,8 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| root.join("deploy/keys"));
     let trust = Trust::with_keys(Keys::load(&keys_dir)?);
-    let id = hitsave_host::verify::resolve(store.as_ref(), &which, &trust)?;
-    let verified = hitsave_host::verify::read_manifest(store.as_ref(), &id, &trust)?;
+    let id = hitsave_host::release::verify::resolve(store.as_ref(), &which, &trust)?;
+    let verified = hitsave_host::release::verify::read_manifest(store.as_ref(), &id, &trust)?;
     let manifest = verified.manifest;
     let bundle = manifest.bundle.as_ref().with_context(|| {
         format!("release {id} has no CodeDeploy bundle (it predates bundles): release it again with this xtask")
@@ -262,7 +262,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
 /// The bundle object in the store is the one the signed manifest describes: its size, its
 /// ETag and version (what CodeDeploy will be told to insist on) and its SHA-256.
 fn check_bundle_object(
-    store: &dyn hitsave_host::store::Store,
+    store: &dyn hitsave_host::kit::store::Store,
     id: &ReleaseId,
     bundle: &hitsave_schema::BundleRef,
 ) -> anyhow::Result<()> {
@@ -296,7 +296,12 @@ fn check_bundle_object(
             info.version_id.as_deref().unwrap_or("none")
         )));
     }
-    match hitsave_host::verify::check_artifact(store, &bundle.sha256, bundle.size, &|_| {})? {
+    match hitsave_host::release::verify::check_artifact(
+        store,
+        &bundle.sha256,
+        bundle.size,
+        &|_| {},
+    )? {
         None => Ok(()),
         Some(problem) => Err(fail(problem)),
     }
@@ -309,11 +314,11 @@ fn check_environment(
     bundle: &hitsave_schema::BundleRef,
     group: &str,
 ) -> anyhow::Result<()> {
-    let env = hitsave_host::hook::environment_of(group)?;
+    let env = hitsave_host::codedeploy::hooks::environment_of(group)?;
     let its = bundle
         .deployment_group
         .as_deref()
-        .and_then(|g| hitsave_host::hook::environment_of(g).ok());
+        .and_then(|g| hitsave_host::codedeploy::hooks::environment_of(g).ok());
     if its != Some(env) {
         bail!(
             "release {id} {}, not to the {} hosts of deployment group {group}: they would refuse it (unless their host.env lists its branch in HITSAVE_BRANCHES); nothing was deployed",

@@ -11,9 +11,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::Child;
 use crate::tools;
-use hitsave_host::install::preflight;
-use hitsave_host::install::stack::image_exists;
-use hitsave_host::process::wait_until;
+use hitsave_host::kit::process::wait_until;
+use hitsave_host::release::preflight;
+use hitsave_host::site::stack::image_exists;
 
 #[derive(clap::Args)]
 pub struct Args {

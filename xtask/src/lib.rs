@@ -3,6 +3,7 @@
 
 pub mod binaries;
 pub mod branch_config;
+pub mod checkout;
 pub mod components;
 pub mod git;
 pub mod inputs;

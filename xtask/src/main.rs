@@ -57,13 +57,17 @@ enum Command {
     Bench(bench::Args),
     /// Run every test against real services, starting what they need (PostgreSQL, Chromium).
     Test(test::Args),
+    /// Check the host program's structure: layers, no import cycle, clap only in commands/,
+    /// a doc comment on every module, short functions, ARCHITECTURE.md's paths (the lint
+    /// suite runs it too).
+    Tidy,
     #[command(flatten)]
-    Host(hitsave_host::Command),
+    Host(hitsave_host::commands::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let root = hitsave_host::checkout::project_root();
+    let root = xtask::checkout::project_root();
     let result = match cli.command {
         Command::Build(args) => release::build::run(&root, args),
         Command::Package(args) => release::run_package(&root, args),
@@ -74,7 +78,8 @@ fn main() -> ExitCode {
         Command::Images(args) => images::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),
         Command::Test(args) => test::run(&root, args),
-        Command::Host(command) => command.run(),
+        Command::Tidy => test::tidy(&root),
+        Command::Host(command) => command.run(Some(&xtask::checkout::default_store(&root))),
     };
     hitsave_host::exit(result)
 }

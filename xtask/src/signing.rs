@@ -11,7 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-pub use hitsave_host::trust::KeyId;
+pub use hitsave_host::release::trust::KeyId;
 
 /// A secret key ready to sign, with the id of its public key.
 pub struct SigningKey {
@@ -120,7 +120,7 @@ pub fn keygen(secret: &Utf8Path, public: &Utf8Path, force: bool) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hitsave_host::trust::{Keys, Signed};
+    use hitsave_host::release::trust::{Keys, Signed};
 
     #[test]
     fn keygen_sign_and_the_host_verifies() {

@@ -44,7 +44,7 @@ pub struct Summary {
 
 /// Runs every check on the repository at `root`; the error lists every finding.
 pub fn check(root: &Utf8Path) -> anyhow::Result<Summary> {
-    let graph = Graph::read(&root.join("host/src"))?;
+    let graph = Graph::read(root)?;
     let mut problems = graph.problems();
     let (paths, missing) = architecture_paths(root)?;
     problems.extend(missing);
@@ -78,7 +78,10 @@ struct Graph {
 }
 
 impl Graph {
-    fn read(src: &Utf8Path) -> anyhow::Result<Graph> {
+    /// Reads `<root>/host/src`.
+    fn read(root: &Utf8Path) -> anyhow::Result<Graph> {
+        let src = root.join("host/src");
+        let src = src.as_path();
         let mut files = Vec::new();
         for entry in walkdir::WalkDir::new(src).sort_by_file_name() {
             let entry = entry?;
@@ -116,13 +119,14 @@ impl Graph {
                     edges.entry((path.clone(), target)).or_insert(*line);
                 }
             }
-            let has_doc = ast.attrs.iter().any(|a| {
-                matches!(a.style, syn::AttrStyle::Inner(_)) && a.path().is_ident("doc")
-            });
+            let has_doc = ast
+                .attrs
+                .iter()
+                .any(|a| matches!(a.style, syn::AttrStyle::Inner(_)) && a.path().is_ident("doc"));
             modules.insert(
                 path,
                 Module {
-                    file,
+                    file: file.strip_prefix(root).unwrap_or(&file).to_owned(),
                     has_doc,
                     long_fns: visitor.long_fns,
                     uses_clap: visitor.clap,
@@ -185,33 +189,57 @@ impl Graph {
                 ));
             }
         }
+        let siblings = self.sibling_edges();
         for cycle in self.cycles() {
-            let (from, to) = (&cycle[0], &cycle[1 % cycle.len()]);
-            let line = self.edges.get(&(from.clone(), to.clone())).copied().unwrap_or(0);
+            let uses: Vec<String> = cycle
+                .iter()
+                .zip(cycle.iter().cycle().skip(1))
+                .map(|(from, to)| {
+                    let (file, line) = &siblings[&(from.clone(), to.clone())];
+                    format!("{}:{line} uses {}", self.modules[file].file, name(to))
+                })
+                .collect();
             problems.push(format!(
-                "an import cycle: {} (e.g. {}:{line} uses {}): one of them must not know the other",
+                "an import cycle: {} ({}): one of them must not know the other",
                 cycle
                     .iter()
                     .chain(std::iter::once(&cycle[0]))
                     .map(|m| name(m))
                     .collect::<Vec<_>>()
                     .join(" → "),
-                self.modules[from].file,
-                name(to)
+                uses.join("; ")
             ));
         }
         problems
     }
 
-    /// One cycle through each group of modules that reach each other (Tarjan's strongly
-    /// connected components, then a path around the group).
+    /// The uses between siblings: a use of `a::x::y` by `b::z` is one of `a` by `b` (a folder
+    /// is one module to its neighbours), and a folder's `mod.rs` and its own files may use
+    /// each other (it re-exports them; they share its items). Each with a use that makes it.
+    fn sibling_edges(&self) -> BTreeMap<(ModPath, ModPath), (ModPath, usize)> {
+        let mut siblings = BTreeMap::new();
+        for ((from, to), line) in &self.edges {
+            let common = from.iter().zip(to).take_while(|(a, b)| a == b).count();
+            if common == from.len() || common == to.len() {
+                continue; // One contains the other.
+            }
+            let key = (from[..=common].to_vec(), to[..=common].to_vec());
+            siblings.entry(key).or_insert((from.clone(), *line));
+        }
+        siblings
+    }
+
+    /// One cycle through each group of sibling modules that reach each other (Tarjan's
+    /// strongly connected components, then a path around the group).
     fn cycles(&self) -> Vec<Vec<ModPath>> {
+        let edges = self.sibling_edges();
         let mut next: BTreeMap<&ModPath, Vec<&ModPath>> = BTreeMap::new();
-        for (from, to) in self.edges.keys() {
+        for (from, to) in edges.keys() {
             next.entry(from).or_default().push(to);
         }
+        let nodes: Vec<&ModPath> = next.keys().copied().collect();
         let mut found = Vec::new();
-        for group in strongly_connected(&self.modules.keys().collect::<Vec<_>>(), &next) {
+        for group in strongly_connected(&nodes, &next) {
             if group.len() < 2 {
                 continue;
             }
@@ -455,8 +483,7 @@ impl Uses {
 fn is_test(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
         a.path().is_ident("test")
-            || (a.path().is_ident("cfg")
-                && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test"))
+            || (a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test"))
     })
 }
 
@@ -473,7 +500,10 @@ impl<'ast> Visit<'ast> for Uses {
     }
     fn visit_path(&mut self, p: &'ast syn::Path) {
         let segments: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
-        let line = p.segments.first().map_or(0, |s| s.ident.span().start().line);
+        let line = p
+            .segments
+            .first()
+            .map_or(0, |s| s.ident.span().start().line);
         // One segment is a local name or an item of this module (or `crate` in `pub(crate)`).
         if segments.len() > 1 {
             self.note(segments, line);
@@ -574,10 +604,19 @@ mod tests {
     }
 
     const GOOD: &[(&str, &str)] = &[
-        ("lib.rs", "//! root\npub mod commands;\npub mod kit;\npub mod site;\n"),
-        ("commands/mod.rs", "//! verbs\nuse crate::site::stack::Stack;\n#[derive(clap::Parser)]\npub struct A;\n"),
+        (
+            "lib.rs",
+            "//! root\npub mod commands;\npub mod kit;\npub mod site;\n",
+        ),
+        (
+            "commands/mod.rs",
+            "//! verbs\nuse crate::site::stack::Stack;\n#[derive(clap::Parser)]\npub struct A;\n",
+        ),
         ("site/mod.rs", "//! site\npub mod stack;\n"),
-        ("site/stack.rs", "//! stack\nuse crate::kit::process;\npub struct Stack;\n"),
+        (
+            "site/stack.rs",
+            "//! stack\nuse crate::kit::process;\npub struct Stack;\n",
+        ),
         ("kit/mod.rs", "//! kit\npub mod process;\n"),
         ("kit/process.rs", "//! process\npub fn run() {}\n"),
     ];
@@ -608,7 +647,9 @@ mod tests {
             "//! process\npub fn run() { let _ = crate::site::stack::Stack; }\n",
         )]));
         assert!(
-            found.contains("kit/process.rs:2: kit::process (kit) uses site::stack (site), a layer above it"),
+            found.contains(
+                "kit/process.rs:2: kit::process (kit) uses site::stack (site), a layer above it"
+            ),
             "{found}"
         );
         // Inside a macro's arguments too.
@@ -616,15 +657,24 @@ mod tests {
             "site/stack.rs",
             "//! stack\npub struct Stack;\nfn f() { println!(\"{:?}\", crate::commands::A); }\n",
         )]));
-        assert!(found.contains("site::stack (site) uses commands (commands)"), "{found}");
+        assert!(
+            found.contains("site::stack (site) uses commands (commands)"),
+            "{found}"
+        );
     }
 
     #[test]
     fn a_cycle_fails() {
         let found = problems(&with(&[
             ("site/mod.rs", "//! site\npub mod stack;\npub mod swap;\n"),
-            ("site/stack.rs", "//! stack\nuse super::swap::swap;\npub struct Stack;\n"),
-            ("site/swap.rs", "//! swap\nuse super::stack::Stack;\npub fn swap() {}\n"),
+            (
+                "site/stack.rs",
+                "//! stack\nuse super::swap::swap;\npub struct Stack;\n",
+            ),
+            (
+                "site/swap.rs",
+                "//! swap\nuse super::stack::Stack;\npub fn swap() {}\n",
+            ),
         ]));
         assert!(
             found.contains("an import cycle: site::stack → site::swap → site::stack"),
@@ -644,7 +694,10 @@ mod tests {
             ("kit/process.rs", long),
         ]));
         assert!(found.contains("site::stack uses clap"), "{found}");
-        assert!(found.contains("site::stack has no `//!` comment"), "{found}");
+        assert!(
+            found.contains("site::stack has no `//!` comment"),
+            "{found}"
+        );
         assert!(
             found.contains(&format!("fn run is {} lines", MAX_FN_LINES + 1)),
             "{found}"

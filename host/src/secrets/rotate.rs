@@ -18,15 +18,16 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use camino::Utf8Path;
 
-use super::grace::{Rotation, Rotations, now, rfc3339};
-use super::{WITH_PREVIOUS, previous_file, replace_private};
-use crate::install::app::App;
-use crate::install::cpu::Weights;
-use crate::install::host::Host;
-use crate::install::stack::Stack;
-use crate::install::swap;
-use crate::psql::{Database, scram_verifier};
-use crate::ui::Ui;
+use crate::database::psql::{Database, scram_verifier};
+use crate::kit::files::replace_private;
+use crate::kit::ui::Ui;
+use crate::site::app::App;
+use crate::site::cpu::Weights;
+use crate::site::host::Host;
+use crate::site::rotations::{Rotation, Rotations, now, rfc3339};
+use crate::site::secret_files::{WITH_PREVIOUS, previous_file};
+use crate::site::stack::Stack;
+use crate::site::swap;
 
 /// Secrets xtask makes up a value for; the others (GitHub's client secret) come from stdin.
 pub fn generated(name: &str) -> bool {
@@ -61,8 +62,8 @@ impl Rotate<'_> {
                 "the current release predates live rotation (its compose file has no {name}_previous): install a newer release first; nothing was changed"
             );
         }
-        super::remove_leftovers(&dir)?;
-        super::ensure_previous_files(&dir)?;
+        crate::site::secret_files::remove_leftovers(&dir)?;
+        crate::site::secret_files::ensure_previous_files(&dir)?;
         let mut rotations = Rotations::read(&dir)?;
         let current = dir.join(name);
         let previous = previous_file(&dir, name);
@@ -96,16 +97,16 @@ impl Rotate<'_> {
         if resume && old != read(&previous)? && self.value.as_ref().is_some_and(|v| *v != old) {
             bail!(
                 "the interrupted rotation of {name} already wrote its new value, and it is not the one given: run `{}` without a value to finish it first",
-                crate::install::host::command(&format!("secrets rotate {name}"), &self.host.root)
+                crate::site::host::command(&format!("secrets rotate {name}"), &self.host.root)
             );
         }
         if !resume || old == read(&previous)? {
             let new = match self.value {
                 Some(v) => v,
-                None if generated(name) => super::random_hex(32)?,
+                None if generated(name) => crate::kit::random::random_hex(32)?,
                 None => bail!(
                     "{name} is issued elsewhere (GitHub's OAuth app settings): pipe the new value in, `... | {}`",
-                    crate::install::host::command(
+                    crate::site::host::command(
                         &format!("secrets rotate {name} --from-stdin"),
                         &self.host.root
                     )
@@ -131,7 +132,7 @@ impl Rotate<'_> {
                 rotations.write(&dir)?;
             }
             replace_private(&current, new.as_bytes())?;
-            super::hand_over(&dir)?;
+            crate::site::secret_files::hand_over(&dir)?;
             self.ui.info(&format!(
                 "wrote the new {name}; the old value is kept as {} until {}",
                 previous.file_name().unwrap_or_default(),
@@ -208,14 +209,14 @@ pub fn expire(
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let dir = host.secrets_dir();
-    super::remove_leftovers(&dir)?;
+    crate::site::secret_files::remove_leftovers(&dir)?;
     let mut rotations = Rotations::read(&dir)?;
     let due = rotations.due(now());
     for name in &due {
         let previous = previous_file(&dir, name);
         if WITH_PREVIOUS.contains(&name.as_str()) {
             replace_private(&previous, b"")?;
-            super::hand_over(&dir)?;
+            crate::site::secret_files::hand_over(&dir)?;
             let apps = apps_mounting(stack, &format!("{name}_previous"))?;
             ui.info(&format!(
                 "the grace period of the previous {name} is over: removed; replacing {} so that none holds it",

@@ -168,9 +168,9 @@ impl Client<'_> {
                     self.directory
                 )
             })?;
-        super::cert::create_private_dir(&self.state_dir)?;
+        crate::kit::files::create_private_dir(&self.state_dir)?;
         let _ = std::fs::remove_file(&file);
-        crate::secrets::write_private(&file, &serde_json::to_string(&credentials)?)?;
+        crate::kit::files::write_private(&file, &serde_json::to_string(&credentials)?)?;
         Ok(account)
     }
 }

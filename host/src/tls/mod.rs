@@ -12,7 +12,6 @@
 //! `--force`.
 
 pub mod acme;
-pub mod cert;
 
 use std::time::Duration;
 
@@ -20,11 +19,11 @@ use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
-use crate::install::Env;
-use crate::install::host::Host;
-use crate::install::stack::Stack;
-use crate::ui::Ui;
-use cert::{CertInfo, Files, Kind};
+use crate::kit::ui::Ui;
+use crate::site::host::Host;
+use crate::site::settings::Env;
+use crate::site::stack::Stack;
+use crate::site::tls_files::{CertInfo, Files, Kind};
 
 /// Let's Encrypt's directories.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -153,7 +152,7 @@ pub fn ensure(
         return Ok(Outcome::Fresh(current.expect("not due, so there is one")));
     }
     let backoff = read_backoff(host);
-    if !force && backoff.next_attempt > cert::now() {
+    if !force && backoff.next_attempt > crate::site::tls_files::now() {
         return Ok(Outcome::Deferred(format!(
             "the last attempt failed ({}); the next one waits until {} (`--force` to try now)",
             backoff.last_error,
@@ -168,7 +167,7 @@ pub fn ensure(
         names.join(", ")
     ));
     let started = std::time::Instant::now();
-    let client = acme::Client {
+    let client = crate::tls::acme::Client {
         directory,
         email: args.acme_email.as_deref(),
         ca_root: args.acme_ca_root.as_deref(),
@@ -213,17 +212,17 @@ fn record_failure(
     };
     let state = Backoff {
         failures,
-        next_attempt: cert::now() + wait,
+        next_attempt: crate::site::tls_files::now() + wait,
         last_error: text.clone(),
     };
     // Private like the rest of tls/ (the error may name the host's setup).
     let file = backoff_file(host);
     if let Some(dir) = file.parent() {
-        let _ = cert::create_private_dir(dir);
+        let _ = crate::kit::files::create_private_dir(dir);
     }
     let _ = std::fs::remove_file(&file);
     if let Ok(json) = serde_json::to_string(&state) {
-        let _ = crate::secrets::write_private(&file, &json);
+        let _ = crate::kit::files::write_private(&file, &json);
     }
     anyhow::anyhow!(
         "no new certificate for {} ({text}); {}; the next attempt waits {} min",
@@ -249,23 +248,17 @@ pub fn apply(
     let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
     let domain = stack.domain()?.to_owned();
     let outcome = ensure(ui, host, env, &domain, args, force)?;
-    let changed = crate::install::nginx::set_tls(
+    let changed = crate::site::nginx::set_tls(
         &stack.release_dir,
         &host.nginx_dir(),
         &domain,
-        serves_https(stack)?,
+        crate::site::nginx::serves_https(stack)?,
     )?;
     if changed || matches!(outcome, Outcome::Issued(_)) {
-        crate::install::swap::reload_nginx(stack)?;
+        crate::site::swap::reload_nginx(stack)?;
         ui.info("nginx reloaded: new connections get the new certificate, open ones finish");
     }
     Ok(outcome)
-}
-
-/// Whether nginx should listen on 443: a TLS environment whose certificate files are there.
-pub fn serves_https(stack: &Stack) -> anyhow::Result<bool> {
-    let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
-    Ok(env.tls() && Files::new(camino::Utf8Path::new(stack.env.get("HITSAVE_TLS_DIR")?)).present())
 }
 
 /// One line for `status` and `doctor --tls`: the names, issuer and expiry, or what is missing;
@@ -282,7 +275,7 @@ pub fn report(host: &Host) -> Result<String, String> {
         None => Err(format!(
             "no certificate in {}: an install issues one (or `{}`){failing}",
             files.dir,
-            crate::install::host::command("tls renew", &host.root)
+            crate::site::host::command("tls renew", &host.root)
         )),
         Some(c) if c.remaining() < Duration::from_secs(WARN_DAYS * 86_400) => Err(format!(
             "the certificate expires in fewer than {WARN_DAYS} days: {}{failing}",
@@ -318,7 +311,7 @@ enum Command {
 #[derive(clap::Args)]
 struct RenewArgs {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
     root: Utf8PathBuf,
     #[command(flatten)]
     tls: TlsArgs,
@@ -333,7 +326,7 @@ struct RenewArgs {
 #[derive(clap::Args)]
 struct StatusArgs {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::install::host::DEFAULT_ROOT)]
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
     root: Utf8PathBuf,
 }
 
@@ -355,13 +348,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn renew(args: RenewArgs) -> anyhow::Result<()> {
-    crate::install::yield_cpu();
+    crate::site::cpu::yield_cpu();
     let ui = Ui::new();
     let host = Host::open(&args.root)?;
-    let _lock = crate::install::lock::InstallLock::acquire(
+    let _lock = crate::site::lock::InstallLock::acquire(
         &host.lock_file(),
         Duration::from_secs(args.lock_timeout),
-        &crate::install::host::command("tls renew", &args.root),
+        &crate::site::host::command("tls renew", &args.root),
     )?;
     let current = host.current().with_context(|| {
         format!(
@@ -428,8 +421,11 @@ mod tests {
         assert!(ensure(&ui, &host, Env::Production, "hitsave.io", &down, true).is_err());
         assert_eq!(read_backoff(&host).failures, 2);
         // A fresh certificate for the names is not due; one for other names is.
-        let (chain, key) =
-            cert::tests::self_signed(&["hitsave.io", "www.hitsave.io", "api.hitsave.io"]);
+        let (chain, key) = crate::site::tls_files::tests::self_signed(&[
+            "hitsave.io",
+            "www.hitsave.io",
+            "api.hitsave.io",
+        ]);
         Files::new(&host.tls_dir()).install(&chain, &key).unwrap();
         let out = ensure(&ui, &host, Env::Production, "hitsave.io", &down, false).unwrap();
         assert!(matches!(out, Outcome::Fresh(_)), "{out:?}");

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
-use hitsave_host::backup::{Drill, Server};
-use hitsave_host::ui::{Ui, human_bytes};
+use hitsave_host::database::drill::Drill;
+use hitsave_host::database::server::Server;
+use hitsave_host::kit::ui::{Ui, human_bytes};
 use hitsave_schema::BackupRecord;
 
 use crate::child::Child;
@@ -30,11 +31,11 @@ const SIZE: u64 = 1 << 30;
 pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let _dockerd = crate::images::ready_for_stacks(root)?;
     let ui = Ui::new();
-    let work = hitsave_host::checkout::target_dir(root)
+    let work = xtask::checkout::target_dir(root)
         .join(format!("xtask/bench-backup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let image = hitsave_host::install::base_images(true)
+    let image = hitsave_host::site::settings::base_images(true)
         .into_iter()
         .find(|(k, _)| *k == "HITSAVE_POSTGRES_IMAGE")
         .map(|(_, image)| image)
@@ -129,7 +130,7 @@ fn measure(
         "exec",
         "-i",
         "--env",
-        hitsave_host::backup::server::SERIAL_INDEX_BUILDS,
+        hitsave_host::database::server::SERIAL_INDEX_BUILDS,
         &server.container,
         "pg_restore",
         "--username",
@@ -145,7 +146,7 @@ fn measure(
     server.drop_database("bench_plain")?;
     let started = Instant::now();
     let restored =
-        hitsave_host::backup::restore::restore_into(ui, server, "bench_ours", &dump, &record);
+        hitsave_host::database::restore::restore_into(ui, server, "bench_ours", &dump, &record);
     let ours = started.elapsed();
     let _ = server.drop_database("bench_ours");
     restored?;
@@ -179,7 +180,7 @@ fn backup(
     server: &Server,
     store: Option<(&str, Vec<(&'static str, String)>)>,
 ) -> anyhow::Result<(Duration, BackupRecord, u64)> {
-    let mut cmd = std::process::Command::new(hitsave_host::checkout::current_exe()?);
+    let mut cmd = std::process::Command::new(hitsave_host::kit::process::current_exe()?);
     cmd.args(["backup", "--root", host_root.as_str(), "--json"])
         .args(["--db-container", &server.container])
         .current_dir(root)

@@ -19,7 +19,7 @@ use crate::images;
 use crate::test::install::{DOMAIN, Harness, commit_and_release, release, replace};
 use crate::test::load::{Load, Report};
 use crate::test::release::{checkout, git};
-use hitsave_host::install::swap::Strategy;
+use hitsave_host::site::swap::Strategy;
 
 const RATE: u32 = 250;
 /// No deploy here takes this long; the load stops by itself if one does.
@@ -107,7 +107,7 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(
         root,
-        &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
+        &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
     let releases = (|| -> anyhow::Result<_> {

@@ -46,7 +46,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(
         root,
-        &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
+        &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
     let releases = (|| -> anyhow::Result<_> {

@@ -24,7 +24,7 @@ use serde_json::Value;
 use xtask::components;
 
 use crate::test::garage::Garage;
-use hitsave_host::ui::{Ui, human_bytes};
+use hitsave_host::kit::ui::{Ui, human_bytes};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,7 +39,7 @@ pub struct Args {
     trace: bool,
     /// deploy: measure one strategy only.
     #[arg(long, value_enum)]
-    strategy: Option<hitsave_host::install::swap::Strategy>,
+    strategy: Option<hitsave_host::site::swap::Strategy>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -132,7 +132,7 @@ fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let release = |label: &str, store: &str| -> anyhow::Result<(Duration, Value)> {
         let started = Instant::now();
         let mut release = duct::cmd!(
-            hitsave_host::checkout::current_exe()?,
+            hitsave_host::kit::process::current_exe()?,
             "release",
             "--store",
             store,
@@ -160,8 +160,8 @@ fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     };
     // Warm cargo's and npm's caches first (into a throwaway local store), so that "cold"
     // measures what a release does when the store is empty: package and upload everything.
-    let warm_store = hitsave_host::checkout::target_dir(root)
-        .join(format!("xtask/bench-warm-{}", std::process::id()));
+    let warm_store =
+        xtask::checkout::target_dir(root).join(format!("xtask/bench-warm-{}", std::process::id()));
     let warm = release("warm-up", warm_store.as_str());
     std::fs::remove_dir_all(&warm_store).ok();
     warm?;
@@ -234,8 +234,7 @@ fn packaging(
     runs: usize,
 ) -> anyhow::Result<Packaging> {
     ensure!(tree.is_dir(), "{tree} does not exist");
-    let out = hitsave_host::checkout::target_dir(root)
-        .join(format!("xtask/bench-{}", std::process::id()));
+    let out = xtask::checkout::target_dir(root).join(format!("xtask/bench-{}", std::process::id()));
     std::fs::create_dir_all(&out)?;
     let gnu_file = out.join("gnu.tar.gz");
     // --hard-dereference: like ours, GNU then stores every file's content (a tarball must be a

@@ -21,9 +21,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::Signal;
 
 use crate::child::{Child, Stop};
-use hitsave_host::compose::Compose;
-use hitsave_host::process::{Wait, wait_for, wait_until};
-use hitsave_host::ui::Ui;
+use hitsave_host::kit::compose::Compose;
+use hitsave_host::kit::process::{Wait, wait_for, wait_until};
+use hitsave_host::kit::ui::Ui;
 use setup::HOSTS;
 
 #[derive(clap::Args)]
@@ -101,7 +101,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     for (port, flag) in [(args.api_port, "--api-port"), (args.web_port, "--web-port")] {
         ensure_free(port, flag)?;
     }
-    ui.info(&hitsave_host::install::preflight::docker_and_compose()?);
+    ui.info(&hitsave_host::release::preflight::docker_and_compose()?);
     // nginx of an earlier session that was killed before it could stop it.
     stack.run("stopping a leftover nginx", &["stop", "nginx"])?;
     ensure_free(args.port, "--port")?;
@@ -165,8 +165,8 @@ struct Stack {
 
 impl Stack {
     fn new(root: &Utf8Path, args: &Args) -> anyhow::Result<Stack> {
-        let state = hitsave_host::checkout::target_dir(root).join("xtask/dev");
-        let images = hitsave_host::install::base_images(args.local_base_images);
+        let state = xtask::checkout::target_dir(root).join("xtask/dev");
+        let images = hitsave_host::site::settings::base_images(args.local_base_images);
         let image = |key: &str| -> String {
             images
                 .iter()
@@ -215,7 +215,7 @@ impl Stack {
         for (key, image) in &self.env {
             if key.ends_with("_IMAGE")
                 && image.starts_with("hitsave-base/")
-                && !hitsave_host::install::stack::image_exists(image)
+                && !hitsave_host::site::stack::image_exists(image)
             {
                 bail!("image {image} is missing: build the base images with `cargo xtask images`");
             }
@@ -460,7 +460,7 @@ impl Session<'_> {
     }
 
     fn migrate(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<()> {
-        let bin = hitsave_host::checkout::target_dir(root).join("debug/migrate");
+        let bin = xtask::checkout::target_dir(root).join("debug/migrate");
         let mut cmd = Command::new(bin.as_std_path());
         cmd.args(["run", "--wait", "60"]);
         db_env(&mut cmd, root, args);
@@ -475,7 +475,7 @@ impl Session<'_> {
     }
 
     fn spawn_api(&self, root: &Utf8Path, args: &Args) -> anyhow::Result<Child> {
-        let bin = hitsave_host::checkout::target_dir(root).join("debug/hitsave");
+        let bin = xtask::checkout::target_dir(root).join("debug/hitsave");
         let secrets = root.join(".secrets");
         let mut cmd = Command::new(bin.as_std_path());
         db_env(&mut cmd, root, args);
@@ -569,7 +569,7 @@ fn build(ui: &Ui, root: &Utf8Path) -> anyhow::Result<()> {
 
 /// Anything (even an error page) from 127.0.0.1:port: the process is listening.
 fn answers(port: u16, path: &str) -> bool {
-    hitsave_host::http::get(port, "127.0.0.1", path).is_some()
+    hitsave_host::kit::http::get(port, "127.0.0.1", path).is_some()
 }
 
 /// A child in its own process group whose output lines are printed with its name in front;

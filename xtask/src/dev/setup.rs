@@ -4,8 +4,9 @@
 use anyhow::Context;
 use camino::Utf8Path;
 
-use hitsave_host::install::nginx::{Upstreams, render};
-use hitsave_host::secrets::{random_hex, write_private};
+use hitsave_host::kit::files::write_private;
+use hitsave_host::kit::random::random_hex;
+use hitsave_host::site::nginx::{Upstreams, render};
 
 /// The names the local stack answers to.
 pub const HOSTS: &[&str] = &[
@@ -22,7 +23,7 @@ pub fn ensure_secrets(root: &Utf8Path) -> anyhow::Result<Vec<&'static str>> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     let mut made = Vec::new();
-    for name in hitsave_host::secrets::NAMES {
+    for name in hitsave_host::site::secret_files::NAMES {
         let path = dir.join(name);
         if !path.exists() {
             write_private(&path, &random_hex(24)?)?;
@@ -30,7 +31,7 @@ pub fn ensure_secrets(root: &Utf8Path) -> anyhow::Result<Vec<&'static str>> {
         }
     }
     // Compose mounts a rotation's previous values too: empty files.
-    hitsave_host::secrets::ensure_previous_files(&dir)?;
+    hitsave_host::site::secret_files::ensure_previous_files(&dir)?;
     Ok(made)
 }
 

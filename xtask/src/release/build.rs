@@ -16,7 +16,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xtask::components::{self, Component, Recipe};
 
 use crate::release::web;
-use hitsave_host::ui::Ui;
+use hitsave_host::kit::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
 
 /// Where a component's shipped tree is staged.
 pub fn stage_dir(root: &Utf8Path, component: &Component) -> Utf8PathBuf {
-    hitsave_host::checkout::target_dir(root)
+    xtask::checkout::target_dir(root)
         .join("xtask/stage")
         .join(component.name)
 }
@@ -77,7 +77,7 @@ fn build_rust(
     cargo: &[(&'static Component, &str, &str)],
     source_date_epoch: u64,
 ) -> anyhow::Result<()> {
-    let target = hitsave_host::checkout::target_dir(root);
+    let target = xtask::checkout::target_dir(root);
     let cargo_home = std::env::var("CARGO_HOME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -130,7 +130,7 @@ fn build_web(
     web::install_dependencies(ui, root)?;
     web::build(ui, root, Some(source_date_epoch))?;
     let web = root.join("web");
-    let target = hitsave_host::checkout::target_dir(root);
+    let target = xtask::checkout::target_dir(root);
 
     let stage = stage_dir(root, component);
     std::fs::create_dir_all(&stage)?;

@@ -16,7 +16,7 @@
 
 use anyhow::Context;
 use camino::Utf8Path;
-use hitsave_host::store::StoreArgs;
+use hitsave_host::kit::store::StoreArgs;
 use hitsave_schema::{self as manifest, BundleFile, REVISION_FILE, ReleaseId, Revision, SCHEMA};
 use xtask::branch_config::{self, Decision};
 use xtask::components::ARTIFACT_EPOCH;
@@ -83,7 +83,7 @@ pub fn make(root: &Utf8Path, revision: &Revision, out: &Utf8Path) -> anyhow::Res
         }
     }
     std::fs::write(stage_dir.join(REVISION_FILE), manifest::to_bytes(revision))?;
-    let files = hitsave_host::hook::bundle::list(stage_dir)?;
+    let files = hitsave_host::codedeploy::bundle::list(stage_dir)?;
     let packed = package::pack_dir(stage_dir, &out.join("artifacts"), ARTIFACT_EPOCH)
         .context("packaging the CodeDeploy bundle failed")?;
     Ok(Bundle { packed, files })

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_host::store::{self, Store, StoreArgs};
+use hitsave_host::kit::store::{self, Store, StoreArgs};
 use hitsave_schema::{
     self as manifest, Artifact, BundleRef, InputRecord, MANIFEST_SCHEMA, Manifest, Pointer,
     ReleaseId, Revision, SCHEMA, Sha256,
@@ -38,9 +38,9 @@ use xtask::package;
 use xtask::signing::SigningKey;
 
 use self::signed::{Publisher, Verdict};
-use hitsave_host::trust::Keys;
+use hitsave_host::release::trust::Keys;
 
-use hitsave_host::ui::{Ui, human_bytes};
+use hitsave_host::kit::ui::{Ui, human_bytes};
 
 #[derive(clap::Args)]
 pub struct PackageArgs {
@@ -137,7 +137,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let out = args
         .out
-        .unwrap_or_else(|| hitsave_host::checkout::target_dir(root).join("xtask/dist"));
+        .unwrap_or_else(|| xtask::checkout::target_dir(root).join("xtask/dist"));
     let plan = Plan::read(root)?;
     xtask::migrations::check(root).context("refused before anything was built")?;
     let all: Vec<&'static Component> = COMPONENTS.iter().collect();
@@ -325,7 +325,7 @@ fn trusted_keys(
 
 /// The local store used when no `--store` is given.
 pub fn default_store(root: &Utf8Path) -> Utf8PathBuf {
-    hitsave_host::checkout::target_dir(root).join("hitsave-store")
+    xtask::checkout::target_dir(root).join("hitsave-store")
 }
 
 /// What a release is made of, known before anything is built.
@@ -487,7 +487,7 @@ fn publish(
     }
 
     if !to_build.is_empty() {
-        let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
+        let dist = xtask::checkout::target_dir(root).join("xtask/dist");
         let packed = build_and_pack(ui, root, plan, &to_build, &dist)?;
         let total: u64 = packed.iter().map(|(a, _)| a.size).sum();
         let bar = ui.bytes("uploading artifacts", total);
@@ -529,7 +529,7 @@ fn publish(
 
     // The CodeDeploy bundle, before the manifest that names it and lists its files.
     let bar = ui.spinner("making the CodeDeploy bundle");
-    let dist = hitsave_host::checkout::target_dir(root).join("xtask/dist");
+    let dist = xtask::checkout::target_dir(root).join("xtask/dist");
     let bundle = bundle::make(root, revision, &dist)?;
     let sent = upload_unless_present(
         store,

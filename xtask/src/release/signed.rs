@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use hitsave_host::store::Store;
-use hitsave_host::trust::{KeyId, Keys, Signed};
+use hitsave_host::kit::store::Store;
+use hitsave_host::release::trust::{KeyId, Keys, Signed};
 use hitsave_schema as manifest;
 use xtask::signing::SigningKey;
 

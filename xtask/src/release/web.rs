@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use camino::Utf8Path;
 
 use crate::tools;
-use hitsave_host::ui::Ui;
+use hitsave_host::kit::ui::Ui;
 
 /// `npm ci`, skipped when node_modules was installed from the same package-lock.json.
 pub fn install_dependencies(ui: &Ui, root: &Utf8Path) -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ pub fn install_dependencies(ui: &Ui, root: &Utf8Path) -> anyhow::Result<()> {
         "installing web dependencies (npm ci)",
         duct::cmd!("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline")
             .dir(root.join("web")),
-        &hitsave_host::checkout::target_dir(root).join("xtask/logs/web-deps.log"),
+        &xtask::checkout::target_dir(root).join("xtask/logs/web-deps.log"),
     )?;
     std::fs::write(&marker, &lock)?;
     Ok(())
@@ -68,6 +68,6 @@ pub fn build(ui: &Ui, root: &Utf8Path, source_date_epoch: Option<u64>) -> anyhow
     ui.run_step(
         "building web (npm run build)",
         command,
-        &hitsave_host::checkout::target_dir(root).join("xtask/logs/web-build.log"),
+        &xtask::checkout::target_dir(root).join("xtask/logs/web-build.log"),
     )
 }

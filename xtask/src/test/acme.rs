@@ -14,7 +14,7 @@ use camino::Utf8Path;
 
 use crate::test::install::Harness;
 use crate::test::pebble::Pebble;
-use hitsave_host::tls::cert::{CertInfo, Files, Kind};
+use hitsave_host::site::tls_files::{CertInfo, Files, Kind};
 
 const DOMAIN: &str = "staging.hitsave.io";
 
@@ -185,11 +185,11 @@ pub fn scenario(
     for name in ["fullchain.pem", "privkey.pem"] {
         std::fs::remove_file(tls.join(name))?;
     }
-    hitsave_host::secrets::write_private(
+    hitsave_host::kit::files::write_private(
         &tls.join("fullchain.pem"),
         &String::from_utf8(chain.clone())?,
     )?;
-    hitsave_host::secrets::write_private(
+    hitsave_host::kit::files::write_private(
         &tls.join("privkey.pem"),
         &String::from_utf8(key.clone())?,
     )?;
@@ -274,7 +274,7 @@ fn https_only(h: &Harness, pebble: &Pebble, names: &[String]) -> anyhow::Result<
         let (status, _) = plain("127.0.0.1", path, &[])?;
         ensure!(status == want, "{path} on port 80 answered {status}");
     }
-    let body = hitsave_host::http::get(h.port, "127.0.0.1", "/lb-health");
+    let body = hitsave_host::kit::http::get(h.port, "127.0.0.1", "/lb-health");
     ensure!(
         body.as_ref()
             .is_some_and(|(s, b)| *s == 200 && b == "ready\n"),

@@ -366,7 +366,7 @@ pub(crate) fn craft(
     let revision = dir.join(manifest::REVISION_FILE);
     let text = std::fs::read_to_string(&revision)?.replace(base, id);
     std::fs::write(&revision, text)?;
-    let files = hitsave_host::hook::bundle::list(&dir)?;
+    let files = hitsave_host::codedeploy::bundle::list(&dir)?;
     let packed = xtask::package::pack_dir(
         &dir,
         &store.join("artifacts"),

@@ -9,8 +9,8 @@ use anyhow::{Context, ensure};
 
 use crate::test::install::{DOMAIN, Harness};
 use crate::test::load::Load;
-use hitsave_host::install::app::App;
-use hitsave_host::install::stack::{ReleaseEnv, Stack};
+use hitsave_host::site::app::App;
+use hitsave_host::site::stack::{ReleaseEnv, Stack};
 
 pub fn scenario(h: &Harness) -> anyhow::Result<()> {
     let current = h.current()?;
@@ -21,7 +21,7 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         .map(|a| {
             Ok((
                 a,
-                hitsave_host::console::running_container(&stack, a.service())?,
+                hitsave_host::site::stack::running_container(&stack, a.service())?,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?

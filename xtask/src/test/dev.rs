@@ -20,9 +20,9 @@ use crate::child::{Child, Stop, free_port};
 use crate::images;
 use crate::test::install::{ProjectCleanup, replace};
 use crate::test::release::{checkout, git};
-use hitsave_host::compose::tail;
-use hitsave_host::http;
-use hitsave_host::process::{Wait, wait_until};
+use hitsave_host::kit::compose::tail;
+use hitsave_host::kit::http;
+use hitsave_host::kit::process::{Wait, wait_until};
 
 struct Ports {
     nginx: u16,
@@ -36,7 +36,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let head = git(root, &["rev-parse", "HEAD"])?;
     let copy = checkout(
         root,
-        &hitsave_host::checkout::target_dir(root).join("xtask/dev-test/repo"),
+        &xtask::checkout::target_dir(root).join("xtask/dev-test/repo"),
         &head,
     )?;
     let project = format!("hitsave-devtest-{}", std::process::id());
@@ -47,7 +47,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         web: free_port()?,
         db: free_port()?,
     };
-    let log = hitsave_host::checkout::target_dir(root).join("xtask/logs/dev-test.log");
+    let log = xtask::checkout::target_dir(root).join("xtask/logs/dev-test.log");
     std::fs::create_dir_all(log.parent().expect("logs has a parent"))?;
     let result = scenario(&copy, &project, &ports, &log);
     git(&copy, &["reset", "--quiet", "--hard", &head])?;
@@ -60,7 +60,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
 /// `xtask dev ...` as a developer runs it in `copy`: the xtask binary running this test, with
 /// the root found from the working directory.
 fn dev(copy: &Utf8Path, project: &str, extra: &[&str]) -> anyhow::Result<Command> {
-    let mut cmd = Command::new(hitsave_host::checkout::current_exe()?);
+    let mut cmd = Command::new(hitsave_host::kit::process::current_exe()?);
     cmd.arg("dev")
         .args(["--project", project, "--local-base-images"])
         .args(extra)
@@ -218,7 +218,7 @@ fn scenario(copy: &Utf8Path, project: &str, ports: &Ports, log: &Utf8Path) -> an
         "expected the API and the web dev server among the processes under {copy}, found {started:?}"
     );
     kill(Pid::from_raw(session.pid() as i32), Signal::SIGINT)?;
-    let status = hitsave_host::process::wait_for(
+    let status = hitsave_host::kit::process::wait_for(
         "dev to exit after SIGINT",
         Duration::from_secs(90),
         Duration::from_millis(200),

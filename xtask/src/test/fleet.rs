@@ -350,7 +350,7 @@ pub(crate) fn scenario(
     }
     // Its health path still fails (it was draining when its install failed), though it serves.
     let h2 = &fleet.hosts[1];
-    let check = hitsave_host::http::get(h2.port, "lb-health.invalid", "/lb-health");
+    let check = hitsave_host::kit::http::get(h2.port, "lb-health.invalid", "/lb-health");
     ensure!(
         matches!(&check, Some((503, body)) if body.contains("draining")),
         "h2's /lb-health answers {check:?}"
@@ -428,7 +428,7 @@ pub(crate) fn scenario(
 /// gone after the restore, and every host serves again.
 fn day_two_over_tls(fleet: &Fleet, release: &str) -> anyhow::Result<()> {
     let h = &fleet.hosts[0];
-    let xtask = hitsave_host::hook::resident::path(&h.root);
+    let xtask = hitsave_host::codedeploy::resident::path(&h.root);
     let run = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(&xtask)
             .args(args)
@@ -484,7 +484,7 @@ fn day_two_over_tls(fleet: &Fleet, release: &str) -> anyhow::Result<()> {
     );
     // The other hosts' sessions were ended by the swap; their pools connect again.
     for other in &fleet.hosts {
-        hitsave_host::process::wait_until(
+        hitsave_host::kit::process::wait_until(
             &format!("{} to serve after the restore", other.name),
             Duration::from_secs(60),
             || Ok(expect_serving_at(other.port, DOMAIN, &other.root, release).is_ok()),
@@ -673,7 +673,7 @@ impl Haproxy {
             socket,
             port,
         };
-        hitsave_host::process::wait_until(
+        hitsave_host::kit::process::wait_until(
             "haproxy's runtime socket",
             Duration::from_secs(10),
             || Ok(lb.command("show info").is_ok()),
@@ -734,7 +734,7 @@ impl Haproxy {
 impl TargetGroup for Haproxy {
     fn deregister(&self, target: &str) -> anyhow::Result<()> {
         self.command(&format!("set server hosts/{target} state drain"))?;
-        hitsave_host::process::wait_until(
+        hitsave_host::kit::process::wait_until(
             &format!("{target}'s requests in flight to finish"),
             DEREGISTRATION_DELAY,
             || Ok(self.status(target)?.1 == 0),
@@ -743,7 +743,7 @@ impl TargetGroup for Haproxy {
 
     fn register(&self, target: &str) -> anyhow::Result<()> {
         self.command(&format!("set server hosts/{target} state ready"))?;
-        hitsave_host::process::wait_until(
+        hitsave_host::kit::process::wait_until(
             &format!("{target} to pass the balancer's health check"),
             REGISTRATION_TIMEOUT,
             || Ok(self.status(target)?.0.starts_with("UP")),
@@ -776,7 +776,7 @@ impl SharedDb {
             &format!("/CN={DB_HOST}"),
             &format!("DNS:{DB_HOST}"),
         )?;
-        let password = hitsave_host::secrets::random_hex(24)?;
+        let password = hitsave_host::kit::random::random_hex(24)?;
         std::fs::write(dir.join("password"), &password)?;
         let _ = docker(&["network", "rm", network]);
         docker(&["network", "create", network])?;
@@ -831,7 +831,7 @@ impl SharedDb {
             other_ca,
         };
         for name in [&db.container, &db.plain] {
-            hitsave_host::process::wait_until(
+            hitsave_host::kit::process::wait_until(
                 &format!("{name} to accept connections"),
                 Duration::from_secs(60),
                 || {

@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 
 use crate::child::{Child, free_port};
 use crate::tools;
-use hitsave_host::process::wait_until;
+use hitsave_host::kit::process::wait_until;
 
 const VERSION: &str = "2.5.0";
 /// Fixed test credentials, imported into the throwaway server only.
@@ -54,7 +54,7 @@ api_bind_addr = "127.0.0.1:{s3}"
 [admin]
 api_bind_addr = "127.0.0.1:{admin}"
 "#,
-                secret = hitsave_host::secrets::random_hex(32)?,
+                secret = hitsave_host::kit::random::random_hex(32)?,
             ),
         )?;
         let log = std::fs::File::create(dir.join("garage.log"))?;

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, bail, ensure};
 use camino::Utf8PathBuf;
-use hitsave_host::elf::{self, GlibcVersion};
+use hitsave_host::kit::elf::{self, GlibcVersion};
 
 use crate::tools;
 

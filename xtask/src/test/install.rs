@@ -20,11 +20,12 @@ use crate::child::free_port;
 use crate::images;
 use crate::test::load::Load;
 use crate::test::release::{Tester, checkout, commit, git, release_in};
-use hitsave_host::install::app::App;
-use hitsave_host::install::lock::InstallLock;
-use hitsave_host::install::stack::ReleaseEnv;
-use hitsave_host::install::swap::WARM_UP_REQUESTS;
-use hitsave_host::secrets::{random_hex, write_private};
+use hitsave_host::kit::files::write_private;
+use hitsave_host::kit::random::random_hex;
+use hitsave_host::site::app::App;
+use hitsave_host::site::lock::InstallLock;
+use hitsave_host::site::stack::ReleaseEnv;
+use hitsave_host::site::swap::WARM_UP_REQUESTS;
 
 pub(crate) const DOMAIN: &str = "hitsave-local.io";
 
@@ -36,7 +37,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(
         root,
-        &hitsave_host::checkout::target_dir(root).join("xtask/twins/b"),
+        &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
     let result = scenario(&h, &twin)
@@ -299,7 +300,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
 /// limit and a bounded /tmp. The secret files are the apps' uid's alone, and a fork bomb
 /// started in the API's container is stopped by its process limit while the site answers.
 fn least_privilege(h: &Harness) -> anyhow::Result<()> {
-    let uid = hitsave_host::secrets::APP_UID;
+    let uid = hitsave_host::site::secret_files::APP_UID;
     let expected: [(&str, &[&str]); 4] = [
         ("api", &[]),
         ("web", &[]),
@@ -388,7 +389,7 @@ fn least_privilege(h: &Harness) -> anyhow::Result<()> {
         }
     }
     // The secret files: the apps' uid's, 0600, and no other uid in the container reads them.
-    for name in hitsave_host::secrets::NAMES {
+    for name in hitsave_host::site::secret_files::NAMES {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = std::fs::metadata(h.host_root.join("secrets").join(name))?;
         ensure!(
@@ -450,7 +451,7 @@ fn least_privilege(h: &Harness) -> anyhow::Result<()> {
         h.container_id("api")? == api,
         "the API's container was replaced after the fork bomb"
     );
-    hitsave_host::process::wait_until(
+    hitsave_host::kit::process::wait_until(
         "the API to be healthy again",
         Duration::from_secs(60),
         || Ok(docker(&["inspect", "--format", "{{.State.Health.Status}}", &api])? == "healthy"),
@@ -513,9 +514,9 @@ fn api_only_upload(summary: &Value) -> anyhow::Result<()> {
     );
     eprintln!(
         "xtask: test: an API-only release uploaded {} ({} API artifact + {} bundle, manifest, records, pointers)",
-        hitsave_host::ui::human_bytes(uploaded),
-        hitsave_host::ui::human_bytes(api),
-        hitsave_host::ui::human_bytes(besides)
+        hitsave_host::kit::ui::human_bytes(uploaded),
+        hitsave_host::kit::ui::human_bytes(api),
+        hitsave_host::kit::ui::human_bytes(besides)
     );
     Ok(())
 }
@@ -717,7 +718,7 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = crate::child::Child::spawn("xtask backup", &mut backup)?;
-    let partial = hitsave_host::process::wait_for(
+    let partial = hitsave_host::kit::process::wait_for(
         "the backup to start writing",
         Duration::from_secs(30),
         Duration::from_millis(5),
@@ -726,11 +727,11 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
                 .filter_map(Result::ok)
                 .any(|e| e.file_name().to_string_lossy().ends_with(".partial"));
             Ok(if found {
-                hitsave_host::process::Wait::Done(())
+                hitsave_host::kit::process::Wait::Done(())
             } else if child.exited().is_some() {
                 anyhow::bail!("the backup finished before it could be killed")
             } else {
-                hitsave_host::process::Wait::NotYet("no partial file yet".into())
+                hitsave_host::kit::process::Wait::NotYet("no partial file yet".into())
             })
         },
     );
@@ -1062,7 +1063,7 @@ fn concurrent(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
 /// No secret value in docker inspect, image history, container logs, release.env,
 /// history.jsonl, or any process's environment or command line.
 fn no_secret_leaks(h: &Harness) -> anyhow::Result<()> {
-    let values: Vec<(String, String)> = hitsave_host::secrets::NAMES
+    let values: Vec<(String, String)> = hitsave_host::site::secret_files::NAMES
         .iter()
         .map(|s| {
             let value = std::fs::read_to_string(h.host_root.join("secrets").join(s))?;
@@ -1269,8 +1270,8 @@ impl Harness {
     /// A harness in a fresh `<target>/xtask/<name>-<pid>` with a compose project of its own,
     /// which the returned guard removes.
     pub(crate) fn fresh(root: &Utf8Path, name: &str) -> anyhow::Result<(Harness, ProjectCleanup)> {
-        let work = hitsave_host::checkout::target_dir(root)
-            .join(format!("xtask/{name}-{}", std::process::id()));
+        let work =
+            xtask::checkout::target_dir(root).join(format!("xtask/{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
         let project = format!("hitsave-{name}-{}", std::process::id());
@@ -1374,7 +1375,7 @@ impl Harness {
     pub(crate) fn join_waitlist(&self, prefix: &str, n: usize) -> anyhow::Result<()> {
         for i in 0..n {
             let body = format!(r#"{{"email":"{prefix}-{i}@example.com"}}"#);
-            let reply = hitsave_host::http::request(
+            let reply = hitsave_host::kit::http::request(
                 self.port,
                 &format!("api.{DOMAIN}"),
                 "PUT",
@@ -1396,12 +1397,11 @@ impl Harness {
 
     /// The test host's name (its host-id file).
     pub(crate) fn host_id(&self) -> anyhow::Result<String> {
-        Ok(std::fs::read_to_string(
-            self.host_root
-                .join(hitsave_host::install::host::HOST_ID_FILE),
-        )?
-        .trim()
-        .to_owned())
+        Ok(
+            std::fs::read_to_string(self.host_root.join(hitsave_host::site::host::HOST_ID_FILE))?
+                .trim()
+                .to_owned(),
+        )
     }
 
     pub(crate) fn current(&self) -> anyhow::Result<String> {
@@ -1497,7 +1497,7 @@ pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
         .collect();
     std::fs::create_dir_all(host_root)?;
     std::fs::write(
-        host_root.join(hitsave_host::install::host::HOST_ID_FILE),
+        host_root.join(hitsave_host::site::host::HOST_ID_FILE),
         format!("test-{name}\n"),
     )?;
     let secrets = host_root.join("secrets");
@@ -1506,7 +1506,7 @@ pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
         &secrets,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
-    for name in hitsave_host::secrets::NAMES {
+    for name in hitsave_host::site::secret_files::NAMES {
         write_private(&secrets.join(name), &random_hex(24)?)?;
     }
     Ok(())
@@ -1534,7 +1534,7 @@ pub(crate) fn expect_serving_at(
 /// weight, and the new web container, which booted at the lowest weight, is back at the
 /// default one now that it serves (in Docker's settings and in its cgroup).
 fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
-    use hitsave_host::install::cpu::{CPU_MOUNT, PARENT_SHARES, SERVING_SHARES, shares};
+    use hitsave_host::site::cpu::{CPU_MOUNT, PARENT_SHARES, SERVING_SHARES, shares};
     if !Utf8Path::new(CPU_MOUNT).join("cpu.shares").exists() {
         eprintln!("xtask: test: no cgroup v1 cpu controller here: CPU weights not checked");
         return Ok(());
@@ -1576,7 +1576,7 @@ pub(crate) fn expect_apps_at(port: u16, domain: &str, api: &str, web: &str) -> a
         (domain.to_owned(), "/healthz", web),
     ] {
         let marker = format!("\"release\":\"{release}\"");
-        let reply = hitsave_host::http::get(port, &host, path);
+        let reply = hitsave_host::kit::http::get(port, &host, path);
         ensure!(
             matches!(&reply, Some((200, body)) if body.contains(&marker)),
             "{host}{path} should serve {release}: {reply:?}"

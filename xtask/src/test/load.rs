@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use hitsave_host::install::app::App;
+use hitsave_host::site::app::App;
 
 /// What one run of load saw.
 #[derive(Debug, Clone, Default)]

@@ -34,9 +34,9 @@ use crate::child::{Child, free_port};
 use crate::release::web;
 use crate::test::postgres::TestPostgres;
 use crate::tools;
-use hitsave_host::process::wait_until;
-use hitsave_host::secrets::write_private;
-use hitsave_host::ui::Ui;
+use hitsave_host::kit::files::write_private;
+use hitsave_host::kit::process::wait_until;
+use hitsave_host::kit::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -168,7 +168,18 @@ fn lint(root: &Utf8Path) -> anyhow::Result<()> {
     duct::cmd!(zizmor.as_std_path(), "--offline", "--persona=auditor", &dir)
         .run()
         .context("zizmor found problems in .github/workflows")?;
-    iam_policies(root)
+    iam_policies(root)?;
+    tidy(root)
+}
+
+/// The host program's structure (`xtask::tidy`).
+pub fn tidy(root: &Utf8Path) -> anyhow::Result<()> {
+    let summary = xtask::tidy::check(root)?;
+    eprintln!(
+        "xtask: tidy: {} host modules in their layers with {} uses between them and no cycle; {} paths in ARCHITECTURE.md exist",
+        summary.modules, summary.edges, summary.paths
+    );
+    Ok(())
 }
 
 /// Every IAM permissions policy in deploy/aws passes parliament (with its community auditors),
@@ -242,7 +253,7 @@ fn wait_healthy(name: &str, service: &mut Child, port: u16, path: &str) -> anyho
     wait_until(name, Duration::from_secs(30), || {
         service.check_running()?;
         Ok(matches!(
-            hitsave_host::http::get(port, "127.0.0.1", path),
+            hitsave_host::kit::http::get(port, "127.0.0.1", path),
             Some((200, _))
         ))
     })
@@ -263,7 +274,7 @@ fn browser(root: &Utf8Path, pg: &TestPostgres) -> anyhow::Result<()> {
     .run()
     .context("building the API and the migrator failed")?;
     web::build(&Ui::new(), root, None)?;
-    let bin = hitsave_host::checkout::target_dir(root).join("debug");
+    let bin = xtask::checkout::target_dir(root).join("debug");
 
     let database = format!("e2e_{}", std::process::id());
     pg.psql("postgres", &format!("CREATE DATABASE {database}"))?;

@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::{Child, free_port};
 use crate::tools;
-use hitsave_host::process::wait_until;
+use hitsave_host::kit::process::wait_until;
 
 pub struct Pebble {
     pebble: Option<Child>,

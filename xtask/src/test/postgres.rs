@@ -11,8 +11,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::{Child, free_port};
 use crate::tools;
-use hitsave_host::process::wait_until;
-use hitsave_host::secrets::{random_hex, write_private};
+use hitsave_host::kit::files::write_private;
+use hitsave_host::kit::process::wait_until;
+use hitsave_host::kit::random::random_hex;
 
 pub const USER: &str = "hitsave";
 

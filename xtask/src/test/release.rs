@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, bail, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_host::store::{S3Options, S3Store, Store};
+use hitsave_host::kit::store::{S3Options, S3Store, Store};
 use hitsave_schema::{self as manifest, Manifest, Pointer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
 
     // Two checkouts of HEAD in different directories; the project itself serves as the first
     // when it is clean (as in CI), which saves a build.
-    let twins = hitsave_host::checkout::target_dir(root).join("xtask/twins");
+    let twins = xtask::checkout::target_dir(root).join("xtask/twins");
     let a = if root_clean {
         root.to_owned()
     } else {
@@ -36,7 +36,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let (manifest, dist) = determinism(&t, &a, &b, &head)?;
     own_binaries_run_where_they_go(&t.root, &a)?;
 
-    let work = hitsave_host::checkout::target_dir(root)
+    let work = xtask::checkout::target_dir(root)
         .join(format!("xtask/release-tests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -79,7 +79,8 @@ impl Tester {
 
     pub(crate) fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
         Ok(Tester {
-            exe: hitsave_host::checkout::current_exe().context("cannot find the xtask binary")?,
+            exe: hitsave_host::kit::process::current_exe()
+                .context("cannot find the xtask binary")?,
             root: root.to_owned(),
         })
     }
@@ -276,7 +277,7 @@ fn determinism(
         let binary = if binary.exists() {
             binary
         } else {
-            hitsave_host::checkout::target_dir(&t.root).join("xtask/stage/api/bin/hitsave")
+            xtask::checkout::target_dir(&t.root).join("xtask/stage/api/bin/hitsave")
         };
         let bytes = std::fs::read(&binary)?;
         let needle = dir.as_str().as_bytes();
@@ -629,13 +630,14 @@ fn oversized_objects(t: &Tester, store: &Utf8Path, published: &Manifest) -> anyh
     grow(&object, 2 << 30)?;
     let result = (|| -> anyhow::Result<()> {
         // In the store's own download: exactly the declared bytes reach the writer.
-        let local = hitsave_host::store::LocalStore::new(store);
+        let local = hitsave_host::kit::store::LocalStore::new(store);
         let mut sink = Counter(0);
-        let err = hitsave_host::store::Store::download(&local, &key, &mut sink, api.size, &|_| {})
-            .err()
-            .context("a 2 GiB object downloaded as if it were the artifact")?;
+        let err =
+            hitsave_host::kit::store::Store::download(&local, &key, &mut sink, api.size, &|_| {})
+                .err()
+                .context("a 2 GiB object downloaded as if it were the artifact")?;
         ensure!(
-            err.is::<hitsave_host::store::TooLarge>() && sink.0 == api.size,
+            err.is::<hitsave_host::kit::store::TooLarge>() && sink.0 == api.size,
             "a 2 GiB object: {err:#}; {} bytes passed on",
             sink.0
         );
@@ -656,12 +658,12 @@ fn oversized_objects(t: &Tester, store: &Utf8Path, published: &Manifest) -> anyh
         ensure!(
             run.peak_rss_bytes < LIMIT,
             "verify held {} with a 2 GiB object",
-            hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+            hitsave_host::kit::ui::human_bytes(run.peak_rss_bytes)
         );
         eprintln!(
             "xtask: test: a 2 GiB object under {key}: the download stopped at the declared {} bytes; verify's peak RSS {}",
             api.size,
-            hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+            hitsave_host::kit::ui::human_bytes(run.peak_rss_bytes)
         );
         Ok(())
     })();
@@ -693,11 +695,11 @@ fn oversized_objects(t: &Tester, store: &Utf8Path, published: &Manifest) -> anyh
     ensure!(
         run.peak_rss_bytes < LIMIT,
         "verify held {} with a 1 GiB signature",
-        hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+        hitsave_host::kit::ui::human_bytes(run.peak_rss_bytes)
     );
     eprintln!(
         "xtask: test: a 1 GiB .minisig is refused before it is read; verify's peak RSS {}",
-        hitsave_host::ui::human_bytes(run.peak_rss_bytes)
+        hitsave_host::kit::ui::human_bytes(run.peak_rss_bytes)
     );
     Ok(())
 }
@@ -775,7 +777,7 @@ fn snapshot(store: &Utf8Path) -> anyhow::Result<Vec<(String, manifest::Sha256)>>
     list_files(store)?
         .into_iter()
         .map(|f| {
-            let (_, sha) = hitsave_host::digest::of_file(Utf8Path::new(&f))?;
+            let (_, sha) = hitsave_host::kit::digest::of_file(Utf8Path::new(&f))?;
             Ok((f, sha))
         })
         .collect()
@@ -1263,7 +1265,7 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
         .err()
         .context("a larger object downloaded as if it were the artifact")?;
     ensure!(
-        err.is::<hitsave_host::store::TooLarge>() && sink.0 <= web.size,
+        err.is::<hitsave_host::kit::store::TooLarge>() && sink.0 <= web.size,
         "an object larger than declared in S3: {err:#}; {} bytes passed on",
         sink.0
     );

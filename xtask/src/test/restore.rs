@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::test::install::{DOMAIN, Harness, commit_and_release};
 use crate::test::load::Load;
-use hitsave_host::backup::Server;
+use hitsave_host::database::server::Server;
 use hitsave_schema as schema;
 
 /// Who the test says runs the restores (as sudo would).
@@ -296,16 +296,15 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
         schema::BackupRecord::parse(&out.stdout)
     };
     let store = s3_store(&garage)?;
-    let listed =
-        |h: &Harness, env: &str| -> anyhow::Result<Vec<schema::BackupId>> {
-            Ok(hitsave_host::backup::stored_in(
-                &store,
-                &schema::backups_dir(env, Some(&h.host_id()?)),
-            )?
-            .into_iter()
-            .map(|s| s.id)
-            .collect())
-        };
+    let listed = |h: &Harness, env: &str| -> anyhow::Result<Vec<schema::BackupId>> {
+        Ok(hitsave_host::database::backup::stored_in(
+            &store,
+            &schema::backups_dir(env, Some(&h.host_id()?)),
+        )?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+    };
 
     // Two at once, one on each host: both kept (the ids, and the keys, name their host).
     let (a, b) = std::thread::scope(|s| {
@@ -428,15 +427,15 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
     }
     let dir = schema::backups_dir("staging", Some("test-elsewhere"));
     let mut dump = Vec::new();
-    hitsave_host::store::Store::download(
+    hitsave_host::kit::store::Store::download(
         &store,
         &last.1.dump_key(),
         &mut dump,
         last.1.size,
         &|_| {},
     )?;
-    hitsave_host::store::Store::put(&store, &format!("{dir}/{}.dump", other.id), &dump)?;
-    hitsave_host::store::Store::put(&store, &other.record_key(), &schema::to_bytes(&other))?;
+    hitsave_host::kit::store::Store::put(&store, &format!("{dir}/{}.dump", other.id), &dump)?;
+    hitsave_host::kit::store::Store::put(&store, &other.record_key(), &schema::to_bytes(&other))?;
     let out = run(staging, &["restore", &other.id, "--store", url])?;
     let said = String::from_utf8_lossy(&out.stderr);
     ensure!(
@@ -464,7 +463,7 @@ fn restore_while_maintenance_off(
             .stderr(std::process::Stdio::piped())
             .spawn()?;
     let lock = h.host_root.join("install.lock");
-    hitsave_host::process::wait_until(
+    hitsave_host::kit::process::wait_until(
         "the restore to hold the install lock",
         Duration::from_secs(60),
         || Ok(std::fs::read_to_string(&lock).is_ok_and(|l| l.contains("xtask restore"))),
@@ -483,12 +482,14 @@ fn restore_while_maintenance_off(
 }
 
 /// The test's Garage bucket `backups`, prefix `hitsave`, as a store.
-fn s3_store(garage: &crate::test::garage::Garage) -> anyhow::Result<hitsave_host::store::S3Store> {
+fn s3_store(
+    garage: &crate::test::garage::Garage,
+) -> anyhow::Result<hitsave_host::kit::store::S3Store> {
     for (k, v) in garage.client_env() {
         // SAFETY: nothing else reads the environment while the install suite runs this.
         unsafe { std::env::set_var(k, v) };
     }
-    hitsave_host::store::S3Store::connect(hitsave_host::store::S3Options {
+    hitsave_host::kit::store::S3Store::connect(hitsave_host::kit::store::S3Options {
         bucket: "backups".into(),
         prefix: "hitsave".into(),
         endpoint_url: Some(garage.endpoint.clone()),

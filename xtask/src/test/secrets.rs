@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::test::install::{DOMAIN, Harness, docker, expect_no_leak};
 use crate::test::load::Load;
-use hitsave_host::install::app::App;
-use hitsave_host::install::stack::Stack;
+use hitsave_host::site::app::App;
+use hitsave_host::site::stack::Stack;
 
 /// The grace period the JWT rotation gets here (a day by default).
 const JWT_GRACE: Duration = Duration::from_secs(45);
@@ -139,7 +139,8 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'hitsave-db'",
     )?;
     ensure!(cut > 0, "the API had no database connection to cut");
-    let ready = hitsave_host::http::request(h.port, &App::Api.host(DOMAIN), "GET", "/ready", None);
+    let ready =
+        hitsave_host::kit::http::request(h.port, &App::Api.host(DOMAIN), "GET", "/ready", None);
     ensure!(
         matches!(ready, Some((200, _))),
         "the API after its connections were cut: {ready:?}"
@@ -354,7 +355,7 @@ fn typed_on_a_terminal(
     dir: &Utf8PathBuf,
     printed: &mut String,
 ) -> anyhow::Result<String> {
-    let value = format!("typed-{}", hitsave_host::secrets::random_hex(12)?);
+    let value = format!("typed-{}", hitsave_host::kit::random::random_hex(12)?);
     let program = h.t.command(&[], &[]).get_program().to_owned();
     let line = format!(
         "{} {}",
@@ -451,7 +452,7 @@ fn stdin_output(h: &Harness, args: &[&str], input: &str) -> anyhow::Result<std::
 /// The running API container's name (a blue/green replacement changes it).
 fn running_api(h: &Harness) -> anyhow::Result<String> {
     let stack = Stack::open(&h.host_root.join("releases").join(h.current()?))?;
-    hitsave_host::console::running_container(&stack, "api")
+    hitsave_host::site::stack::running_container(&stack, "api")
 }
 
 /// A session token for `login`, signed as the GitHub sign-in will sign it.

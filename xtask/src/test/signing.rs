@@ -36,8 +36,8 @@ impl TestKeys {
 /// Makes the run's keys and puts them in the environment every xtask started later inherits.
 /// Called before any thread is started.
 pub fn setup(root: &Utf8Path) -> anyhow::Result<TestKeys> {
-    let dir = hitsave_host::checkout::target_dir(root)
-        .join(format!("xtask/test-keys-{}", std::process::id()));
+    let dir =
+        xtask::checkout::target_dir(root).join(format!("xtask/test-keys-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("keys"))?;
     let keys = TestKeys { dir };
@@ -252,7 +252,7 @@ pub fn scenario(h: &Harness, current: &str, older: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(h.host_root.join(format!("cache/{bomb_sha}.tar.gz")));
     eprintln!(
         "xtask: test: signing: a {} tarball declared as 3 bytes was refused before its 256 MiB entry was written",
-        hitsave_host::ui::human_bytes(bomb.len() as u64)
+        hitsave_host::kit::ui::human_bytes(bomb.len() as u64)
     );
 
     channels(h, current, older, &run_key, &before)?;

@@ -1,0 +1,543 @@
+//! `xtask backup`: the database, off the host. `pg_dump --format=custom` runs inside the db
+//! container (so the client is the server's own version) from a snapshot that a psql session
+//! of the same container exports and holds, so the row counts in the record are the dump's.
+//! The dump streams to `<root>/backups/.<id>.partial` through SHA-256 and is renamed to
+//! `<id>.dump` only when complete; its record (`<id>.json`) is written after it. With a store,
+//! both go to `backups/<environment>/<host>/` there too, dump first, record last, as releases
+//! do: each environment's and each host's backups are apart, and the record names the
+//! environment, the host and the database (cluster and name) they came from.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+use anyhow::{Context, bail};
+use camino::Utf8PathBuf;
+use hitsave_schema::{self as schema, BackupId, BackupReason, BackupRecord, SCHEMA, Sha256};
+
+use crate::database::retention::Retention;
+use crate::database::server::Server;
+use crate::kit::digest::Hashing;
+use crate::kit::store::{self, Store, StoreArgs};
+use crate::kit::time::now_rfc3339;
+use crate::kit::ui::{Ui, human_bytes};
+use crate::site::host::{Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome};
+use crate::site::lock::InstallLock;
+use crate::site::stack::Stack;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT, global = true)]
+    root: Utf8PathBuf,
+    /// Also copy the backup to this artifact store, under backups/ (S3 in production: off the
+    /// instance).
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    retention: Retention,
+    /// Why it is taken: `scheduled` from the daily timer.
+    #[arg(long, value_enum, default_value = "manual")]
+    reason: Reason,
+    /// Print the record as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Back up the database of this container instead of the installed stack's (for `cargo
+    /// xtask bench backup`).
+    #[arg(long, hide = true)]
+    db_container: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The restore drill: check a backup's SHA-256, restore it into a throwaway PostgreSQL
+    /// container (never the live database), compare every table's rows with its record and
+    /// check the schema with the migrator. Exits non-zero saying what differs.
+    Verify {
+        /// The backup [default: the newest].
+        id: Option<BackupId>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Reason {
+    Manual,
+    Scheduled,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let host = Host::open(&args.root)?;
+    if let Some(Command::Verify { id }) = &args.command {
+        let record = crate::database::drill::verify(&ui, &host, id.as_ref())?;
+        if args.json {
+            println!(
+                "{}",
+                String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
+            );
+        }
+        return Ok(());
+    }
+    // Not beside an install, a rollback or another backup.
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        std::time::Duration::from_secs(600),
+        &crate::site::host::command("backup", &args.root),
+    )?;
+    let (server, current, env) = match args.db_container {
+        Some(container) => (
+            Server::in_container(container)?,
+            host.current(),
+            "local".into(),
+        ),
+        None => {
+            let current = host.current().with_context(|| {
+                format!(
+                    "nothing is installed under {}: there is no database to back up",
+                    args.root
+                )
+            })?;
+            let stack = Stack::open(&host.release_dir(&current))?;
+            let server = Server::of(&stack).context("there is no database to back up")?;
+            (server, Some(current), environment_of(&stack))
+        }
+    };
+    let store = store::open_if_named(&args.store)?;
+    let reason = match args.reason {
+        Reason::Manual => BackupReason::Manual,
+        Reason::Scheduled => BackupReason::Scheduled,
+    };
+    let started = std::time::Instant::now();
+    let taken = take(
+        &ui,
+        &host,
+        &server,
+        current.clone(),
+        reason,
+        store.as_deref(),
+        &env,
+    );
+    if let Some(current) = current {
+        host.record(&HistoryEntry {
+            time: now_rfc3339(),
+            action: Action::Backup,
+            release: current,
+            previous: None,
+            outcome: if taken.is_ok() {
+                Outcome::Done
+            } else {
+                Outcome::Failed
+            },
+            deployment: None,
+            seconds: started.elapsed().as_secs_f64(),
+            error: taken.as_ref().err().map(|e| format!("{e:#}")),
+            backup: taken.as_ref().ok().map(|r| r.id.clone()),
+            backup_skipped: false,
+            by: crate::site::host::who(),
+            signed_by: None,
+            channel: None,
+            secret: None,
+            env: None,
+        })?;
+    }
+    let record = taken?;
+    crate::database::retention::prune(&ui, &host, store.as_deref(), args.retention, &env)?;
+    if args.json {
+        println!(
+            "{}",
+            String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
+        );
+    }
+    Ok(())
+}
+
+/// The environment a stack was installed for (release.env's HITSAVE_ENV).
+pub fn environment_of(stack: &Stack) -> String {
+    stack
+        .env
+        .get("HITSAVE_ENV")
+        .map_or_else(|_| "production".to_owned(), str::to_owned)
+}
+
+/// Takes a backup of `stack`'s database into `<root>/backups/` (and `store`, when given,
+/// under `backups/<env>/<this host>/`). Nothing is left behind when it fails: no partial file
+/// is listed, nothing half-uploaded is named by a record.
+pub fn take(
+    ui: &Ui,
+    host: &Host,
+    server: &Server,
+    release: Option<hitsave_schema::ReleaseId>,
+    reason: BackupReason,
+    store: Option<&dyn Store>,
+    env: &str,
+) -> anyhow::Result<BackupRecord> {
+    let started = std::time::Instant::now();
+    let dir = host.backups_dir();
+    prepare_dir(&dir)?;
+    let host_id = host.id()?;
+    let id = new_id(&dir, &host_id, reason)?;
+    ui.info(&format!("backing up the database into {dir}/{id}.dump"));
+    let database = server.database_id()?;
+
+    let mut snapshot = Snapshot::open(server)?;
+    let tables = snapshot.row_counts()?;
+    let last_migration = snapshot.last_migration()?;
+    let time = now_rfc3339();
+    let dump = dir.join(format!("{id}.dump"));
+    let (size, sha256) = dump_to(server, &snapshot.id, &dump)?;
+    snapshot.close()?;
+
+    let record = BackupRecord {
+        schema: SCHEMA,
+        id: id.clone(),
+        time,
+        release,
+        reason,
+        last_migration,
+        size,
+        sha256,
+        tables,
+        environment: Some(env.to_owned()),
+        host: Some(host_id),
+        database: Some(database),
+    };
+    let bytes = schema::to_bytes(&record);
+    crate::kit::files::replace_private(&dir.join(format!("{id}.json")), &bytes)?;
+    ui.info(&format!(
+        "backup {id}: {}, sha256 {}, {} tables, in {:.1} s",
+        human_bytes(size),
+        record.sha256,
+        record.tables.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    if let Some(store) = store {
+        let bar = ui.bytes("uploading the backup", size);
+        let copied = store
+            .upload(&record.dump_key(), &dump, &record.sha256, size, &|n| {
+                bar.inc(n)
+            })
+            .and_then(|()| store.put(&record.record_key(), &bytes));
+        bar.finish_and_clear();
+        if let Err(e) = copied {
+            // A backup that is not off the host is not the one asked for: leave no trace.
+            let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
+            let _ = std::fs::remove_file(&dump);
+            return Err(e.context(format!("cannot copy backup {id} to {}", store.describe())));
+        }
+        ui.info(&format!(
+            "backup {id} is in {} under {}/",
+            store.describe(),
+            record.store_dir()
+        ));
+    }
+    Ok(record)
+}
+
+/// The backups in `dir` that have a record, oldest first (ids start with their UTC time).
+pub fn ids(dir: &camino::Utf8Path) -> anyhow::Result<Vec<BackupId>> {
+    let mut ids: Vec<BackupId> = match dir.read_dir_utf8() {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|e| BackupId::new(e.file_name().strip_suffix(".json")?).ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {dir}")),
+    };
+    ids.sort();
+    Ok(ids)
+}
+
+/// A backup in a store: its id, and the directory its dump and record are in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stored {
+    pub id: BackupId,
+    pub dir: String,
+}
+
+impl Stored {
+    pub fn record_key(&self) -> String {
+        format!("{}/{}.json", self.dir, self.id)
+    }
+    pub fn dump_key(&self) -> String {
+        format!("{}/{}.dump", self.dir, self.id)
+    }
+}
+
+/// The backups with a record directly in the store's `dir` (`backups/<env>/<host>`, or the
+/// flat `backups` of older hosts), oldest first.
+pub fn stored_in(store: &dyn Store, dir: &str) -> anyhow::Result<Vec<Stored>> {
+    let prefix = format!("{dir}/");
+    let mut found: Vec<Stored> = store
+        .list(dir)?
+        .iter()
+        .filter_map(|k| BackupId::new(k.strip_prefix(&prefix)?.strip_suffix(".json")?).ok())
+        .map(|id| Stored {
+            id,
+            dir: dir.to_owned(),
+        })
+        .collect();
+    // Keys sort `x-2.json` before `x.json`; ids sort by time.
+    found.sort();
+    Ok(found)
+}
+
+/// Every host's backups of environment `env` in the store, oldest first.
+pub fn stored_in_env(store: &dyn Store, env: &str) -> anyhow::Result<Vec<Stored>> {
+    let mut found = Vec::new();
+    for dir in store.list_dirs(&schema::backups_dir(env, None))? {
+        found.extend(stored_in(store, &dir)?);
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The backup whose restore drill passed last, and how long ago, if any did.
+pub fn last_verified(host: &Host) -> Option<(BackupId, std::time::Duration)> {
+    let dir = host.backups_dir();
+    dir.read_dir_utf8()
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let id = BackupId::new(e.file_name().strip_suffix(".verified")?).ok()?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let when = humantime::parse_rfc3339(text.trim()).ok()?;
+            Some((id, when))
+        })
+        .max_by_key(|(_, when)| *when)
+        .map(|(id, when)| (id, when.elapsed().unwrap_or_default()))
+}
+
+/// `<UTC YYYYMMDDTHHMMSSZ>-<host>-<reason>`, with `-2`, `-3` ... when that second is taken:
+/// unique across hosts, and sorted by time.
+fn new_id(dir: &camino::Utf8Path, host: &str, reason: BackupReason) -> anyhow::Result<BackupId> {
+    let stamp = crate::kit::time::utc_stamp();
+    let reason = match reason {
+        BackupReason::Manual => "manual",
+        BackupReason::PreMigrate => "pre-migrate",
+        BackupReason::Scheduled => "scheduled",
+    };
+    let base = format!("{stamp}-{host}-{reason}");
+    let id = (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| !dir.join(format!("{id}.dump")).exists())
+        .expect("some suffix is free");
+    BackupId::new(id)
+}
+
+/// The backups directory, private to root, without what a crash left in it.
+pub fn prepare_dir(dir: &camino::Utf8Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    clean_partials(dir);
+    Ok(())
+}
+
+/// Downloads backup `record` from the store to `dest` through a temporary file, checking its
+/// size and SHA-256 on the way: a damaged copy never gets `dest`'s name.
+pub fn download(
+    store: &dyn Store,
+    record: &BackupRecord,
+    key: &str,
+    dest: &camino::Utf8Path,
+    progress: store::Progress,
+) -> anyhow::Result<()> {
+    write_hashed(
+        dest,
+        |out| store.download(key, out, record.size, progress).map(drop),
+        |size, sha256| {
+            if size != record.size || *sha256 != record.sha256 {
+                bail!(
+                    "backup {} in {} is damaged: {size} bytes with sha256 {sha256}, its record says {} bytes, sha256 {}; nothing was restored",
+                    record.id,
+                    store.describe(),
+                    record.size,
+                    record.sha256
+                );
+            }
+            Ok(())
+        },
+    )
+    .map(drop)
+}
+
+/// Writes `dest` (0600) through `.<name>.partial`: `fill` streams the bytes, which are hashed
+/// on the way; `accept` may refuse them by their size and SHA-256. Only bytes that are whole,
+/// accepted and on disk (fsync) get `dest`'s name; otherwise the temporary file is removed.
+fn write_hashed(
+    dest: &camino::Utf8Path,
+    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+    accept: impl FnOnce(u64, &Sha256) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, Sha256)> {
+    let partial = partial_of(dest);
+    let result = (|| -> anyhow::Result<(u64, Sha256)> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("cannot create {partial}"))?;
+        let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        fill(&mut out)?;
+        let done = (out.bytes(), out.digest());
+        accept(done.0, &done.1)?;
+        let file = out
+            .inner
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {partial}"))?;
+        file.sync_all()
+            .with_context(|| format!("cannot write {partial}"))?;
+        Ok(done)
+    })();
+    match result {
+        Ok(done) => {
+            std::fs::rename(&partial, dest).with_context(|| format!("cannot rename {partial}"))?;
+            Ok(done)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// `.<name>.partial` beside `dest`: never listed as a backup.
+fn partial_of(dest: &camino::Utf8Path) -> camino::Utf8PathBuf {
+    dest.with_file_name(format!(".{}.partial", dest.file_name().unwrap_or_default()))
+}
+
+/// A dump cut short by a crash (`kill -9`) is never listed: only `<id>.dump` files with a
+/// record count, and the next backup removes what is left.
+fn clean_partials(dir: &camino::Utf8Path) {
+    if let Ok(entries) = dir.read_dir_utf8() {
+        for e in entries.flatten() {
+            if e.file_name().starts_with('.') && e.file_name().ends_with(".partial") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Streams `pg_dump` from the exported snapshot into `dest`, through a temporary file.
+fn dump_to(
+    server: &Server,
+    snapshot: &str,
+    dest: &camino::Utf8Path,
+) -> anyhow::Result<(u64, Sha256)> {
+    let fill = |out: &mut dyn Write| -> anyhow::Result<()> {
+        let mut dump = duct::cmd!(
+            "docker",
+            "exec",
+            &server.container,
+            "pg_dump",
+            "--format=custom",
+            format!("--snapshot={snapshot}"),
+            "--username",
+            &server.user,
+            "--dbname",
+            &server.live
+        )
+        .stderr_capture()
+        .reader()
+        .context("cannot start pg_dump in the database container")?;
+        std::io::copy(&mut dump, out).context("pg_dump failed")?;
+        Ok(())
+    };
+    write_hashed(dest, fill, |_, _| Ok(()))
+}
+
+/// A psql session in the db container holding a repeatable-read transaction whose snapshot
+/// it exported: the row counts and the dump see the same data.
+struct Snapshot {
+    id: String,
+    input: Option<std::io::PipeWriter>,
+    output: BufReader<duct::ReaderHandle>,
+}
+
+impl Snapshot {
+    fn open(server: &Server) -> anyhow::Result<Snapshot> {
+        let (read_end, input) = std::io::pipe()?;
+        let session = server
+            .psql_command(&server.live, &[])
+            .stdin_file(read_end)
+            .stderr_capture()
+            .reader()
+            .context("cannot start psql in the database container")?;
+        let mut snapshot = Snapshot {
+            id: String::new(),
+            input: Some(input),
+            output: BufReader::new(session),
+        };
+        snapshot.id = snapshot
+            .ask("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();")?;
+        Ok(snapshot)
+    }
+
+    /// Sends one statement and reads its one line of output.
+    fn ask(&mut self, sql: &str) -> anyhow::Result<String> {
+        let input = self.input.as_mut().context("the psql session is closed")?;
+        writeln!(input, "{sql}").context("the psql session ended")?;
+        input.flush()?;
+        let mut line = String::new();
+        if self.output.read_line(&mut line).context("psql failed")? == 0 {
+            bail!("psql ended without answering {sql:?}");
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    /// Exact row counts of every table in the public schema.
+    fn row_counts(&mut self) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let line = self.ask(ROW_COUNTS)?;
+        parse_counts(&line)
+    }
+
+    /// The newest migration the database has applied, if it has the migrator's table.
+    fn last_migration(&mut self) -> anyhow::Result<Option<i64>> {
+        let line = self.ask(
+            "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN '' ELSE \
+             coalesce((xpath('/row/v/text()', query_to_xml('SELECT max(version) AS v FROM \
+             public._sqlx_migrations WHERE success', false, true, '')))[1]::text, '') END;",
+        )?;
+        Ok(if line.is_empty() {
+            None
+        } else {
+            Some(line.parse()?)
+        })
+    }
+
+    /// Ends the transaction (the snapshot is no longer needed) and the session.
+    fn close(mut self) -> anyhow::Result<()> {
+        if let Some(mut input) = self.input.take() {
+            writeln!(input, "COMMIT;")?;
+        }
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.output, &mut rest).context("psql failed")?;
+        Ok(())
+    }
+}
+
+/// Exact row counts of every table in the public schema, on one line: `t1=3,t2=0`.
+pub const ROW_COUNTS: &str = "SELECT coalesce(string_agg(t || '=' || (xpath('/row/c/text()', \
+     query_to_xml(format('SELECT count(*) AS c FROM public.%I', t), false, true, '')))[1]::text, \
+     ',' ORDER BY t), '') FROM (SELECT tablename::text AS t FROM pg_tables \
+     WHERE schemaname = 'public') s;";
+
+pub fn parse_counts(line: &str) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    line.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (table, count) = pair
+                .rsplit_once('=')
+                .with_context(|| format!("psql printed {pair:?} for a row count"))?;
+            Ok((table.to_owned(), count.parse()?))
+        })
+        .collect()
+}

@@ -1,0 +1,14 @@
+//! Tools with no HitSave knowledge: processes, HTTP, the terminal, digests, ELF, compose,
+//! private files, randomness, time, KEY=VALUE files and the object store.
+
+pub mod compose;
+pub mod digest;
+pub mod elf;
+pub mod env_file;
+pub mod files;
+pub mod http;
+pub mod process;
+pub mod random;
+pub mod store;
+pub mod time;
+pub mod ui;

@@ -1,0 +1,14 @@
+//! Now, in the spellings history, names and records use.
+
+/// Now, as RFC 3339 UTC to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Now as `YYYYMMDDTHHMMSSZ`, for names (backup ids, a restore's databases).
+pub fn utc_stamp() -> String {
+    now_rfc3339()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}

@@ -1,0 +1,765 @@
+//! `cargo xtask install`: what the CodeDeploy hooks run on the host. Takes the lock, fetches
+//! and verifies a release, unpacks it, checks the host, builds the runtime images, migrates,
+//! swaps the compose stack, gates on health (bringing the old release back if the new one does
+//! not become healthy), flips `current`, records the outcome and prunes.
+//!
+//! Every step can be repeated: a crash anywhere leaves a state the next install completes
+//! from, and installing what already runs healthy is a quick no-op.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::kit::store::{self, StoreArgs};
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::{Manifest, ReleaseId};
+
+use crate::kit::ui::Ui;
+use crate::release::trust::{Trust, TrustArgs};
+use crate::release::verify::Verified;
+use crate::site::app::App;
+use crate::site::cpu::yield_cpu;
+use crate::site::host::{Action, HistoryEntry, Host, Outcome};
+use crate::site::lock::InstallLock;
+use crate::site::settings::{Env, base_images};
+use crate::site::stack::{ReleaseEnv, Stack};
+
+/// How many releases stay on disk (besides current and previous, which always stay).
+pub const KEEP_RELEASES: usize = 5;
+
+/// Where the stack lives on the host and how long to wait: shared by install and rollback.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostArgs {
+    /// The install root.
+    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
+    pub root: Utf8PathBuf,
+    /// How long to wait for another install to finish.
+    #[arg(long, value_name = "SECS", default_value = "600")]
+    pub lock_timeout: u64,
+    /// How long the new version has to become healthy before the old one is brought back.
+    #[arg(long, value_name = "SECS", default_value = "120")]
+    pub health_timeout: u64,
+    /// How app containers are replaced: blue/green (no request dropped) or in place.
+    #[arg(long, value_enum, default_value = "blue-green")]
+    pub strategy: crate::site::swap::Strategy,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    which: crate::release::verify::Which,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Install what --channel names even when it is older than the newest release this host
+    /// installed from that channel (a channel that goes back in time is refused otherwise: it
+    /// may be an attacker replaying an old, vulnerable release).
+    #[arg(long)]
+    allow_downgrade: bool,
+    #[command(flatten)]
+    host: HostArgs,
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
+    /// Which deployment this host is: picks the domain, the ports and TLS.
+    #[arg(long, value_enum, default_value = "production")]
+    env: Env,
+    /// The compose project name (containers are <project>-<service>-N).
+    #[arg(long, env = "HITSAVE_PROJECT", default_value = "hitsave")]
+    project: String,
+    /// The host address nginx's ports are published on [default: 0.0.0.0; local: 127.0.0.1].
+    #[arg(long, value_name = "ADDRESS")]
+    bind: Option<std::net::IpAddr>,
+    /// The host port nginx serves HTTP on [default: 80; local: 8080].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// The host port nginx serves HTTPS on [default: 443; local: 8443].
+    #[arg(long, value_name = "PORT")]
+    https_port: Option<u16>,
+    /// Build on the base images `cargo xtask images` makes from Debian's packages, for hosts
+    /// that reach no registry; otherwise the official images.
+    #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
+    local_base_images: bool,
+    #[command(flatten)]
+    db: ExternalDbArgs,
+    /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
+    /// [default: a year in production, a day in staging].
+    #[arg(long, value_name = "SECS")]
+    hsts_max_age: Option<u64>,
+    /// Apply pending migrations without taking a backup first (history says so).
+    #[arg(long)]
+    skip_backup: bool,
+    /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
+    /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
+    #[arg(long, value_enum, value_name = "STEP")]
+    until: Option<Until>,
+}
+
+/// A database server outside the stack (RDS, or one PostgreSQL a fleet of hosts shares): the
+/// stack then starts no db container and logs in over TLS, verified against `--db-ca-file`.
+/// The password is the stack's postgres_password secret file, as for its own database.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExternalDbArgs {
+    /// The server's host name, as its certificate names it (an RDS endpoint).
+    #[arg(long, value_name = "HOST")]
+    pub db_host: Option<String>,
+    /// The server's port.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value = "5432",
+        requires = "db_host"
+    )]
+    pub db_port: u16,
+    /// The database the apps use.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hitsave",
+        requires = "db_host"
+    )]
+    pub db_name: String,
+    /// The role the apps log in as.
+    #[arg(
+        long,
+        value_name = "USER",
+        default_value = "hitsave",
+        requires = "db_host"
+    )]
+    pub db_user: String,
+    /// The CA bundle the server's certificate must chain to (for RDS, the region's bundle
+    /// from AWS); required with --db-host.
+    #[arg(long, value_name = "FILE", requires = "db_host")]
+    pub db_ca_file: Option<Utf8PathBuf>,
+    /// An existing Docker network the apps join to reach the server (a PostgreSQL in a
+    /// container on this host); RDS needs none.
+    #[arg(long, value_name = "NETWORK", requires = "db_host")]
+    pub db_network: Option<String>,
+}
+
+impl ExternalDbArgs {
+    /// The release.env settings of the external database, or none for the stack's own.
+    fn settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let Some(host) = &self.db_host else {
+            return Ok(Vec::new());
+        };
+        let ca = self.db_ca_file.as_ref().with_context(|| {
+            format!("--db-host {host} needs --db-ca-file (HITSAVE_DB_CA_FILE): the CA bundle its certificate is checked against; nothing was changed")
+        })?;
+        let pem = std::fs::read_to_string(ca).with_context(|| {
+            format!("cannot read the database's CA bundle {ca} (HITSAVE_DB_CA_FILE); nothing was changed")
+        })?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "{ca} (HITSAVE_DB_CA_FILE) holds no PEM certificate; nothing was changed"
+        );
+        let ca = ca
+            .canonicalize_utf8()
+            .with_context(|| format!("cannot resolve {ca}"))?;
+        let mut settings = vec![
+            ("HITSAVE_DB_HOST", host.clone()),
+            ("HITSAVE_DB_PORT", self.db_port.to_string()),
+            ("HITSAVE_DB_NAME", self.db_name.clone()),
+            ("HITSAVE_DB_USER", self.db_user.clone()),
+            ("HITSAVE_DB_CA_FILE", ca.to_string()),
+        ];
+        if let Some(network) = &self.db_network {
+            settings.push(("HITSAVE_DB_NETWORK", network.clone()));
+        }
+        Ok(settings)
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Downloaded, verified and unpacked into releases/<id>.
+    Fetched,
+    /// Also: the host checked (secrets, Docker, disk, TLS, platform) and the runtime images
+    /// built.
+    Prepared,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    yield_cpu();
+    let ui = Ui::new();
+    let started = Instant::now();
+    let host = Host::open(&args.host.root)?;
+    let _lock = InstallLock::acquire(
+        &host.lock_file(),
+        Duration::from_secs(args.host.lock_timeout),
+        &crate::site::host::command("install", &args.host.root),
+    )?;
+    crate::release::unpack::clean_leftovers(&host)?;
+    let Some(_) = args.store.store.as_deref() else {
+        bail!("name the artifact store: --store DIR|s3://BUCKET/PREFIX (or HITSAVE_STORE)");
+    };
+    let store = store::open(&args.store, Utf8Path::new("."))?;
+    store.check()?;
+    let trust = Trust::new(&args.trust, store.is_local())?;
+    let id = crate::release::verify::resolve(store.as_ref(), &args.which, &trust)?;
+    // The signature, before anything else: nothing is downloaded, recorded or changed for a
+    // release this host does not trust.
+    let verified = crate::release::verify::read_manifest(store.as_ref(), &id, &trust)?;
+    check_downgrade(&host, &args, &id)?;
+    match &verified.key {
+        Some(key) => ui.info(&format!(
+            "release {id}: signed by key {key} (checked in {:.2} ms; read and checked in {:.1} ms)",
+            verified.seconds * 1000.0,
+            verified.read_seconds * 1000.0
+        )),
+        None => ui.info(&format!(
+            "release {id} is UNSIGNED: installed only because of --allow-unsigned"
+        )),
+    }
+    let previous = host.current();
+    let mut outcome = Outcome::Failed;
+    let mut migrations = Migrations {
+        store: Some(store.as_ref()),
+        skip_backup: args.skip_backup,
+        backup: None,
+        skipped: false,
+    };
+    let result = install(&ui, &host, &verified, &args, &mut migrations, &mut outcome);
+    host.record(&HistoryEntry {
+        time: crate::kit::time::now_rfc3339(),
+        action: Action::Install,
+        release: id.clone(),
+        previous,
+        outcome,
+        deployment: std::env::var("DEPLOYMENT_ID").ok(),
+        seconds: started.elapsed().as_secs_f64(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+        backup: migrations.backup.clone(),
+        backup_skipped: migrations.skipped,
+        by: crate::site::host::who(),
+        signed_by: Some(
+            verified
+                .key
+                .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
+        ),
+        channel: args.which.channel.clone(),
+        secret: None,
+        env: Some(args.env.name().to_owned()),
+    })?;
+    result?;
+    ui.info(&format!(
+        "release {id} {} in {:.1} s",
+        match outcome {
+            Outcome::Installed => "installed and serving",
+            Outcome::Fetched => "downloaded, verified and unpacked (the stack is unchanged)",
+            Outcome::Prepared =>
+                "ready to start: host checked, images built (the stack is unchanged)",
+            _ => "already installed and serving",
+        },
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A channel pointer that goes back in time from what this host installed from that channel
+/// is refused unless `--allow-downgrade` (a rollback to a release on disk stays possible).
+fn check_downgrade(host: &Host, args: &Args, id: &ReleaseId) -> anyhow::Result<()> {
+    let Some(channel) = &args.which.channel else {
+        return Ok(());
+    };
+    let Some(newest) = host.newest_from_channel(channel)? else {
+        return Ok(());
+    };
+    if id.commit_time() < newest.commit_time() && !args.allow_downgrade {
+        bail!(
+            "channel {channel} points at release {id}, older than {newest}, which this host already installed from it: refused (a channel moved back may be a replay of an old release). Nothing was changed. To go back on purpose, install with --allow-downgrade, or run a release still on disk again: `{}`",
+            crate::site::host::command("rollback --to ID", &host.root)
+        );
+    }
+    Ok(())
+}
+
+fn install(
+    ui: &Ui,
+    host: &Host,
+    verified: &Verified,
+    args: &Args,
+    migrations: &mut Migrations,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let store = migrations.store.context("install needs a store")?;
+    let manifest = &verified.manifest;
+    let id = &manifest.release;
+    let env = release_env(host, manifest, args)?;
+    if host.current().as_ref() == Some(id) {
+        let stack = Stack::open(&host.release_dir(id))?;
+        if stack.env == env && stack.serving()?.is_ok() {
+            *outcome = Outcome::AlreadyInstalled;
+            return Ok(());
+        }
+        ui.info(&format!(
+            "release {id} is current but not serving, or its settings changed; installing it again"
+        ));
+    }
+    ui.info(&format!(
+        "installing release {id} (commit {}) into {}",
+        manifest.commit, host.root
+    ));
+    crate::release::preflight::room_to_unpack(host, manifest)?;
+    crate::release::fetch::fetch(ui, host, store, manifest)?;
+    let dir = crate::release::unpack::unpack_release(host, verified)?;
+    env.write(&dir.join("release.env"))?;
+    let stack = Stack::open(&dir)?;
+    if args.until == Some(Until::Fetched) {
+        *outcome = Outcome::Fetched;
+        return Ok(());
+    }
+
+    ui.info("checking the host (secrets, Docker, disk, platform)");
+    // The empty files a rotation's previous values go in (hosts set up before rotations).
+    if host.secrets_dir().is_dir() {
+        crate::site::secret_files::ensure_previous_files(&host.secrets_dir())?;
+        // The apps run as APP_UID and read the files as it (hosts set up before they did).
+        crate::site::secret_files::hand_over(&host.secrets_dir())?;
+    }
+    // Hand-managed certificates must be there; ACME issues its own after the swap.
+    let tls = (args.env.tls() && args.tls.mode == crate::tls::Mode::Manual).then(|| host.tls_dir());
+    let problems = crate::release::preflight::check(&stack, manifest, tls.as_deref())?;
+    if !problems.is_empty() {
+        bail!(
+            "the host is not ready; nothing was changed:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    if args.until == Some(Until::Prepared) {
+        let built = stack.build_images()?;
+        if !built.is_empty() {
+            ui.info(&format!("built {}", built.join(", ")));
+        }
+        *outcome = Outcome::Prepared;
+        return Ok(());
+    }
+    deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
+    *outcome = Outcome::Installed;
+    if args.env.tls() {
+        // The release serves (over HTTP at least); a certificate problem must not undo that.
+        match crate::tls::apply(ui, host, &stack, &args.tls, false) {
+            Ok(crate::tls::Outcome::LeftAlone(why) | crate::tls::Outcome::Deferred(why)) => {
+                ui.info(&why)
+            }
+            Ok(_) => {}
+            Err(e) => ui.info(&format!("WARNING: {e:#}")),
+        }
+    }
+    prune(ui, host)?;
+    if let Err(e) = crate::database::restore::prune_replaced(ui, &stack) {
+        ui.info(&format!(
+            "dropping the databases restores replaced failed (the install goes on): {e:#}"
+        ));
+    }
+    Ok(())
+}
+
+/// release.env for this release on this host: image tags from the manifest, the host's
+/// settings, paths on the host. Nothing secret.
+fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<ReleaseEnv> {
+    let local = args.env == Env::Local;
+    let mut env = ReleaseEnv::default();
+    let mut set = |k: &str, v: String| {
+        env.0.insert(k.to_owned(), v);
+    };
+    set("HITSAVE_RELEASE", manifest.release.to_string());
+    set("HITSAVE_COMMIT", manifest.commit.to_string());
+    set("HITSAVE_PROJECT", args.project.clone());
+    set("HITSAVE_ENV", args.env.name().to_owned());
+    set("HITSAVE_DOMAIN", args.env.domain().into());
+    set(
+        "HITSAVE_HTTP_BIND",
+        args.bind.map_or_else(
+            || if local { "127.0.0.1" } else { "0.0.0.0" }.into(),
+            |ip| ip.to_string(),
+        ),
+    );
+    set(
+        "HITSAVE_HTTP_PORT",
+        args.http_port
+            .unwrap_or(if local { 8080 } else { 80 })
+            .to_string(),
+    );
+    set(
+        "HITSAVE_HTTPS_PORT",
+        args.https_port
+            .unwrap_or(if local { 8443 } else { 443 })
+            .to_string(),
+    );
+    set("HITSAVE_SECRETS_DIR", host.secrets_dir().to_string());
+    set("HITSAVE_TLS_DIR", host.tls_dir().to_string());
+    set("HITSAVE_NGINX_DIR", host.nginx_dir().to_string());
+    for (key, image) in base_images(args.local_base_images) {
+        set(key, image.into());
+    }
+    for (key, value) in args.db.settings()? {
+        set(key, value);
+    }
+    if let Some(max_age) = args.hsts_max_age {
+        set("HITSAVE_HSTS_MAX_AGE", max_age.to_string());
+    }
+    for (key, value) in limits(args.env) {
+        set(key, value.to_owned());
+    }
+    for (component, _) in crate::site::stack::IMAGES {
+        set(
+            &format!("HITSAVE_{}_TAG", component.to_uppercase()),
+            crate::site::stack::image_tag(manifest, component)?,
+        );
+    }
+    // An app whose image is the one the current release runs keeps the release id it reports:
+    // its container configuration is then unchanged, and the swap leaves it running.
+    let current = host
+        .current()
+        .and_then(|id| ReleaseEnv::read(&host.release_dir(&id).join("release.env")).ok());
+    for app in App::ALL {
+        let upper = app.service().to_uppercase();
+        let tag_key = format!("HITSAVE_{upper}_TAG");
+        let (release, commit) = current
+            .as_ref()
+            .filter(|cur| cur.0.get(&tag_key) == env.0.get(&tag_key))
+            .and_then(|cur| cur.app_release(app).ok())
+            .unwrap_or((&manifest.release, &manifest.commit));
+        let (release, commit) = (release.to_owned(), commit.to_owned());
+        env.0.insert(format!("HITSAVE_{upper}_RELEASE"), release);
+        env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
+    }
+    Ok(env)
+}
+
+/// Each service's memory and process limits (production.yml reads them): production's, and
+/// half the memory elsewhere (staging and local hosts are smaller).
+fn limits(env: Env) -> [(&'static str, &'static str); 10] {
+    let small = env != Env::Production;
+    [
+        ("HITSAVE_DB_MEMORY", if small { "512m" } else { "1g" }),
+        ("HITSAVE_DB_PIDS", "512"),
+        ("HITSAVE_API_MEMORY", if small { "256m" } else { "512m" }),
+        ("HITSAVE_API_PIDS", "256"),
+        ("HITSAVE_WEB_MEMORY", if small { "256m" } else { "512m" }),
+        ("HITSAVE_WEB_PIDS", "256"),
+        (
+            "HITSAVE_MIGRATE_MEMORY",
+            if small { "256m" } else { "512m" },
+        ),
+        ("HITSAVE_MIGRATE_PIDS", "128"),
+        ("HITSAVE_NGINX_MEMORY", if small { "128m" } else { "256m" }),
+        ("HITSAVE_NGINX_PIDS", "128"),
+    ]
+}
+
+/// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
+/// serves. When it does not, the release `current` names is brought back, `outcome` says
+/// `rolled-back`, and this fails.
+/// What an install asks of `deploy` before the new migrator runs, and what it did.
+pub struct Migrations<'a> {
+    /// Where the pre-migrate backup is copied too (off the host).
+    pub store: Option<&'a dyn store::Store>,
+    /// `--skip-backup`: migrate without a backup.
+    pub skip_backup: bool,
+    /// The pre-migrate backup taken (its id).
+    pub backup: Option<hitsave_schema::BackupId>,
+    /// Migrations were pending and ran without a backup.
+    pub skipped: bool,
+}
+
+/// Builds the images, starts the database, migrates (`migrations`: none for a rollback,
+/// which never migrates), swaps and gates; brings the old release back when the new one
+/// is not healthy.
+pub fn deploy(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    args: &HostArgs,
+    migrations: Option<&mut Migrations>,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let id = ReleaseId::new(stack.env.get("HITSAVE_RELEASE")?)?;
+    let built = stack.build_images()?;
+    if !built.is_empty() {
+        ui.info(&format!("built {}", built.join(", ")));
+    }
+    let timeout = args.health_timeout.to_string();
+    let weights = if stack.external_db() {
+        check_external_db(ui, stack)?;
+        crate::site::cpu::Weights::of_stack(ui, stack)?
+    } else {
+        ui.info("starting the database (kept as it is when it runs)");
+        stack.run(
+            "starting the database",
+            &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
+        )?;
+        crate::site::cpu::Weights::of_stack(ui, stack)?
+    };
+    if let Some(migrations) = migrations {
+        back_up_before_migrating(ui, host, stack, migrations)?;
+        run_migrations(ui, stack, &id)?;
+    }
+
+    ui.info(&format!(
+        "swapping the stack to release {id} ({:?})",
+        args.strategy
+    ));
+    let timeout = Duration::from_secs(args.health_timeout);
+    let swap = crate::site::swap::swap(
+        ui,
+        stack,
+        &host.nginx_dir(),
+        args.strategy,
+        &weights,
+        timeout,
+    )
+    .and_then(|()| {
+        // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
+        if crate::site::nginx::maintenance_by(&host.nginx_dir()).as_deref() == Some("restore") {
+            ui.info("ending the maintenance a restore that did not finish left on");
+            crate::site::nginx::maintenance_off(&host.nginx_dir())?;
+        }
+        ui.info(&format!(
+            "waiting up to {timeout:?} for release {id} to serve"
+        ));
+        stack.wait_serving(timeout)
+    });
+    if let Err(e) = swap {
+        let Some(old) = host.current().filter(|old| *old != id) else {
+            bail!(
+                "release {id} did not become healthy ({e:#}); there is no previous release to bring back"
+            );
+        };
+        ui.info(&format!(
+            "release {id} is not healthy ({e:#}); bringing {old} back"
+        ));
+        let old_stack = Stack::open(&host.release_dir(&old))?;
+        crate::site::swap::swap(
+            ui,
+            &old_stack,
+            &host.nginx_dir(),
+            args.strategy,
+            &weights,
+            timeout,
+        )
+        .and_then(|()| old_stack.wait_serving(timeout))
+        .with_context(|| format!("release {old} did not come back either"))?;
+        *outcome = Outcome::RolledBack;
+        bail!(
+            "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
+        );
+    }
+    host.flip(&id)?;
+    Ok(())
+}
+
+/// The external server answers this release's migrator over verified TLS with the stack's
+/// password: checked before the backup, the migrations and the swap, so a wrong CA bundle, a
+/// server without TLS or a refused password stops the install with the running stack as it is.
+fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
+    let setting = |k: &str| stack.env.get(k).unwrap_or("?").to_owned();
+    let (server, ca) = (
+        format!(
+            "{}@{}:{}/{}",
+            setting("HITSAVE_DB_USER"),
+            setting("HITSAVE_DB_HOST"),
+            setting("HITSAVE_DB_PORT"),
+            setting("HITSAVE_DB_NAME")
+        ),
+        setting("HITSAVE_DB_CA_FILE"),
+    );
+    ui.info(&format!(
+        "checking the external database {server} (TLS verified against {ca})"
+    ));
+    let (status, text) = stack.output(
+        "checking the external database",
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            "migrate",
+            "--wait",
+            "20",
+            "status",
+        ],
+    )?;
+    if matches!(status.code(), Some(0 | 3)) {
+        return Ok(());
+    }
+    let said = text.lines().find(|l| l.contains("migrate: ")).map_or_else(
+        || crate::kit::compose::tail(&text, 5),
+        |l| l.trim().to_owned(),
+    );
+    let lower = said.to_ascii_lowercase();
+    // The password first: the server's message comes after the URL, which says sslmode.
+    let hint = if lower.contains("password authentication failed") || lower.contains("28p01") {
+        format!(
+            "the server refused the password in the postgres_password secret for {}: set the role's password to the file's, or the file to the role's (`xtask secrets set postgres_password`)",
+            setting("HITSAVE_DB_USER")
+        )
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "the server's certificate does not chain to a CA in {ca} (HITSAVE_DB_CA_FILE) or does not name {}: use the server's CA bundle (RDS: the region's bundle from AWS)",
+            setting("HITSAVE_DB_HOST")
+        )
+    } else if lower.contains("does not support tls") {
+        "the server does not offer TLS, which an external database must (RDS: rds.force_ssl=1)"
+            .to_owned()
+    } else {
+        "check HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME and HITSAVE_DB_USER in the host settings, and that this host reaches the server".to_owned()
+    };
+    bail!(
+        "the external database {server} refused this host: {hint}; nothing was migrated and the running stack is untouched ({said})"
+    )
+}
+
+/// A backup of the live database before the new migrator changes it, when it has anything
+/// to apply and a release already runs; when it cannot be taken, nothing is migrated.
+fn back_up_before_migrating(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    migrations: &mut Migrations,
+) -> anyhow::Result<()> {
+    let Some(current) = host.current() else {
+        return Ok(()); // A first install: the database is new.
+    };
+    let started = Instant::now();
+    if !stack.pending_migrations()? {
+        return Ok(());
+    }
+    if migrations.skip_backup {
+        ui.info("migrations are pending; --skip-backup: migrating without a backup");
+        migrations.skipped = true;
+        return Ok(());
+    }
+    let env = crate::database::backup::environment_of(stack);
+    let record = crate::database::server::Server::of(stack)
+        .and_then(|server| {
+            crate::database::backup::take(
+                ui,
+                host,
+                &server,
+                Some(current),
+                hitsave_schema::BackupReason::PreMigrate,
+                migrations.store,
+                &env,
+            )
+        })
+    .context(
+        "the backup before migrating failed, so nothing was migrated and the running stack is untouched (fix the cause, or pass --skip-backup to migrate without one)",
+    )?;
+    ui.info(&format!(
+        "the pre-migrate backup added {:.1} s to the install (the pending check and the backup)",
+        started.elapsed().as_secs_f64()
+    ));
+    migrations.backup = Some(record.id);
+    if let Err(e) = crate::database::retention::prune(
+        ui,
+        host,
+        migrations.store,
+        crate::database::retention::Retention::default(),
+        &env,
+    ) {
+        ui.info(&format!(
+            "pruning old backups failed (the install goes on): {e:#}"
+        ));
+    }
+    Ok(())
+}
+
+/// The new release's migrator, on the running database; its own error line when it fails.
+fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> {
+    ui.info("running the new migrator");
+    if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
+        let text = format!("{e:#}");
+        let reason = text
+            .lines()
+            .find(|l| l.contains("migrate: error:"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or(text);
+        bail!("the migrations of release {id} failed; the running stack is untouched: {reason}");
+    }
+    Ok(())
+}
+
+/// Keeps the newest releases, current and previous; removes the rest with their images and
+/// cached tarballs.
+pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
+    let mut keep: BTreeSet<ReleaseId> = host
+        .releases()?
+        .into_iter()
+        .rev()
+        .take(KEEP_RELEASES)
+        .collect();
+    keep.extend(host.current());
+    keep.extend(host.previous());
+    let mut removed = Vec::new();
+    for id in host.releases()? {
+        if !keep.contains(&id) {
+            std::fs::remove_dir_all(host.release_dir(&id))
+                .with_context(|| format!("cannot remove {}", host.release_dir(&id)))?;
+            removed.push(id);
+        }
+    }
+    // What the kept releases still use.
+    let mut images = BTreeSet::new();
+    let mut tarballs = BTreeSet::new();
+    let mut programs = BTreeSet::new();
+    for id in &keep {
+        let dir = host.release_dir(id);
+        if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
+            for (component, _) in crate::site::stack::IMAGES {
+                if let Ok(tag) = env.get(&format!("HITSAVE_{}_TAG", component.to_uppercase())) {
+                    images.insert(format!("hitsave/{component}:{tag}"));
+                }
+            }
+        }
+        if let Ok(bytes) = std::fs::read(dir.join("manifest.json"))
+            && let Ok(m) = Manifest::parse(&bytes)
+        {
+            programs.extend(m.artifact("xtask").map(|a| a.sha256.to_string()));
+            tarballs.extend(
+                m.artifacts
+                    .into_iter()
+                    .map(|a| format!("{}.tar.gz", a.sha256)),
+            );
+        }
+    }
+    for entry in host.root.join("cache").read_dir_utf8()? {
+        let entry = entry?;
+        if !tarballs.contains(entry.file_name()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    // The hooks' copies of release host programs (programs/<sha256>/); a temporary one is
+    // being unpacked by a hook right now.
+    if let Ok(entries) = host.root.join("programs").read_dir_utf8() {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.starts_with('.') && !programs.contains(name) {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path()))?;
+            }
+        }
+    }
+    let listed = duct::cmd!(
+        "docker",
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "hitsave/*"
+    )
+    .read()
+    .unwrap_or_default();
+    for image in listed.lines().filter(|i| !images.contains(*i)) {
+        // An image still used by a container stays; the next prune gets it.
+        let _ = duct::cmd!("docker", "image", "rm", image)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+    if !removed.is_empty() {
+        ui.info(&format!("pruned releases {}", ReleaseId::list(&removed)));
+    }
+    Ok(())
+}

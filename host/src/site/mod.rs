@@ -1,0 +1,15 @@
+//! This host and the stack it runs: the install root (`host.rs`), its lock, settings and
+//! history, the apps and services, the compose stack, the blue/green swap, nginx, CPU weights
+//! and the secret and certificate files. Every feature stands on it; it knows none of them.
+
+pub mod app;
+pub mod cpu;
+pub mod host;
+pub mod lock;
+pub mod nginx;
+pub mod rotations;
+pub mod secret_files;
+pub mod settings;
+pub mod stack;
+pub mod swap;
+pub mod tls_files;

@@ -1,0 +1,567 @@
+//! The compose stack of one release: `docker compose` with the release's own compose files,
+//! the production overlay and its release.env; runtime images; the migrator; health.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use hitsave_schema::Manifest;
+use serde::Deserialize;
+
+use crate::kit::compose::{Compose, tail};
+use crate::kit::process::{Wait, wait_for};
+use crate::site::app::App;
+
+/// Components that run as containers built from their artifact, with their Dockerfile and
+/// the release.env key that names the base image.
+pub const IMAGES: &[(&str, &str)] = &[
+    ("api", "HITSAVE_RUNTIME_BASE"),
+    ("migrate", "HITSAVE_RUNTIME_BASE"),
+    ("web", "HITSAVE_NODE_BASE"),
+];
+
+/// What a release's migrator finds in a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Every migration it has is applied, and nothing else.
+    Same,
+    /// Some of its migrations are not applied yet.
+    Behind,
+    /// Applied migrations it does not know, or that differ from its own.
+    Foreign,
+}
+
+impl std::fmt::Display for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Schema::Same => "its own schema",
+            Schema::Behind => "its migrations are not all applied",
+            Schema::Foreign => "applied migrations it does not know",
+        })
+    }
+}
+
+/// The stack as one release runs it.
+pub struct Stack {
+    pub project: String,
+    pub release_dir: Utf8PathBuf,
+    pub env: ReleaseEnv,
+}
+
+/// release.env: the settings compose interpolates (image tags, ports, paths, domain). Never
+/// secrets: those stay files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseEnv(pub BTreeMap<String, String>);
+
+impl ReleaseEnv {
+    pub fn get(&self, key: &str) -> anyhow::Result<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .with_context(|| format!("release.env has no {key}"))
+    }
+
+    /// The release id (and commit) `app` reports: the release that brought its image. Releases
+    /// installed before apps kept their own id have only HITSAVE_RELEASE.
+    pub fn app_release(&self, app: App) -> anyhow::Result<(&str, &str)> {
+        let upper = app.service().to_uppercase();
+        let release = self
+            .0
+            .get(&format!("HITSAVE_{upper}_RELEASE"))
+            .map(String::as_str)
+            .map_or_else(|| self.get("HITSAVE_RELEASE"), Ok)?;
+        let commit = self
+            .0
+            .get(&format!("HITSAVE_{upper}_COMMIT"))
+            .map(String::as_str)
+            .map_or_else(|| self.get("HITSAVE_COMMIT"), Ok)?;
+        Ok((release, commit))
+    }
+
+    pub fn read(path: &Utf8Path) -> anyhow::Result<ReleaseEnv> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        Ok(ReleaseEnv(
+            crate::kit::env_file::parse(path, &text)?
+                .into_iter()
+                .map(|l| (l.key, l.value))
+                .collect(),
+        ))
+    }
+
+    /// Written beside, then renamed: a crash never leaves half a file.
+    pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
+        let mut text = String::from("# Written by xtask install; read by docker compose.\n");
+        for (k, v) in &self.0 {
+            anyhow::ensure!(!v.contains('\n'), "{k} must be one line (release.env)");
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        let tmp = path.with_extension("env.new");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {tmp}"))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// The image tag of a component: the first 16 hex digits of its artifact's sha256.
+pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String> {
+    let a = manifest
+        .artifact(component)
+        .with_context(|| format!("release {} has no {component} artifact", manifest.release))?;
+    Ok(a.sha256[..16].to_owned())
+}
+
+/// One container of the stack, as `docker compose ps --format json` lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Container {
+    pub name: String,
+    pub service: String,
+    pub state: State,
+    /// `None` when the container has no health check.
+    #[serde(default, deserialize_with = "health")]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub image: String,
+}
+
+/// A container's state, as Docker names it (`.State.Status`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum State {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Removing,
+    Dead,
+    /// A state this program does not know: treated as not running.
+    Other(String),
+}
+
+/// A health check's verdict (`.State.Health.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl From<String> for State {
+    fn from(s: String) -> State {
+        match s.as_str() {
+            "created" => State::Created,
+            "running" => State::Running,
+            "restarting" => State::Restarting,
+            "paused" => State::Paused,
+            "exited" => State::Exited,
+            "removing" => State::Removing,
+            "dead" => State::Dead,
+            _ => State::Other(s),
+        }
+    }
+}
+
+impl State {
+    /// Whether it has stopped for good: waiting longer will not make it healthy.
+    pub fn is_over(&self) -> bool {
+        matches!(self, State::Exited | State::Dead)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Paused => "paused",
+            State::Exited => "exited",
+            State::Removing => "removing",
+            State::Dead => "dead",
+            State::Other(s) => s,
+        }
+    }
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// Docker's word for it; `None` for "" (no health check) or one this program does not know.
+    pub fn parse(s: &str) -> Option<Health> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+/// Compose prints "" for a container without a health check.
+fn health<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Health>, D::Error> {
+    Ok(Health::parse(&String::deserialize(d)?))
+}
+
+impl Stack {
+    /// The stack as release.env in `release_dir` describes it.
+    pub fn open(release_dir: &Utf8Path) -> anyhow::Result<Stack> {
+        let env = ReleaseEnv::read(&release_dir.join("release.env"))?;
+        Ok(Stack {
+            project: env.get("HITSAVE_PROJECT")?.to_owned(),
+            release_dir: release_dir.to_owned(),
+            env,
+        })
+    }
+
+    /// Whether the stack uses a database server of its own (no db container, no volume).
+    pub fn external_db(&self) -> bool {
+        self.env.0.contains_key("HITSAVE_DB_HOST")
+    }
+
+    /// The base file, the production overlay and, for an external database, its overlays.
+    fn compose_files(&self) -> Vec<Utf8PathBuf> {
+        let deploy = self.release_dir.join("deploy");
+        let mut files = vec![
+            deploy.join("docker-compose.yml"),
+            deploy.join("production.yml"),
+        ];
+        if self.external_db() {
+            files.push(deploy.join("external-db.yml"));
+            if self.env.0.contains_key("HITSAVE_DB_NETWORK") {
+                files.push(deploy.join("external-db-network.yml"));
+            }
+        }
+        files
+    }
+
+    /// The release's own compose files with its release.env, and nothing from the caller's
+    /// environment: a stray HITSAVE_* must not change what production runs.
+    fn compose(&self) -> Compose {
+        let deploy = self.release_dir.join("deploy");
+        Compose {
+            project: self.project.clone(),
+            directory: deploy.clone(),
+            files: self.compose_files(),
+            env_file: Some(self.release_dir.join("release.env")),
+            // A secret rotation's grace period, which the API enforces (never a value).
+            env: self
+                .env
+                .0
+                .get("HITSAVE_SECRETS_DIR")
+                .map(|dir| crate::site::secret_files::compose_env(Utf8Path::new(dir)))
+                .unwrap_or_default(),
+            isolated: true,
+        }
+    }
+
+    /// A compose command on this stack, to stream or run as the caller likes.
+    pub fn command(&self, args: &[&str]) -> duct::Expression {
+        self.compose().command(args)
+    }
+
+    /// Runs a compose command to its end: its exit status and output, whatever they are.
+    pub fn output(
+        &self,
+        what: &str,
+        args: &[&str],
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        self.compose().output(what, args)
+    }
+
+    /// Runs a compose command; on failure the error carries its output.
+    pub fn run(&self, what: &str, args: &[&str]) -> anyhow::Result<String> {
+        self.compose().run(what, args)
+    }
+
+    /// Like `run`, with `overlay` (a compose file's text) added after the release's files.
+    pub fn run_with_overlay(
+        &self,
+        what: &str,
+        overlay: &str,
+        args: &[&str],
+    ) -> anyhow::Result<String> {
+        let file = tempfile::Builder::new()
+            .prefix("hitsave-overlay-")
+            .suffix(".yml")
+            .tempfile()?;
+        std::fs::write(file.path(), overlay)?;
+        let path = file.path().to_string_lossy().into_owned();
+        let mut all = vec!["-f", path.as_str()];
+        all.extend_from_slice(args);
+        self.run(what, &all)
+    }
+
+    /// The configuration compose resolves from the two files and release.env.
+    pub fn config(&self) -> anyhow::Result<serde_json::Value> {
+        let text = self.run(
+            "reading the compose configuration",
+            &["config", "--format", "json"],
+        )?;
+        serde_json::from_str(&text)
+            .context("docker compose config printed something that is not JSON")
+    }
+
+    /// Builds the runtime images this release needs, unless present (tagged by artifact hash).
+    pub fn build_images(&self) -> anyhow::Result<Vec<String>> {
+        let mut built = Vec::new();
+        for (component, base_key) in IMAGES {
+            let image = format!(
+                "hitsave/{component}:{}",
+                self.env
+                    .get(&format!("HITSAVE_{}_TAG", component.to_uppercase()))?
+            );
+            if image_exists(&image) {
+                continue;
+            }
+            let base = self.env.get(base_key)?;
+            let dockerfile = self
+                .release_dir
+                .join(format!("deploy/images/{component}.Dockerfile"));
+            let context = self.release_dir.join(component);
+            let out = duct::cmd!(
+                "docker",
+                "build",
+                "--quiet",
+                "--file",
+                &dockerfile,
+                "--build-arg",
+                format!("BASE={base}"),
+                "--label",
+                format!("io.hitsave.release={}", self.env.get("HITSAVE_RELEASE")?),
+                "--tag",
+                &image,
+                &context
+            )
+            .env("DOCKER_BUILDKIT", "0")
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
+            if !out.status.success() {
+                bail!(
+                    "building {image} on {base} failed:\n{}",
+                    tail(&String::from_utf8_lossy(&out.stdout), 20)
+                );
+            }
+            built.push(image);
+        }
+        Ok(built)
+    }
+
+    /// The stack's containers, as compose sees them.
+    pub fn containers(&self) -> anyhow::Result<Vec<Container>> {
+        let text = self.run("listing containers", &["ps", "--all", "--format", "json"])?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Compose prints one object per line (2.21+) or one array (older).
+        if text.starts_with('[') {
+            return serde_json::from_str(text).context("cannot read docker compose ps");
+        }
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).context("cannot read docker compose ps"))
+            .collect()
+    }
+
+    /// Whether this release's migrator has migrations the database has not applied
+    /// (`migrate status` exits 3 then).
+    pub fn pending_migrations(&self) -> anyhow::Result<bool> {
+        self.migrator_says(None, "status")
+    }
+
+    /// How this release's schema compares with `database` (another database on the live
+    /// server, such as a restore's): `migrate check`, then `migrate status`.
+    pub fn schema_on(&self, database: &str) -> anyhow::Result<Schema> {
+        Ok(if self.migrator_says(Some(database), "check")? {
+            Schema::Foreign
+        } else if self.migrator_says(Some(database), "status")? {
+            Schema::Behind
+        } else {
+            Schema::Same
+        })
+    }
+
+    /// Runs the migrator's `command` (on `database`, or the live one); true when it exits 3
+    /// (`status`: migrations pending; `check`: the history disagrees with this binary).
+    fn migrator_says(&self, database: Option<&str>, command: &str) -> anyhow::Result<bool> {
+        let what = format!("migrate {command}");
+        let on = database.map(|db| format!("POSTGRES_DB={db}"));
+        let mut args = vec!["run", "--rm", "--no-deps"];
+        if let Some(on) = &on {
+            args.extend(["-e", on.as_str()]);
+        }
+        args.extend(["migrate", command]);
+        let (status, text) = self.compose().output(&what, &args)?;
+        match status.code() {
+            Some(0) => Ok(false),
+            Some(3) => Ok(true),
+            _ => bail!("{what} failed: {}", tail(&text, 20)),
+        }
+    }
+
+    /// The host port nginx answers HTTP on, and the domain it serves.
+    pub fn http_port(&self) -> anyhow::Result<u16> {
+        self.env
+            .get("HITSAVE_HTTP_PORT")?
+            .parse()
+            .context("HITSAVE_HTTP_PORT in release.env is not a port")
+    }
+
+    pub fn domain(&self) -> anyhow::Result<&str> {
+        self.env.get("HITSAVE_DOMAIN")
+    }
+
+    /// Whether this release serves: api, web and nginx healthy, and both apps answering for
+    /// this release through nginx. `Err(reason)` says what is still missing.
+    pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
+        let containers = self.containers()?;
+        let services: &[&str] = if self.external_db() {
+            &["api", "web", "nginx"]
+        } else {
+            &["db", "api", "web", "nginx"]
+        };
+        for &service in services {
+            match containers.iter().find(|c| c.service == service) {
+                None => return Ok(Err(format!("{service} has no container"))),
+                Some(c) if c.state != State::Running => {
+                    return Ok(Err(format!("{service} is {}", c.state.as_str())));
+                }
+                Some(c) if c.health != Some(Health::Healthy) => {
+                    return Ok(Err(format!(
+                        "{service} is {}",
+                        c.health
+                            .map_or("running without a health check", Health::as_str)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let port = self.http_port()?;
+        let domain = self.domain()?;
+        for app in App::ALL {
+            let (path, what) = (app.ready_path(), app.describe());
+            let host = app.host(domain);
+            let (release, _) = self.env.app_release(app)?;
+            let marker = format!("\"release\":\"{release}\"");
+            match crate::kit::http::get(port, &host, path) {
+                Some((200, body)) if body.contains(&marker) => {}
+                Some((200, body)) => {
+                    return Ok(Err(format!(
+                        "{what} answers through nginx but not as release {release}: {}",
+                        tail(&body, 1)
+                    )));
+                }
+                Some((status, _)) => {
+                    return Ok(Err(format!(
+                        "{what} answers {status} on {host}{path} through nginx"
+                    )));
+                }
+                None => return Ok(Err(format!("nginx does not answer on 127.0.0.1:{port}"))),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Waits until `serving` holds, or fails with the last reason after `timeout`.
+    pub fn wait_serving(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_for("it to serve", timeout, Duration::from_secs(1), || {
+            Ok(match self.serving()? {
+                Ok(()) => Wait::Done(()),
+                Err(reason) => Wait::NotYet(reason),
+            })
+        })
+    }
+}
+
+pub fn image_exists(image: &str) -> bool {
+    duct::cmd!("docker", "image", "inspect", "--format", "{{.Id}}", image)
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The name of `service`'s running container in the current release (after a blue/green swap
+/// it is not `<project>-<service>-1`).
+pub fn running_container(stack: &Stack, service: &str) -> anyhow::Result<String> {
+    let containers = stack.containers()?;
+    let running: Vec<_> = containers
+        .iter()
+        .filter(|c| c.service == service && c.state == State::Running)
+        .collect();
+    match running.last() {
+        Some(c) => Ok(c.name.clone()),
+        None if containers.iter().any(|c| c.service == service) => {
+            bail!("no container of {service} is running: see `xtask status`")
+        }
+        None => bail!(
+            "the current release has no service {service:?}: its services are {}",
+            services(stack)?.join(", ")
+        ),
+    }
+}
+
+/// The services of the stack's compose files.
+pub fn services(stack: &Stack) -> anyhow::Result<Vec<String>> {
+    let config = stack.config()?;
+    Ok(config["services"]
+        .as_object()
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_reports_its_own_release_or_the_release_of_older_installs() {
+        let env = |pairs: &[(&str, &str)]| {
+            ReleaseEnv(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let carried = env(&[
+            ("HITSAVE_RELEASE", "r2"),
+            ("HITSAVE_COMMIT", "c2"),
+            ("HITSAVE_API_RELEASE", "r1"),
+            ("HITSAVE_API_COMMIT", "c1"),
+            ("HITSAVE_WEB_RELEASE", "r2"),
+            ("HITSAVE_WEB_COMMIT", "c2"),
+        ]);
+        assert_eq!(carried.app_release(App::Api).unwrap(), ("r1", "c1"));
+        assert_eq!(carried.app_release(App::Web).unwrap(), ("r2", "c2"));
+        // release.env written before apps kept their own id.
+        let older = env(&[("HITSAVE_RELEASE", "r0"), ("HITSAVE_COMMIT", "c0")]);
+        assert_eq!(older.app_release(App::Api).unwrap(), ("r0", "c0"));
+        assert!(env(&[]).app_release(App::Web).is_err());
+    }
+
+    /// What `docker compose ps --format json` prints becomes types; a state Docker may add
+    /// later is kept as text and counts as not running.
+    #[test]
+    fn container_states_are_types() {
+        let line = |state: &str, health: &str| -> Container {
+            serde_json::from_str(&format!(
+                r#"{{"Name":"p-api-1","Service":"api","State":"{state}","Health":"{health}","Image":"hitsave/api:x"}}"#
+            ))
+            .unwrap()
+        };
+        let c = line("running", "healthy");
+        assert_eq!((c.state, c.health), (State::Running, Some(Health::Healthy)));
+        assert_eq!(line("running", "").health, None);
+        assert_eq!(line("exited", "unhealthy").health, Some(Health::Unhealthy));
+        assert!(line("dead", "").state.is_over());
+        let odd = line("hibernating", "dozing");
+        assert_eq!(odd.state, State::Other("hibernating".into()));
+        assert_eq!((odd.state.as_str(), odd.health), ("hibernating", None));
+    }
+}
