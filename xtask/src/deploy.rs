@@ -314,11 +314,11 @@ fn check_environment(
     bundle: &hitsave_schema::BundleRef,
     group: &str,
 ) -> anyhow::Result<()> {
-    let env = hitsave_host::codedeploy::hooks::environment_of(group)?;
+    let env = hitsave_host::codedeploy::admission::environment_of(group)?;
     let its = bundle
         .deployment_group
         .as_deref()
-        .and_then(|g| hitsave_host::codedeploy::hooks::environment_of(g).ok());
+        .and_then(|g| hitsave_host::codedeploy::admission::environment_of(g).ok());
     if its != Some(env) {
         bail!(
             "release {id} {}, not to the {} hosts of deployment group {group}: they would refuse it (unless their host.env lists its branch in HITSAVE_BRANCHES); nothing was deployed",

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use hitsave_schema::Manifest;
 
-use crate::codedeploy::hooks::environment_of;
 use crate::site::host::{Action, HistoryEntry, Host, Outcome};
 use crate::site::settings::Env;
 
@@ -103,10 +102,7 @@ pub fn check_downgrade(
         );
         return Ok(());
     }
-    if settings
-        .get(ALLOW_DOWNGRADE)
-        .is_some_and(|v| crate::codedeploy::hooks::is_true(v))
-    {
+    if settings.get(ALLOW_DOWNGRADE).is_some_and(|v| is_true(v)) {
         eprintln!(
             "xtask: hook: DOWNGRADE from {} to {id}, allowed by {ALLOW_DOWNGRADE} in the host settings (remove it once done)",
             newest.release
@@ -212,4 +208,22 @@ mod tests {
         assert!(!glob_matches("a*c", "abd"));
         assert!(!glob_matches("main", "mainline"));
     }
+}
+
+/// production, staging, production-*, staging-* (and *-production, *-staging).
+pub fn environment_of(group: &str) -> anyhow::Result<Env> {
+    let g = group.to_ascii_lowercase();
+    for env in [Env::Production, Env::Staging] {
+        let name = env.name();
+        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
+            return Ok(env);
+        }
+    }
+    bail!(
+        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
+    )
+}
+
+pub fn is_true(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
 }

@@ -40,6 +40,7 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
+use crate::codedeploy::admission::{environment_of, is_true};
 use crate::site::host::Host;
 use crate::site::settings::Env;
 use crate::site::stack::Stack;
@@ -357,30 +358,12 @@ fn bundle_dir() -> anyhow::Result<Utf8PathBuf> {
         .context("cannot tell which bundle this xtask is in: pass --bundle")
 }
 
-/// production, staging, production-*, staging-* (and *-production, *-staging).
-pub fn environment_of(group: &str) -> anyhow::Result<Env> {
-    let g = group.to_ascii_lowercase();
-    for env in [Env::Production, Env::Staging] {
-        let name = env.name();
-        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
-            return Ok(env);
-        }
-    }
-    bail!(
-        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
-    )
-}
-
 impl Event {
     /// As the command line spells it.
     fn name(self) -> String {
         clap::ValueEnum::to_possible_value(&self)
             .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
     }
-}
-
-pub fn is_true(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
 }
 
 /// The settings file, if there is one: `KEY=VALUE` lines, `#` comments, blank lines.

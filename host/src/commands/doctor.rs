@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let host = crate::site::host::Host {
         root: args.root.clone(),
     };
-    match crate::database::backup::last_verified(&host) {
+    match crate::database::archive::last_verified(&host) {
         Some((id, age)) if age < std::time::Duration::from_secs(26 * 3600) => {
             println!("ok: backup {id} restores ({} h ago)", age.as_secs() / 3600)
         }

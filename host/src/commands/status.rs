@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serving,
         disk_used_bytes: du(&args.root),
         disk_free_bytes: crate::release::preflight::free_bytes(&args.root)?,
-        last_verified_backup: crate::database::backup::last_verified(&host).map(|(id, age)| {
+        last_verified_backup: crate::database::archive::last_verified(&host).map(|(id, age)| {
             VerifiedBackup {
                 id,
                 age_seconds: age.as_secs(),

@@ -25,7 +25,7 @@ pub fn verify(
     let dir = host.backups_dir();
     let id = match id {
         Some(id) => id.clone(),
-        None => crate::database::backup::ids(&dir)?
+        None => crate::database::archive::ids(&dir)?
             .pop()
             .with_context(|| format!("there is no backup in {dir}"))?,
     };

@@ -2,6 +2,7 @@
 //! a restore talks to (`server.rs`), backups (`backup.rs`), their drill (`drill.rs`) and
 //! retention (`retention.rs`), and restores (`restore.rs`).
 
+pub mod archive;
 pub mod backup;
 pub mod drill;
 pub mod psql;

@@ -315,7 +315,7 @@ fn scope(
     store: &dyn Store,
     env: &str,
     from: Option<&str>,
-) -> anyhow::Result<Vec<crate::database::backup::Stored>> {
+) -> anyhow::Result<Vec<crate::database::archive::Stored>> {
     match from {
         Some(from) => {
             let (env, host) = match from.split_once('/') {
@@ -327,17 +327,18 @@ fn scope(
                     .map_err(|_| anyhow::anyhow!("--from {from:?}: use ENV or ENV/HOST"))?;
             }
             match host {
-                Some(host) => {
-                    crate::database::backup::stored_in(store, &schema::backups_dir(env, Some(host)))
-                }
-                None => crate::database::backup::stored_in_env(store, env),
+                Some(host) => crate::database::archive::stored_in(
+                    store,
+                    &schema::backups_dir(env, Some(host)),
+                ),
+                None => crate::database::archive::stored_in_env(store, env),
             }
         }
         None => {
-            let mut found = crate::database::backup::stored_in_env(store, env)?;
+            let mut found = crate::database::archive::stored_in_env(store, env)?;
             // Older hosts' flat backups/, when this role may list it (the new ones may not).
             found.extend(
-                crate::database::backup::stored_in(store, schema::BACKUPS).unwrap_or_default(),
+                crate::database::archive::stored_in(store, schema::BACKUPS).unwrap_or_default(),
             );
             Ok(found)
         }
@@ -364,7 +365,7 @@ fn pick(
         let mut ids: Vec<BackupId> = if args.from.is_some() {
             Vec::new()
         } else {
-            crate::database::backup::ids(&dir)?
+            crate::database::archive::ids(&dir)?
         };
         ids.extend(
             stored
@@ -477,7 +478,7 @@ fn before(host: &Host, release: &ReleaseId) -> anyhow::Result<BackupId> {
     }
     let installed = humantime::parse_rfc3339(&first.time)?;
     let dir = host.backups_dir();
-    crate::database::backup::ids(&dir)?
+    crate::database::archive::ids(&dir)?
         .into_iter()
         .rev()
         .find(|id| {
@@ -510,7 +511,7 @@ fn local_dump(
         let store = store.with_context(|| {
             format!("{dump} is not on the host; name the store it is in with --store")
         })?;
-        crate::database::backup::prepare_dir(&dir)?;
+        crate::database::archive::prepare_dir(&dir)?;
         let bar = ui.bytes(
             &format!("downloading backup {} from {}", record.id, store.describe()),
             record.size,
@@ -519,7 +520,7 @@ fn local_dump(
             || record.dump_key(),
             |dir| format!("{dir}/{}.dump", record.id),
         );
-        let got = crate::database::backup::download(store, record, &key, &dump, &|n| bar.inc(n));
+        let got = crate::database::archive::download(store, record, &key, &dump, &|n| bar.inc(n));
         bar.finish_and_clear();
         got?;
         crate::kit::files::replace_private(

@@ -89,7 +89,7 @@ fn pinned(host: &Host) -> BTreeSet<BackupId> {
             );
         }
     }
-    if let Some((id, _)) = crate::database::backup::last_verified(host) {
+    if let Some((id, _)) = crate::database::archive::last_verified(host) {
         pinned.insert(id);
     }
     pinned
@@ -106,7 +106,7 @@ pub fn prune(
 ) -> anyhow::Result<()> {
     let pinned = pinned(host);
     let dir = host.backups_dir();
-    let local = crate::database::backup::ids(&dir)?;
+    let local = crate::database::archive::ids(&dir)?;
     // Flat store backups are this host's when it has their record: it made them there.
     let flat_ours: BTreeSet<BackupId> = local.iter().cloned().collect();
     let gone = expired(&local, retention, today(), &pinned);
@@ -131,9 +131,9 @@ pub fn prune(
         return Ok(());
     };
     let own = hitsave_schema::backups_dir(env, Some(&host.id()?));
-    let mut stored = crate::database::backup::stored_in(store, &own)?;
+    let mut stored = crate::database::archive::stored_in(store, &own)?;
     // The flat ones are best effort: a role of the new layout may not list or delete there.
-    match crate::database::backup::stored_in(store, hitsave_schema::BACKUPS) {
+    match crate::database::archive::stored_in(store, hitsave_schema::BACKUPS) {
         Ok(flat) => stored.extend(flat.into_iter().filter(|s| flat_ours.contains(&s.id))),
         Err(e) => ui.info(&format!(
             "cannot list the flat backups/ of older hosts ({e:#}); only {own}/ is pruned"

@@ -282,9 +282,7 @@ impl Server {
 
     /// Exact row counts of every table in `database`'s public schema.
     pub fn row_counts(&self, database: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-        crate::database::backup::parse_counts(
-            &self.psql(database, crate::database::backup::ROW_COUNTS)?,
-        )
+        parse_counts(&self.psql(database, ROW_COUNTS)?)
     }
 
     /// Makes `incoming` the live database and keeps the live one as `replaced`, in one
@@ -351,4 +349,21 @@ fn ident(name: &str) -> anyhow::Result<String> {
 
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+/// Exact row counts of every table in the public schema, on one line: `t1=3,t2=0`.
+pub const ROW_COUNTS: &str = "SELECT coalesce(string_agg(t || '=' || (xpath('/row/c/text()', \
+     query_to_xml(format('SELECT count(*) AS c FROM public.%I', t), false, true, '')))[1]::text, \
+     ',' ORDER BY t), '') FROM (SELECT tablename::text AS t FROM pg_tables \
+     WHERE schemaname = 'public') s;";
+
+pub fn parse_counts(line: &str) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    line.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (table, count) = pair
+                .rsplit_once('=')
+                .with_context(|| format!("psql printed {pair:?} for a row count"))?;
+            Ok((table.to_owned(), count.parse()?))
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod digest;
+pub mod docker;
 pub mod elf;
 pub mod env_file;
 pub mod files;

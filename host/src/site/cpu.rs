@@ -74,7 +74,7 @@ impl Weights {
     }
 
     fn find(container: &str) -> anyhow::Result<Weights> {
-        let pid = crate::site::swap::inspect(container, "{{.State.Pid}}")
+        let pid = crate::kit::docker::inspect(container, "{{.State.Pid}}")
             .with_context(|| format!("cannot inspect {container}"))?;
         let file = format!("/proc/{pid}/cgroup");
         let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 
+use crate::kit::docker;
 use crate::kit::process::{Wait, wait_for};
 use crate::kit::ui::Ui;
 use crate::site::app::App;
@@ -132,7 +133,7 @@ fn blue_green(
                 .stdout_null()
                 .run()
                 .with_context(|| format!("cannot stop {name}"))?;
-            remove(name)?;
+            docker::remove(name)?;
         }
     }
     // db was started by the install and nginx was running: neither is touched.
@@ -212,7 +213,7 @@ fn start_beside(
         .with_context(|| format!("compose created no new {service} container"))?;
     let ready = weights
         .set_container(&new, BOOT_SHARES)
-        .and_then(|()| start(&new))
+        .and_then(|()| docker::start(&new))
         .and_then(|()| wait_healthy(&new, timeout))
         .map(|()| warm_up(ui, &new, app.port(), &app.host(domain), app.warm_up_path()))
         .and_then(|()| weights.set_container(&new, SERVING_SHARES));
@@ -221,8 +222,8 @@ fn start_beside(
             "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
         ));
         // The evidence goes with the container: keep it in the error (and so in history).
-        let evidence = last_words(&new);
-        remove(&new)?;
+        let evidence = docker::last_words(&new);
+        docker::remove(&new)?;
         return Err(e.context(format!(
             "the new {service} container never became ready{evidence}"
         )));
@@ -242,12 +243,12 @@ pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
             .map(|c| c.name)
             .with_context(|| format!("{app} has no running container"))?;
         wait_healthy(&container, timeout).map_err(|e| {
-            let evidence = last_words(&container);
+            let evidence = docker::last_words(&container);
             e.context(format!("{container} never became healthy{evidence}"))
         })?;
         let (release, _) = stack.env.app_release(app)?;
         let marker = format!("\"release\":\"{release}\"");
-        let addr = std::net::SocketAddr::new(container_ip(&container)?, app.port());
+        let addr = std::net::SocketAddr::new(docker::container_ip(&container)?, app.port());
         match crate::kit::http::request_to(addr, &app.host(&domain), "GET", app.ready_path(), None)
         {
             Some((200, body)) if body.contains(&marker) => {}
@@ -270,7 +271,7 @@ pub const WARM_UP_REQUESTS: usize = 50;
 /// network's bridge). Best effort: the swap goes on without it, since the container is
 /// already healthy and the health gate still checks the release through nginx.
 fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
-    let addr = match container_ip(container) {
+    let addr = match docker::container_ip(container) {
         Ok(ip) => std::net::SocketAddr::new(ip, port),
         Err(e) => {
             ui.info(&format!("{container}: not warmed up: {e:#}"));
@@ -285,19 +286,6 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
         "{container}: warmed up with {answered} requests to {path} in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-}
-
-fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
-    let ips = inspect(
-        container,
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-    )?;
-    let ip = ips
-        .split_whitespace()
-        .next()
-        .with_context(|| format!("{container} has no address"))?;
-    ip.parse()
-        .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
 }
 
 /// A graceful reload: new workers take the new site, old ones finish their requests.
@@ -335,18 +323,8 @@ fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, Vec<String>>>
     Ok(hashes)
 }
 
-/// `docker inspect --format format container`, trimmed.
-pub(super) fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
-    Ok(
-        duct::cmd!("docker", "inspect", "--format", format, container)
-            .read()?
-            .trim()
-            .to_owned(),
-    )
-}
-
 fn config_hash_of(container: &str) -> anyhow::Result<String> {
-    inspect(
+    docker::inspect(
         container,
         "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
     )
@@ -369,7 +347,7 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
     let what = format!("{container} to turn healthy");
     wait_for(&what, timeout, Duration::from_millis(500), || {
-        let seen = inspect(
+        let seen = docker::inspect(
             container,
             "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
         )
@@ -381,51 +359,4 @@ fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
             _ => Ok(Wait::NotYet(format!("it is still {seen:?}"))),
         }
     })
-}
-
-/// How many lines of a failed container's log its error keeps.
-const LOG_LINES: &str = "20";
-
-/// What a container that failed said: its last health check's output and the last lines of
-/// its log, as text to append to an error ("" when Docker has neither).
-fn last_words(container: &str) -> String {
-    let probe = inspect(
-        container,
-        "{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}",
-    )
-    .unwrap_or_default();
-    let probe = probe.trim().lines().last().unwrap_or_default().to_owned();
-    let log = duct::cmd!("docker", "logs", "--tail", LOG_LINES, container)
-        .stderr_to_stdout()
-        .unchecked()
-        .read()
-        .unwrap_or_default();
-    let mut out = String::new();
-    if !probe.is_empty() {
-        out.push_str(&format!("; its last health check said: {probe}"));
-    }
-    if !log.trim().is_empty() {
-        let lines: Vec<String> = log.lines().map(|l| format!("  | {l}")).collect();
-        out.push_str(&format!(
-            "; the last lines of its log:\n{}",
-            lines.join("\n")
-        ));
-    }
-    out
-}
-
-fn start(container: &str) -> anyhow::Result<()> {
-    duct::cmd!("docker", "start", container)
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot start {container}"))?;
-    Ok(())
-}
-
-fn remove(container: &str) -> anyhow::Result<()> {
-    duct::cmd!("docker", "rm", "--force", "--volumes", container)
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot remove {container}"))?;
-    Ok(())
 }

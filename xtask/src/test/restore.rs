@@ -297,7 +297,7 @@ pub(crate) fn across_environments(main: &Harness, staging: &Harness) -> anyhow::
     };
     let store = s3_store(&garage)?;
     let listed = |h: &Harness, env: &str| -> anyhow::Result<Vec<schema::BackupId>> {
-        Ok(hitsave_host::database::backup::stored_in(
+        Ok(hitsave_host::database::archive::stored_in(
             &store,
             &schema::backups_dir(env, Some(&h.host_id()?)),
         )?
