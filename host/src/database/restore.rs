@@ -345,6 +345,18 @@ fn scope(
     }
 }
 
+/// Every other environment's backups, or none when this role may not list them.
+fn in_other_envs(store: &dyn Store, env: &str) -> Vec<super::Stored> {
+    let mut found = Vec::new();
+    for dir in store.list_dirs(schema::BACKUPS).unwrap_or_default() {
+        let other = dir.rsplit('/').next().unwrap_or_default();
+        if other != env {
+            found.extend(super::stored_in_env(store, other).unwrap_or_default());
+        }
+    }
+    found
+}
+
 /// The backup that `args` names, with its record (from the host, else from the store, with
 /// the store directory it was found in).
 fn pick(
@@ -395,7 +407,18 @@ fn pick(
             let store = store.with_context(|| {
                 format!("there is no backup {id} in {dir}; name the store it is in with --store")
             })?;
-            let found = stored.iter().find(|s| s.id == id).with_context(|| {
+            // Another environment's backup is found (where this role may list it) so that
+            // `admit` can say whose it is and how to restore it on purpose.
+            let elsewhere;
+            let found = match stored.iter().find(|s| s.id == id) {
+                Some(found) => Some(found),
+                None if args.from.is_none() => {
+                    elsewhere = in_other_envs(store, env);
+                    elsewhere.iter().find(|s| s.id == id)
+                }
+                None => None,
+            };
+            let found = found.with_context(|| {
                 format!(
                     "there is no backup {id} {} in {}",
                     args.from.as_deref().map_or_else(
