@@ -346,12 +346,12 @@ fn scope(
 }
 
 /// Every other environment's backups, or none when this role may not list them.
-fn in_other_envs(store: &dyn Store, env: &str) -> Vec<super::Stored> {
+fn in_other_envs(store: &dyn Store, env: &str) -> Vec<crate::database::archive::Stored> {
     let mut found = Vec::new();
     for dir in store.list_dirs(schema::BACKUPS).unwrap_or_default() {
         let other = dir.rsplit('/').next().unwrap_or_default();
         if other != env {
-            found.extend(super::stored_in_env(store, other).unwrap_or_default());
+            found.extend(crate::database::archive::stored_in_env(store, other).unwrap_or_default());
         }
     }
     found
