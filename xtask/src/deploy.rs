@@ -11,20 +11,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_host::kit::store::{self, StoreArgs};
+use hitsave_host::commands::flags::StoreFlags;
+use hitsave_host::kit::store;
 use hitsave_schema::{self as manifest, ReleaseId};
 use serde::Serialize;
 use xtask::branch_config::{self, Decision};
 use xtask::rollout::DeploymentConfig;
 
 use hitsave_host::release::trust::{Keys, Trust};
+use hitsave_host::release::verify::Which;
 
 use hitsave_host::kit::ui::Ui;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    store: StoreArgs,
+    store: StoreFlags,
     /// The release to deploy [default: the one published for HEAD's commit].
     #[arg(long, value_name = "ID", conflicts_with = "channel")]
     release: Option<ReleaseId>,
@@ -173,15 +175,12 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         );
     };
     let (bucket, prefix) = split_s3_url(url)?;
-    let store = store::open(&args.store, Utf8Path::new("."))?;
+    let store = store::open(&args.store.location(), Utf8Path::new("."))?;
     store.check()?;
-    let which = hitsave_host::release::verify::Which {
-        release: args.release.clone(),
-        channel: args.channel.clone(),
-        commit: match (&args.release, &args.channel) {
-            (None, None) => Some(checkout.commit.clone()),
-            _ => None,
-        },
+    let which = match (&args.release, &args.channel) {
+        (Some(id), _) => Which::Release(id.clone()),
+        (None, Some(channel)) => Which::Channel(channel.clone()),
+        (None, None) => Which::Commit(checkout.commit.clone()),
     };
     // Only what CI signed is deployed: the pointer, the manifest and the bundle object are
     // checked before CodeDeploy is asked for anything (the hosts check them all again).

@@ -3,13 +3,12 @@
 //! resident program before the release's own program runs; a refusal changes nothing and says
 //! the rule, the releases and the way past it.
 
-use std::collections::BTreeMap;
-
 use anyhow::bail;
 use hitsave_schema::Manifest;
 
-use crate::site::host::{Action, HistoryEntry, Host, Outcome};
-use crate::site::settings::Env;
+use crate::site::history::{Action, HistoryEntry, Outcome};
+use crate::site::host::Host;
+use crate::site::settings::{Env, HostSettings};
 
 /// host.env's list of the branches this host takes, instead of the release's branch_config.
 pub const BRANCHES: &str = "HITSAVE_BRANCHES";
@@ -23,7 +22,7 @@ pub fn check_branch(
     manifest: &Manifest,
     group: &str,
     env: Env,
-    settings: &BTreeMap<String, String>,
+    settings: &HostSettings,
 ) -> anyhow::Result<()> {
     let id = &manifest.release;
     let Some(branch) = manifest.branch.as_deref() else {
@@ -32,14 +31,11 @@ pub fn check_branch(
             env.name()
         );
     };
-    if let Some(list) = settings.get(BRANCHES) {
-        if list
-            .split(',')
-            .map(str::trim)
-            .any(|pattern| glob_matches(pattern, branch))
-        {
+    if let Some(list) = &settings.branches {
+        if list.iter().any(|pattern| glob_matches(pattern, branch)) {
             return Ok(());
         }
+        let list = list.join(",");
         bail!(
             "release {id} was built from branch {branch}, which is not among the branches this host takes ({BRANCHES}={list} in the host settings): refused; nothing was changed. Deploy a release of one of them, or add the branch there"
         );
@@ -85,7 +81,7 @@ pub fn check_downgrade(
     host: &Host,
     manifest: &Manifest,
     env: Env,
-    settings: &BTreeMap<String, String>,
+    settings: &HostSettings,
 ) -> anyhow::Result<()> {
     let id = &manifest.release;
     let history = host.history()?;
@@ -102,7 +98,7 @@ pub fn check_downgrade(
         );
         return Ok(());
     }
-    if settings.get(ALLOW_DOWNGRADE).is_some_and(|v| is_true(v)) {
+    if settings.allow_downgrade {
         eprintln!(
             "xtask: hook: DOWNGRADE from {} to {id}, allowed by {ALLOW_DOWNGRADE} in the host settings (remove it once done)",
             newest.release
@@ -136,10 +132,25 @@ fn newest_installed(history: &[HistoryEntry], env: Env) -> Option<&HistoryEntry>
         .max_by(|a, b| a.release.commit_time().cmp(b.release.commit_time()))
 }
 
+/// production, staging, production-*, staging-* (and *-production, *-staging).
+pub fn environment_of(group: &str) -> anyhow::Result<Env> {
+    let g = group.to_ascii_lowercase();
+    for env in [Env::Production, Env::Staging] {
+        let name = env.name();
+        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
+            return Ok(env);
+        }
+    }
+    bail!(
+        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hitsave_schema::{BundleRef, MANIFEST_SCHEMA, ReleaseId, Sha256};
+    use std::collections::BTreeMap;
 
     fn manifest(id: &str, branch: Option<&str>, group: Option<&str>) -> Manifest {
         Manifest {
@@ -165,7 +176,7 @@ mod tests {
 
     #[test]
     fn branches_deploy_to_their_environment_only() {
-        let none = BTreeMap::new();
+        let none = HostSettings::defaults();
         let main = manifest(
             "20261101120000-0123456789ab",
             Some("main"),
@@ -195,35 +206,20 @@ mod tests {
         let detached = manifest("20261101120000-0123456789ab", None, Some("production"));
         assert!(check_branch(&detached, "production", Env::Production, &none).is_err());
         // The host's own list wins over the release's branch_config.
-        let list = BTreeMap::from([(BRANCHES.to_owned(), "main, release/*".to_owned())]);
+        let list = HostSettings {
+            branches: Some(vec!["main".into(), "release/*".into()]),
+            ..HostSettings::defaults()
+        };
         check_branch(&main, "production", Env::Production, &list).unwrap();
         let release = manifest("20261101120000-0123456789ab", Some("release/1.2"), None);
         check_branch(&release, "production", Env::Production, &list).unwrap();
         let err = check_branch(&staging, "production", Env::Production, &list)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("HITSAVE_BRANCHES=main, release/*"), "{err}");
+        assert!(err.contains("HITSAVE_BRANCHES=main,release/*"), "{err}");
         assert!(glob_matches("*", "anything"));
         assert!(glob_matches("a*c*e", "abcde"));
         assert!(!glob_matches("a*c", "abd"));
         assert!(!glob_matches("main", "mainline"));
     }
-}
-
-/// production, staging, production-*, staging-* (and *-production, *-staging).
-pub fn environment_of(group: &str) -> anyhow::Result<Env> {
-    let g = group.to_ascii_lowercase();
-    for env in [Env::Production, Env::Staging] {
-        let name = env.name();
-        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
-            return Ok(env);
-        }
-    }
-    bail!(
-        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
-    )
-}
-
-pub fn is_true(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")
 }

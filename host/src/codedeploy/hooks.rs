@@ -34,48 +34,34 @@
 //! Host settings beyond the defaults (another install root, ports, local base images) come
 //! from an optional file of KEY=VALUE lines, /etc/hitsave/host.env.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::Parser;
 
-use crate::codedeploy::admission::{environment_of, is_true};
+use crate::codedeploy::admission::environment_of;
+use crate::kit::store::StoreLocation;
+use crate::release::install::{HostOptions, InstallOptions, Until};
+use crate::release::trust::TrustOptions;
+use crate::release::verify::Which;
 use crate::site::host::Host;
-use crate::site::settings::Env;
+use crate::site::settings::{Env, HostSettings};
 use crate::site::stack::Stack;
+use crate::site::swap::Strategy;
 use hitsave_schema::Revision;
 
-#[derive(clap::Args)]
-pub struct Args {
+/// Which hook runs, on which bundle, with which settings.
+pub struct HookOptions {
     /// The lifecycle event to run.
-    #[arg(value_enum)]
-    event: Event,
-    /// The unpacked bundle (CodeDeploy's deployment archive) [default: the directory above
-    /// this xtask's bin/].
-    #[arg(long, value_name = "DIR")]
-    bundle: Option<Utf8PathBuf>,
-    /// Set by the resident program when it runs the release's own program, after it checked
-    /// the bundle, the signature, the branch and the age.
-    #[arg(long, hide = true)]
-    checked: bool,
-    /// Host settings: KEY=VALUE lines (HITSAVE_ROOT, HITSAVE_PROJECT, HITSAVE_BIND,
-    /// HITSAVE_HTTP_PORT, HITSAVE_HTTPS_PORT, HITSAVE_LOCAL_BASE_IMAGES,
-    /// HITSAVE_HEALTH_TIMEOUT, HITSAVE_KEYS, HITSAVE_TLS, HITSAVE_ACME_DIRECTORY,
-    /// HITSAVE_ACME_EMAIL, HITSAVE_ACME_CA_ROOT, HITSAVE_TLS_RENEW_WITHIN, HITSAVE_HSTS_MAX_AGE,
-    /// HITSAVE_DB_HOST, HITSAVE_DB_PORT, HITSAVE_DB_NAME, HITSAVE_DB_USER, HITSAVE_DB_CA_FILE,
-    /// HITSAVE_DB_NETWORK, HITSAVE_LB_HEALTH_WAIT, HITSAVE_BRANCHES, HITSAVE_ALLOW_DOWNGRADE);
-    /// optional.
-    #[arg(
-        long,
-        env = "HITSAVE_HOST_CONFIG",
-        value_name = "FILE",
-        default_value = "/etc/hitsave/host.env"
-    )]
-    config: Utf8PathBuf,
+    pub event: Event,
+    /// The unpacked bundle [default: the directory above this xtask's bin/].
+    pub bundle: Option<Utf8PathBuf>,
+    /// The resident program checked the bundle and hands over to the release's own program.
+    pub checked: bool,
+    /// The host settings file (host.env).
+    pub config: Utf8PathBuf,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// A CodeDeploy lifecycle event (appspec.yml's `hooks:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     BeforeBlockTraffic,
     AfterBlockTraffic,
@@ -88,6 +74,18 @@ pub enum Event {
     AfterAllowTraffic,
 }
 
+crate::choice!(Event {
+    BeforeBlockTraffic => "before-block-traffic", "fail the balancer's health check; wait for the balancer to see it";
+    AfterBlockTraffic => "after-block-traffic", "report: the stack keeps running until the new release replaces it";
+    ApplicationStop => "application-stop", "report what runs: nothing stops, the swap replaces containers";
+    BeforeInstall => "before-install", "check the bundle, then fetch, verify and unpack the release";
+    AfterInstall => "after-install", "check the host and build the runtime images";
+    ApplicationStart => "application-start", "migrate, swap and gate on health";
+    ValidateService => "validate-service", "the release is current, healthy and serves through nginx";
+    BeforeAllowTraffic => "before-allow-traffic", "the balancer's health check passes again";
+    AfterAllowTraffic => "after-allow-traffic", "the release is current and the balancer's health check passes";
+});
+
 impl Event {
     /// The events that run from the previous revision's bundle: they report or prepare, and
     /// never fail, so no earlier revision can block a later deployment.
@@ -99,57 +97,18 @@ impl Event {
     }
 }
 
-/// The host settings a file may set, and the install flag each becomes.
-const SETTINGS: &[(&str, &str)] = &[
-    ("HITSAVE_ROOT", "--root"),
-    ("HITSAVE_PROJECT", "--project"),
-    ("HITSAVE_BIND", "--bind"),
-    ("HITSAVE_HTTP_PORT", "--http-port"),
-    ("HITSAVE_HTTPS_PORT", "--https-port"),
-    ("HITSAVE_LOCAL_BASE_IMAGES", "--local-base-images"),
-    ("HITSAVE_HEALTH_TIMEOUT", "--health-timeout"),
-    ("HITSAVE_KEYS", "--keys"),
-    ("HITSAVE_TLS", "--tls"),
-    ("HITSAVE_ACME_DIRECTORY", "--acme-directory"),
-    ("HITSAVE_ACME_EMAIL", "--acme-email"),
-    ("HITSAVE_ACME_CA_ROOT", "--acme-ca-root"),
-    ("HITSAVE_TLS_RENEW_WITHIN", "--tls-renew-within"),
-    ("HITSAVE_HSTS_MAX_AGE", "--hsts-max-age"),
-    // An external database (RDS): the stack starts no db container.
-    ("HITSAVE_DB_HOST", "--db-host"),
-    ("HITSAVE_DB_PORT", "--db-port"),
-    ("HITSAVE_DB_NAME", "--db-name"),
-    ("HITSAVE_DB_USER", "--db-user"),
-    ("HITSAVE_DB_CA_FILE", "--db-ca-file"),
-    ("HITSAVE_DB_NETWORK", "--db-network"),
-    // The hooks' own (no install flag): how long the load balancer takes to see a failing
-    // health check (interval x unhealthy threshold), waited in before-block-traffic.
-    ("HITSAVE_LB_HEALTH_WAIT", ""),
-    // The branches this host takes (`main,release/*`), instead of the release's branch_config.
-    (crate::codedeploy::admission::BRANCHES, ""),
-    // 1: an older release than the newest installed is taken (a deliberate downgrade).
-    (crate::codedeploy::admission::ALLOW_DOWNGRADE, ""),
-];
-
-/// Parses install's flags as a command line would.
-#[derive(Parser)]
-struct InstallCommand {
-    #[command(flatten)]
-    args: crate::release::install::Args,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: HookOptions) -> anyhow::Result<()> {
     let bundle = match &args.bundle {
         Some(dir) => dir.clone(),
         None => bundle_dir()?,
     };
     if args.event.runs_from_previous_revision() {
         // Whatever goes wrong here must not stop the deployment that follows.
-        let result = match args.event {
-            Event::BeforeBlockTraffic => before_block_traffic(&args.config),
-            Event::AfterBlockTraffic => after_block_traffic(&args.config),
-            _ => application_stop(&bundle, &args.config),
-        };
+        let result = HostSettings::read(&args.config).and_then(|settings| match args.event {
+            Event::BeforeBlockTraffic => before_block_traffic(&settings),
+            Event::AfterBlockTraffic => after_block_traffic(&settings),
+            _ => application_stop(&bundle, &settings),
+        });
         if let Err(e) = result {
             eprintln!(
                 "xtask: hook {}: {e:#} (ignored: the stack keeps serving)",
@@ -159,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let revision = Revision::read(bundle.as_std_path())?;
-    let settings = read_settings(&args.config)?;
+    let settings = HostSettings::read(&args.config)?;
     let group = std::env::var("DEPLOYMENT_GROUP_NAME").map_err(|_| {
         anyhow::anyhow!(
             "DEPLOYMENT_GROUP_NAME is not set: `xtask hook` runs from CodeDeploy's lifecycle hooks; to install by hand, run `xtask install`"
@@ -176,56 +135,63 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
-    match args.event {
+    let until = match args.event {
         Event::ValidateService => return validate_service(&revision, &settings),
         Event::BeforeAllowTraffic => return before_allow_traffic(&revision, &settings),
         Event::AfterAllowTraffic => return after_allow_traffic(&revision, &settings),
-        _ => {}
+        Event::BeforeInstall => Some(Until::Fetched),
+        Event::AfterInstall => Some(Until::Prepared),
+        _ => None,
+    };
+    crate::release::install::run(install_options(&revision, &settings, env, until))
+}
+
+/// The install that a hook runs: the bundle's release from its store, set up as host.env says.
+fn install_options(
+    revision: &Revision,
+    settings: &HostSettings,
+    env: Env,
+    until: Option<Until>,
+) -> InstallOptions {
+    InstallOptions {
+        store: StoreLocation {
+            store: Some(revision.store.clone()),
+            endpoint_url: revision.endpoint_url.clone(),
+            path_style: revision.path_style,
+        },
+        which: Which::Release(revision.release.clone()),
+        trust: TrustOptions {
+            keys: settings.keys.clone(),
+            allow_unsigned: false,
+        },
+        allow_downgrade: false,
+        host: HostOptions {
+            root: settings.root.clone(),
+            lock_timeout: 600,
+            health_timeout: settings.health_timeout,
+            strategy: Strategy::BlueGreen,
+        },
+        tls: settings.tls.clone(),
+        env,
+        project: settings.project.clone(),
+        bind: settings.bind,
+        http_port: settings.http_port,
+        https_port: settings.https_port,
+        local_base_images: settings.local_base_images,
+        db: settings.db.clone(),
+        hsts_max_age: settings.hsts_max_age,
+        skip_backup: false,
+        until,
     }
-    let mut argv: Vec<String> = vec![
-        "install".into(),
-        "--release".into(),
-        revision.release.to_string(),
-        "--store".into(),
-        revision.store.clone(),
-        "--env".into(),
-        env.name().into(),
-    ];
-    if let Some(url) = &revision.endpoint_url {
-        argv.extend(["--endpoint-url".into(), url.clone()]);
-    }
-    if revision.path_style {
-        argv.push("--path-style".into());
-    }
-    for (key, flag) in SETTINGS {
-        match (settings.get(*key), *key) {
-            (None, _) => {}
-            (Some(_), _) if flag.is_empty() => {}
-            (Some(v), "HITSAVE_LOCAL_BASE_IMAGES") => {
-                if is_true(v) {
-                    argv.push((*flag).into());
-                }
-            }
-            (Some(v), _) => argv.extend([(*flag).into(), v.clone()]),
-        }
-    }
-    match args.event {
-        Event::BeforeInstall => argv.extend(["--until".into(), "fetched".into()]),
-        Event::AfterInstall => argv.extend(["--until".into(), "prepared".into()]),
-        _ => {}
-    }
-    let install = InstallCommand::try_parse_from(&argv)
-        .map_err(|e| anyhow::anyhow!("the host settings in {} are not valid: {e}", args.config))?;
-    crate::release::install::run(install.args)
 }
 
 /// The resident program's part of a hook: everything that decides whether this bundle may
 /// touch the host, then the release's own program for the work. A refusal changes nothing.
 fn check_and_hand_over(
-    args: &Args,
+    args: &HookOptions,
     bundle: &Utf8Path,
     revision: &Revision,
-    settings: &BTreeMap<String, String>,
+    settings: &HostSettings,
     group: &str,
     env: Env,
 ) -> anyhow::Result<()> {
@@ -238,7 +204,7 @@ fn check_and_hand_over(
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
     let store = crate::kit::store::open(
-        &crate::kit::store::StoreArgs {
+        &StoreLocation {
             store: Some(revision.store.clone()),
             endpoint_url: revision.endpoint_url.clone(),
             path_style: revision.path_style,
@@ -247,11 +213,8 @@ fn check_and_hand_over(
     )?;
     store.check()?;
     let trust = crate::release::trust::Trust::new(
-        &crate::release::trust::TrustArgs {
-            keys: settings
-                .get("HITSAVE_KEYS")
-                .map_or(crate::release::trust::DEFAULT_KEYS, String::as_str)
-                .into(),
+        &TrustOptions {
+            keys: settings.keys.clone(),
             allow_unsigned: false,
         },
         store.is_local(),
@@ -286,8 +249,8 @@ fn check_and_hand_over(
             listed.files.len()
         );
     }
-    let root = root_of(settings);
-    let host = Host::open(&root)?;
+    let root = &settings.root;
+    let host = Host::open(root)?;
     if matches!(
         args.event,
         Event::BeforeInstall | Event::AfterInstall | Event::ApplicationStart
@@ -300,7 +263,7 @@ fn check_and_hand_over(
     let program =
         crate::codedeploy::resident::release_program(&ui, &host, store.as_ref(), manifest)?;
     let status = std::process::Command::new(&program)
-        .args(["hook", &args.event.name(), "--checked", "--bundle"])
+        .args(["hook", args.event.name(), "--checked", "--bundle"])
         .arg(bundle)
         .arg("--config")
         .arg(&args.config)
@@ -315,11 +278,11 @@ fn check_and_hand_over(
     // Once the release serves, its verified program checks the next bundles.
     if matches!(args.event, Event::ApplicationStart | Event::ValidateService)
         && host.current().as_ref() == Some(id)
-        && crate::codedeploy::resident::adopt(&root, &program, manifest)?
+        && crate::codedeploy::resident::adopt(root, &program, manifest)?
     {
         eprintln!(
             "xtask: hook: the resident program {} is now release {id}'s host program",
-            crate::codedeploy::resident::path(&root)
+            crate::codedeploy::resident::path(root)
         );
     }
     Ok(())
@@ -360,52 +323,15 @@ fn bundle_dir() -> anyhow::Result<Utf8PathBuf> {
 
 impl Event {
     /// As the command line spells it.
-    fn name(self) -> String {
-        clap::ValueEnum::to_possible_value(&self)
-            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    fn name(self) -> &'static str {
+        crate::kit::choice::Choice::word(self)
     }
-}
-
-/// The settings file, if there is one: `KEY=VALUE` lines, `#` comments, blank lines.
-pub fn read_settings(path: &Utf8Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
-    };
-    let mut settings = BTreeMap::new();
-    for line in crate::kit::env_file::parse(path, &text)? {
-        if !SETTINGS.iter().any(|(k, _)| *k == line.key) {
-            bail!(
-                "{path}:{}: unknown setting {}; the settings are {}",
-                line.number,
-                line.key,
-                SETTINGS
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        settings.insert(line.key, line.value);
-    }
-    Ok(settings)
-}
-
-fn root_of(settings: &BTreeMap<String, String>) -> Utf8PathBuf {
-    settings
-        .get("HITSAVE_ROOT")
-        .cloned()
-        .or_else(|| std::env::var("HITSAVE_ROOT").ok())
-        .unwrap_or_else(|| crate::site::host::DEFAULT_ROOT.into())
-        .into()
 }
 
 /// Reports what runs. The stack is not stopped: the next release replaces it container by
 /// container, so requests are served throughout.
-fn application_stop(bundle: &Utf8Path, config: &Utf8Path) -> anyhow::Result<()> {
-    let settings = read_settings(config)?;
-    let root = root_of(&settings);
+fn application_stop(bundle: &Utf8Path, settings: &HostSettings) -> anyhow::Result<()> {
+    let root = &settings.root;
     let leaving = Revision::read(bundle.as_std_path())
         .map(|r| r.release.to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -413,7 +339,7 @@ fn application_stop(bundle: &Utf8Path, config: &Utf8Path) -> anyhow::Result<()> 
         eprintln!("xtask: hook application-stop: nothing is installed under {root} yet");
         return Ok(());
     }
-    let host = Host::open(&root)?;
+    let host = Host::open(root)?;
     let current = host.current().map_or_else(|| "none".into(), String::from);
     eprintln!(
         "xtask: hook application-stop: revision of {leaving}; current is {current}; it keeps serving until the next release replaces it"
@@ -433,9 +359,8 @@ fn lb_health(stack: &Stack) -> anyhow::Result<Option<u16>> {
 }
 
 /// The install root's host, and the stack of its current release (None before the first).
-fn current_stack(settings: &BTreeMap<String, String>) -> anyhow::Result<(Host, Option<Stack>)> {
-    let root = root_of(settings);
-    let host = Host::open(&root)?;
+fn current_stack(settings: &HostSettings) -> anyhow::Result<(Host, Option<Stack>)> {
+    let host = Host::open(&settings.root)?;
     let stack = match host.current() {
         Some(id) => Some(Stack::open(&host.release_dir(&id))?),
         None => None,
@@ -444,15 +369,9 @@ fn current_stack(settings: &BTreeMap<String, String>) -> anyhow::Result<(Host, O
 }
 
 /// The balancer's health check fails from now on; then the wait for the balancer to see it.
-fn before_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
-    let settings = read_settings(config)?;
-    let wait: u64 = match settings.get("HITSAVE_LB_HEALTH_WAIT") {
-        Some(v) => v.parse().with_context(|| {
-            format!("HITSAVE_LB_HEALTH_WAIT={v:?} in {config} is not a number of seconds")
-        })?,
-        None => 0,
-    };
-    let (host, stack) = current_stack(&settings)?;
+fn before_block_traffic(settings: &HostSettings) -> anyhow::Result<()> {
+    let wait = settings.lb_health_wait;
+    let (host, stack) = current_stack(settings)?;
     let dir = host.nginx_dir();
     if !crate::site::nginx::supports_lb_health(&dir) {
         eprintln!(
@@ -473,9 +392,8 @@ fn before_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn after_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
-    let settings = read_settings(config)?;
-    let (host, _) = current_stack(&settings)?;
+fn after_block_traffic(settings: &HostSettings) -> anyhow::Result<()> {
+    let (host, _) = current_stack(settings)?;
     eprintln!(
         "xtask: hook after-block-traffic: out of the load balancer ({}); the stack keeps running until the new release replaces it",
         crate::site::nginx::draining(&host.nginx_dir()).map_or_else(
@@ -487,20 +405,12 @@ fn after_block_traffic(config: &Utf8Path) -> anyhow::Result<()> {
 }
 
 /// The release serves; then the balancer's health check passes again, checked here.
-fn before_allow_traffic(
-    revision: &Revision,
-    settings: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+fn before_allow_traffic(revision: &Revision, settings: &HostSettings) -> anyhow::Result<()> {
     validate_service(revision, settings)?;
     let (host, stack) = current_stack(settings)?;
     let stack = stack.context("nothing is current")?;
     crate::site::nginx::draining_off(&host.nginx_dir())?;
-    let timeout = std::time::Duration::from_secs(
-        settings
-            .get("HITSAVE_HEALTH_TIMEOUT")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(120),
-    );
+    let timeout = std::time::Duration::from_secs(settings.health_timeout);
     crate::kit::process::wait_until("/lb-health to answer 200", timeout, || {
         Ok(lb_health(&stack)? == Some(200))
     })
@@ -517,10 +427,7 @@ fn before_allow_traffic(
 }
 
 /// The release is current and the balancer's health check passes.
-fn after_allow_traffic(
-    revision: &Revision,
-    settings: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+fn after_allow_traffic(revision: &Revision, settings: &HostSettings) -> anyhow::Result<()> {
     validate_service(revision, settings)?;
     let (_, stack) = current_stack(settings)?;
     let stack = stack.context("nothing is current")?;
@@ -541,12 +448,9 @@ fn after_allow_traffic(
 }
 
 /// The release is current, its containers are healthy and it serves through nginx.
-fn validate_service(
-    revision: &Revision,
-    settings: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    let root = root_of(settings);
-    let host = Host::open(&root)?;
+fn validate_service(revision: &Revision, settings: &HostSettings) -> anyhow::Result<()> {
+    let root = &settings.root;
+    let host = Host::open(root)?;
     let current = host.current();
     if current.as_deref() != Some(revision.release.as_str()) {
         bail!(
@@ -586,30 +490,6 @@ mod tests {
         let err = environment_of("qa").unwrap_err().to_string();
         assert!(err.contains("production or staging"), "{err}");
         assert!(environment_of("productionish").is_err());
-    }
-
-    #[test]
-    fn settings_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("host.env")).unwrap();
-        assert!(
-            read_settings(&path).unwrap().is_empty(),
-            "no file, no settings"
-        );
-        std::fs::write(
-            &path,
-            "# a host\nHITSAVE_ROOT=/srv/hitsave\n\nHITSAVE_HTTP_PORT = \"8080\"\n",
-        )
-        .unwrap();
-        let s = read_settings(&path).unwrap();
-        assert_eq!(s["HITSAVE_ROOT"], "/srv/hitsave");
-        assert_eq!(s["HITSAVE_HTTP_PORT"], "8080");
-        std::fs::write(&path, "HITSAVE_PASSWORD=x\n").unwrap();
-        let err = read_settings(&path).unwrap_err().to_string();
-        assert!(err.contains("unknown setting HITSAVE_PASSWORD"), "{err}");
-        std::fs::write(&path, "just words\n").unwrap();
-        let err = read_settings(&path).unwrap_err().to_string();
-        assert!(err.contains(":1: expected KEY=VALUE"), "{err}");
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     tls: bool,
     /// The trusted release keys (see `install --keys`).
-    #[arg(long, env = "HITSAVE_KEYS", value_name = "DIR", default_value = crate::release::trust::DEFAULT_KEYS)]
+    #[arg(long, env = "HITSAVE_KEYS", value_name = "DIR", default_value = crate::site::settings::DEFAULT_KEYS)]
     keys: Utf8PathBuf,
 }
 

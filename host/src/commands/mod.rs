@@ -1,37 +1,40 @@
 //! The verbs: one file per host command, its flags and its `run`; the only place clap lives.
 
+pub mod backup;
 pub mod console;
 pub mod doctor;
+pub mod flags;
+pub mod hook;
+pub mod install;
+pub mod restore;
+pub mod rollback;
 pub mod secrets;
 pub mod status;
+pub mod tls;
+pub mod verify;
 
 use camino::Utf8Path;
-
-use crate::codedeploy::hooks as hook;
-use crate::database::{backup, restore};
-use crate::release::{install, rollback, verify};
-use crate::tls;
 
 /// The commands a host may run; `cargo xtask` offers the same ones.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Download a release from the store and check every artifact against its manifest.
-    Verify(verify::Args),
+    Verify(verify::VerifyArgs),
     /// On the host: fetch, verify and unpack a release, migrate, swap the compose stack and
     /// gate on health, rolling back when the new version is not healthy.
-    Install(Box<install::Args>),
+    Install(Box<install::InstallArgs>),
     /// On the host, from CodeDeploy's lifecycle hooks (deploy/hooks/): check the bundle, then
     /// one step of an install by the release's own host program.
-    Hook(hook::Args),
+    Hook(hook::HookArgs),
     /// On the host: run a release that is already on disk again (the previous one by default).
-    Rollback(rollback::Args),
+    Rollback(rollback::RollbackArgs),
     /// On the host: current and previous release, container health, last installs, disk use.
     Status(self::status::Args),
     /// On the host: check Docker, Compose, secrets, TLS files and disk, with the fix for each.
     Doctor(self::doctor::Args),
     /// On the host: back up the database (pg_dump in its container) into <root>/backups and,
     /// with --store, the artifact store.
-    Backup(backup::Args),
+    Backup(backup::BackupArgs),
     /// On the host: the current release's logs through compose (`logs [SERVICE...] --follow`).
     Logs(self::console::LogsArgs),
     /// On the host: a command in a running container of the current release
@@ -48,11 +51,11 @@ pub enum Command {
     Maintenance(self::console::MaintenanceArgs),
     /// On the host: the HTTPS certificate from an ACME CA (Let's Encrypt): `tls renew` when a
     /// third of its lifetime is left, `tls status`.
-    Tls(tls::Args),
+    Tls(tls::TlsArgs),
     /// On the host: put the database back to a backup (BACKUP, --latest or --before RELEASE),
     /// restored into a new database while the site serves, swapped in during a short
     /// maintenance (503 with Retry-After); --undo goes back.
-    Restore(restore::Args),
+    Restore(restore::RestoreArgs),
 }
 
 impl Command {
@@ -60,15 +63,15 @@ impl Command {
     /// checkout's; a host has none).
     pub fn run(self, default_store: Option<&Utf8Path>) -> anyhow::Result<()> {
         match self {
-            Command::Verify(args) => verify::run(args, default_store),
-            Command::Install(args) => install::run(*args),
-            Command::Hook(args) => hook::run(args),
-            Command::Rollback(args) => rollback::run(args),
+            Command::Verify(args) => args.run(default_store),
+            Command::Install(args) => args.run(),
+            Command::Hook(args) => args.run(),
+            Command::Rollback(args) => args.run(),
             Command::Status(args) => status::run(args),
             Command::Doctor(args) => doctor::run(args),
-            Command::Backup(args) => backup::run(args),
-            Command::Restore(args) => restore::run(args),
-            Command::Tls(args) => tls::run(args),
+            Command::Backup(args) => args.run(),
+            Command::Restore(args) => args.run(),
+            Command::Tls(args) => args.run(),
             Command::Logs(args) => console::logs(args),
             Command::Exec(args) => console::exec(args),
             Command::Maintenance(args) => console::maintenance(args),

@@ -5,7 +5,8 @@ use camino::Utf8Path;
 use hitsave_schema::ReleaseId;
 use serde::Serialize;
 
-use crate::site::host::{HistoryEntry, Host};
+use crate::site::history::HistoryEntry;
+use crate::site::host::Host;
 use crate::site::stack::{Health, Stack};
 
 #[derive(clap::Args)]

@@ -10,81 +10,69 @@
 use std::io::{BufRead, BufReader, Write};
 
 use anyhow::{Context, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{self as schema, BackupId, BackupReason, BackupRecord, SCHEMA, Sha256};
 
 use crate::database::archive::{prepare_dir, write_hashed};
 use crate::database::retention::Retention;
 use crate::database::server::{ROW_COUNTS, Server, parse_counts};
-use crate::kit::store::{self, Store, StoreArgs};
+use crate::kit::store::{self, Store, StoreLocation};
 use crate::kit::time::now_rfc3339;
 use crate::kit::ui::{Ui, human_bytes};
-use crate::site::host::{Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome};
-use crate::site::lock::InstallLock;
+use crate::site::history::{Action, HistoryEntry, Outcome};
+use crate::site::host::Host;
+use crate::site::session::Session;
 use crate::site::stack::Stack;
 
-#[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Option<Command>,
+/// What `backup` takes, and where it keeps it.
+pub struct BackupOptions {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT, global = true)]
-    root: Utf8PathBuf,
-    /// Also copy the backup to this artifact store, under backups/ (S3 in production: off the
-    /// instance).
-    #[command(flatten)]
-    store: StoreArgs,
-    #[command(flatten)]
-    retention: Retention,
-    /// Why it is taken: `scheduled` from the daily timer.
-    #[arg(long, value_enum, default_value = "manual")]
-    reason: Reason,
+    pub root: Utf8PathBuf,
+    /// Also copy the backup to this artifact store, under backups/<env>/<host>/.
+    pub store: StoreLocation,
+    /// How many backups are kept.
+    pub retention: Retention,
+    /// Why it is taken.
+    pub reason: Reason,
     /// Print the record as JSON on stdout.
-    #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
     /// Back up the database of this container instead of the installed stack's (for `cargo
     /// xtask bench backup`).
-    #[arg(long, hide = true)]
-    db_container: Option<String>,
+    pub db_container: Option<String>,
 }
 
-#[derive(clap::Subcommand)]
-enum Command {
-    /// The restore drill: check a backup's SHA-256, restore it into a throwaway PostgreSQL
-    /// container (never the live database), compare every table's rows with its record and
-    /// check the schema with the migrator. Exits non-zero saying what differs.
-    Verify {
-        /// The backup [default: the newest].
-        id: Option<BackupId>,
-    },
+/// The restore drill of backup `id` (the newest by default); prints its record with `json`.
+pub fn verify(root: &Utf8Path, id: Option<&BackupId>, json: bool) -> anyhow::Result<()> {
+    let ui = Ui::new();
+    let host = Host::open(root)?;
+    let record = crate::database::drill::verify(&ui, &host, id)?;
+    if json {
+        println!(
+            "{}",
+            String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
+        );
+    }
+    Ok(())
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum Reason {
+/// Why a backup is taken; the last part of its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// By hand.
     Manual,
+    /// By the daily timer.
     Scheduled,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let ui = Ui::new();
-    let host = Host::open(&args.root)?;
-    if let Some(Command::Verify { id }) = &args.command {
-        let record = crate::database::drill::verify(&ui, &host, id.as_ref())?;
-        if args.json {
-            println!(
-                "{}",
-                String::from_utf8_lossy(&schema::to_bytes(&record)).trim_end()
-            );
-        }
-        return Ok(());
-    }
+crate::choice!(Reason {
+    Manual => "manual", "by hand";
+    Scheduled => "scheduled", "by the daily timer";
+});
+
+pub fn run(args: BackupOptions) -> anyhow::Result<()> {
     // Not beside an install, a rollback or another backup.
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
-        std::time::Duration::from_secs(600),
-        &crate::site::host::command("backup", &args.root),
-    )?;
+    let session = Session::begin(&args.root, "backup", std::time::Duration::from_secs(600))?;
+    let (ui, host) = (&session.ui, &session.host);
     let (server, current, env) = match args.db_container {
         Some(container) => (
             Server::in_container(container)?,
@@ -108,41 +96,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Reason::Manual => BackupReason::Manual,
         Reason::Scheduled => BackupReason::Scheduled,
     };
-    let started = std::time::Instant::now();
     let taken = take(
-        &ui,
-        &host,
+        ui,
+        host,
         &server,
         current.clone(),
         reason,
         store.as_deref(),
         &env,
     );
-    if let Some(current) = current {
-        host.record(&HistoryEntry {
-            time: now_rfc3339(),
-            action: Action::Backup,
-            release: current,
-            previous: None,
-            outcome: if taken.is_ok() {
+    let record = match current {
+        Some(current) => {
+            let mut entry = HistoryEntry::new(Action::Backup, current);
+            entry.backup = taken.as_ref().ok().map(|r| r.id.clone());
+            let outcome = if taken.is_ok() {
                 Outcome::Done
             } else {
                 Outcome::Failed
-            },
-            deployment: None,
-            seconds: started.elapsed().as_secs_f64(),
-            error: taken.as_ref().err().map(|e| format!("{e:#}")),
-            backup: taken.as_ref().ok().map(|r| r.id.clone()),
-            backup_skipped: false,
-            by: crate::site::host::who(),
-            signed_by: None,
-            channel: None,
-            secret: None,
-            env: None,
-        })?;
-    }
-    let record = taken?;
-    crate::database::retention::prune(&ui, &host, store.as_deref(), args.retention, &env)?;
+            };
+            session.finish(entry, outcome, taken)?
+        }
+        None => taken?,
+    };
+    crate::database::retention::prune(ui, host, store.as_deref(), args.retention, &env)?;
     if args.json {
         println!(
             "{}",

@@ -18,48 +18,35 @@ use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{self as schema, BackupId, BackupRecord, ReleaseId};
 
 use crate::database::server::Server;
-use crate::kit::store::{self, Store, StoreArgs};
+use crate::kit::store::{self, Store, StoreLocation};
 use crate::kit::ui::{Ui, human_bytes};
-use crate::site::host::{self, Action, DEFAULT_ROOT, HistoryEntry, Host, Outcome};
-use crate::site::lock::InstallLock;
+use crate::site::history::{Action, HistoryEntry, Outcome};
+use crate::site::host::{self, Host};
 use crate::site::nginx;
+use crate::site::session::Session;
 use crate::site::stack::Stack;
 use crate::site::swap;
 
-#[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).multiple(false))]
-pub struct Args {
-    /// The backup to restore: its id (`ls <root>/backups`, or backups/<env>/<host>/ in the
-    /// store).
-    #[arg(group = "which")]
-    backup: Option<BackupId>,
-    /// The newest backup of this environment (on the host, or any of its hosts' in the
-    /// store), or of the one --from names.
-    #[arg(long, group = "which")]
-    latest: bool,
-    /// Restore a backup of another environment, another host (`production/i-0abc...`), or
-    /// another database: refused unless named here. The command says what it restores from.
-    #[arg(long, value_name = "ENV[/HOST]")]
-    from: Option<String>,
-    /// The backup taken before RELEASE was first installed here (its pre-migrate backup).
-    #[arg(long, value_name = "RELEASE", group = "which")]
-    before: Option<ReleaseId>,
-    /// Undo the last restore: the database it replaced becomes the live one again.
-    #[arg(long, group = "which")]
-    undo: bool,
+/// Which backup to restore, and how long to wait.
+pub struct RestoreOptions {
+    /// The backup to restore, by id.
+    pub backup: Option<BackupId>,
+    /// The newest backup of this environment, or of the one `from` names.
+    pub latest: bool,
+    /// Another environment, host (`production/i-0abc...`) or database to restore from.
+    pub from: Option<String>,
+    /// The backup taken before this release was first installed here.
+    pub before: Option<ReleaseId>,
+    /// Undo the last restore.
+    pub undo: bool,
     /// Where backups the host does not have are downloaded from.
-    #[command(flatten)]
-    store: StoreArgs,
+    pub store: StoreLocation,
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT)]
-    root: Utf8PathBuf,
-    /// How long to wait for an install, a rollback or a backup to finish.
-    #[arg(long, value_name = "SECS", default_value = "600")]
-    lock_timeout: u64,
-    /// How long the release has to become healthy on the restored database before the
-    /// replaced database and the release that ran are brought back.
-    #[arg(long, value_name = "SECS", default_value = "120")]
-    health_timeout: u64,
+    pub root: Utf8PathBuf,
+    /// How long to wait for another change to finish.
+    pub lock_timeout: u64,
+    /// How long the release has to become healthy on the restored database.
+    pub health_timeout: u64,
 }
 
 /// Databases of restores that never finished, dropped by the next restore.
@@ -69,16 +56,13 @@ const REPLACED: &str = "_replaced_";
 /// How long an app has to finish its requests when it is stopped (as in a swap).
 const DRAIN_SECS: &str = "25";
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::site::cpu::yield_cpu();
-    let ui = Ui::new();
-    let started = Instant::now();
-    let host = Host::open(&args.root)?;
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
+pub fn run(args: RestoreOptions) -> anyhow::Result<()> {
+    let session = Session::begin(
+        &args.root,
+        "restore",
         Duration::from_secs(args.lock_timeout),
-        &host::command("restore", &args.root),
     )?;
+    let (ui, host) = (&session.ui, &session.host);
     let current = host.current().with_context(|| {
         format!(
             "nothing is installed under {}: install a release first, then restore into it",
@@ -87,32 +71,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let store = store::open_if_named(&args.store)?;
     let mut done = Done::default();
-    let result = restore(&ui, &host, &args, &current, store.as_deref(), &mut done);
-    host.record(&HistoryEntry {
-        time: crate::kit::time::now_rfc3339(),
-        action: Action::Restore,
-        release: done.release.clone().unwrap_or_else(|| current.clone()),
-        previous: Some(current),
-        outcome: match (&result, done.put_back) {
-            (Ok(()), _) => Outcome::Installed,
-            (Err(_), true) => Outcome::RolledBack,
-            (Err(_), false) => Outcome::Failed,
-        },
-        deployment: None,
-        seconds: started.elapsed().as_secs_f64(),
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-        backup: done.backup.clone(),
-        backup_skipped: false,
-        by: host::who(),
-        signed_by: None,
-        channel: None,
-        secret: None,
-        env: None,
-    })?;
-    result?;
+    let result = restore(ui, host, &args, &current, store.as_deref(), &mut done);
+    let mut entry = HistoryEntry::new(
+        Action::Restore,
+        done.release.clone().unwrap_or_else(|| current.clone()),
+    );
+    entry.previous = Some(current);
+    entry.backup = done.backup.clone();
+    entry.deployment = None;
+    let outcome = match (&result, done.put_back) {
+        (Ok(()), _) => Outcome::Installed,
+        (Err(_), true) => Outcome::RolledBack,
+        (Err(_), false) => Outcome::Failed,
+    };
+    session.finish(entry, outcome, result)?;
     ui.info(&format!(
         "restored in {:.1} s; the database it replaced is kept until the next install (undo: {})",
-        started.elapsed().as_secs_f64(),
+        session.elapsed().as_secs_f64(),
         host::command("restore --undo", &args.root)
     ));
     Ok(())
@@ -132,7 +107,7 @@ struct Done {
 fn restore(
     ui: &Ui,
     host: &Host,
-    args: &Args,
+    args: &RestoreOptions,
     current: &ReleaseId,
     store: Option<&dyn Store>,
     done: &mut Done,
@@ -159,7 +134,7 @@ struct Plan<'a> {
 fn prepare<'a>(
     ui: &Ui,
     host: &Host,
-    args: &Args,
+    args: &RestoreOptions,
     current: &ReleaseId,
     store: Option<&dyn Store>,
     server: &'a Server,
@@ -237,7 +212,7 @@ fn prepare<'a>(
 fn switch(
     ui: &Ui,
     host: &Host,
-    args: &Args,
+    args: &RestoreOptions,
     current: &ReleaseId,
     live: &Stack,
     server: &Server,
@@ -362,7 +337,7 @@ fn in_other_envs(store: &dyn Store, env: &str) -> Vec<crate::database::archive::
 fn pick(
     host: &Host,
     store: Option<&dyn Store>,
-    args: &Args,
+    args: &RestoreOptions,
     env: &str,
 ) -> anyhow::Result<(BackupRecord, Option<String>)> {
     let dir = host.backups_dir();

@@ -10,17 +10,16 @@ use anyhow::Context;
 
 use crate::kit::store::Store;
 use crate::kit::ui::Ui;
-use crate::site::host::{Action, Host};
+use crate::site::history::Action;
+use crate::site::host::Host;
 use hitsave_schema::BackupId;
 
 /// How many backups are kept.
-#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Keep the newest N backups ...
-    #[arg(long, default_value = "7", value_name = "N")]
     pub keep: usize,
     /// ... and the newest of each UTC day for the last D days.
-    #[arg(long, default_value = "14", value_name = "D")]
     pub days: u64,
 }
 

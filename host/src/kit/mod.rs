@@ -1,6 +1,7 @@
 //! Tools with no HitSave knowledge: processes, HTTP, the terminal, digests, ELF, compose,
-//! private files, randomness, time, KEY=VALUE files and the object store.
+//! private files, randomness, time, KEY=VALUE files, closed sets of words and the object store.
 
+pub mod choice;
 pub mod compose;
 pub mod digest;
 pub mod docker;

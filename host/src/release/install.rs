@@ -9,18 +9,18 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::kit::store::{self, StoreArgs};
+use crate::kit::store::{self, StoreLocation};
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_schema::{Manifest, ReleaseId};
 
 use crate::kit::ui::Ui;
-use crate::release::trust::{Trust, TrustArgs};
+use crate::release::trust::{Trust, TrustOptions};
 use crate::release::verify::Verified;
 use crate::site::app::App;
-use crate::site::cpu::yield_cpu;
-use crate::site::host::{Action, HistoryEntry, Host, Outcome};
-use crate::site::lock::InstallLock;
+use crate::site::history::{Action, HistoryEntry, Outcome};
+use crate::site::host::Host;
+use crate::site::session::Session;
 use crate::site::settings::{Env, base_images};
 use crate::site::stack::{ReleaseEnv, Stack};
 
@@ -28,149 +28,61 @@ use crate::site::stack::{ReleaseEnv, Stack};
 pub const KEEP_RELEASES: usize = 5;
 
 /// Where the stack lives on the host and how long to wait: shared by install and rollback.
-#[derive(clap::Args, Debug, Clone)]
-pub struct HostArgs {
+#[derive(Debug, Clone)]
+pub struct HostOptions {
     /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
     pub root: Utf8PathBuf,
     /// How long to wait for another install to finish.
-    #[arg(long, value_name = "SECS", default_value = "600")]
     pub lock_timeout: u64,
     /// How long the new version has to become healthy before the old one is brought back.
-    #[arg(long, value_name = "SECS", default_value = "120")]
     pub health_timeout: u64,
     /// How app containers are replaced: blue/green (no request dropped) or in place.
-    #[arg(long, value_enum, default_value = "blue-green")]
     pub strategy: crate::site::swap::Strategy,
 }
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    store: StoreArgs,
-    #[command(flatten)]
-    which: crate::release::verify::Which,
-    #[command(flatten)]
-    trust: TrustArgs,
+/// What to install and how.
+pub struct InstallOptions {
+    /// The store the release is in.
+    pub store: StoreLocation,
+    /// The release.
+    pub which: crate::release::verify::Which,
+    /// The keys it must be signed by.
+    pub trust: TrustOptions,
     /// Install what --channel names even when it is older than the newest release this host
     /// installed from that channel (a channel that goes back in time is refused otherwise: it
     /// may be an attacker replaying an old, vulnerable release).
-    #[arg(long)]
-    allow_downgrade: bool,
-    #[command(flatten)]
-    host: HostArgs,
-    #[command(flatten)]
-    tls: crate::tls::TlsArgs,
+    pub allow_downgrade: bool,
+    /// The install root and its waits.
+    pub host: HostOptions,
+    /// How the host gets its certificate.
+    pub tls: crate::site::settings::TlsSettings,
     /// Which deployment this host is: picks the domain, the ports and TLS.
-    #[arg(long, value_enum, default_value = "production")]
-    env: Env,
+    pub env: Env,
     /// The compose project name (containers are <project>-<service>-N).
-    #[arg(long, env = "HITSAVE_PROJECT", default_value = "hitsave")]
-    project: String,
+    pub project: String,
     /// The host address nginx's ports are published on [default: 0.0.0.0; local: 127.0.0.1].
-    #[arg(long, value_name = "ADDRESS")]
-    bind: Option<std::net::IpAddr>,
+    pub bind: Option<std::net::IpAddr>,
     /// The host port nginx serves HTTP on [default: 80; local: 8080].
-    #[arg(long, value_name = "PORT")]
-    http_port: Option<u16>,
+    pub http_port: Option<u16>,
     /// The host port nginx serves HTTPS on [default: 443; local: 8443].
-    #[arg(long, value_name = "PORT")]
-    https_port: Option<u16>,
+    pub https_port: Option<u16>,
     /// Build on the base images `cargo xtask images` makes from Debian's packages, for hosts
     /// that reach no registry; otherwise the official images.
-    #[arg(long, env = "HITSAVE_LOCAL_BASE_IMAGES")]
-    local_base_images: bool,
-    #[command(flatten)]
-    db: ExternalDbArgs,
+    pub local_base_images: bool,
+    /// An external database, if any.
+    pub db: crate::site::settings::ExternalDb,
     /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
     /// [default: a year in production, a day in staging].
-    #[arg(long, value_name = "SECS")]
-    hsts_max_age: Option<u64>,
+    pub hsts_max_age: Option<u64>,
     /// Apply pending migrations without taking a backup first (history says so).
-    #[arg(long)]
-    skip_backup: bool,
+    pub skip_backup: bool,
     /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
     /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
-    #[arg(long, value_enum, value_name = "STEP")]
-    until: Option<Until>,
+    pub until: Option<Until>,
 }
 
-/// A database server outside the stack (RDS, or one PostgreSQL a fleet of hosts shares): the
-/// stack then starts no db container and logs in over TLS, verified against `--db-ca-file`.
-/// The password is the stack's postgres_password secret file, as for its own database.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ExternalDbArgs {
-    /// The server's host name, as its certificate names it (an RDS endpoint).
-    #[arg(long, value_name = "HOST")]
-    pub db_host: Option<String>,
-    /// The server's port.
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value = "5432",
-        requires = "db_host"
-    )]
-    pub db_port: u16,
-    /// The database the apps use.
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "hitsave",
-        requires = "db_host"
-    )]
-    pub db_name: String,
-    /// The role the apps log in as.
-    #[arg(
-        long,
-        value_name = "USER",
-        default_value = "hitsave",
-        requires = "db_host"
-    )]
-    pub db_user: String,
-    /// The CA bundle the server's certificate must chain to (for RDS, the region's bundle
-    /// from AWS); required with --db-host.
-    #[arg(long, value_name = "FILE", requires = "db_host")]
-    pub db_ca_file: Option<Utf8PathBuf>,
-    /// An existing Docker network the apps join to reach the server (a PostgreSQL in a
-    /// container on this host); RDS needs none.
-    #[arg(long, value_name = "NETWORK", requires = "db_host")]
-    pub db_network: Option<String>,
-}
-
-impl ExternalDbArgs {
-    /// The release.env settings of the external database, or none for the stack's own.
-    fn settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
-        let Some(host) = &self.db_host else {
-            return Ok(Vec::new());
-        };
-        let ca = self.db_ca_file.as_ref().with_context(|| {
-            format!("--db-host {host} needs --db-ca-file (HITSAVE_DB_CA_FILE): the CA bundle its certificate is checked against; nothing was changed")
-        })?;
-        let pem = std::fs::read_to_string(ca).with_context(|| {
-            format!("cannot read the database's CA bundle {ca} (HITSAVE_DB_CA_FILE); nothing was changed")
-        })?;
-        anyhow::ensure!(
-            pem.contains("-----BEGIN CERTIFICATE-----"),
-            "{ca} (HITSAVE_DB_CA_FILE) holds no PEM certificate; nothing was changed"
-        );
-        let ca = ca
-            .canonicalize_utf8()
-            .with_context(|| format!("cannot resolve {ca}"))?;
-        let mut settings = vec![
-            ("HITSAVE_DB_HOST", host.clone()),
-            ("HITSAVE_DB_PORT", self.db_port.to_string()),
-            ("HITSAVE_DB_NAME", self.db_name.clone()),
-            ("HITSAVE_DB_USER", self.db_user.clone()),
-            ("HITSAVE_DB_CA_FILE", ca.to_string()),
-        ];
-        if let Some(network) = &self.db_network {
-            settings.push(("HITSAVE_DB_NETWORK", network.clone()));
-        }
-        Ok(settings)
-    }
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// Where an install may stop, leaving the running stack as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
     /// Downloaded, verified and unpacked into releases/<id>.
     Fetched,
@@ -179,17 +91,19 @@ pub enum Until {
     Prepared,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    yield_cpu();
-    let ui = Ui::new();
-    let started = Instant::now();
-    let host = Host::open(&args.host.root)?;
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
+crate::choice!(Until {
+    Fetched => "fetched", "downloaded, verified and unpacked into releases/<id>";
+    Prepared => "prepared", "also: the host checked (secrets, Docker, disk, TLS, platform) and the runtime images built";
+});
+
+pub fn run(args: InstallOptions) -> anyhow::Result<()> {
+    let session = Session::begin(
+        &args.host.root,
+        "install",
         Duration::from_secs(args.host.lock_timeout),
-        &crate::site::host::command("install", &args.host.root),
     )?;
-    crate::release::unpack::clean_leftovers(&host)?;
+    let (ui, host) = (&session.ui, &session.host);
+    crate::release::unpack::clean_leftovers(host)?;
     let Some(_) = args.store.store.as_deref() else {
         bail!("name the artifact store: --store DIR|s3://BUCKET/PREFIX (or HITSAVE_STORE)");
     };
@@ -200,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The signature, before anything else: nothing is downloaded, recorded or changed for a
     // release this host does not trust.
     let verified = crate::release::verify::read_manifest(store.as_ref(), &id, &trust)?;
-    check_downgrade(&host, &args, &id)?;
+    check_downgrade(host, &args, &id)?;
     match &verified.key {
         Some(key) => ui.info(&format!(
             "release {id}: signed by key {key} (checked in {:.2} ms; read and checked in {:.1} ms)",
@@ -211,7 +125,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "release {id} is UNSIGNED: installed only because of --allow-unsigned"
         )),
     }
-    let previous = host.current();
+    let mut entry = HistoryEntry::new(Action::Install, id.clone());
+    entry.previous = host.current();
+    entry.signed_by = Some(verified.signed_by());
+    entry.channel = args.which.channel().cloned();
+    entry.env = Some(args.env.name().to_owned());
     let mut outcome = Outcome::Failed;
     let mut migrations = Migrations {
         store: Some(store.as_ref()),
@@ -219,29 +137,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         backup: None,
         skipped: false,
     };
-    let result = install(&ui, &host, &verified, &args, &mut migrations, &mut outcome);
-    host.record(&HistoryEntry {
-        time: crate::kit::time::now_rfc3339(),
-        action: Action::Install,
-        release: id.clone(),
-        previous,
-        outcome,
-        deployment: std::env::var("DEPLOYMENT_ID").ok(),
-        seconds: started.elapsed().as_secs_f64(),
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-        backup: migrations.backup.clone(),
-        backup_skipped: migrations.skipped,
-        by: crate::site::host::who(),
-        signed_by: Some(
-            verified
-                .key
-                .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
-        ),
-        channel: args.which.channel.clone(),
-        secret: None,
-        env: Some(args.env.name().to_owned()),
-    })?;
-    result?;
+    let result = install(ui, host, &verified, &args, &mut migrations, &mut outcome);
+    entry.backup = migrations.backup.clone();
+    entry.backup_skipped = migrations.skipped;
+    session.finish(entry, outcome, result)?;
     ui.info(&format!(
         "release {id} {} in {:.1} s",
         match outcome {
@@ -251,15 +150,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "ready to start: host checked, images built (the stack is unchanged)",
             _ => "already installed and serving",
         },
-        started.elapsed().as_secs_f64()
+        session.elapsed().as_secs_f64()
     ));
     Ok(())
 }
 
 /// A channel pointer that goes back in time from what this host installed from that channel
 /// is refused unless `--allow-downgrade` (a rollback to a release on disk stays possible).
-fn check_downgrade(host: &Host, args: &Args, id: &ReleaseId) -> anyhow::Result<()> {
-    let Some(channel) = &args.which.channel else {
+fn check_downgrade(host: &Host, args: &InstallOptions, id: &ReleaseId) -> anyhow::Result<()> {
+    let Some(channel) = args.which.channel() else {
         return Ok(());
     };
     let Some(newest) = host.newest_from_channel(channel)? else {
@@ -278,7 +177,7 @@ fn install(
     ui: &Ui,
     host: &Host,
     verified: &Verified,
-    args: &Args,
+    args: &InstallOptions,
     migrations: &mut Migrations,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
@@ -318,7 +217,8 @@ fn install(
         crate::site::secret_files::hand_over(&host.secrets_dir())?;
     }
     // Hand-managed certificates must be there; ACME issues its own after the swap.
-    let tls = (args.env.tls() && args.tls.mode == crate::tls::Mode::Manual).then(|| host.tls_dir());
+    let tls = (args.env.tls() && args.tls.mode == crate::site::settings::TlsMode::Manual)
+        .then(|| host.tls_dir());
     let problems = crate::release::preflight::check(&stack, manifest, tls.as_deref())?;
     if !problems.is_empty() {
         bail!(
@@ -357,7 +257,11 @@ fn install(
 
 /// release.env for this release on this host: image tags from the manifest, the host's
 /// settings, paths on the host. Nothing secret.
-fn release_env(host: &Host, manifest: &Manifest, args: &Args) -> anyhow::Result<ReleaseEnv> {
+fn release_env(
+    host: &Host,
+    manifest: &Manifest,
+    args: &InstallOptions,
+) -> anyhow::Result<ReleaseEnv> {
     let local = args.env == Env::Local;
     let mut env = ReleaseEnv::default();
     let mut set = |k: &str, v: String| {
@@ -471,7 +375,7 @@ pub fn deploy(
     ui: &Ui,
     host: &Host,
     stack: &Stack,
-    args: &HostArgs,
+    args: &HostOptions,
     migrations: Option<&mut Migrations>,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {

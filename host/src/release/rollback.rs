@@ -4,41 +4,33 @@
 //! The release's manifest, kept on disk with its signature, is checked against today's keys
 //! first: a release whose key was revoked since it was installed does not run again.
 
-use std::time::Instant;
-
 use anyhow::bail;
 use hitsave_schema::ReleaseId;
 
-use crate::kit::time::now_rfc3339;
-use crate::kit::ui::Ui;
-use crate::release::install::{HostArgs, deploy};
-use crate::release::trust::{Trust, TrustArgs};
+use crate::release::install::{HostOptions, deploy};
+use crate::release::trust::{Trust, TrustOptions};
 use crate::release::unpack::SIGNATURE_FILE;
-use crate::site::host::{Action, HistoryEntry, Host, Outcome};
-use crate::site::lock::InstallLock;
+use crate::site::history::{Action, HistoryEntry, Outcome};
+use crate::site::session::Session;
 use crate::site::stack::Stack;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    host: HostArgs,
-    #[command(flatten)]
-    trust: TrustArgs,
+/// Which release to run again, and how.
+pub struct RollbackOptions {
+    /// The install root and its waits.
+    pub host: HostOptions,
+    /// The keys its manifest must still be signed by.
+    pub trust: TrustOptions,
     /// The release to go back to [default: previous].
-    #[arg(long, value_name = "ID")]
-    to: Option<ReleaseId>,
+    pub to: Option<ReleaseId>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::site::cpu::yield_cpu();
-    let ui = Ui::new();
-    let started = Instant::now();
-    let host = Host::open(&args.host.root)?;
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
+pub fn run(args: RollbackOptions) -> anyhow::Result<()> {
+    let session = Session::begin(
+        &args.host.root,
+        "rollback",
         std::time::Duration::from_secs(args.host.lock_timeout),
-        &crate::site::host::command("rollback", &args.host.root),
     )?;
+    let (ui, host) = (&session.ui, &session.host);
     let current = host.current();
     let target = match (&args.to, host.previous()) {
         (Some(id), _) => id.clone(),
@@ -70,33 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ));
     let stack = Stack::open(&host.release_dir(&target))?;
     let mut outcome = Outcome::Failed;
-    let result = deploy(&ui, &host, &stack, &args.host, None, &mut outcome);
-    host.record(&HistoryEntry {
-        time: now_rfc3339(),
-        action: Action::Rollback,
-        release: target.clone(),
-        previous: current,
-        outcome: if result.is_ok() {
-            Outcome::Installed
-        } else {
-            Outcome::Failed
-        },
-        deployment: std::env::var("DEPLOYMENT_ID").ok(),
-        seconds: started.elapsed().as_secs_f64(),
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-        backup: None,
-        backup_skipped: false,
-        by: crate::site::host::who(),
-        signed_by: Some(
-            verified
-                .key
-                .map_or_else(|| "unsigned".to_owned(), |k| k.to_string()),
-        ),
-        channel: None,
-        secret: None,
-        env: None,
-    })?;
-    result?;
+    let result = deploy(ui, host, &stack, &args.host, None, &mut outcome);
+    let mut entry = HistoryEntry::new(Action::Rollback, target.clone());
+    entry.previous = current;
+    entry.signed_by = Some(verified.signed_by());
+    let outcome = if result.is_ok() {
+        Outcome::Installed
+    } else {
+        Outcome::Failed
+    };
+    session.finish(entry, outcome, result)?;
     ui.info(&format!("release {target} serves again"));
     Ok(())
 }

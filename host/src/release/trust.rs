@@ -13,23 +13,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 use minisign_verify::{PublicKey, Signature};
 
 /// Where the trusted keys are, and whether unsigned releases are accepted.
-#[derive(clap::Args, Debug, Clone)]
-pub struct TrustArgs {
+#[derive(Debug, Clone)]
+pub struct TrustOptions {
     /// The trusted public keys: minisign .pub files; revoked ones in its revoked/ folder.
-    #[arg(
-        long,
-        env = "HITSAVE_KEYS",
-        value_name = "DIR",
-        default_value = DEFAULT_KEYS
-    )]
     pub keys: Utf8PathBuf,
     /// Accept a release published with `cargo xtask release --unsigned` (from a local store
     /// only; history.jsonl says so).
-    #[arg(long)]
     pub allow_unsigned: bool,
 }
-
-pub const DEFAULT_KEYS: &str = "/etc/hitsave/keys";
 
 /// A minisign key id: eight bytes that minisign reads as a little-endian integer. Compared
 /// as that number and printed as minisign prints it, in upper-case hex without leading zeros
@@ -82,7 +73,7 @@ pub struct Trust {
 impl Trust {
     /// The policy `args` asks for; `local_store` says whether the documents come from a
     /// directory (the only place unsigned releases may come from).
-    pub fn new(args: &TrustArgs, local_store: bool) -> anyhow::Result<Trust> {
+    pub fn new(args: &TrustOptions, local_store: bool) -> anyhow::Result<Trust> {
         if args.allow_unsigned && !local_store {
             bail!(
                 "--allow-unsigned is for releases in a local store (a directory); a release in S3 must be signed"

@@ -2,8 +2,8 @@
 //! then downloads every artifact and checks its SHA-256 and size against the manifest. Exits
 //! non-zero on any mismatch, naming each one.
 
-use crate::kit::store::{self, Store, StoreArgs};
-use crate::release::trust::{KeyId, Signed, Trust, TrustArgs};
+use crate::kit::store::{self, Store, StoreLocation};
+use crate::release::trust::{KeyId, Signed, Trust, TrustOptions};
 use anyhow::{Context, bail};
 use hitsave_schema::{self as manifest, Manifest, Pointer, ReleaseId, signed};
 use serde::Serialize;
@@ -11,17 +11,16 @@ use sha2::{Digest, Sha256};
 
 use crate::kit::ui::Ui;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    store: StoreArgs,
-    #[command(flatten)]
-    which: Which,
-    #[command(flatten)]
-    trust: TrustArgs,
+/// What `verify` checks and how it reports.
+pub struct VerifyOptions {
+    /// The store the release is in.
+    pub store: StoreLocation,
+    /// The release.
+    pub which: Which,
+    /// The keys its signatures must be by.
+    pub trust: TrustOptions,
     /// Print a machine-readable report on stdout.
-    #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Serialize)]
@@ -44,7 +43,7 @@ struct Report {
     artifacts: Vec<Check>,
 }
 
-pub fn run(args: Args, default_store: Option<&camino::Utf8Path>) -> anyhow::Result<()> {
+pub fn run(args: VerifyOptions, default_store: Option<&camino::Utf8Path>) -> anyhow::Result<()> {
     let ui = Ui::new();
     let Some(default_store) = default_store.or(args
         .store
@@ -138,36 +137,33 @@ pub fn run(args: Args, default_store: Option<&camino::Utf8Path>) -> anyhow::Resu
 }
 
 /// Which release a command works on: by id, or through a channel or commit pointer.
-#[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["release", "channel", "commit"])))]
-pub struct Which {
+#[derive(Debug, Clone)]
+pub enum Which {
     /// The release id.
-    #[arg(long, value_name = "ID")]
-    pub release: Option<ReleaseId>,
+    Release(ReleaseId),
     /// The release a channel points at.
-    #[arg(long, value_name = "NAME")]
-    pub channel: Option<hitsave_schema::Channel>,
-    /// The release built from a commit (full sha).
-    #[arg(long, value_name = "SHA", value_parser = parse_commit)]
-    pub commit: Option<hitsave_schema::Commit>,
+    Channel(hitsave_schema::Channel),
+    /// The release built from a commit.
+    Commit(hitsave_schema::Commit),
 }
 
-/// `--commit`: a full git sha, in either case.
-fn parse_commit(sha: &str) -> anyhow::Result<hitsave_schema::Commit> {
-    hitsave_schema::Commit::new(sha.to_ascii_lowercase())
-        .map_err(|_| anyhow::anyhow!("--commit wants a full 40-character git sha, not {sha:?}"))
+impl Which {
+    /// The channel, when the release is named through one.
+    pub fn channel(&self) -> Option<&hitsave_schema::Channel> {
+        match self {
+            Which::Channel(channel) => Some(channel),
+            _ => None,
+        }
+    }
 }
 
 /// The release id the flags name, following a pointer when needed; the pointer's signature
 /// is checked first.
 pub fn resolve(store: &dyn Store, args: &Which, trust: &Trust) -> anyhow::Result<ReleaseId> {
-    if let Some(id) = &args.release {
-        return Ok(id.clone());
-    }
-    let key = match (&args.channel, &args.commit) {
-        (Some(channel), _) => manifest::channel_key(channel),
-        (None, Some(commit)) => manifest::commit_key(commit),
-        (None, None) => unreachable!("clap requires one of --release, --channel, --commit"),
+    let key = match args {
+        Which::Release(id) => return Ok(id.clone()),
+        Which::Channel(channel) => manifest::channel_key(channel),
+        Which::Commit(commit) => manifest::commit_key(commit),
     };
     let bytes = store
         .get(&key)?
@@ -198,6 +194,16 @@ pub struct Verified {
     pub seconds: f64,
     /// The same plus reading the manifest and its signature (two GETs from a store).
     pub read_seconds: f64,
+}
+
+impl Verified {
+    /// Who signed it, as history records it.
+    pub fn signed_by(&self) -> crate::site::history::SignedBy {
+        self.key
+            .map_or(crate::site::history::SignedBy::Unsigned, |k| {
+                crate::site::history::SignedBy::Key(k.to_string())
+            })
+    }
 }
 
 /// Reads the manifest of `release` and checks its signature against `trust`, before anything

@@ -1,5 +1,6 @@
-//! install.lock: one install (or rollback) at a time on a host. An flock(2) on the file, so a
-//! crashed holder never leaves a stale lock; the file names the holder for whoever waits.
+//! install.lock: one change at a time on a host (an install, a rollback, a backup, a
+//! restore, a renewal, a secret, maintenance). An flock(2) on the file, so a crashed holder
+//! never leaves a stale lock; the file names the holder for whoever waits.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -50,7 +51,7 @@ impl InstallLock {
                     };
                     if started.elapsed() >= timeout {
                         bail!(
-                            "another install holds {path}: {holder}; waited {:.0?} (--lock-timeout). Let it finish, or check that process",
+                            "{path} is held by {holder}; waited {:.0?} (--lock-timeout). Let it finish, or check that process",
                             timeout
                         );
                     }

@@ -4,11 +4,13 @@
 
 pub mod app;
 pub mod cpu;
+pub mod history;
 pub mod host;
 pub mod lock;
 pub mod nginx;
 pub mod rotations;
 pub mod secret_files;
+pub mod session;
 pub mod settings;
 pub mod stack;
 pub mod swap;

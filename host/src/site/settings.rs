@@ -1,10 +1,14 @@
 //! What this host is configured to be: its environment and the base images it builds on.
 
 use anyhow::Context;
+use camino::Utf8PathBuf;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+use crate::kit::choice::Choice;
+
+/// Which deployment a host is: picks the domain, the ports and TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Env {
-    /// hitsave.io on 0.0.0.0:80 and :443 with TLS files from <root>/tls.
+    /// hitsave.io on 0.0.0.0:80 and :443.
     Production,
     /// staging.hitsave.io, like production.
     Staging,
@@ -12,24 +16,23 @@ pub enum Env {
     Local,
 }
 
+crate::choice!(Env {
+    Production => "production", "hitsave.io on 0.0.0.0:80 and :443 with TLS";
+    Staging => "staging", "staging.hitsave.io, like production";
+    Local => "local", "hitsave-local.io on 127.0.0.1 without TLS (tests, a laptop)";
+});
+
 impl Env {
     /// As `--env` and release.env's HITSAVE_ENV spell it.
     pub fn name(self) -> &'static str {
-        match self {
-            Env::Production => "production",
-            Env::Staging => "staging",
-            Env::Local => "local",
-        }
+        Choice::word(self)
     }
 
     /// The environment `name` spells, or an error listing them.
     pub fn parse(name: &str) -> anyhow::Result<Env> {
-        [Env::Production, Env::Staging, Env::Local]
-            .into_iter()
-            .find(|e| e.name() == name)
-            .with_context(|| {
-                format!("{name:?} is not an environment: use production, staging or local")
-            })
+        <Env as Choice>::parse(name).map_err(|_| {
+            anyhow::anyhow!("{name:?} is not an environment: use production, staging or local")
+        })
     }
 
     /// The domain the site serves.
@@ -61,5 +64,409 @@ pub fn base_images(local: bool) -> [(&'static str, &'static str); 4] {
             ("HITSAVE_POSTGRES_IMAGE", "postgres:15-bookworm"),
             ("HITSAVE_NGINX_IMAGE", "nginx:1.27-bookworm"),
         ]
+    }
+}
+
+/// Let's Encrypt's directories.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// Where a host's certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Issued and renewed by xtask through ACME.
+    Acme,
+    /// Placed in <root>/tls/ by the operator; never replaced.
+    Manual,
+}
+
+crate::choice!(TlsMode {
+    Acme => "acme", "issued and renewed by xtask through ACME";
+    Manual => "manual", "placed in <root>/tls/ by the operator; never replaced";
+});
+
+/// How a host gets its certificate: `install`'s and `tls renew`'s flags, host.env's keys.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Where the certificate comes from (production and staging).
+    pub mode: TlsMode,
+    /// The ACME directory [default: Let's Encrypt; its staging directory for staging hosts].
+    pub acme_directory: Option<String>,
+    /// Contact address for the ACME account (the CA's expiry notices).
+    pub acme_email: Option<String>,
+    /// A PEM root that signs the ACME server's own HTTPS (a test CA such as pebble).
+    pub acme_ca_root: Option<Utf8PathBuf>,
+    /// Renew when fewer than this many days are left [default: a third of the lifetime].
+    pub tls_renew_within: Option<f64>,
+}
+
+impl TlsSettings {
+    /// The ACME directory: the one named, else Let's Encrypt's (its staging one for staging).
+    pub fn directory(&self, env: Env) -> &str {
+        match (&self.acme_directory, env) {
+            (Some(url), _) => url,
+            (None, Env::Staging) => LETS_ENCRYPT_STAGING,
+            (None, _) => LETS_ENCRYPT,
+        }
+    }
+}
+
+/// A database server outside the stack (RDS, or one PostgreSQL a fleet of hosts shares): the
+/// stack then starts no db container and logs in over TLS, verified against `--db-ca-file`.
+/// The password is the stack's postgres_password secret file, as for its own database.
+#[derive(Debug, Clone)]
+pub struct ExternalDb {
+    /// The server's host name, as its certificate names it (an RDS endpoint).
+    pub db_host: Option<String>,
+    /// The server's port.
+    pub db_port: u16,
+    /// The database the apps use.
+    pub db_name: String,
+    /// The role the apps log in as.
+    pub db_user: String,
+    /// The CA bundle the server's certificate must chain to (for RDS, the region's bundle
+    /// from AWS); required with --db-host.
+    pub db_ca_file: Option<Utf8PathBuf>,
+    /// An existing Docker network the apps join to reach the server (a PostgreSQL in a
+    /// container on this host); RDS needs none.
+    pub db_network: Option<String>,
+}
+
+impl ExternalDb {
+    /// The release.env settings of the external database, or none for the stack's own.
+    pub fn settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let Some(host) = &self.db_host else {
+            return Ok(Vec::new());
+        };
+        let ca = self.db_ca_file.as_ref().with_context(|| {
+            format!("--db-host {host} needs --db-ca-file (HITSAVE_DB_CA_FILE): the CA bundle its certificate is checked against; nothing was changed")
+        })?;
+        let pem = std::fs::read_to_string(ca).with_context(|| {
+            format!("cannot read the database's CA bundle {ca} (HITSAVE_DB_CA_FILE); nothing was changed")
+        })?;
+        anyhow::ensure!(
+            pem.contains("-----BEGIN CERTIFICATE-----"),
+            "{ca} (HITSAVE_DB_CA_FILE) holds no PEM certificate; nothing was changed"
+        );
+        let ca = ca
+            .canonicalize_utf8()
+            .with_context(|| format!("cannot resolve {ca}"))?;
+        let mut settings = vec![
+            ("HITSAVE_DB_HOST", host.clone()),
+            ("HITSAVE_DB_PORT", self.db_port.to_string()),
+            ("HITSAVE_DB_NAME", self.db_name.clone()),
+            ("HITSAVE_DB_USER", self.db_user.clone()),
+            ("HITSAVE_DB_CA_FILE", ca.to_string()),
+        ];
+        if let Some(network) = &self.db_network {
+            settings.push(("HITSAVE_DB_NETWORK", network.clone()));
+        }
+        Ok(settings)
+    }
+}
+
+impl Default for ExternalDb {
+    fn default() -> ExternalDb {
+        ExternalDb {
+            db_host: None,
+            db_port: 5432,
+            db_name: "hitsave".into(),
+            db_user: "hitsave".into(),
+            db_ca_file: None,
+            db_network: None,
+        }
+    }
+}
+
+/// The trusted release keys when none are named.
+pub const DEFAULT_KEYS: &str = "/etc/hitsave/keys";
+
+/// Where a host's settings file is when none is named.
+pub const HOST_SETTINGS: &str = "/etc/hitsave/host.env";
+
+/// `/etc/hitsave/host.env`: what this host is beyond the defaults, as `KEY=VALUE` lines
+/// (`#` comments, blank lines). Read once, checked whole (an unknown key or a bad value is
+/// refused, naming the line), and used by the CodeDeploy hooks for every step of an install,
+/// so a value means the same there as the flag of the same name means to `xtask install`. A
+/// key the file does not set is taken from the environment, as the flags do.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// HITSAVE_ROOT: the install root.
+    pub root: Utf8PathBuf,
+    /// HITSAVE_PROJECT: the compose project name.
+    pub project: String,
+    /// HITSAVE_BIND: the address nginx's ports are published on.
+    pub bind: Option<std::net::IpAddr>,
+    /// HITSAVE_HTTP_PORT: nginx's HTTP port on the host.
+    pub http_port: Option<u16>,
+    /// HITSAVE_HTTPS_PORT: nginx's HTTPS port on the host.
+    pub https_port: Option<u16>,
+    /// HITSAVE_LOCAL_BASE_IMAGES: build on the base images made from Debian's packages.
+    pub local_base_images: bool,
+    /// HITSAVE_HEALTH_TIMEOUT: seconds a new version has to become healthy.
+    pub health_timeout: u64,
+    /// HITSAVE_KEYS: the trusted release keys.
+    pub keys: Utf8PathBuf,
+    /// HITSAVE_TLS, HITSAVE_ACME_*, HITSAVE_TLS_RENEW_WITHIN: the certificate.
+    pub tls: TlsSettings,
+    /// HITSAVE_HSTS_MAX_AGE: Strict-Transport-Security's max-age.
+    pub hsts_max_age: Option<u64>,
+    /// HITSAVE_DB_*: an external database server.
+    pub db: ExternalDb,
+    /// HITSAVE_LB_HEALTH_WAIT: seconds the load balancer takes to see a failing health check.
+    pub lb_health_wait: u64,
+    /// HITSAVE_BRANCHES: the branches whose releases this host takes (`main,release/*`).
+    pub branches: Option<Vec<String>>,
+    /// HITSAVE_ALLOW_DOWNGRADE: an older release than the newest installed is taken.
+    pub allow_downgrade: bool,
+}
+
+/// Every key host.env may set.
+pub const HOST_SETTING_KEYS: &[&str] = &[
+    "HITSAVE_ROOT",
+    "HITSAVE_PROJECT",
+    "HITSAVE_BIND",
+    "HITSAVE_HTTP_PORT",
+    "HITSAVE_HTTPS_PORT",
+    "HITSAVE_LOCAL_BASE_IMAGES",
+    "HITSAVE_HEALTH_TIMEOUT",
+    "HITSAVE_KEYS",
+    "HITSAVE_TLS",
+    "HITSAVE_ACME_DIRECTORY",
+    "HITSAVE_ACME_EMAIL",
+    "HITSAVE_ACME_CA_ROOT",
+    "HITSAVE_TLS_RENEW_WITHIN",
+    "HITSAVE_HSTS_MAX_AGE",
+    "HITSAVE_DB_HOST",
+    "HITSAVE_DB_PORT",
+    "HITSAVE_DB_NAME",
+    "HITSAVE_DB_USER",
+    "HITSAVE_DB_CA_FILE",
+    "HITSAVE_DB_NETWORK",
+    "HITSAVE_LB_HEALTH_WAIT",
+    "HITSAVE_BRANCHES",
+    "HITSAVE_ALLOW_DOWNGRADE",
+];
+
+/// `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, empty.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("{value:?} is not true or false (use 1 or 0)")),
+    }
+}
+
+impl HostSettings {
+    /// The settings in `path` (none when there is no file), else the environment, else the
+    /// defaults.
+    pub fn read(path: &camino::Utf8Path) -> anyhow::Result<HostSettings> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
+        };
+        let mut file = std::collections::BTreeMap::new();
+        for line in crate::kit::env_file::parse(path, &text)? {
+            anyhow::ensure!(
+                HOST_SETTING_KEYS.contains(&line.key.as_str()),
+                "{path}:{}: unknown setting {}; the settings are {}",
+                line.number,
+                line.key,
+                HOST_SETTING_KEYS.join(", ")
+            );
+            file.insert(line.key, (line.number, line.value));
+        }
+        HostSettings::from_lookup(&|key| match file.get(key) {
+            Some((number, value)) => Some((format!("{path}:{number}"), value.clone())),
+            None => std::env::var(key)
+                .ok()
+                .map(|value| ("the environment".to_owned(), value)),
+        })
+    }
+
+    /// The defaults: what a host without host.env and without HITSAVE_* variables is.
+    pub fn defaults() -> HostSettings {
+        HostSettings::from_lookup(&|_| None).expect("the defaults are valid")
+    }
+
+    /// The settings `lookup` gives: each key's value and where it was found.
+    fn from_lookup(lookup: &Lookup<'_>) -> anyhow::Result<HostSettings> {
+        let text = |key: &str| lookup(key).map(|(_, v)| v).filter(|v| !v.is_empty());
+        let seconds = |key| {
+            typed(lookup, key, |v| {
+                v.parse::<u64>()
+                    .map_err(|_| "not a whole number of seconds".into())
+            })
+        };
+        let port = |key| {
+            typed(lookup, key, |v| {
+                v.parse::<u16>()
+                    .map_err(|_| "not a port (0 to 65535)".into())
+            })
+        };
+        let boolean =
+            |key| Ok::<_, anyhow::Error>(typed(lookup, key, parse_bool)?.unwrap_or(false));
+        let db_host = text("HITSAVE_DB_HOST");
+        if db_host.is_none()
+            && let Some((key, (place, _))) = HOST_SETTING_KEYS
+                .iter()
+                .filter(|k| k.starts_with("HITSAVE_DB_"))
+                .find_map(|k| lookup(k).map(|found| (k, found)))
+        {
+            anyhow::bail!(
+                "{place}: {key} is set but HITSAVE_DB_HOST is not: set both, or neither; nothing was changed"
+            );
+        }
+        let defaults = ExternalDb::default();
+        Ok(HostSettings {
+            root: text("HITSAVE_ROOT")
+                .unwrap_or_else(|| crate::site::host::DEFAULT_ROOT.into())
+                .into(),
+            project: text("HITSAVE_PROJECT").unwrap_or_else(|| "hitsave".into()),
+            bind: typed(lookup, "HITSAVE_BIND", |v| {
+                v.parse::<std::net::IpAddr>()
+                    .map_err(|_| "not an IP address".into())
+            })?,
+            http_port: port("HITSAVE_HTTP_PORT")?,
+            https_port: port("HITSAVE_HTTPS_PORT")?,
+            local_base_images: boolean("HITSAVE_LOCAL_BASE_IMAGES")?,
+            health_timeout: seconds("HITSAVE_HEALTH_TIMEOUT")?.unwrap_or(120),
+            keys: text("HITSAVE_KEYS")
+                .unwrap_or_else(|| DEFAULT_KEYS.into())
+                .into(),
+            tls: TlsSettings {
+                mode: typed(lookup, "HITSAVE_TLS", TlsMode::parse)?.unwrap_or(TlsMode::Acme),
+                acme_directory: text("HITSAVE_ACME_DIRECTORY"),
+                acme_email: text("HITSAVE_ACME_EMAIL"),
+                acme_ca_root: text("HITSAVE_ACME_CA_ROOT").map(Into::into),
+                tls_renew_within: typed(lookup, "HITSAVE_TLS_RENEW_WITHIN", |v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|d| d.is_finite() && *d >= 0.0)
+                        .ok_or_else(|| "not a number of days".into())
+                })?,
+            },
+            hsts_max_age: seconds("HITSAVE_HSTS_MAX_AGE")?,
+            db: ExternalDb {
+                db_port: port("HITSAVE_DB_PORT")?.unwrap_or(defaults.db_port),
+                db_name: text("HITSAVE_DB_NAME").unwrap_or(defaults.db_name),
+                db_user: text("HITSAVE_DB_USER").unwrap_or(defaults.db_user),
+                db_ca_file: text("HITSAVE_DB_CA_FILE").map(Into::into),
+                db_network: text("HITSAVE_DB_NETWORK"),
+                db_host,
+            },
+            lb_health_wait: seconds("HITSAVE_LB_HEALTH_WAIT")?.unwrap_or(0),
+            branches: text("HITSAVE_BRANCHES").map(|list| {
+                list.split(',')
+                    .map(|b| b.trim().to_owned())
+                    .filter(|b| !b.is_empty())
+                    .collect()
+            }),
+            allow_downgrade: boolean("HITSAVE_ALLOW_DOWNGRADE")?,
+        })
+    }
+}
+
+/// A setting's value and where it was found (`host.env:3`, `the environment`).
+type Lookup<'a> = dyn Fn(&str) -> Option<(String, String)> + 'a;
+
+/// `key`'s value parsed by `parse`, none when unset; a value `parse` refuses is an error naming
+/// where it was found.
+fn typed<T>(
+    lookup: &Lookup<'_>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Option<T>> {
+    match lookup(key) {
+        None => Ok(None),
+        Some((place, value)) => parse(value.trim())
+            .map(Some)
+            .map_err(|why| anyhow::anyhow!("{place}: {key}={value:?}: {why}; nothing was changed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(lines: &[(&str, &str)]) -> anyhow::Result<HostSettings> {
+        let lines: Vec<(String, String)> = lines
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        HostSettings::from_lookup(&move |key| {
+            lines
+                .iter()
+                .position(|(k, _)| k == key)
+                .map(|i| (format!("host.env:{}", i + 1), lines[i].1.clone()))
+        })
+    }
+
+    #[test]
+    fn defaults_values_and_refusals() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.root, crate::site::host::DEFAULT_ROOT);
+        assert_eq!((s.health_timeout, s.lb_health_wait), (120, 0));
+        assert_eq!(s.tls.mode, TlsMode::Acme);
+        assert!(s.db.db_host.is_none() && !s.allow_downgrade && s.branches.is_none());
+        let s = settings(&[
+            ("HITSAVE_HTTP_PORT", "8080"),
+            ("HITSAVE_LOCAL_BASE_IMAGES", "1"),
+            ("HITSAVE_TLS", "manual"),
+            ("HITSAVE_BRANCHES", "main, release/*"),
+            ("HITSAVE_BIND", "127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(s.http_port, Some(8080));
+        assert!(s.local_base_images);
+        assert_eq!(s.tls.mode, TlsMode::Manual);
+        assert_eq!(s.branches.unwrap(), ["main", "release/*"]);
+        for (key, value, why) in [
+            (
+                "HITSAVE_HEALTH_TIMEOUT",
+                "2m",
+                "not a whole number of seconds",
+            ),
+            ("HITSAVE_HTTP_PORT", "80000", "not a port"),
+            ("HITSAVE_LOCAL_BASE_IMAGES", "maybe", "not true or false"),
+            ("HITSAVE_TLS", "letsencrypt", "not one of acme, manual"),
+            ("HITSAVE_BIND", "localhost", "not an IP address"),
+            ("HITSAVE_DB_PORT", "5433", "HITSAVE_DB_HOST is not"),
+        ] {
+            let err = settings(&[(key, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with("host.env:1: ")
+                    && err.contains(why)
+                    && err.contains("nothing was changed"),
+                "{key}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_are_read_whole_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = camino::Utf8PathBuf::from_path_buf(dir.path().join("host.env")).unwrap();
+        assert_eq!(HostSettings::read(&path).unwrap().project, "hitsave");
+        std::fs::write(
+            &path,
+            "# a host\nHITSAVE_PROJECT=shop\n\nHITSAVE_HTTP_PORT = \"8080\"\n",
+        )
+        .unwrap();
+        let s = HostSettings::read(&path).unwrap();
+        assert_eq!((s.project.as_str(), s.http_port), ("shop", Some(8080)));
+        std::fs::write(&path, "HITSAVE_PASSWORD=x\n").unwrap();
+        let err = HostSettings::read(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown setting HITSAVE_PASSWORD"), "{err}");
+        std::fs::write(&path, "just words\n").unwrap();
+        let err = HostSettings::read(&path).unwrap_err().to_string();
+        assert!(err.contains(":1: expected KEY=VALUE"), "{err}");
+        std::fs::write(&path, "HITSAVE_PROJECT=shop\nHITSAVE_HEALTH_TIMEOUT=soon\n").unwrap();
+        let err = HostSettings::read(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{path}:2: HITSAVE_HEALTH_TIMEOUT")),
+            "{err}"
+        );
     }
 }

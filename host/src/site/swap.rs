@@ -27,7 +27,8 @@ use crate::site::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use crate::site::nginx::{self, Upstreams};
 use crate::site::stack::{Container, Health, Stack, State};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How app containers are replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// New containers beside the old ones; nginx moves over once they are healthy.
     #[default]
@@ -35,6 +36,11 @@ pub enum Strategy {
     /// `docker compose up -d`: old containers stop before new ones start.
     InPlace,
 }
+
+crate::choice!(Strategy {
+    BlueGreen => "blue-green", "new containers beside the old ones; nginx moves over once they are healthy";
+    InPlace => "in-place", "`docker compose up -d`: old containers stop before new ones start";
+});
 
 /// How long an old container has to finish its requests after SIGTERM (the apps' own grace is
 /// 20 s).

@@ -16,60 +16,17 @@ pub mod acme;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::kit::ui::Ui;
 use crate::site::host::Host;
-use crate::site::settings::Env;
+use crate::site::settings::{Env, TlsMode, TlsSettings};
 use crate::site::stack::Stack;
 use crate::site::tls_files::{CertInfo, Files, Kind};
 
-/// Let's Encrypt's directories.
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
-
 /// Below this, `status` and `doctor --tls` warn.
 pub const WARN_DAYS: u64 = 14;
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Issued and renewed by xtask through ACME.
-    Acme,
-    /// Placed in <root>/tls/ by the operator; never replaced.
-    Manual,
-}
-
-/// How a host gets its certificate; the same flags on `install` and `tls renew`, and the same
-/// keys in /etc/hitsave/host.env.
-#[derive(clap::Args, Debug, Clone)]
-pub struct TlsArgs {
-    /// Where the certificate comes from (production and staging).
-    #[arg(long = "tls", env = "HITSAVE_TLS", value_enum, default_value = "acme")]
-    pub mode: Mode,
-    /// The ACME directory [default: Let's Encrypt; its staging directory for staging hosts].
-    #[arg(long, env = "HITSAVE_ACME_DIRECTORY", value_name = "URL")]
-    pub acme_directory: Option<String>,
-    /// Contact address for the ACME account (the CA's expiry notices).
-    #[arg(long, env = "HITSAVE_ACME_EMAIL", value_name = "EMAIL")]
-    pub acme_email: Option<String>,
-    /// A PEM root that signs the ACME server's own HTTPS (a test CA such as pebble).
-    #[arg(long, env = "HITSAVE_ACME_CA_ROOT", value_name = "FILE")]
-    pub acme_ca_root: Option<Utf8PathBuf>,
-    /// Renew when fewer than this many days are left [default: a third of the lifetime].
-    #[arg(long, env = "HITSAVE_TLS_RENEW_WITHIN", value_name = "DAYS")]
-    pub tls_renew_within: Option<f64>,
-}
-
-impl TlsArgs {
-    fn directory(&self, env: Env) -> &str {
-        match (&self.acme_directory, env) {
-            (Some(url), _) => url,
-            (None, Env::Staging) => LETS_ENCRYPT_STAGING,
-            (None, _) => LETS_ENCRYPT,
-        }
-    }
-}
 
 /// The names one certificate covers.
 pub fn names(domain: &str) -> Vec<String> {
@@ -120,11 +77,11 @@ pub fn ensure(
     host: &Host,
     env: Env,
     domain: &str,
-    args: &TlsArgs,
+    args: &TlsSettings,
     force: bool,
 ) -> anyhow::Result<Outcome> {
     let files = Files::new(&host.tls_dir());
-    if args.mode == Mode::Manual {
+    if args.mode == TlsMode::Manual {
         return Ok(Outcome::LeftAlone(format!(
             "--tls manual: the certificate in {} is the operator's",
             files.dir
@@ -242,7 +199,7 @@ pub fn apply(
     ui: &Ui,
     host: &Host,
     stack: &Stack,
-    args: &TlsArgs,
+    args: &TlsSettings,
     force: bool,
 ) -> anyhow::Result<Outcome> {
     let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
@@ -293,81 +250,37 @@ pub fn report(host: &Host) -> Result<String, String> {
     }
 }
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand)]
-enum Command {
-    /// Renew the certificate when it is due (a third of its lifetime left), or issue one when
-    /// there is none; nginx reloads gracefully. Run by hitsave-tls-renew.timer.
-    Renew(RenewArgs),
-    /// The certificate's names, issuer and expiry.
-    Status(StatusArgs),
-}
-
-#[derive(clap::Args)]
-struct RenewArgs {
-    /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
-    root: Utf8PathBuf,
-    #[command(flatten)]
-    tls: TlsArgs,
-    /// Renew now, whatever the expiry and the backoff after a failure.
-    #[arg(long)]
-    force: bool,
-    /// How long to wait for an install to finish (renewals take the install lock).
-    #[arg(long, value_name = "SECS", default_value = "600")]
-    lock_timeout: u64,
-}
-
-#[derive(clap::Args)]
-struct StatusArgs {
-    /// The install root.
-    #[arg(long, env = "HITSAVE_ROOT", default_value = crate::site::host::DEFAULT_ROOT)]
-    root: Utf8PathBuf,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    match args.command {
-        Command::Renew(args) => renew(args),
-        Command::Status(args) => {
-            let host = Host::open(&args.root)?;
-            match report(&host) {
-                Ok(line) => println!("ok: {line}"),
-                Err(problem) => {
-                    println!("WARNING: {problem}");
-                    bail!("{problem}");
-                }
-            }
-            Ok(())
+/// `tls status`: the certificate's names, issuer and expiry, or the problem with it.
+pub fn status(root: &Utf8Path) -> anyhow::Result<()> {
+    let host = Host::open(root)?;
+    match report(&host) {
+        Ok(line) => println!("ok: {line}"),
+        Err(problem) => {
+            println!("WARNING: {problem}");
+            bail!("{problem}");
         }
     }
+    Ok(())
 }
 
-fn renew(args: RenewArgs) -> anyhow::Result<()> {
-    crate::site::cpu::yield_cpu();
-    let ui = Ui::new();
-    let host = Host::open(&args.root)?;
-    let _lock = crate::site::lock::InstallLock::acquire(
-        &host.lock_file(),
-        Duration::from_secs(args.lock_timeout),
-        &crate::site::host::command("tls renew", &args.root),
-    )?;
+/// `tls renew`: the certificate renewed when due (or `force`d), under the install lock.
+pub fn renew(
+    root: &Utf8Path,
+    settings: &TlsSettings,
+    force: bool,
+    lock_timeout: Duration,
+) -> anyhow::Result<()> {
+    let session = crate::site::session::Session::begin(root, "tls renew", lock_timeout)?;
+    let (ui, host) = (&session.ui, &session.host);
     let current = host.current().with_context(|| {
-        format!(
-            "nothing is installed under {}: the first install issues the certificate",
-            args.root
-        )
+        format!("nothing is installed under {root}: the first install issues the certificate")
     })?;
     let stack = Stack::open(&host.release_dir(&current))?;
     if !Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls() {
         ui.info("this host serves no HTTPS (--env local): nothing to renew");
         return Ok(());
     }
-    match apply(&ui, &host, &stack, &args.tls, args.force)? {
+    match apply(ui, host, &stack, settings, force)? {
         Outcome::LeftAlone(why) | Outcome::Deferred(why) => ui.info(&why),
         Outcome::Fresh(c) => ui.info(&format!("not due yet: {}", c.describe())),
         Outcome::Issued(_) => {}
@@ -378,9 +291,10 @@ fn renew(args: RenewArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::settings::{LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 
-    fn args(mode: Mode, directory: &str) -> TlsArgs {
-        TlsArgs {
+    fn args(mode: TlsMode, directory: &str) -> TlsSettings {
+        TlsSettings {
             mode,
             acme_directory: Some(directory.into()),
             acme_email: None,
@@ -395,13 +309,13 @@ mod tests {
         let host = Host::open(camino::Utf8Path::from_path(dir.path()).unwrap()).unwrap();
         let ui = Ui::new();
         // Nothing listens on port 1: the CA is unreachable.
-        let down = args(Mode::Acme, "https://127.0.0.1:1/dir");
+        let down = args(TlsMode::Acme, "https://127.0.0.1:1/dir");
         let out = ensure(
             &ui,
             &host,
             Env::Production,
             "hitsave.io",
-            &args(Mode::Manual, ""),
+            &args(TlsMode::Manual, ""),
             false,
         );
         assert!(matches!(out, Ok(Outcome::LeftAlone(_))));
@@ -447,7 +361,7 @@ mod tests {
             line.contains("www.hitsave.io") && line.contains("the last renewal failed"),
             "{line}"
         );
-        assert_eq!(args(Mode::Acme, "x").directory(Env::Staging), "x");
+        assert_eq!(args(TlsMode::Acme, "x").directory(Env::Staging), "x");
         let mut default = down.clone();
         default.acme_directory = None;
         assert_eq!(default.directory(Env::Staging), LETS_ENCRYPT_STAGING);

@@ -16,7 +16,7 @@
 
 use anyhow::Context;
 use camino::Utf8Path;
-use hitsave_host::kit::store::StoreArgs;
+use hitsave_host::kit::store::StoreLocation;
 use hitsave_schema::{self as manifest, BundleFile, REVISION_FILE, ReleaseId, Revision, SCHEMA};
 use xtask::branch_config::{self, Decision};
 use xtask::components::ARTIFACT_EPOCH;
@@ -30,7 +30,7 @@ pub struct Bundle {
 }
 
 /// The revision for `release` in the store `args` name (`default_dir` when none).
-pub fn revision(release: &ReleaseId, args: &StoreArgs, default_dir: &Utf8Path) -> Revision {
+pub fn revision(release: &ReleaseId, args: &StoreLocation, default_dir: &Utf8Path) -> Revision {
     Revision {
         schema: SCHEMA,
         release: release.clone(),

@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use hitsave_host::kit::store::{self, Store, StoreArgs};
+use hitsave_host::commands::flags::StoreFlags;
+use hitsave_host::kit::store::{self, Store};
 use hitsave_schema::{
     self as manifest, Artifact, BundleRef, InputRecord, MANIFEST_SCHEMA, Manifest, Pointer,
     ReleaseId, Revision, SCHEMA, Sha256,
@@ -56,7 +57,7 @@ pub struct PackageArgs {
 #[derive(clap::Args)]
 pub struct ReleaseArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    store: StoreFlags,
     /// Point this channel (e.g. main, production) at the release once it is published.
     #[arg(long, value_name = "NAME")]
     channel: Vec<hitsave_schema::Channel>,
@@ -174,7 +175,7 @@ pub fn run_package(root: &Utf8Path, args: PackageArgs) -> anyhow::Result<()> {
 pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     let ui = Ui::new();
     let started = Instant::now();
-    let store = store::open(&args.store, &default_store(root))?;
+    let store = store::open(&args.store.location(), &default_store(root))?;
     store.check()?;
     let signer = signer(&ui, &args, store.as_ref())?;
     let signer = signer.as_ref();
@@ -205,7 +206,7 @@ pub fn run_release(root: &Utf8Path, args: ReleaseArgs) -> anyhow::Result<()> {
     };
     let key = manifest::manifest_key(&plan.id);
 
-    let revision = bundle::revision(&plan.id, &args.store, &default_store(root));
+    let revision = bundle::revision(&plan.id, &args.store.location(), &default_store(root));
     let contents = inputs::contents_hash(
         &plan.checkout,
         &plan.input_hashes,

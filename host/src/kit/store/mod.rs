@@ -128,24 +128,19 @@ pub fn too_large(store: &str, key: &str, limit: u64) -> anyhow::Error {
     .into()
 }
 
-/// Options that only matter for S3 stores.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct StoreArgs {
-    /// Where artifacts go: a directory, or s3://BUCKET/PREFIX.
-    /// [default: <target dir>/hitsave-store]
-    #[arg(long, env = "HITSAVE_STORE", value_name = "DIR|s3://BUCKET/PREFIX")]
+/// Where a store is: a directory or `s3://BUCKET/PREFIX`, and how to reach an S3 server.
+#[derive(Debug, Clone, Default)]
+pub struct StoreLocation {
+    /// A directory, or s3://BUCKET/PREFIX; none for the caller's default.
     pub store: Option<String>,
-    /// S3 endpoint for S3-compatible servers (also read from AWS_ENDPOINT_URL).
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    /// The S3 endpoint of an S3-compatible server.
     pub endpoint_url: Option<String>,
-    /// Address buckets as https://host/bucket rather than https://bucket.host (most
-    /// S3-compatible servers need this).
-    #[arg(long, env = "HITSAVE_S3_PATH_STYLE")]
+    /// Address buckets as https://host/bucket rather than https://bucket.host.
     pub path_style: bool,
 }
 
 /// The store `args` names, checked (see `Store::check`); `None` when none is named.
-pub fn open_if_named(args: &StoreArgs) -> anyhow::Result<Option<Box<dyn Store>>> {
+pub fn open_if_named(args: &StoreLocation) -> anyhow::Result<Option<Box<dyn Store>>> {
     if args.store.is_none() {
         return Ok(None);
     }
@@ -155,7 +150,7 @@ pub fn open_if_named(args: &StoreArgs) -> anyhow::Result<Option<Box<dyn Store>>>
 }
 
 /// Opens the store named by `args`, or the local default.
-pub fn open(args: &StoreArgs, default_dir: &Utf8Path) -> anyhow::Result<Box<dyn Store>> {
+pub fn open(args: &StoreLocation, default_dir: &Utf8Path) -> anyhow::Result<Box<dyn Store>> {
     match args.store.as_deref() {
         Some(url) if url.starts_with("s3://") => {
             let rest = &url["s3://".len()..];
