@@ -154,11 +154,7 @@ fn install_options(
     until: Option<Until>,
 ) -> InstallOptions {
     InstallOptions {
-        store: StoreLocation {
-            store: Some(revision.store.clone()),
-            endpoint_url: revision.endpoint_url.clone(),
-            path_style: revision.path_style,
-        },
+        store: store_of(revision),
         which: Which::Release(revision.release.clone()),
         trust: TrustOptions {
             keys: settings.keys.clone(),
@@ -203,52 +199,16 @@ fn check_and_hand_over(
         env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
-    let store = crate::kit::store::open(
-        &StoreLocation {
-            store: Some(revision.store.clone()),
-            endpoint_url: revision.endpoint_url.clone(),
-            path_style: revision.path_style,
-        },
-        Utf8Path::new("."),
-    )?;
+    let store = crate::kit::store::open(&store_of(revision), Utf8Path::new("."))?;
     store.check()?;
-    let trust = crate::release::trust::Trust::new(
-        &TrustOptions {
-            keys: settings.keys.clone(),
-            allow_unsigned: false,
-        },
-        store.is_local(),
-    )?;
-    let verified = crate::release::verify::read_manifest(store.as_ref(), id, &trust).with_context(|| {
-        format!(
-            "the bundle names release {id}, whose manifest this host does not trust; the running release is untouched"
-        )
-    })?;
-    let manifest = &verified.manifest;
     let refused = |e: anyhow::Error| {
         e.context(format!(
             "hook {}: the bundle of release {id} is refused; nothing was changed and the running release keeps serving",
             args.event.name()
         ))
     };
-    let listed = manifest
-        .bundle
-        .as_ref()
-        .filter(|b| !b.files.is_empty())
-        .with_context(|| {
-            format!(
-                "release {id}'s manifest lists no bundle files (it was released before hosts checked bundles): release its commit again with a newer `cargo xtask release`"
-            )
-        })
-        .map_err(refused)?;
-    crate::codedeploy::bundle::check(bundle, &listed.files).map_err(refused)?;
-    check_bundle_object(listed).map_err(refused)?;
-    if let Some(key) = verified.key {
-        eprintln!(
-            "xtask: hook: release {id} is signed by key {key}; its bundle's {} files match the signed list",
-            listed.files.len()
-        );
-    }
+    let verified = check_bundle(store.as_ref(), bundle, revision, settings, &refused)?;
+    let manifest = &verified.manifest;
     let root = &settings.root;
     let host = Host::open(root)?;
     if matches!(
@@ -286,6 +246,59 @@ fn check_and_hand_over(
         );
     }
     Ok(())
+}
+
+/// The bundle's release is signed by a key this host trusts, and the bundle holds exactly the
+/// files its manifest lists, from the object the manifest names.
+fn check_bundle(
+    store: &dyn crate::kit::store::Store,
+    bundle: &Utf8Path,
+    revision: &Revision,
+    settings: &HostSettings,
+    refused: &dyn Fn(anyhow::Error) -> anyhow::Error,
+) -> anyhow::Result<crate::release::verify::Verified> {
+    let id = &revision.release;
+    let trust = crate::release::trust::Trust::new(
+        &TrustOptions {
+            keys: settings.keys.clone(),
+            allow_unsigned: false,
+        },
+        store.is_local(),
+    )?;
+    let verified = crate::release::verify::read_manifest(store, id, &trust).with_context(|| {
+        format!(
+            "the bundle names release {id}, whose manifest this host does not trust; the running release is untouched"
+        )
+    })?;
+    let listed = verified
+        .manifest
+        .bundle
+        .as_ref()
+        .filter(|b| !b.files.is_empty())
+        .with_context(|| {
+            format!(
+                "release {id}'s manifest lists no bundle files (it was released before hosts checked bundles): release its commit again with a newer `cargo xtask release`"
+            )
+        })
+        .map_err(refused)?;
+    crate::codedeploy::bundle::check(bundle, &listed.files).map_err(refused)?;
+    check_bundle_object(listed).map_err(refused)?;
+    if let Some(key) = verified.key {
+        eprintln!(
+            "xtask: hook: release {id} is signed by key {key}; its bundle's {} files match the signed list",
+            listed.files.len()
+        );
+    }
+    Ok(verified)
+}
+
+/// The store the bundle's revision.json names.
+fn store_of(revision: &Revision) -> StoreLocation {
+    StoreLocation {
+        store: Some(revision.store.clone()),
+        endpoint_url: revision.endpoint_url.clone(),
+        path_style: revision.path_style,
+    }
 }
 
 /// CodeDeploy tells the hooks which object it downloaded (BUNDLE_KEY, BUNDLE_ETAG): it must be

@@ -180,14 +180,10 @@ enum Switch {
 /// How long `maintenance on|off` waits for an install, a restore or a rotation to finish.
 const MAINTENANCE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Takes the install lock: a restore's maintenance is not ended under it, nor an operator's
-/// switched half-way through an install.
-fn lock_for(host: &Host, what: &str) -> anyhow::Result<crate::site::lock::InstallLock> {
-    crate::site::lock::InstallLock::acquire(
-        &host.lock_file(),
-        MAINTENANCE_LOCK_WAIT,
-        &crate::site::host::command(what, &host.root),
-    )
+/// A session under the install lock: a restore's maintenance is not ended under it, nor an
+/// operator's switched half-way through an install.
+fn lock_for(host: &Host, what: &str) -> anyhow::Result<crate::site::session::Session> {
+    crate::site::session::Session::begin(&host.root, what, MAINTENANCE_LOCK_WAIT)
 }
 
 pub fn maintenance(args: MaintenanceArgs) -> anyhow::Result<()> {

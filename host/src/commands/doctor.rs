@@ -45,6 +45,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "note: no resident program at {resident}: CodeDeploy's hooks use the current release's host program until a deployment installs one (or run the user data's hitsave-bootstrap)"
         ),
     }
+    check_secrets_and_tls(&args, &mut problems);
+    let probe = if args.root.exists() {
+        args.root.clone()
+    } else {
+        Utf8PathBuf::from("/")
+    };
+    let free = preflight::free_bytes(&probe)?;
+    if free < 2 * 1024 * 1024 * 1024 {
+        problems.push(format!(
+            "only {} free under {probe}: free at least 2 GiB (`docker system prune`, old releases)",
+            crate::kit::ui::human_bytes(free)
+        ));
+    } else {
+        println!(
+            "ok: {} free under {probe}",
+            crate::kit::ui::human_bytes(free)
+        );
+    }
+    check_backups_and_maintenance(&args.root, &mut problems);
+    if problems.is_empty() {
+        println!(
+            "the host is ready for `{}`",
+            crate::site::host::command("install", &args.root)
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("PROBLEM: {p}");
+    }
+    anyhow::bail!("{} problem(s) to fix before installing", problems.len())
+}
+
+/// Every secret file, unfinished rotations, and (with --tls) the certificate.
+fn check_secrets_and_tls(args: &Args, problems: &mut Vec<String>) {
     let secrets = args.root.join("secrets");
     for name in crate::site::secret_files::NAMES {
         match preflight::secret_file(&secrets.join(name)) {
@@ -76,25 +110,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Err(p) => problems.push(format!("TLS: {p}")),
         }
     }
-    let probe = if args.root.exists() {
-        args.root.clone()
-    } else {
-        Utf8PathBuf::from("/")
-    };
-    let free = preflight::free_bytes(&probe)?;
-    if free < 2 * 1024 * 1024 * 1024 {
-        problems.push(format!(
-            "only {} free under {probe}: free at least 2 GiB (`docker system prune`, old releases)",
-            crate::kit::ui::human_bytes(free)
-        ));
-    } else {
-        println!(
-            "ok: {} free under {probe}",
-            crate::kit::ui::human_bytes(free)
-        );
-    }
+}
+
+/// The last backup that restores, and a maintenance left on.
+fn check_backups_and_maintenance(root: &camino::Utf8Path, problems: &mut Vec<String>) {
     let host = crate::site::host::Host {
-        root: args.root.clone(),
+        root: root.to_owned(),
     };
     match crate::database::archive::last_verified(&host) {
         Some((id, age)) if age < std::time::Duration::from_secs(26 * 3600) => {
@@ -103,30 +124,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some((id, age)) => println!(
             "WARNING: the last backup that passed its restore drill, {id}, is {} h old: is the daily timer running? (`systemctl status hitsave-backup.timer`, `{}`)",
             age.as_secs() / 3600,
-            crate::site::host::command("backup verify", &args.root)
+            crate::site::host::command("backup verify", root)
         ),
         None => println!(
             "WARNING: no backup has passed its restore drill: `{}` then `{}`",
-            crate::site::host::command("backup", &args.root),
-            crate::site::host::command("backup verify", &args.root)
+            crate::site::host::command("backup", root),
+            crate::site::host::command("backup verify", root)
         ),
     }
     if crate::site::nginx::in_maintenance(&host.nginx_dir()) {
         problems.push(format!(
             "the site is in maintenance ({}/maintenance.html): unless a restore is running, one was stopped half-way; run that restore again, or install the current release again (`{}`), to end it",
             host.nginx_dir(),
-            crate::site::host::command("install --channel ...", &args.root)
+            crate::site::host::command("install --channel ...", root)
         ));
     }
-    if problems.is_empty() {
-        println!(
-            "the host is ready for `{}`",
-            crate::site::host::command("install", &args.root)
-        );
-        return Ok(());
-    }
-    for p in &problems {
-        println!("PROBLEM: {p}");
-    }
-    anyhow::bail!("{} problem(s) to fix before installing", problems.len())
 }

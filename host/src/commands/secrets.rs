@@ -4,19 +4,17 @@
 
 use std::io::{IsTerminal, Read};
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
 use crate::kit::files::replace_private;
-use crate::kit::time::now_rfc3339;
-use crate::kit::ui::Ui;
 use crate::secrets::rotate::{self, Rotate};
-use crate::site::history::{Action, HistoryEntry, Outcome, who};
+use crate::site::history::{Action, HistoryEntry, Outcome};
 use crate::site::host::{Host, command};
-use crate::site::lock::InstallLock;
 use crate::site::rotations::{Rotations, now, rfc3339};
 use crate::site::secret_files::{NAMES, previous_file};
+use crate::site::session::Session;
 use crate::site::stack::Stack;
 
 #[derive(clap::Args)]
@@ -86,11 +84,7 @@ enum Secrets {
     },
 }
 
-/// When this command began: history's `seconds` count from here.
-static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    STARTED.get_or_init(Instant::now);
     match args.command {
         Secrets::List { place, json } => list(&place, json),
         Secrets::Set { place, name } => set(&place, &name),
@@ -111,7 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             with_stack(
                 &place,
                 &format!("secrets rotate {name}"),
-                |ui, host, stack| {
+                |session, stack| {
+                    let (ui, host) = (&session.ui, &session.host);
                     let r = Rotate {
                         ui,
                         host,
@@ -122,9 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         force,
                         timeout: Duration::from_secs(place.health_timeout),
                     };
-                    let result = r.run();
-                    record(host, Action::RotateSecret, &name, &result)?;
-                    result.with_context(|| {
+                    record(session, Action::RotateSecret, &name, r.run()).with_context(|| {
                     format!(
                         "the rotation of {name} did not finish; the running containers keep working; run `{}` again to finish it",
                         command(&format!("secrets rotate {name}"), &place.root)
@@ -137,81 +130,61 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 },
             )
         }
-        Secrets::Prune { place } => with_stack(&place, "secrets prune", |ui, host, stack| {
+        Secrets::Prune { place } => with_stack(&place, "secrets prune", |session, stack| {
             let timeout = Duration::from_secs(place.health_timeout);
-            let result = rotate::expire(ui, host, stack, timeout);
-            match &result {
+            let result = rotate::expire(&session.ui, &session.host, stack, timeout);
+            match result {
                 Ok(names) => {
-                    for name in names {
-                        record(host, Action::ExpireSecret, name, &Ok(()))?;
+                    for name in &names {
+                        record(session, Action::ExpireSecret, name, Ok(()))?;
                     }
                     if names.is_empty() {
-                        ui.info("no grace period is over");
+                        session.ui.info("no grace period is over");
                     }
+                    Ok(())
                 }
-                Err(e) => {
-                    let failed: anyhow::Result<()> = Err(anyhow::anyhow!("{e:#}"));
-                    record(host, Action::ExpireSecret, "-", &failed)?;
-                }
+                Err(e) => record(session, Action::ExpireSecret, "-", Err(e)),
             }
-            result.map(|_| ())
         }),
     }
 }
 
-/// Runs `f` on the current release under the install lock.
+/// Runs `f` on the current release in a session (under the install lock).
 fn with_stack(
     place: &Place,
     what: &str,
-    f: impl FnOnce(&Ui, &Host, &Stack) -> anyhow::Result<()>,
+    f: impl FnOnce(&Session, &Stack) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let ui = Ui::new();
-    let host = Host::open(&place.root)?;
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
-        Duration::from_secs(place.lock_timeout),
-        &command(what, &place.root),
-    )?;
-    let current = host.current().with_context(|| {
+    let session = Session::begin(&place.root, what, Duration::from_secs(place.lock_timeout))?;
+    let current = session.host.current().with_context(|| {
         format!(
             "nothing is installed under {}: `secrets set` writes values before the first install",
             place.root
         )
     })?;
-    let stack = Stack::open(&host.release_dir(&current))?;
-    f(&ui, &host, &stack)
+    let stack = Stack::open(&session.host.release_dir(&current))?;
+    f(&session, &stack)
 }
 
+/// The history line of `action` on secret `name` (none before the first install).
 fn record(
-    host: &Host,
+    session: &Session,
     action: Action,
     name: &str,
-    result: &anyhow::Result<()>,
+    result: anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let Some(current) = host.current() else {
-        return Ok(());
+    let Some(current) = session.host.current() else {
+        return result;
     };
-    host.record(&HistoryEntry {
-        time: now_rfc3339(),
-        action,
-        release: current,
-        previous: None,
-        outcome: if result.is_ok() {
-            Outcome::Done
-        } else {
-            Outcome::Failed
-        },
-        deployment: None,
-        seconds: STARTED.get_or_init(Instant::now).elapsed().as_secs_f64(),
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-        backup: None,
-        backup_skipped: false,
-        by: who(),
-        signed_by: None,
-        channel: None,
-        secret: Some(name.to_owned()),
-        env: None,
-    })
+    let mut entry = HistoryEntry::new(action, current);
+    entry.secret = Some(name.to_owned());
+    entry.deployment = None;
+    let outcome = if result.is_ok() {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    };
+    session.finish(entry, outcome, result)
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -285,17 +258,17 @@ fn set(place: &Place, name: &str) -> anyhow::Result<()> {
         );
     }
     let value = read_value(name)?;
-    let _lock = InstallLock::acquire(
-        &host.lock_file(),
+    let session = Session::begin(
+        &place.root,
+        &format!("secrets set {name}"),
         Duration::from_secs(place.lock_timeout),
-        &command(&format!("secrets set {name}"), &place.root),
     )?;
     let path = dir.join(name);
     replace_private(&path, value.as_bytes())?;
     crate::site::secret_files::ensure_previous_files(&dir)?;
     crate::site::secret_files::hand_over(&dir)?;
-    record(&host, Action::SetSecret, name, &Ok(()))?;
-    let ui = Ui::new();
+    record(&session, Action::SetSecret, name, Ok(()))?;
+    let ui = &session.ui;
     ui.info(&format!("wrote {path} ({} bytes, mode 0600)", value.len()));
     if host.current().is_some() {
         ui.info(&format!(

@@ -209,23 +209,7 @@ fn install(
         return Ok(());
     }
 
-    ui.info("checking the host (secrets, Docker, disk, platform)");
-    // The empty files a rotation's previous values go in (hosts set up before rotations).
-    if host.secrets_dir().is_dir() {
-        crate::site::secret_files::ensure_previous_files(&host.secrets_dir())?;
-        // The apps run as APP_UID and read the files as it (hosts set up before they did).
-        crate::site::secret_files::hand_over(&host.secrets_dir())?;
-    }
-    // Hand-managed certificates must be there; ACME issues its own after the swap.
-    let tls = (args.env.tls() && args.tls.mode == crate::site::settings::TlsMode::Manual)
-        .then(|| host.tls_dir());
-    let problems = crate::release::preflight::check(&stack, manifest, tls.as_deref())?;
-    if !problems.is_empty() {
-        bail!(
-            "the host is not ready; nothing was changed:\n  - {}",
-            problems.join("\n  - ")
-        );
-    }
+    check_host(ui, host, &stack, manifest, args)?;
     if args.until == Some(Until::Prepared) {
         let built = stack.build_images()?;
         if !built.is_empty() {
@@ -251,6 +235,34 @@ fn install(
         ui.info(&format!(
             "dropping the databases restores replaced failed (the install goes on): {e:#}"
         ));
+    }
+    Ok(())
+}
+
+/// The host can run the release: secrets, Docker, disk, platform, certificates.
+fn check_host(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    manifest: &Manifest,
+    args: &InstallOptions,
+) -> anyhow::Result<()> {
+    ui.info("checking the host (secrets, Docker, disk, platform)");
+    // The empty files a rotation's previous values go in (hosts set up before rotations).
+    if host.secrets_dir().is_dir() {
+        crate::site::secret_files::ensure_previous_files(&host.secrets_dir())?;
+        // The apps run as APP_UID and read the files as it (hosts set up before they did).
+        crate::site::secret_files::hand_over(&host.secrets_dir())?;
+    }
+    // Hand-managed certificates must be there; ACME issues its own after the swap.
+    let tls = (args.env.tls() && args.tls.mode == crate::site::settings::TlsMode::Manual)
+        .then(|| host.tls_dir());
+    let problems = crate::release::preflight::check(stack, manifest, tls.as_deref())?;
+    if !problems.is_empty() {
+        bail!(
+            "the host is not ready; nothing was changed:\n  - {}",
+            problems.join("\n  - ")
+        );
     }
     Ok(())
 }
@@ -426,25 +438,7 @@ pub fn deploy(
         stack.wait_serving(timeout)
     });
     if let Err(e) = swap {
-        let Some(old) = host.current().filter(|old| *old != id) else {
-            bail!(
-                "release {id} did not become healthy ({e:#}); there is no previous release to bring back"
-            );
-        };
-        ui.info(&format!(
-            "release {id} is not healthy ({e:#}); bringing {old} back"
-        ));
-        let old_stack = Stack::open(&host.release_dir(&old))?;
-        crate::site::swap::swap(
-            ui,
-            &old_stack,
-            &host.nginx_dir(),
-            args.strategy,
-            &weights,
-            timeout,
-        )
-        .and_then(|()| old_stack.wait_serving(timeout))
-        .with_context(|| format!("release {old} did not come back either"))?;
+        let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout)?;
         *outcome = Outcome::RolledBack;
         bail!(
             "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
@@ -452,6 +446,38 @@ pub fn deploy(
     }
     host.flip(&id)?;
     Ok(())
+}
+
+/// Swaps the release that was current back in after `id` failed with `e`; which one it is.
+fn bring_back(
+    ui: &Ui,
+    host: &Host,
+    id: &ReleaseId,
+    e: &anyhow::Error,
+    strategy: crate::site::swap::Strategy,
+    weights: &crate::site::cpu::Weights,
+    timeout: Duration,
+) -> anyhow::Result<ReleaseId> {
+    let Some(old) = host.current().filter(|old| old != id) else {
+        bail!(
+            "release {id} did not become healthy ({e:#}); there is no previous release to bring back"
+        );
+    };
+    ui.info(&format!(
+        "release {id} is not healthy ({e:#}); bringing {old} back"
+    ));
+    let old_stack = Stack::open(&host.release_dir(&old))?;
+    crate::site::swap::swap(
+        ui,
+        &old_stack,
+        &host.nginx_dir(),
+        strategy,
+        weights,
+        timeout,
+    )
+    .and_then(|()| old_stack.wait_serving(timeout))
+    .with_context(|| format!("release {old} did not come back either"))?;
+    Ok(old)
 }
 
 /// The external server answers this release's migrator over verified TLS with the stack's
@@ -584,30 +610,15 @@ fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Keeps the newest releases, current and previous; removes the rest with their images and
-/// cached tarballs.
-pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
-    let mut keep: BTreeSet<ReleaseId> = host
-        .releases()?
-        .into_iter()
-        .rev()
-        .take(KEEP_RELEASES)
-        .collect();
-    keep.extend(host.current());
-    keep.extend(host.previous());
-    let mut removed = Vec::new();
-    for id in host.releases()? {
-        if !keep.contains(&id) {
-            std::fs::remove_dir_all(host.release_dir(&id))
-                .with_context(|| format!("cannot remove {}", host.release_dir(&id)))?;
-            removed.push(id);
-        }
-    }
-    // What the kept releases still use.
+/// What the `keep` releases use: image names, cached tarballs and host programs (by hash).
+fn in_use(
+    host: &Host,
+    keep: &BTreeSet<ReleaseId>,
+) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
     let mut images = BTreeSet::new();
     let mut tarballs = BTreeSet::new();
     let mut programs = BTreeSet::new();
-    for id in &keep {
+    for id in keep {
         let dir = host.release_dir(id);
         if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
             for (component, _) in crate::site::stack::IMAGES {
@@ -627,6 +638,29 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
             );
         }
     }
+    (images, tarballs, programs)
+}
+
+/// Keeps the newest releases, current and previous; removes the rest with their images and
+/// cached tarballs.
+pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
+    let mut keep: BTreeSet<ReleaseId> = host
+        .releases()?
+        .into_iter()
+        .rev()
+        .take(KEEP_RELEASES)
+        .collect();
+    keep.extend(host.current());
+    keep.extend(host.previous());
+    let mut removed = Vec::new();
+    for id in host.releases()? {
+        if !keep.contains(&id) {
+            std::fs::remove_dir_all(host.release_dir(&id))
+                .with_context(|| format!("cannot remove {}", host.release_dir(&id)))?;
+            removed.push(id);
+        }
+    }
+    let (images, tarballs, programs) = in_use(host, &keep);
     for entry in host.root.join("cache").read_dir_utf8()? {
         let entry = entry?;
         if !tarballs.contains(entry.file_name()) {

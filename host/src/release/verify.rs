@@ -77,35 +77,7 @@ pub fn run(args: VerifyOptions, default_store: Option<&camino::Utf8Path>) -> any
         crate::kit::ui::human_bytes(manifest.total_size()),
         store.describe()
     ));
-    // Every artifact, and the CodeDeploy bundle (listed as `bundle`).
-    let objects: Vec<(&str, &manifest::Sha256, u64)> = manifest
-        .artifacts
-        .iter()
-        .map(|a| (a.component.as_str(), &a.sha256, a.size))
-        .chain(
-            manifest
-                .bundle
-                .iter()
-                .map(|b| ("bundle", &b.sha256, b.size)),
-        )
-        .collect();
-    let bar = ui.bytes("downloading", objects.iter().map(|o| o.2).sum());
-    let mut checks = Vec::new();
-    for (component, sha256, size) in objects {
-        let problem = check_artifact(store.as_ref(), sha256, size, &|n| bar.inc(n))?;
-        match &problem {
-            None => ui.info(&format!("{component}: ok ({size} bytes, sha256 {sha256})")),
-            Some(p) => ui.info(&format!("{component}: MISMATCH: {p}")),
-        }
-        checks.push(Check {
-            component: component.to_owned(),
-            sha256: sha256.clone(),
-            size,
-            ok: problem.is_none(),
-            problem,
-        });
-    }
-    bar.finish_and_clear();
+    let checks = check_artifacts(&ui, store.as_ref(), &manifest)?;
     let bad: Vec<_> = checks
         .iter()
         .filter(|c| !c.ok)
@@ -134,6 +106,40 @@ pub fn run(args: VerifyOptions, default_store: Option<&camino::Utf8Path>) -> any
         manifest.release
     ));
     Ok(())
+}
+
+/// Every artifact of `manifest` and its CodeDeploy bundle (listed as `bundle`), downloaded
+/// and checked.
+fn check_artifacts(ui: &Ui, store: &dyn Store, manifest: &Manifest) -> anyhow::Result<Vec<Check>> {
+    let objects: Vec<(&str, &manifest::Sha256, u64)> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.component.as_str(), &a.sha256, a.size))
+        .chain(
+            manifest
+                .bundle
+                .iter()
+                .map(|b| ("bundle", &b.sha256, b.size)),
+        )
+        .collect();
+    let bar = ui.bytes("downloading", objects.iter().map(|o| o.2).sum());
+    let mut checks = Vec::new();
+    for (component, sha256, size) in objects {
+        let problem = check_artifact(store, sha256, size, &|n| bar.inc(n))?;
+        match &problem {
+            None => ui.info(&format!("{component}: ok ({size} bytes, sha256 {sha256})")),
+            Some(p) => ui.info(&format!("{component}: MISMATCH: {p}")),
+        }
+        checks.push(Check {
+            component: component.to_owned(),
+            sha256: sha256.clone(),
+            size,
+            ok: problem.is_none(),
+            problem,
+        });
+    }
+    bar.finish_and_clear();
+    Ok(checks)
 }
 
 /// Which release a command works on: by id, or through a channel or commit pointer.

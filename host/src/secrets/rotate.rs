@@ -48,12 +48,33 @@ pub struct Rotate<'a> {
 }
 
 impl Rotate<'_> {
+    /// Rotates the secret: a new value written beside the old one, the apps that mount it
+    /// replaced blue/green, the old value accepted for the grace period. Killed anywhere, a
+    /// run again finishes it.
     pub fn run(self) -> anyhow::Result<()> {
         let dir = self.host.secrets_dir();
         let name = self.name;
+        self.check_release_mounts_previous()?;
+        crate::site::secret_files::remove_leftovers(&dir)?;
+        crate::site::secret_files::ensure_previous_files(&dir)?;
+        let mut rotations = Rotations::read(&dir)?;
+        let current = dir.join(name);
+        let previous = previous_file(&dir, name);
+        let now = now();
+        let resume = self.resuming(&rotations, now)?;
+        let old = read(&current)?;
+        self.check_value(&old, &previous, resume)?;
+        if !resume || old == read(&previous)? {
+            self.write_new_value(&mut rotations, &old, resume, now)?;
+        }
+        self.apply(&mut rotations, now)
+    }
+
+    /// A release from before rotations existed mounts no previous value: its API would drop
+    /// every session, or fail to log in.
+    fn check_release_mounts_previous(&self) -> anyhow::Result<()> {
+        let name = self.name;
         if WITH_PREVIOUS.contains(&name) {
-            // A release from before rotations existed mounts no previous value: its API would
-            // drop every session, or fail to log in.
             let declared = self.stack.config()?["secrets"]
                 .get(format!("{name}_previous"))
                 .is_some();
@@ -62,13 +83,14 @@ impl Rotate<'_> {
                 "the current release predates live rotation (its compose file has no {name}_previous): install a newer release first; nothing was changed"
             );
         }
-        crate::site::secret_files::remove_leftovers(&dir)?;
-        crate::site::secret_files::ensure_previous_files(&dir)?;
-        let mut rotations = Rotations::read(&dir)?;
-        let current = dir.join(name);
-        let previous = previous_file(&dir, name);
-        let now = now();
-        let resume = match rotations.0.get(name) {
+        Ok(())
+    }
+
+    /// Whether this finishes an interrupted rotation; a rotation within its grace period is
+    /// refused without --force.
+    fn resuming(&self, rotations: &Rotations, now: u64) -> anyhow::Result<bool> {
+        let name = self.name;
+        Ok(match rotations.0.get(name) {
             Some(r) if !r.applied => {
                 self.ui.info(&format!(
                     "finishing the rotation of {name} begun at {}",
@@ -82,8 +104,13 @@ impl Rotate<'_> {
                 rfc3339(r.grace_until)
             ),
             _ => false,
-        };
-        let old = read(&current)?;
+        })
+    }
+
+    /// The value given is one the database takes, and does not contradict an interrupted
+    /// rotation's.
+    fn check_value(&self, old: &str, previous: &Utf8Path, resume: bool) -> anyhow::Result<()> {
+        let name = self.name;
         if let Some(v) = &self.value
             && name == "postgres_password"
         {
@@ -94,52 +121,69 @@ impl Rotate<'_> {
                 "a database password must be printable ASCII without spaces: nothing was changed"
             );
         }
-        if resume && old != read(&previous)? && self.value.as_ref().is_some_and(|v| *v != old) {
+        if resume && old != read(previous)? && self.value.as_ref().is_some_and(|v| *v != old) {
             bail!(
                 "the interrupted rotation of {name} already wrote its new value, and it is not the one given: run `{}` without a value to finish it first",
                 crate::site::host::command(&format!("secrets rotate {name}"), &self.host.root)
             );
         }
-        if !resume || old == read(&previous)? {
-            let new = match self.value {
-                Some(v) => v,
-                None if generated(name) => crate::kit::random::random_hex(32)?,
-                None => bail!(
-                    "{name} is issued elsewhere (GitHub's OAuth app settings): pipe the new value in, `... | {}`",
-                    crate::site::host::command(
-                        &format!("secrets rotate {name} --from-stdin"),
-                        &self.host.root
-                    )
-                ),
-            };
-            ensure!(
-                new != old,
-                "the new value of {name} is the one it has already: nothing to rotate"
-            );
-            if !resume {
-                // The old value first, then the record, then the new value: killed anywhere,
-                // the current value is one of the two and the previous one is kept.
-                replace_private(&previous, old.as_bytes())?;
-                rotations.0.insert(
-                    name.to_owned(),
-                    Rotation {
-                        started: now,
-                        grace_until: now + self.grace.as_secs(),
-                        applied: false,
-                        expired: false,
-                    },
-                );
-                rotations.write(&dir)?;
-            }
-            replace_private(&current, new.as_bytes())?;
-            crate::site::secret_files::hand_over(&dir)?;
-            self.ui.info(&format!(
-                "wrote the new {name}; the old value is kept as {} until {}",
-                previous.file_name().unwrap_or_default(),
-                rfc3339(rotations.0[name].grace_until)
-            ));
-        }
+        Ok(())
+    }
 
+    /// The old value first, then the record, then the new value: killed anywhere, the current
+    /// value is one of the two and the previous one is kept.
+    fn write_new_value(
+        &self,
+        rotations: &mut Rotations,
+        old: &str,
+        resume: bool,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let (name, dir) = (self.name, self.host.secrets_dir());
+        let (current, previous) = (dir.join(name), previous_file(&dir, name));
+        let new = match self.value.clone() {
+            Some(v) => v,
+            None if generated(name) => crate::kit::random::random_hex(32)?,
+            None => bail!(
+                "{name} is issued elsewhere (GitHub's OAuth app settings): pipe the new value in, `... | {}`",
+                crate::site::host::command(
+                    &format!("secrets rotate {name} --from-stdin"),
+                    &self.host.root
+                )
+            ),
+        };
+        ensure!(
+            new != old,
+            "the new value of {name} is the one it has already: nothing to rotate"
+        );
+        if !resume {
+            replace_private(&previous, old.as_bytes())?;
+            rotations.0.insert(
+                name.to_owned(),
+                Rotation {
+                    started: now,
+                    grace_until: now + self.grace.as_secs(),
+                    applied: false,
+                    expired: false,
+                },
+            );
+            rotations.write(&dir)?;
+        }
+        replace_private(&current, new.as_bytes())?;
+        crate::site::secret_files::hand_over(&dir)?;
+        self.ui.info(&format!(
+            "wrote the new {name}; the old value is kept as {} until {}",
+            previous.file_name().unwrap_or_default(),
+            rfc3339(rotations.0[name].grace_until)
+        ));
+        Ok(())
+    }
+
+    /// The apps that mount the secret replaced so that they read the new value (and the
+    /// database role's password changed); then the rotation is recorded as applied.
+    fn apply(&self, rotations: &mut Rotations, now: u64) -> anyhow::Result<()> {
+        let (name, dir) = (self.name, self.host.secrets_dir());
+        let (current, previous) = (dir.join(name), previous_file(&dir, name));
         // The grace period counts from when the new value is applied: a rotation finished
         // late still gives the old value its whole grace.
         if let Some(r) = rotations.0.get_mut(name) {
