@@ -2,6 +2,7 @@
 //! sets (`--env`, `--strategy`, `--tls`, `--until`, hook events) as clap value enums. Each
 //! group turns into the plain options its feature takes.
 
+use anyhow::Context;
 use camino::Utf8PathBuf;
 
 use crate::database::retention::Retention;
@@ -10,8 +11,9 @@ use crate::kit::store::StoreLocation;
 use crate::release::install::HostOptions;
 use crate::release::trust::TrustOptions;
 use crate::release::verify::Which;
-use crate::site::host::DEFAULT_ROOT;
+use crate::site::host::{DEFAULT_ROOT, Host};
 use crate::site::settings::{DEFAULT_KEYS, ExternalDb, TlsMode, TlsSettings};
+use crate::site::stack::Stack;
 use crate::site::swap::Strategy;
 
 /// Offers a [`Choice`] as a clap value enum.
@@ -43,6 +45,22 @@ pub struct RootFlag {
     /// The install root.
     #[arg(long, env = "HITSAVE_ROOT", default_value = DEFAULT_ROOT)]
     pub root: Utf8PathBuf,
+}
+
+impl RootFlag {
+    /// The host and the stack of its current release, or how to install one.
+    pub fn current(&self) -> anyhow::Result<(Host, Stack)> {
+        let host = Host::open(&self.root)?;
+        let current = host.current().with_context(|| {
+            format!(
+                "nothing is installed under {}: run `{}` first",
+                self.root,
+                crate::site::host::command("install --store ... --channel ...", &self.root)
+            )
+        })?;
+        let stack = Stack::open(&host.release_dir(&current))?;
+        Ok((host, stack))
+    }
 }
 
 /// Where the artifact store is.

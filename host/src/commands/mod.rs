@@ -1,11 +1,14 @@
 //! The verbs: one file per host command, its flags and its `run`; the only place clap lives.
 
 pub mod backup;
-pub mod console;
 pub mod doctor;
+pub mod exec;
 pub mod flags;
 pub mod hook;
 pub mod install;
+pub mod logs;
+pub mod maintenance;
+pub mod psql;
 pub mod restore;
 pub mod rollback;
 pub mod secrets;
@@ -36,19 +39,19 @@ pub enum Command {
     /// with --store, the artifact store.
     Backup(backup::BackupArgs),
     /// On the host: the current release's logs through compose (`logs [SERVICE...] --follow`).
-    Logs(self::console::LogsArgs),
+    Logs(logs::LogsArgs),
     /// On the host: a command in a running container of the current release
     /// (`exec SERVICE -- CMD...`; a shell by default).
-    Exec(self::console::ExecArgs),
+    Exec(exec::ExecArgs),
     /// On the host: psql on the current release's database, logged in with the password from
     /// its secret file (`psql [-- PSQL-ARGS...]`).
-    Psql(self::console::PsqlArgs),
+    Psql(psql::PsqlArgs),
     /// On the host: the stack's secrets: `list` (never values), `set NAME` (from stdin),
     /// `rotate NAME` (a new value applied with no request dropped), `prune`.
     Secrets(self::secrets::Args),
     /// On the host: `maintenance on|off`: every host answers 503 with Retry-After (a page, or
     /// JSON for the API) without stopping anything.
-    Maintenance(self::console::MaintenanceArgs),
+    Maintenance(maintenance::MaintenanceArgs),
     /// On the host: the HTTPS certificate from an ACME CA (Let's Encrypt): `tls renew` when a
     /// third of its lifetime is left, `tls status`.
     Tls(tls::TlsArgs),
@@ -72,10 +75,10 @@ impl Command {
             Command::Backup(args) => args.run(),
             Command::Restore(args) => args.run(),
             Command::Tls(args) => args.run(),
-            Command::Logs(args) => console::logs(args),
-            Command::Exec(args) => console::exec(args),
-            Command::Maintenance(args) => console::maintenance(args),
-            Command::Psql(args) => console::psql(args),
+            Command::Logs(args) => logs::logs(args),
+            Command::Exec(args) => exec::exec(args),
+            Command::Maintenance(args) => maintenance::maintenance(args),
+            Command::Psql(args) => psql::psql(args),
             Command::Secrets(args) => self::secrets::run(args),
         }
     }
