@@ -130,10 +130,7 @@ pub fn run(args: BackupOptions) -> anyhow::Result<()> {
 
 /// The environment a stack was installed for (release.env's HITSAVE_ENV).
 pub fn environment_of(stack: &Stack) -> String {
-    stack
-        .env
-        .get("HITSAVE_ENV")
-        .map_or_else(|_| "production".to_owned(), str::to_owned)
+    stack.env.env_name().to_owned()
 }
 
 /// Takes a backup of `stack`'s database into `<root>/backups/` (and `store`, when given,

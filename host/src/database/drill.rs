@@ -44,7 +44,7 @@ pub fn verify(
         .or_else(|| host.current())
         .context("no release is on this host to take the database and migrator images from")?;
     let env = ReleaseEnv::read(&host.release_dir(&release).join("release.env"))?;
-    let drill = Drill::start(env.get("HITSAVE_POSTGRES_IMAGE")?, &id)?;
+    let drill = Drill::start(env.postgres_image()?, &id)?;
     ui.info(&format!(
         "restoring backup {id} into a throwaway database ({})",
         drill.name
@@ -61,10 +61,7 @@ pub fn verify(
             differ.join("; ")
         );
     }
-    drill.check_schema(&format!(
-        "hitsave/migrate:{}",
-        env.get("HITSAVE_MIGRATE_TAG")?
-    ))?;
+    drill.check_schema(&format!("hitsave/migrate:{}", env.image_tag("migrate")?))?;
     std::fs::write(
         dir.join(format!("{id}.verified")),
         format!("{}\n", now_rfc3339()),

@@ -42,7 +42,8 @@ impl Database {
                 name: external.name,
             });
         }
-        let container = crate::site::stack::running_container(stack, "db")?;
+        let container =
+            crate::site::stack::running_container(stack, crate::site::app::Service::Db.name())?;
         let text = duct::cmd!(
             "docker",
             "inspect",
@@ -75,7 +76,7 @@ impl Database {
             container,
             image,
             network,
-            host: "db".into(),
+            host: crate::site::app::Service::Db.name().into(),
             port: 5432,
             ca_file: None,
         })
@@ -176,17 +177,21 @@ pub struct External {
 
 impl External {
     pub fn of(stack: &Stack) -> anyhow::Result<External> {
-        let get = |k: &str| stack.env.get(k).map(str::to_owned);
+        let db = stack
+            .env
+            .external_db()
+            .context("release.env has no HITSAVE_DB_HOST")?;
         Ok(External {
-            host: get("HITSAVE_DB_HOST")?,
-            port: get("HITSAVE_DB_PORT")?
+            port: db
+                .port
                 .parse()
                 .context("HITSAVE_DB_PORT in release.env is not a port")?,
-            name: get("HITSAVE_DB_NAME")?,
-            user: get("HITSAVE_DB_USER")?,
-            ca_file: get("HITSAVE_DB_CA_FILE")?,
-            image: get("HITSAVE_POSTGRES_IMAGE")?,
-            network: get("HITSAVE_DB_NETWORK").unwrap_or_else(|_| "bridge".into()),
+            host: db.host,
+            name: db.name,
+            user: db.user,
+            ca_file: db.ca_file,
+            image: stack.env.postgres_image()?.to_owned(),
+            network: db.network.unwrap_or_else(|| "bridge".into()),
         })
     }
 

@@ -193,7 +193,7 @@ fn prepare<'a>(
                     "--no-deps",
                     "-e",
                     &format!("POSTGRES_DB={}", incoming.name),
-                    "migrate",
+                    crate::site::app::Service::Migrate.name(),
                 ],
             )
             .context("nothing was stopped")?;
@@ -616,7 +616,13 @@ fn stop_apps(stack: &Stack) -> anyhow::Result<()> {
     stack
         .run(
             "stopping the apps",
-            &["stop", "--timeout", DRAIN_SECS, "api", "web"],
+            &[
+                "stop",
+                "--timeout",
+                DRAIN_SECS,
+                crate::site::app::Service::Api.name(),
+                crate::site::app::Service::Web.name(),
+            ],
         )
         .map(drop)
 }
@@ -637,7 +643,13 @@ fn start(ui: &Ui, host: &Host, stack: &Stack, timeout: Duration) -> anyhow::Resu
     ui.info("starting the apps");
     stack.run(
         "starting the apps",
-        &["up", "--detach", "--no-deps", "api", "web"],
+        &[
+            "up",
+            "--detach",
+            "--no-deps",
+            crate::site::app::Service::Api.name(),
+            crate::site::app::Service::Web.name(),
+        ],
     )?;
     swap::wait_apps_ready(stack, timeout)?;
     // Fresh workers take the site and resolve the new containers' addresses at once.

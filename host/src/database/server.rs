@@ -52,7 +52,9 @@ impl Server {
         let container = stack
             .containers()?
             .into_iter()
-            .find(|c| c.service == "db" && c.state == State::Running)
+            .find(|c| {
+                c.service == crate::site::app::Service::Db.name() && c.state == State::Running
+            })
             .map(|c| c.name)
             .context("the database container is not running")?;
         Server::in_container(container)
@@ -61,9 +63,8 @@ impl Server {
     /// A client container for `stack`'s external server (see `Client`).
     fn external(stack: &Stack) -> anyhow::Result<Server> {
         let db = crate::database::psql::External::of(stack)?;
-        let secrets = stack.env.get("HITSAVE_SECRETS_DIR")?;
-        let passfile =
-            crate::database::psql::passfile(&Utf8Path::new(secrets).join("postgres_password"))?;
+        let secrets = stack.env.secrets_dir()?;
+        let passfile = crate::database::psql::passfile(&secrets.join("postgres_password"))?;
         let container = format!("{}-db-client-{}", stack.project, std::process::id());
         let mut args: Vec<String> = ["run", "--detach", "--rm", "--name", &container]
             .map(String::from)

@@ -276,9 +276,7 @@ fn release_env(
 ) -> anyhow::Result<ReleaseEnv> {
     let local = args.env == Env::Local;
     let mut env = ReleaseEnv::default();
-    let mut set = |k: &str, v: String| {
-        env.0.insert(k.to_owned(), v);
-    };
+    let mut set = |k: &str, v: String| env.set(k, v);
     set("HITSAVE_RELEASE", manifest.release.to_string());
     set("HITSAVE_COMMIT", manifest.commit.to_string());
     set("HITSAVE_PROJECT", args.project.clone());
@@ -330,16 +328,13 @@ fn release_env(
         .current()
         .and_then(|id| ReleaseEnv::read(&host.release_dir(&id).join("release.env")).ok());
     for app in App::ALL {
-        let upper = app.service().to_uppercase();
-        let tag_key = format!("HITSAVE_{upper}_TAG");
         let (release, commit) = current
             .as_ref()
-            .filter(|cur| cur.0.get(&tag_key) == env.0.get(&tag_key))
+            .filter(|cur| cur.image_tag(app.service()).ok() == env.image_tag(app.service()).ok())
             .and_then(|cur| cur.app_release(app).ok())
             .unwrap_or((&manifest.release, &manifest.commit));
         let (release, commit) = (release.to_owned(), commit.to_owned());
-        env.0.insert(format!("HITSAVE_{upper}_RELEASE"), release);
-        env.0.insert(format!("HITSAVE_{upper}_COMMIT"), commit);
+        env.set_app_release(app, release, commit);
     }
     Ok(env)
 }
@@ -391,7 +386,7 @@ pub fn deploy(
     migrations: Option<&mut Migrations>,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let id = ReleaseId::new(stack.env.get("HITSAVE_RELEASE")?)?;
+    let id = stack.env.release()?;
     let built = stack.build_images()?;
     if !built.is_empty() {
         ui.info(&format!("built {}", built.join(", ")));
@@ -404,7 +399,14 @@ pub fn deploy(
         ui.info("starting the database (kept as it is when it runs)");
         stack.run(
             "starting the database",
-            &["up", "--detach", "--wait", "--wait-timeout", &timeout, "db"],
+            &[
+                "up",
+                "--detach",
+                "--wait",
+                "--wait-timeout",
+                &timeout,
+                crate::site::app::Service::Db.name(),
+            ],
         )?;
         crate::site::cpu::Weights::of_stack(ui, stack)?
     };
@@ -484,16 +486,13 @@ fn bring_back(
 /// password: checked before the backup, the migrations and the swap, so a wrong CA bundle, a
 /// server without TLS or a refused password stops the install with the running stack as it is.
 fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
-    let setting = |k: &str| stack.env.get(k).unwrap_or("?").to_owned();
+    let db = stack
+        .env
+        .external_db()
+        .context("release.env names no external database")?;
     let (server, ca) = (
-        format!(
-            "{}@{}:{}/{}",
-            setting("HITSAVE_DB_USER"),
-            setting("HITSAVE_DB_HOST"),
-            setting("HITSAVE_DB_PORT"),
-            setting("HITSAVE_DB_NAME")
-        ),
-        setting("HITSAVE_DB_CA_FILE"),
+        format!("{}@{}:{}/{}", db.user, db.host, db.port, db.name),
+        db.ca_file.clone(),
     );
     ui.info(&format!(
         "checking the external database {server} (TLS verified against {ca})"
@@ -504,7 +503,7 @@ fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
             "run",
             "--rm",
             "--no-deps",
-            "migrate",
+            crate::site::app::Service::Migrate.name(),
             "--wait",
             "20",
             "status",
@@ -522,12 +521,12 @@ fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
     let hint = if lower.contains("password authentication failed") || lower.contains("28p01") {
         format!(
             "the server refused the password in the postgres_password secret for {}: set the role's password to the file's, or the file to the role's (`xtask secrets set postgres_password`)",
-            setting("HITSAVE_DB_USER")
+            db.user
         )
     } else if lower.contains("certificate") || lower.contains("unknownissuer") {
         format!(
             "the server's certificate does not chain to a CA in {ca} (HITSAVE_DB_CA_FILE) or does not name {}: use the server's CA bundle (RDS: the region's bundle from AWS)",
-            setting("HITSAVE_DB_HOST")
+            db.host
         )
     } else if lower.contains("does not support tls") {
         "the server does not offer TLS, which an external database must (RDS: rds.force_ssl=1)"
@@ -598,7 +597,15 @@ fn back_up_before_migrating(
 /// The new release's migrator, on the running database; its own error line when it fails.
 fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> {
     ui.info("running the new migrator");
-    if let Err(e) = stack.run("migrating", &["run", "--rm", "--no-deps", "migrate"]) {
+    if let Err(e) = stack.run(
+        "migrating",
+        &[
+            "run",
+            "--rm",
+            "--no-deps",
+            crate::site::app::Service::Migrate.name(),
+        ],
+    ) {
         let text = format!("{e:#}");
         let reason = text
             .lines()
@@ -622,7 +629,7 @@ fn in_use(
         let dir = host.release_dir(id);
         if let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) {
             for (component, _) in crate::site::stack::IMAGES {
-                if let Ok(tag) = env.get(&format!("HITSAVE_{}_TAG", component.to_uppercase())) {
+                if let Ok(tag) = env.image_tag(component) {
                     images.insert(format!("hitsave/{component}:{tag}"));
                 }
             }

@@ -223,7 +223,7 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
         .read()
         .context("docker info failed")?;
     let arch = arch.trim();
-    let base = stack.env.get("HITSAVE_RUNTIME_BASE")?;
+    let base = stack.env.runtime_base()?;
     let mut base_glibc: Option<GlibcVersion> = None;
     for (component, binary) in [("api", "hitsave"), ("migrate", "migrate")] {
         let Some(a) = manifest.artifact(component) else {

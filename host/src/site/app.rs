@@ -72,3 +72,46 @@ impl std::fmt::Display for App {
         f.write_str(self.service())
     }
 }
+
+/// A compose service of the stack, as docker-compose.yml names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// PostgreSQL (none with an external database).
+    Db,
+    /// The API, an [`App`].
+    Api,
+    /// The web app, an [`App`].
+    Web,
+    /// The migrator, run once per install.
+    Migrate,
+    /// nginx in front of the apps.
+    Nginx,
+}
+
+impl Service {
+    /// The compose service name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Service::Db => "db",
+            Service::Api => "api",
+            Service::Web => "web",
+            Service::Migrate => "migrate",
+            Service::Nginx => "nginx",
+        }
+    }
+}
+
+impl From<App> for Service {
+    fn from(app: App) -> Service {
+        match app {
+            App::Api => Service::Api,
+            App::Web => Service::Web,
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -46,7 +46,7 @@ impl Weights {
         let pick = containers
             .iter()
             .filter(running)
-            .find(|c| c.service == "db")
+            .find(|c| c.service == crate::site::app::Service::Db.name())
             .or_else(|| containers.iter().find(running));
         Ok(match pick {
             Some(c) => Self::prioritise(ui, &c.name),

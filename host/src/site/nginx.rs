@@ -253,10 +253,9 @@ pub fn draining(dir: &Utf8Path) -> Option<String> {
 /// release.env, else its environment's default.
 fn https_of(release_dir: &Utf8Path) -> Https {
     let env = crate::site::stack::ReleaseEnv::read(&release_dir.join("release.env")).ok();
-    let get = |k: &str| env.as_ref().and_then(|e| e.get(k).ok().map(str::to_owned));
     Https::for_env(
-        get("HITSAVE_ENV").as_deref().unwrap_or("production"),
-        get("HITSAVE_HSTS_MAX_AGE").and_then(|v| v.parse().ok()),
+        env.as_ref().map_or("production", |e| e.env_name()),
+        env.as_ref().and_then(|e| e.hsts_max_age()),
     )
 }
 
@@ -275,10 +274,10 @@ pub fn set_tls(
             .map(|u| u.trim_end_matches(';').to_owned())
     };
     let mut upstreams = Upstreams::services();
-    if let Some(api) = upstream("api") {
+    if let Some(api) = upstream(App::Api.service()) {
         upstreams.set(App::Api, api);
     }
-    if let Some(web) = upstream("web") {
+    if let Some(web) = upstream(App::Web.service()) {
         upstreams.set(App::Web, web);
     }
     install(release_dir, dir, domain, tls, &upstreams)
@@ -314,12 +313,10 @@ pub fn install(
 
 /// Whether nginx should listen on 443: a TLS environment whose certificate files are there.
 pub fn serves_https(stack: &crate::site::stack::Stack) -> anyhow::Result<bool> {
-    let env = crate::site::settings::Env::parse(stack.env.get("HITSAVE_ENV")?)?;
-    Ok(env.tls()
-        && crate::site::tls_files::Files::new(camino::Utf8Path::new(
-            stack.env.get("HITSAVE_TLS_DIR")?,
-        ))
-        .present())
+    Ok(
+        stack.env.env()?.tls()
+            && crate::site::tls_files::Files::new(stack.env.tls_dir()?).present(),
+    )
 }
 
 #[cfg(test)]

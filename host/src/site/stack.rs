@@ -1,7 +1,6 @@
 //! The compose stack of one release: `docker compose` with the release's own compose files,
 //! the production overlay and its release.env; runtime images; the migrator; health.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,7 +10,8 @@ use serde::Deserialize;
 
 use crate::kit::compose::{Compose, tail};
 use crate::kit::process::{Wait, wait_for};
-use crate::site::app::App;
+use crate::site::app::{App, Service};
+pub use crate::site::release_env::ReleaseEnv;
 
 /// Components that run as containers built from their artifact, with their Dockerfile and
 /// the release.env key that names the base image.
@@ -47,60 +47,6 @@ pub struct Stack {
     pub project: String,
     pub release_dir: Utf8PathBuf,
     pub env: ReleaseEnv,
-}
-
-/// release.env: the settings compose interpolates (image tags, ports, paths, domain). Never
-/// secrets: those stay files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReleaseEnv(pub BTreeMap<String, String>);
-
-impl ReleaseEnv {
-    pub fn get(&self, key: &str) -> anyhow::Result<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .with_context(|| format!("release.env has no {key}"))
-    }
-
-    /// The release id (and commit) `app` reports: the release that brought its image. Releases
-    /// installed before apps kept their own id have only HITSAVE_RELEASE.
-    pub fn app_release(&self, app: App) -> anyhow::Result<(&str, &str)> {
-        let upper = app.service().to_uppercase();
-        let release = self
-            .0
-            .get(&format!("HITSAVE_{upper}_RELEASE"))
-            .map(String::as_str)
-            .map_or_else(|| self.get("HITSAVE_RELEASE"), Ok)?;
-        let commit = self
-            .0
-            .get(&format!("HITSAVE_{upper}_COMMIT"))
-            .map(String::as_str)
-            .map_or_else(|| self.get("HITSAVE_COMMIT"), Ok)?;
-        Ok((release, commit))
-    }
-
-    pub fn read(path: &Utf8Path) -> anyhow::Result<ReleaseEnv> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-        Ok(ReleaseEnv(
-            crate::kit::env_file::parse(path, &text)?
-                .into_iter()
-                .map(|l| (l.key, l.value))
-                .collect(),
-        ))
-    }
-
-    /// Written beside, then renamed: a crash never leaves half a file.
-    pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
-        let mut text = String::from("# Written by xtask install; read by docker compose.\n");
-        for (k, v) in &self.0 {
-            anyhow::ensure!(!v.contains('\n'), "{k} must be one line (release.env)");
-            text.push_str(&format!("{k}={v}\n"));
-        }
-        let tmp = path.with_extension("env.new");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {tmp}"))?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    }
 }
 
 /// The image tag of a component: the first 16 hex digits of its artifact's sha256.
@@ -209,7 +155,7 @@ impl Stack {
     pub fn open(release_dir: &Utf8Path) -> anyhow::Result<Stack> {
         let env = ReleaseEnv::read(&release_dir.join("release.env"))?;
         Ok(Stack {
-            project: env.get("HITSAVE_PROJECT")?.to_owned(),
+            project: env.project()?.to_owned(),
             release_dir: release_dir.to_owned(),
             env,
         })
@@ -217,7 +163,7 @@ impl Stack {
 
     /// Whether the stack uses a database server of its own (no db container, no volume).
     pub fn external_db(&self) -> bool {
-        self.env.0.contains_key("HITSAVE_DB_HOST")
+        self.env.external_db().is_some()
     }
 
     /// The base file, the production overlay and, for an external database, its overlays.
@@ -229,7 +175,11 @@ impl Stack {
         ];
         if self.external_db() {
             files.push(deploy.join("external-db.yml"));
-            if self.env.0.contains_key("HITSAVE_DB_NETWORK") {
+            if self
+                .env
+                .external_db()
+                .is_some_and(|db| db.network.is_some())
+            {
                 files.push(deploy.join("external-db-network.yml"));
             }
         }
@@ -248,9 +198,8 @@ impl Stack {
             // A secret rotation's grace period, which the API enforces (never a value).
             env: self
                 .env
-                .0
-                .get("HITSAVE_SECRETS_DIR")
-                .map(|dir| crate::site::secret_files::compose_env(Utf8Path::new(dir)))
+                .secrets_dir()
+                .map(crate::site::secret_files::compose_env)
                 .unwrap_or_default(),
             isolated: true,
         }
@@ -307,15 +256,11 @@ impl Stack {
     pub fn build_images(&self) -> anyhow::Result<Vec<String>> {
         let mut built = Vec::new();
         for (component, base_key) in IMAGES {
-            let image = format!(
-                "hitsave/{component}:{}",
-                self.env
-                    .get(&format!("HITSAVE_{}_TAG", component.to_uppercase()))?
-            );
+            let image = format!("hitsave/{component}:{}", self.env.image_tag(component)?);
             if image_exists(&image) {
                 continue;
             }
-            let base = self.env.get(base_key)?;
+            let base = self.env.base_image(base_key)?;
             let dockerfile = self
                 .release_dir
                 .join(format!("deploy/images/{component}.Dockerfile"));
@@ -329,7 +274,7 @@ impl Stack {
                 "--build-arg",
                 format!("BASE={base}"),
                 "--label",
-                format!("io.hitsave.release={}", self.env.get("HITSAVE_RELEASE")?),
+                format!("io.hitsave.release={}", self.env.release()?),
                 "--tag",
                 &image,
                 &context
@@ -394,7 +339,7 @@ impl Stack {
         if let Some(on) = &on {
             args.extend(["-e", on.as_str()]);
         }
-        args.extend(["migrate", command]);
+        args.extend([Service::Migrate.name(), command]);
         let (status, text) = self.compose().output(&what, &args)?;
         match status.code() {
             Some(0) => Ok(false),
@@ -405,14 +350,11 @@ impl Stack {
 
     /// The host port nginx answers HTTP on, and the domain it serves.
     pub fn http_port(&self) -> anyhow::Result<u16> {
-        self.env
-            .get("HITSAVE_HTTP_PORT")?
-            .parse()
-            .context("HITSAVE_HTTP_PORT in release.env is not a port")
+        self.env.http_port()
     }
 
     pub fn domain(&self) -> anyhow::Result<&str> {
-        self.env.get("HITSAVE_DOMAIN")
+        self.env.domain()
     }
 
     /// Whether this release serves: api, web and nginx healthy, and both apps answering for
@@ -420,9 +362,18 @@ impl Stack {
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
         let containers = self.containers()?;
         let services: &[&str] = if self.external_db() {
-            &["api", "web", "nginx"]
+            &[
+                Service::Api.name(),
+                Service::Web.name(),
+                Service::Nginx.name(),
+            ]
         } else {
-            &["db", "api", "web", "nginx"]
+            &[
+                Service::Db.name(),
+                Service::Api.name(),
+                Service::Web.name(),
+                Service::Nginx.name(),
+            ]
         };
         for &service in services {
             match containers.iter().find(|c| c.service == service) {
@@ -522,12 +473,11 @@ mod tests {
     #[test]
     fn an_app_reports_its_own_release_or_the_release_of_older_installs() {
         let env = |pairs: &[(&str, &str)]| {
-            ReleaseEnv(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            )
+            let mut env = ReleaseEnv::default();
+            for (k, v) in pairs {
+                env.set(k, (*v).to_owned());
+            }
+            env
         };
         let carried = env(&[
             ("HITSAVE_RELEASE", "r2"),

@@ -22,7 +22,7 @@ use camino::Utf8Path;
 use crate::kit::docker;
 use crate::kit::process::{Wait, wait_for};
 use crate::kit::ui::Ui;
-use crate::site::app::App;
+use crate::site::app::{App, Service};
 use crate::site::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use crate::site::nginx::{self, Upstreams};
 use crate::site::stack::{Container, Health, Stack, State};
@@ -60,7 +60,7 @@ pub fn swap(
     let apps_running = App::ALL
         .iter()
         .all(|a| running.iter().any(|c| c.service == a.service()));
-    let nginx_running = running.iter().any(|c| c.service == "nginx");
+    let nginx_running = running.iter().any(|c| c.service == Service::Nginx.name());
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
         let changed = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
@@ -85,7 +85,11 @@ pub fn replace(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let (site, running) = Site::of(stack, nginx_dir)?;
-    for service in App::ALL.iter().map(|a| a.service()).chain(["nginx"]) {
+    for service in App::ALL
+        .iter()
+        .map(|a| a.service())
+        .chain([Service::Nginx.name()])
+    {
         if !running.iter().any(|c| c.service == service) {
             bail!(
                 "{service} is not running, so its containers cannot be replaced without downtime: see `xtask status`, or install the release again"
@@ -298,7 +302,7 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     stack.run(
         "reloading nginx",
-        &["exec", "-T", "nginx", "nginx", "-s", "reload"],
+        &["exec", "-T", Service::Nginx.name(), "nginx", "-s", "reload"],
     )?;
     Ok(())
 }

@@ -202,7 +202,7 @@ pub fn apply(
     args: &TlsSettings,
     force: bool,
 ) -> anyhow::Result<Outcome> {
-    let env = Env::parse(stack.env.get("HITSAVE_ENV")?)?;
+    let env = stack.env.env()?;
     let domain = stack.domain()?.to_owned();
     let outcome = ensure(ui, host, env, &domain, args, force)?;
     let changed = crate::site::nginx::set_tls(
@@ -276,7 +276,7 @@ pub fn renew(
         format!("nothing is installed under {root}: the first install issues the certificate")
     })?;
     let stack = Stack::open(&host.release_dir(&current))?;
-    if !Env::parse(stack.env.get("HITSAVE_ENV")?)?.tls() {
+    if !stack.env.env()?.tls() {
         ui.info("this host serves no HTTPS (--env local): nothing to renew");
         return Ok(());
     }
