@@ -5,7 +5,7 @@
 //!
 //! Every hook of the new revision goes through two programs:
 //! 1. The resident program checks, before anything from the bundle is trusted: the manifest
-//!    revision.json names is signed by a key this host trusts (`trust.rs`); the deployment
+//!    revision.json names is signed by a key this host trusts (`release::trust`); the deployment
 //!    archive holds exactly the files that manifest lists (`bundle.rs`); and, for the hooks
 //!    that change the host, that the release's branch deploys to this environment and that
 //!    it is not older than what the host installed (`admission.rs`).

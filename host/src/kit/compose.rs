@@ -1,5 +1,5 @@
 //! The one way xtask runs `docker compose`: a project, its files and how its variables are
-//! set, for an installed release (`install::stack`) and for `cargo xtask dev` alike.
+//! set, for an installed release (`site::stack`) and for `cargo xtask dev` alike.
 
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;

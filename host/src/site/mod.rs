@@ -1,5 +1,5 @@
-//! This host and the stack it runs: the install root (`host.rs`), its lock, settings and
-//! history, the apps and services, the compose stack, the blue/green swap, nginx, CPU weights
+//! This host and the stack it runs: the install root (`host.rs`), its lock, the session every
+//! change runs in, settings (host.env, release.env) and history, the apps and services, the compose stack, the blue/green swap, nginx, CPU weights
 //! and the secret and certificate files. Every feature stands on it; it knows none of them.
 
 pub mod app;

@@ -1,7 +1,7 @@
 //! The artifact store: one interface, two implementations (a local directory and S3).
 //!
 //! The store only moves bytes under keys; the layout and the publish order live in
-//! `manifest.rs` and the release command. Nothing here depends on conditional writes: some
+//! `hitsave_schema` and the release command. Nothing here depends on conditional writes: some
 //! S3-compatible servers (Garage) do not honour `If-None-Match`.
 
 mod local;
