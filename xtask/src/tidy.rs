@@ -204,7 +204,7 @@ impl Graph {
                 cycle
                     .iter()
                     .chain(std::iter::once(&cycle[0]))
-                    .map(|m| name(m))
+                    .map(name)
                     .collect::<Vec<_>>()
                     .join(" → "),
                 uses.join("; ")
