@@ -16,8 +16,23 @@
 //! replaced by `-`) and `$PR_NUMBER` are substituted in `deploymentGroupName`. An entry may name
 //! how the group's hosts are rolled out, `deploymentConfigName` (`rollout.rs`: OneAtATime,
 //! HalfAtATime, AllAtOnce or min-healthy=N); without it, the group's own configuration.
+//!
+//! An entry may also say how to make its group when it does not exist (previews: a group per
+//! pull request), `deploymentGroupConfig`, as webfactory's action reads it:
+//!
+//! ```yaml
+//!   'pr-.*':
+//!     deploymentGroupName: preview-$PR_NUMBER
+//!     deploymentGroupConfig:
+//!       serviceRoleArn: arn:aws:iam::123456789012:role/hitsave-codedeploy
+//!       ec2TagFilters:
+//!         - { Type: KEY_AND_VALUE, Key: hitsave-role, Value: preview }
+//! ```
+//!
+//! `cargo xtask deploy` creates the group when it is missing and updates it when its service
+//! role or tag filters differ; `$BRANCH` and `$PR_NUMBER` are substituted in tag values too.
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// What a branch deploys to.
@@ -29,11 +44,88 @@ pub enum Decision {
         deployment_group: String,
         /// `deploymentConfigName`, when the entry names one.
         deployment_config: Option<crate::rollout::DeploymentConfig>,
+        /// `deploymentGroupConfig`: how to make the group when it is missing.
+        group_config: Option<GroupConfig>,
     },
     /// A key matched with a `~` value.
     Skip { pattern: String },
     /// No key matched.
     NoMatch,
+}
+
+/// How a deployment group is made: the role CodeDeploy acts as, and which instances it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `serviceRoleArn`.
+    pub service_role_arn: String,
+    /// `ec2TagFilters`: the instances of the group.
+    pub ec2_tag_filters: Vec<TagFilter>,
+}
+
+/// One `ec2TagFilters` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TagFilter {
+    /// `KEY_ONLY`, `VALUE_ONLY` or `KEY_AND_VALUE`.
+    pub kind: String,
+    /// The tag's key.
+    pub key: String,
+    /// The tag's value.
+    pub value: String,
+}
+
+/// `deploymentGroupConfig` of entry `pattern`, with `subst` applied to tag values.
+fn group_config(
+    pattern: &str,
+    value: &Yaml,
+    subst: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Option<GroupConfig>> {
+    let config = match value {
+        Yaml::BadValue | Yaml::Null => return Ok(None),
+        Yaml::Hash(h) => h,
+        _ => bail!("branch_config {pattern:?}: deploymentGroupConfig must be a mapping"),
+    };
+    for key in config.keys() {
+        let key = key.as_str().unwrap_or("?");
+        if !matches!(key, "serviceRoleArn" | "ec2TagFilters") {
+            bail!(
+                "branch_config {pattern:?}: deploymentGroupConfig.{key} is not supported (serviceRoleArn and ec2TagFilters are)"
+            );
+        }
+    }
+    let role = value["serviceRoleArn"].as_str().with_context(|| {
+        format!("branch_config {pattern:?}: deploymentGroupConfig needs serviceRoleArn")
+    })?;
+    let filters = value["ec2TagFilters"].as_vec().with_context(|| {
+        format!("branch_config {pattern:?}: deploymentGroupConfig needs ec2TagFilters, a list")
+    })?;
+    let mut ec2_tag_filters = Vec::new();
+    for f in filters {
+        let field = |name: &str| {
+            f[name].as_str().map(str::to_owned).with_context(|| {
+                format!("branch_config {pattern:?}: an ec2TagFilters entry has no {name}")
+            })
+        };
+        let kind = field("Type")?;
+        if !matches!(kind.as_str(), "KEY_ONLY" | "VALUE_ONLY" | "KEY_AND_VALUE") {
+            bail!(
+                "branch_config {pattern:?}: ec2TagFilters Type {kind:?} is not KEY_ONLY, VALUE_ONLY or KEY_AND_VALUE"
+            );
+        }
+        ec2_tag_filters.push(TagFilter {
+            kind,
+            key: field("Key")?,
+            value: subst(&field("Value")?),
+        });
+    }
+    ensure!(
+        !ec2_tag_filters.is_empty(),
+        "branch_config {pattern:?}: ec2TagFilters is empty, so the group would take no instance"
+    );
+    ec2_tag_filters.sort();
+    Ok(Some(GroupConfig {
+        service_role_arn: role.to_owned(),
+        ec2_tag_filters,
+    }))
 }
 
 /// Reads `branch_config` from appspec.yml's text and decides for `branch`.
@@ -70,9 +162,12 @@ pub fn decide(appspec: &str, branch: &str, pr_number: Option<u64>) -> anyhow::Re
         if name.contains("$PR_NUMBER") && pr.is_none() {
             bail!("branch_config {pattern:?} uses $PR_NUMBER, but this is not a pull request");
         }
-        let deployment_group = name
-            .replace("$BRANCH", &group_safe(branch))
-            .replace("$PR_NUMBER", pr.as_deref().unwrap_or(""));
+        let subst = |text: &str| {
+            text.replace("$BRANCH", &group_safe(branch))
+                .replace("$PR_NUMBER", pr.as_deref().unwrap_or(""))
+        };
+        let deployment_group = subst(name);
+        let group_config = group_config(&pattern, &value["deploymentGroupConfig"], &subst)?;
         let deployment_config = match &value["deploymentConfigName"] {
             Yaml::BadValue | Yaml::Null => None,
             Yaml::String(name) => Some(
@@ -87,6 +182,7 @@ pub fn decide(appspec: &str, branch: &str, pr_number: Option<u64>) -> anyhow::Re
             pattern,
             deployment_group,
             deployment_config,
+            group_config,
         });
     }
     Ok(Decision::NoMatch)
@@ -194,6 +290,41 @@ branch_config:
             group(decide(WEBFACTORY, "MAIN", None).unwrap()),
             "production"
         );
+    }
+
+    #[test]
+    fn group_configs() {
+        let spec = "branch_config:\n  'pr-.*':\n    deploymentGroupName: preview-$PR_NUMBER\n    deploymentGroupConfig:\n      serviceRoleArn: arn:aws:iam::1:role/cd\n      ec2TagFilters:\n        - { Type: KEY_AND_VALUE, Key: pr, Value: $PR_NUMBER }\n        - { Type: KEY_ONLY, Key: hitsave-preview, Value: '' }\n  bad:\n    deploymentGroupName: x\n    deploymentGroupConfig:\n      serviceRoleArn: r\n      autoScalingGroups: [a]\n  main:\n    deploymentGroupName: production\n";
+        match decide(spec, "pr-x", Some(42)).unwrap() {
+            Decision::Deploy {
+                deployment_group,
+                group_config: Some(config),
+                ..
+            } => {
+                assert_eq!(deployment_group, "preview-42");
+                assert_eq!(config.service_role_arn, "arn:aws:iam::1:role/cd");
+                assert_eq!(config.ec2_tag_filters.len(), 2);
+                assert!(
+                    config
+                        .ec2_tag_filters
+                        .iter()
+                        .any(|f| f.key == "pr" && f.value == "42" && f.kind == "KEY_AND_VALUE")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = format!("{:#}", decide(spec, "bad", None).unwrap_err());
+        assert!(
+            err.contains("deploymentGroupConfig.autoScalingGroups is not supported"),
+            "{err}"
+        );
+        assert!(matches!(
+            decide(spec, "main", None).unwrap(),
+            Decision::Deploy {
+                group_config: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -117,6 +117,12 @@ pub fn tls_scanner() -> anyhow::Result<Utf8PathBuf> {
     Ok(pip_tools("sslyze-1", &["sslyze==6.3.1"], &["sslyze"])?.join("sslyze"))
 }
 
+/// moto's server, the AWS API emulator for the APIs with no local server of their own
+/// (CodeDeploy), pinned, in a virtualenv under the cache (made once).
+pub fn aws_emulator() -> anyhow::Result<Utf8PathBuf> {
+    Ok(pip_tools("moto-1", &["moto[server]==5.2.6"], &["moto_server"])?.join("moto_server"))
+}
+
 /// The bin/ directory of a virtualenv `name` under the cache with `packages` installed from
 /// PyPI, made once (again when one of `programs` is missing from it).
 fn pip_tools(name: &str, packages: &[&str], programs: &[&str]) -> anyhow::Result<Utf8PathBuf> {

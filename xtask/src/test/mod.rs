@@ -17,6 +17,7 @@ pub mod garage;
 pub mod glibc_probe;
 pub mod install;
 pub mod load;
+pub mod moto;
 pub mod pebble;
 pub mod postgres;
 pub mod release;

@@ -1284,6 +1284,7 @@ fn s3_store(t: &Tester, garage: &Garage, dist: &Utf8Path, root_clean: bool) -> a
     eprintln!("xtask: test: garage: publish, 0-byte re-publish, verify and corruption hold");
     bootstrap_from_s3(&env, url)?;
     deploy_dry_run(t, &env, url, release, &manifest)?;
+    groups_on_demand(t, &env, url, release)?;
     deploy_refuses_what_ci_did_not_sign(t, &store, &env, url, release, &manifest)
 }
 
@@ -1460,6 +1461,120 @@ fn deploy_dry_run(
     );
     eprintln!(
         "xtask: test: deploy --dry-run: production for main, staging, `~` skips, $BRANCH/$PR_NUMBER, the bundle as the S3 revision"
+    );
+    Ok(())
+}
+
+/// `cargo xtask deploy` against moto's CodeDeploy: a branch_config entry with a
+/// `deploymentGroupConfig` makes its group on the first deploy (role and tag filters, with
+/// $PR_NUMBER substituted) and reuses it on the next; `--remove-group` deletes only the groups
+/// CI makes.
+fn groups_on_demand(
+    t: &Tester,
+    env: &[(&str, String)],
+    url: &str,
+    release: &str,
+) -> anyhow::Result<()> {
+    let moto = crate::test::moto::Moto::start()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = runtime.block_on(moto.codedeploy());
+    runtime
+        .block_on(
+            client
+                .create_application()
+                .application_name("hitsave")
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+    let mut env = env.to_vec();
+    env.extend(moto.codedeploy_env());
+    let dir = tempfile::tempdir()?;
+    let appspec = dir.path().join("appspec.yml");
+    // main's release deploys to production: a production group per pull request stands in
+    // for the previews, which hosts do not take yet.
+    std::fs::write(
+        &appspec,
+        "branch_config:\n  main:\n    deploymentGroupName: production-$PR_NUMBER\n    deploymentGroupConfig:\n      serviceRoleArn: arn:aws:iam::123456789012:role/hitsave-codedeploy\n      ec2TagFilters:\n        - { Type: KEY_AND_VALUE, Key: hitsave-pr, Value: $PR_NUMBER }\n",
+    )?;
+    let appspec = appspec.to_str().context("temp path")?;
+    let deploy = || {
+        t.output(
+            &[
+                "deploy",
+                "--store",
+                url,
+                "--release",
+                release,
+                "--branch",
+                "main",
+                "--pr-number",
+                "42",
+                "--appspec",
+                appspec,
+                "--no-wait",
+            ],
+            &env,
+        )
+    };
+    let first = deploy()?;
+    let said = String::from_utf8_lossy(&first.stderr);
+    ensure!(
+        first.status.success() && said.contains("created deployment group production-42"),
+        "the first deploy did not create its group:\n{said}"
+    );
+    let group = runtime
+        .block_on(
+            client
+                .get_deployment_group()
+                .application_name("hitsave")
+                .deployment_group_name("production-42")
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+    let info = group.deployment_group_info().context("no group info")?;
+    ensure!(
+        info.service_role_arn() == Some("arn:aws:iam::123456789012:role/hitsave-codedeploy")
+            && info
+                .ec2_tag_filters()
+                .iter()
+                .any(|f| f.key() == Some("hitsave-pr") && f.value() == Some("42")),
+        "the group was made otherwise: {info:?}"
+    );
+    let second = deploy()?;
+    let said = String::from_utf8_lossy(&second.stderr);
+    ensure!(
+        second.status.success()
+            && said.contains("deployment group production-42 exists as configured"),
+        "the second deploy did not reuse its group:\n{said}"
+    );
+    let deployments = runtime
+        .block_on(
+            client
+                .list_deployments()
+                .application_name("hitsave")
+                .deployment_group_name("production-42")
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+    let ids: Vec<String> = [&first, &second]
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .collect();
+    ensure!(
+        deployments.deployments().len() == 2
+            && ids.iter().all(|id| deployments.deployments().contains(id)),
+        "moto holds deployments {:?}, the deploys printed {ids:?}",
+        deployments.deployments()
+    );
+    let err = t.fails(&["deploy", "--remove-group", "production-42"], &env)?;
+    ensure!(
+        err.contains("deletes the groups CI makes for pull requests (preview-*)"),
+        "{err}"
+    );
+    eprintln!(
+        "xtask: test: deploy against moto's CodeDeploy: the first deploy of PR 42 created its group (role, tag filters), the second reused it; --remove-group refuses a group CI did not make"
     );
     Ok(())
 }

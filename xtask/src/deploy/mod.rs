@@ -7,6 +7,8 @@
 //! failures (an earlier revision's stop script must never block a fix) and roll back to the
 //! last good revision on failure.
 
+mod groups;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -67,6 +69,13 @@ pub struct Args {
     /// AllAtOnce or min-healthy=N.
     #[arg(long, value_name = "CONFIG", value_parser = DeploymentConfig::parse)]
     deployment_config: Option<DeploymentConfig>,
+    /// Create the deployment and return without following it.
+    #[arg(long)]
+    no_wait: bool,
+    /// Delete the deployment group NAME (a pull request's `preview-*` group, when the pull
+    /// request is closed) and deploy nothing.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["release", "channel", "group", "dry_run"])]
+    remove_group: Option<String>,
 }
 
 /// CreateDeployment's request, in the API's JSON form (what `aws deploy create-deployment
@@ -117,6 +126,9 @@ pub struct AutoRollback {
 
 pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     let ui = Ui::new();
+    if let Some(group) = &args.remove_group {
+        return groups::remove(&ui, &args.application, group);
+    }
     let appspec_path = args
         .appspec
         .clone()
@@ -128,6 +140,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     };
     let pr_number = args.pr_number.or_else(branch_config::pr_from_github_ref);
     let mut config = args.deployment_config;
+    let mut group_config = None;
     let group = match &args.group {
         Some(g) => g.clone(),
         None => {
@@ -140,8 +153,10 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
                     pattern,
                     deployment_group,
                     deployment_config,
+                    group_config: made_with,
                 } => {
                     config = config.or(deployment_config);
+                    group_config = made_with;
                     ui.info(&format!(
                         "branch {branch} matches {pattern:?}: deployment group {deployment_group}{}",
                         config.map_or_else(String::new, |c| format!(", {c}"))
@@ -247,6 +262,13 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
             "dry run: would deploy release {id} to deployment group {group} of application {}; the request:",
             args.application
         ));
+        if let Some(made) = &group_config {
+            ui.info(&format!(
+                "dry run: the group would be created (or updated) if it is not made with role {} and {} tag filter(s)",
+                made.service_role_arn,
+                made.ec2_tag_filters.len()
+            ));
+        }
         println!("{}", serde_json::to_string_pretty(&request)?);
         return Ok(());
     }
@@ -254,7 +276,8 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         &ui,
         &request,
         config,
-        Duration::from_secs(args.wait_timeout),
+        group_config.as_ref(),
+        (!args.no_wait).then(|| Duration::from_secs(args.wait_timeout)),
     )
 }
 
@@ -462,7 +485,8 @@ fn create_and_follow(
     ui: &Ui,
     request: &Request,
     config: Option<DeploymentConfig>,
-    timeout: Duration,
+    group_config: Option<&branch_config::GroupConfig>,
+    timeout: Option<Duration>,
 ) -> anyhow::Result<()> {
     use aws_sdk_codedeploy::types::{
         AutoRollbackConfiguration, AutoRollbackEvent, BundleType, DeploymentStatus,
@@ -478,6 +502,16 @@ fn create_and_follow(
         let client = aws_sdk_codedeploy::Client::new(&sdk_config);
         if let Some(DeploymentConfig::MinimumHealthy(n)) = config {
             ensure_min_healthy_config(ui, &client, n).await?;
+        }
+        if let Some(made) = group_config {
+            groups::ensure(
+                ui,
+                &client,
+                &request.application_name,
+                &request.deployment_group_name,
+                made,
+            )
+            .await?;
         }
         // Every field comes from `request`: what --dry-run prints is what is sent.
         let s3 = &request.revision.s3_location;
@@ -528,6 +562,10 @@ fn create_and_follow(
             "deployment {id} created for group {}",
             request.deployment_group_name
         ));
+        let Some(timeout) = timeout else {
+            println!("{id}");
+            return Ok(());
+        };
         let bar = ui.spinner(&format!("deployment {id}"));
         let started = Instant::now();
         let mut hosts = HostProgress::default();
@@ -650,6 +688,7 @@ mod tests {
             "release-role-policy.json",
             "deploy-production-role-policy.json",
             "deploy-staging-role-policy.json",
+            "deploy-preview-role-policy.json",
             "instance-role-production-policy.json",
             "instance-role-staging-policy.json",
         ];
@@ -714,21 +753,34 @@ mod tests {
         assert!(release.contains(&"s3:PutObject".to_owned()));
         assert!(!release.contains(&"s3:DeleteObject".to_owned()));
         assert!(!release.iter().any(|a| a.starts_with("codedeploy:")));
-        for env in ["production", "staging"] {
+        for (env, groups) in [
+            ("production", "production*"),
+            ("staging", "staging*"),
+            ("preview", "preview-*"),
+        ] {
             let statements = policy(&format!("deploy-{env}-role-policy.json"));
             let deploy = actions(&statements);
             assert!(deploy.contains(&"codedeploy:CreateDeployment".to_owned()));
             assert!(!deploy.contains(&"s3:PutObject".to_owned()));
             for s in &statements {
-                if actions(std::slice::from_ref(s))
-                    .contains(&"codedeploy:CreateDeployment".to_owned())
+                let acts = actions(std::slice::from_ref(s));
+                if acts
+                    .iter()
+                    .any(|a| a == "codedeploy:CreateDeployment" || a.ends_with("DeploymentGroup"))
                 {
                     assert_eq!(
                         resources(s),
                         [format!(
-                            "arn:aws:codedeploy:REGION:ACCOUNT_ID:deploymentgroup:hitsave/{env}*"
+                            "arn:aws:codedeploy:REGION:ACCOUNT_ID:deploymentgroup:hitsave/{groups}"
                         )],
-                        "the {env} deploy role deploys elsewhere"
+                        "the {env} deploy role deploys elsewhere, or makes other groups"
+                    );
+                }
+                // Only previews' groups are made and removed by CI.
+                if env != "preview" {
+                    assert!(
+                        !acts.iter().any(|a| a.ends_with("DeploymentGroup")),
+                        "{env}"
                     );
                 }
             }
@@ -750,6 +802,10 @@ mod tests {
             (
                 "github-oidc-trust-deploy-staging.json",
                 "environment:staging:ref:refs/heads/staging",
+            ),
+            (
+                "github-oidc-trust-deploy-preview.json",
+                "environment:preview",
             ),
         ] {
             let statements = policy(file);
