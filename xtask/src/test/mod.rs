@@ -183,6 +183,15 @@ pub fn tidy(root: &Utf8Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What parliament finds and is accepted on purpose: (issue, policy file, actions, why).
+/// (parliament's own `ignore_locations` setting never matches a value from its config file.)
+const PARLIAMENT_ACCEPTS: &[(&str, &str, &[&str], &str)] = &[(
+    "PERMISSIONS_MANAGEMENT_ACTIONS",
+    "deploy-preview-role-policy.json",
+    &["iam:passrole"],
+    "the preview deploy role hands CodeDeploy its service role to create preview-* groups: that one role, to codedeploy.amazonaws.com only",
+)];
+
 /// Every IAM permissions policy in deploy/aws passes parliament (with its community auditors),
 /// its placeholders filled in as docs/aws-setup.md says; and parliament does fail a policy that
 /// grants `s3:*` on the bucket, so a pass means something. (The trust policies have no
@@ -195,7 +204,8 @@ fn iam_policies(root: &Utf8Path) -> anyhow::Result<()> {
     let mut count = 0;
     for entry in source.read_dir_utf8()? {
         let entry = entry?;
-        if entry.file_name().ends_with("-role-policy.json") {
+        // Permissions policies; the trust policies have no resources (see above).
+        if entry.file_name().ends_with("policy.json") && !entry.file_name().contains("trust") {
             let text = std::fs::read_to_string(entry.path())?
                 .replace("REGION", "us-east-1")
                 .replace("ACCOUNT_ID", "123456789012");
@@ -218,10 +228,25 @@ fn iam_policies(root: &Utf8Path) -> anyhow::Result<()> {
         .run()
     };
     let out = lint(rendered)?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|line| {
+            let finding: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            let file = finding["location"]["filepath"].as_str().unwrap_or_default();
+            !PARLIAMENT_ACCEPTS
+                .iter()
+                .any(|(issue, policy, actions, _why)| {
+                    finding["issue"] == *issue
+                        && file.ends_with(&format!("/{policy}"))
+                        && finding["location"]["actions"] == serde_json::json!(actions)
+                })
+        })
+        .collect();
     ensure!(
-        out.status.success() && out.stdout.is_empty(),
+        problems.is_empty() && (out.status.success() || !said.trim().is_empty()),
         "parliament found problems in the policies of deploy/aws:\n{}",
-        String::from_utf8_lossy(&out.stdout)
+        problems.join("\n")
     );
     let wide = tempfile::tempdir()?;
     let wide = Utf8Path::from_path(wide.path()).context("a non-UTF-8 temporary path")?;
