@@ -125,14 +125,7 @@ pub fn remove(ui: &Ui, application: &str, group: &str) -> anyhow::Result<()> {
             "--remove-group deletes the groups CI makes for pull requests ({PREVIEW_PREFIX}*), not {group}: delete another group in the CodeDeploy console; nothing was changed"
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let client = Client::new(&sdk_config);
+    super::with_codedeploy(async |client| {
         match client
             .delete_deployment_group()
             .application_name(application)

@@ -481,6 +481,22 @@ fn split_s3_url(url: &str) -> anyhow::Result<(String, String)> {
     Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned()))
 }
 
+/// Runs `work` with a CodeDeploy client from the standard AWS configuration (environment,
+/// profile, role; AWS_ENDPOINT_URL_CODEDEPLOY for an emulator).
+fn with_codedeploy<T>(
+    work: impl AsyncFnOnce(aws_sdk_codedeploy::Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        work(aws_sdk_codedeploy::Client::new(&sdk_config)).await
+    })
+}
+
 fn create_and_follow(
     ui: &Ui,
     request: &Request,
@@ -492,14 +508,7 @@ fn create_and_follow(
         AutoRollbackConfiguration, AutoRollbackEvent, BundleType, DeploymentStatus,
         FileExistsBehavior, RevisionLocationType,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let client = aws_sdk_codedeploy::Client::new(&sdk_config);
+    with_codedeploy(async |client| {
         if let Some(DeploymentConfig::MinimumHealthy(n)) = config {
             ensure_min_healthy_config(ui, &client, n).await?;
         }
@@ -542,7 +551,11 @@ fn create_and_follow(
                 AutoRollbackConfiguration::builder()
                     .enabled(rollback.enabled)
                     .set_events(Some(
-                        rollback.events.iter().map(|e| AutoRollbackEvent::from(*e)).collect(),
+                        rollback
+                            .events
+                            .iter()
+                            .map(|e| AutoRollbackEvent::from(*e))
+                            .collect(),
                     ))
                     .build(),
             )
@@ -571,7 +584,9 @@ fn create_and_follow(
         let mut hosts = HostProgress::default();
         loop {
             if let Err(e) = hosts.update(ui, &client, &id).await {
-                bar.set_message(format!("deployment {id}: cannot list its hosts yet ({e:#})"));
+                bar.set_message(format!(
+                    "deployment {id}: cannot list its hosts yet ({e:#})"
+                ));
             }
             let info = client
                 .get_deployment()

@@ -1487,7 +1487,7 @@ fn groups_on_demand(
                 .application_name("hitsave")
                 .send(),
         )
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+        .map_err(aws_error)?;
     let mut env = env.to_vec();
     env.extend(moto.codedeploy_env());
     let dir = tempfile::tempdir()?;
@@ -1532,7 +1532,7 @@ fn groups_on_demand(
                 .deployment_group_name("production-42")
                 .send(),
         )
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+        .map_err(aws_error)?;
     let info = group.deployment_group_info().context("no group info")?;
     ensure!(
         info.service_role_arn() == Some("arn:aws:iam::123456789012:role/hitsave-codedeploy")
@@ -1557,7 +1557,7 @@ fn groups_on_demand(
                 .deployment_group_name("production-42")
                 .send(),
         )
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e)))?;
+        .map_err(aws_error)?;
     let ids: Vec<String> = [&first, &second]
         .iter()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
@@ -1577,6 +1577,11 @@ fn groups_on_demand(
         "xtask: test: deploy against moto's CodeDeploy: the first deploy of PR 42 created its group (role, tag filters), the second reused it; --remove-group refuses a group CI did not make"
     );
     Ok(())
+}
+
+/// An AWS SDK error with its whole chain (what the service said, not only "service error").
+fn aws_error(e: impl std::error::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", aws_sdk_codedeploy::error::DisplayErrorContext(&e))
 }
 
 /// `deploy --dry-run` asks CodeDeploy for nothing when the pointer or the manifest is unsigned
