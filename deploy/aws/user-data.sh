@@ -262,5 +262,30 @@ Persistent=true
 [Install]
 WantedBy=timers.target
 UNIT
+# A preview host (HITSAVE_ENVIRONMENTS=many in host.env) removes the previews of closed pull
+# requests (their CodeDeploy group is gone) and the idle ones; elsewhere it does nothing.
+cat > /etc/systemd/system/hitsave-env-prune.service <<'UNIT'
+[Unit]
+Description=HitSave: remove closed pull requests' and idle previews
+Requires=docker.service
+After=docker.service network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/opt/hitsave/bin/xtask env prune
+UNIT
+cat > /etc/systemd/system/hitsave-env-prune.timer <<'UNIT'
+[Unit]
+Description=HitSave: look for previews to remove, every quarter of an hour
+
+[Timer]
+OnCalendar=*:0/15
+RandomizedDelaySec=2m
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+UNIT
 systemctl daemon-reload
-systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer hitsave-secrets-prune.timer
+systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer hitsave-secrets-prune.timer \
+  hitsave-env-prune.timer

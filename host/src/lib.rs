@@ -6,6 +6,7 @@
 pub mod codedeploy;
 pub mod commands;
 pub mod database;
+pub mod environments;
 pub mod kit;
 pub mod release;
 pub mod secrets;

@@ -13,7 +13,8 @@
 //! Keys are regular expressions, anchored at both ends and matched case-insensitively, tried in
 //! the order they are written; the first match wins. A `~` (null) value means: do not deploy.
 //! `$BRANCH` (the branch name with every character CodeDeploy does not allow in a group name
-//! replaced by `-`) and `$PR_NUMBER` are substituted in `deploymentGroupName`. An entry may name
+//! replaced by `-`) and `$PR_NUMBER` are substituted in `deploymentGroupName` (an entry with
+//! `$PR_NUMBER` deploys pull requests only: outside one, its branches deploy nowhere). An entry may name
 //! how the group's hosts are rolled out, `deploymentConfigName` (`rollout.rs`: OneAtATime,
 //! HalfAtATime, AllAtOnce or min-healthy=N); without it, the group's own configuration.
 //!
@@ -29,6 +30,8 @@
 //!         - { Type: KEY_AND_VALUE, Key: hitsave-role, Value: preview }
 //! ```
 //!
+//! A `serviceRoleArn` of `$NAME` is read from the environment variable NAME (the role's ARN
+//! names the account; the workflow sets it from the repository's variables).
 //! `cargo xtask deploy` creates the group when it is missing and updates it when its service
 //! role or tag filters differ; `$BRANCH` and `$PR_NUMBER` are substituted in tag values too.
 
@@ -49,6 +52,8 @@ pub enum Decision {
     },
     /// A key matched with a `~` value.
     Skip { pattern: String },
+    /// A key matched whose group is a pull request's (`$PR_NUMBER`), outside a pull request.
+    PullRequestsOnly { pattern: String },
     /// No key matched.
     NoMatch,
 }
@@ -60,6 +65,23 @@ pub struct GroupConfig {
     pub service_role_arn: String,
     /// `ec2TagFilters`: the instances of the group.
     pub ec2_tag_filters: Vec<TagFilter>,
+}
+
+impl GroupConfig {
+    /// The configuration with a `$NAME` role read from the environment variable NAME: the
+    /// role's ARN names the AWS account, so the repository may leave it to the workflow.
+    pub fn resolved(&self) -> anyhow::Result<GroupConfig> {
+        let Some(var) = self.service_role_arn.strip_prefix('$') else {
+            return Ok(self.clone());
+        };
+        let arn = std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
+            format!("the group's serviceRoleArn is ${var}, which is not set (the workflow sets it from the repository's variables); nothing was deployed")
+        })?;
+        Ok(GroupConfig {
+            service_role_arn: arn,
+            ..self.clone()
+        })
+    }
 }
 
 /// One `ec2TagFilters` entry.
@@ -160,7 +182,7 @@ pub fn decide(appspec: &str, branch: &str, pr_number: Option<u64>) -> anyhow::Re
             .with_context(|| format!("branch_config {pattern:?} has no deploymentGroupName"))?;
         let pr = pr_number.map(|n| n.to_string());
         if name.contains("$PR_NUMBER") && pr.is_none() {
-            bail!("branch_config {pattern:?} uses $PR_NUMBER, but this is not a pull request");
+            return Ok(Decision::PullRequestsOnly { pattern });
         }
         let subst = |text: &str| {
             text.replace("$BRANCH", &group_safe(branch))
@@ -332,7 +354,12 @@ branch_config:
         let spec = "branch_config:\n  main:\n    deploymentGroupName: production\n  'pr-.*':\n    deploymentGroupName: pr-$PR_NUMBER\n";
         assert_eq!(decide(spec, "develop", None).unwrap(), Decision::NoMatch);
         assert_eq!(group(decide(spec, "pr-x", Some(42)).unwrap()), "pr-42");
-        assert!(decide(spec, "pr-x", None).is_err());
+        assert_eq!(
+            decide(spec, "pr-x", None).unwrap(),
+            Decision::PullRequestsOnly {
+                pattern: "pr-.*".into()
+            }
+        );
         assert!(decide("version: 0.0\n", "main", None).is_err());
         assert!(
             decide(

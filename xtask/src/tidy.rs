@@ -22,7 +22,14 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("commands", &["commands"]),
     (
         "features",
-        &["codedeploy", "release", "database", "tls", "secrets"],
+        &[
+            "codedeploy",
+            "release",
+            "database",
+            "tls",
+            "secrets",
+            "environments",
+        ],
     ),
     ("site", &["site"]),
     ("kit", &["kit"]),

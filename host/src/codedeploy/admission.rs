@@ -8,6 +8,7 @@ use hitsave_schema::Manifest;
 
 use crate::site::history::{Action, HistoryEntry, Outcome};
 use crate::site::host::Host;
+use crate::site::placement::environment_of;
 use crate::site::settings::{Env, HostSettings};
 
 /// host.env's list of the branches this host takes, instead of the release's branch_config.
@@ -44,7 +45,7 @@ pub fn check_branch(
         .bundle
         .as_ref()
         .and_then(|b| b.deployment_group.as_deref());
-    let its_env = deploys_to.and_then(|g| environment_of(g).ok());
+    let its_env = deploys_to.and_then(|g| environment_of(g).ok().map(|(env, _)| env));
     if its_env == Some(env) {
         return Ok(());
     }
@@ -132,20 +133,6 @@ fn newest_installed(history: &[HistoryEntry], env: Env) -> Option<&HistoryEntry>
         .max_by(|a, b| a.release.commit_time().cmp(b.release.commit_time()))
 }
 
-/// production, staging, production-*, staging-* (and *-production, *-staging).
-pub fn environment_of(group: &str) -> anyhow::Result<Env> {
-    let g = group.to_ascii_lowercase();
-    for env in [Env::Production, Env::Staging] {
-        let name = env.name();
-        if g == name || g.starts_with(&format!("{name}-")) || g.ends_with(&format!("-{name}")) {
-            return Ok(env);
-        }
-    }
-    bail!(
-        "deployment group {group:?} names no environment: call it production or staging (or production-*, staging-*)"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +171,17 @@ mod tests {
         );
         check_branch(&main, "production", Env::Production, &none).unwrap();
         check_branch(&main, "production-eu", Env::Production, &none).unwrap();
+        // A pull request's release (its branch_config entry names preview-$PR_NUMBER) goes to
+        // any preview, and to nothing else; main's goes to no preview.
+        let pr = manifest(
+            "20261101120000-aaaaaaaaaaaa",
+            Some("feature-x"),
+            Some("preview-$PR_NUMBER"),
+        );
+        check_branch(&pr, "preview-42", Env::Preview, &none).unwrap();
+        assert!(check_branch(&pr, "staging", Env::Staging, &none).is_err());
+        assert!(check_branch(&pr, "production", Env::Production, &none).is_err());
+        assert!(check_branch(&main, "preview-42", Env::Preview, &none).is_err());
         let err = check_branch(&main, "staging", Env::Staging, &none)
             .unwrap_err()
             .to_string();

@@ -37,13 +37,13 @@
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::codedeploy::admission::environment_of;
 use crate::kit::store::StoreLocation;
 use crate::release::install::{HostOptions, InstallOptions, Until};
 use crate::release::trust::TrustOptions;
 use crate::release::verify::Which;
 use crate::site::host::Host;
-use crate::site::settings::{Env, HostSettings};
+use crate::site::placement::Placement;
+use crate::site::settings::{Env, HostSettings, Layout};
 use crate::site::stack::Stack;
 use crate::site::swap::Strategy;
 use hitsave_schema::Revision;
@@ -102,13 +102,19 @@ pub fn run(args: HookOptions) -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => bundle_dir()?,
     };
+    let group = std::env::var("DEPLOYMENT_GROUP_NAME");
     if args.event.runs_from_previous_revision() {
         // Whatever goes wrong here must not stop the deployment that follows.
-        let result = HostSettings::read(&args.config).and_then(|settings| match args.event {
-            Event::BeforeBlockTraffic => before_block_traffic(&settings),
-            Event::AfterBlockTraffic => after_block_traffic(&settings),
-            _ => application_stop(&bundle, &settings),
-        });
+        let result = HostSettings::read(&args.config)
+            .and_then(|settings| match &group {
+                Ok(group) => environment_settings(&settings, group),
+                Err(_) => Ok(settings),
+            })
+            .and_then(|settings| match args.event {
+                Event::BeforeBlockTraffic => before_block_traffic(&settings),
+                Event::AfterBlockTraffic => after_block_traffic(&settings),
+                _ => application_stop(&bundle, &settings),
+            });
         if let Err(e) = result {
             eprintln!(
                 "xtask: hook {}: {e:#} (ignored: the stack keeps serving)",
@@ -119,37 +125,67 @@ pub fn run(args: HookOptions) -> anyhow::Result<()> {
     }
     let revision = Revision::read(bundle.as_std_path())?;
     let settings = HostSettings::read(&args.config)?;
-    let group = std::env::var("DEPLOYMENT_GROUP_NAME").map_err(|_| {
+    let group = group.map_err(|_| {
         anyhow::anyhow!(
             "DEPLOYMENT_GROUP_NAME is not set: `xtask hook` runs from CodeDeploy's lifecycle hooks; to install by hand, run `xtask install`"
         )
     })?;
-    let env = environment_of(&group)?;
+    let (env, name) = crate::site::placement::environment_of(&group)?;
     if !args.checked {
-        return check_and_hand_over(&args, &bundle, &revision, &settings, &group, env);
+        return check_and_hand_over(&args, &bundle, &revision, &settings, &group);
     }
     eprintln!(
-        "xtask: hook {}: release {} for deployment group {group} ({}), deployment {}",
+        "xtask: hook {}: release {} for deployment group {group} ({name}), deployment {}",
         args.event.name(),
         revision.release,
-        env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
+    let application = std::env::var("APPLICATION_NAME").unwrap_or_default();
+    let placement = crate::site::placement::place(&settings, &name, Some((&application, &group)))?;
+    let placed = placed_settings(&settings, &placement);
     let until = match args.event {
-        Event::ValidateService => return validate_service(&revision, &settings),
-        Event::BeforeAllowTraffic => return before_allow_traffic(&revision, &settings),
-        Event::AfterAllowTraffic => return after_allow_traffic(&revision, &settings),
+        Event::ValidateService => return validate_service(&revision, &placed),
+        Event::BeforeAllowTraffic => return before_allow_traffic(&revision, &placed),
+        Event::AfterAllowTraffic => return after_allow_traffic(&revision, &placed),
         Event::BeforeInstall => Some(Until::Fetched),
         Event::AfterInstall => Some(Until::Prepared),
         _ => None,
     };
-    crate::release::install::run(install_options(&revision, &settings, env, until))
+    let mut options = install_options(&revision, &placed, &placement, env, until);
+    if settings.environments.layout == Layout::Many {
+        options.front = Some(settings.clone());
+    }
+    let installed = crate::release::install::run(options);
+    if until.is_none() && settings.environments.layout == Layout::Many {
+        // The front routes to every environment that serves: this one now too (or still not).
+        crate::environments::front::update(&settings)?;
+    }
+    installed
+}
+
+/// The settings of the environment `group` deploys, with its own root, project and ports on
+/// a preview host (the host's own settings on a host of one environment).
+fn environment_settings(settings: &HostSettings, group: &str) -> anyhow::Result<HostSettings> {
+    let (_, name) = crate::site::placement::environment_of(group)?;
+    let placement = crate::site::placement::locate(settings, &name)?;
+    Ok(placed_settings(settings, &placement))
+}
+
+fn placed_settings(settings: &HostSettings, placement: &Placement) -> HostSettings {
+    let mut placed = settings.clone();
+    placed.root = placement.root.clone();
+    placed.project = placement.project.clone();
+    placed.bind = placement.bind;
+    placed.http_port = placement.http_port;
+    placed.https_port = placement.https_port;
+    placed
 }
 
 /// The install that a hook runs: the bundle's release from its store, set up as host.env says.
 fn install_options(
     revision: &Revision,
     settings: &HostSettings,
+    placement: &Placement,
     env: Env,
     until: Option<Until>,
 ) -> InstallOptions {
@@ -169,6 +205,9 @@ fn install_options(
         },
         tls: settings.tls.clone(),
         env,
+        name: (placement.name != env.name()).then(|| placement.name.clone()),
+        domain: placement.domain.clone(),
+        memory_mib: placement.memory_mib,
         project: settings.project.clone(),
         bind: settings.bind,
         http_port: settings.http_port,
@@ -178,6 +217,7 @@ fn install_options(
         hsts_max_age: settings.hsts_max_age,
         skip_backup: false,
         until,
+        front: None,
     }
 }
 
@@ -189,14 +229,13 @@ fn check_and_hand_over(
     revision: &Revision,
     settings: &HostSettings,
     group: &str,
-    env: Env,
 ) -> anyhow::Result<()> {
     let ui = crate::kit::ui::Ui::new();
     let id = &revision.release;
+    let (env, name) = crate::site::placement::environment_of(group)?;
     eprintln!(
-        "xtask: hook {}: checking the bundle of release {id} for deployment group {group} ({}), deployment {}",
+        "xtask: hook {}: checking the bundle of release {id} for deployment group {group} ({name}), deployment {}",
         args.event.name(),
-        env.name(),
         std::env::var("DEPLOYMENT_ID").unwrap_or_else(|_| "unknown".into())
     );
     let store = crate::kit::store::open(&store_of(revision), Utf8Path::new("."))?;
@@ -209,16 +248,24 @@ fn check_and_hand_over(
     };
     let verified = check_bundle(store.as_ref(), bundle, revision, settings, &refused)?;
     let manifest = &verified.manifest;
+    // The resident program and the release programs live in the install root; the
+    // environment in its own root on a preview host.
     let root = &settings.root;
     let host = Host::open(root)?;
+    let placement = crate::site::placement::locate(settings, &name)?;
+    let installed = placement.root.join("releases").is_dir();
     if matches!(
         args.event,
         Event::BeforeInstall | Event::AfterInstall | Event::ApplicationStart
     ) {
+        crate::site::placement::admit(settings, &name).map_err(refused)?;
         crate::codedeploy::admission::check_branch(manifest, group, env, settings)
             .map_err(refused)?;
-        crate::codedeploy::admission::check_downgrade(&host, manifest, env, settings)
-            .map_err(refused)?;
+        if installed {
+            let env_host = Host::open(&placement.root)?;
+            crate::codedeploy::admission::check_downgrade(&env_host, manifest, env, settings)
+                .map_err(refused)?;
+        }
     }
     let program =
         crate::codedeploy::resident::release_program(&ui, &host, store.as_ref(), manifest)?;
@@ -236,8 +283,10 @@ fn check_and_hand_over(
         );
     }
     // Once the release serves, its verified program checks the next bundles.
+    let serving = placement.root.join("releases").is_dir()
+        && Host::open(&placement.root)?.current().as_ref() == Some(id);
     if matches!(args.event, Event::ApplicationStart | Event::ValidateService)
-        && host.current().as_ref() == Some(id)
+        && serving
         && crate::codedeploy::resident::adopt(root, &program, manifest)?
     {
         eprintln!(
@@ -484,26 +533,6 @@ fn validate_service(revision: &Revision, settings: &HostSettings) -> anyhow::Res
         revision.release
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deployment_groups_name_environments() {
-        assert_eq!(environment_of("production").unwrap(), Env::Production);
-        assert_eq!(environment_of("Production-eu").unwrap(), Env::Production);
-        assert_eq!(environment_of("staging").unwrap(), Env::Staging);
-        assert_eq!(environment_of("pr-42-staging").unwrap(), Env::Staging);
-        for env in [Env::Production, Env::Staging, Env::Local] {
-            assert_eq!(Env::parse(env.name()).unwrap(), env);
-        }
-        assert!(Env::parse("prod").is_err());
-        let err = environment_of("qa").unwrap_err().to_string();
-        assert!(err.contains("production or staging"), "{err}");
-        assert!(environment_of("productionish").is_err());
-    }
 }
 
 #[cfg(test)]

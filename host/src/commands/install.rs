@@ -45,6 +45,10 @@ pub struct InstallArgs {
     local_base_images: bool,
     #[command(flatten)]
     db: ExternalDbFlags,
+    /// The domain the site serves [default: the environment's; a preview has none]: it serves
+    /// that name, `www.` and `api.` of it.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
     /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
     /// [default: a year in production, a day in staging].
     #[arg(long, value_name = "SECS")]
@@ -69,6 +73,9 @@ impl InstallArgs {
             host: self.host.options(),
             tls: self.tls.settings(),
             env: self.env,
+            name: None,
+            domain: self.domain,
+            memory_mib: None,
             project: self.project,
             bind: self.bind,
             http_port: self.http_port,
@@ -78,6 +85,7 @@ impl InstallArgs {
             hsts_max_age: self.hsts_max_age,
             skip_backup: self.skip_backup,
             until: self.until,
+            front: None,
         })
     }
 }

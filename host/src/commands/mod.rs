@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod doctor;
+pub mod env;
 pub mod exec;
 pub mod flags;
 pub mod hook;
@@ -59,6 +60,9 @@ pub enum Command {
     /// restored into a new database while the site serves, swapped in during a short
     /// maintenance (503 with Retry-After); --undo goes back.
     Restore(restore::RestoreArgs),
+    /// On a preview host: its environments: `list`, `remove NAME` (everything of it; the
+    /// others keep serving), `prune` (closed pull requests' and idle previews).
+    Env(env::EnvArgs),
 }
 
 impl Command {
@@ -80,6 +84,7 @@ impl Command {
             Command::Maintenance(args) => maintenance::maintenance(args),
             Command::Psql(args) => psql::psql(args),
             Command::Secrets(args) => self::secrets::run(args),
+            Command::Env(args) => args.run(),
         }
     }
 }

@@ -58,6 +58,14 @@ pub struct InstallOptions {
     pub tls: crate::site::settings::TlsSettings,
     /// Which deployment this host is: picks the domain, the ports and TLS.
     pub env: Env,
+    /// The environment's name when it is not its kind's (`preview-42`): its backups,
+    /// history and HSTS go by it.
+    pub name: Option<String>,
+    /// The domain the site serves, when not its kind's (a preview's `pr-42.<preview domain>`).
+    pub domain: Option<String>,
+    /// MiB the stack's containers may use together, split among the services (a preview's
+    /// cap); otherwise each service's own limit for the kind of environment.
+    pub memory_mib: Option<u64>,
     /// The compose project name (containers are <project>-<service>-N).
     pub project: String,
     /// The host address nginx's ports are published on [default: 0.0.0.0; local: 127.0.0.1].
@@ -79,6 +87,10 @@ pub struct InstallOptions {
     /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
     /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
     pub until: Option<Until>,
+    /// The host's settings when a front routes to this environment (a preview host): it is
+    /// routed as soon as it serves, before its certificate is asked for, so the CA's
+    /// challenge reaches it.
+    pub front: Option<crate::site::settings::HostSettings>,
 }
 
 /// Where an install may stop, leaving the running stack as it is.
@@ -220,6 +232,13 @@ fn install(
     }
     deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
     *outcome = Outcome::Installed;
+    if let Some(settings) = &args.front
+        && let Err(e) = crate::environments::front::update(settings)
+    {
+        ui.info(&format!(
+            "WARNING: the front does not route this environment yet: {e:#}"
+        ));
+    }
     if args.env.tls() {
         // The release serves (over HTTP at least); a certificate problem must not undo that.
         match crate::tls::apply(ui, host, &stack, &args.tls, false) {
@@ -267,6 +286,19 @@ fn check_host(
     Ok(())
 }
 
+/// The domain the site serves: the one named, else the environment's own.
+fn domain(args: &InstallOptions) -> anyhow::Result<&str> {
+    args.domain
+        .as_deref()
+        .or(args.env.domain())
+        .with_context(|| {
+            format!(
+                "a {} environment has no domain of its own: name it with --domain",
+                args.env.name()
+            )
+        })
+}
+
 /// release.env for this release on this host: image tags from the manifest, the host's
 /// settings, paths on the host. Nothing secret.
 fn release_env(
@@ -281,7 +313,10 @@ fn release_env(
     set("HITSAVE_COMMIT", manifest.commit.to_string());
     set("HITSAVE_PROJECT", args.project.clone());
     set("HITSAVE_ENV", args.env.name().to_owned());
-    set("HITSAVE_DOMAIN", args.env.domain().into());
+    if let Some(name) = &args.name {
+        set("HITSAVE_ENV_NAME", name.clone());
+    }
+    set("HITSAVE_DOMAIN", domain(args)?.to_owned());
     set(
         "HITSAVE_HTTP_BIND",
         args.bind.map_or_else(
@@ -313,8 +348,8 @@ fn release_env(
     if let Some(max_age) = args.hsts_max_age {
         set("HITSAVE_HSTS_MAX_AGE", max_age.to_string());
     }
-    for (key, value) in limits(args.env) {
-        set(key, value.to_owned());
+    for (key, value) in limits(args.env, args.memory_mib) {
+        set(key, value);
     }
     for (component, _) in crate::site::stack::IMAGES {
         set(
@@ -339,25 +374,41 @@ fn release_env(
     Ok(env)
 }
 
-/// Each service's memory and process limits (production.yml reads them): production's, and
-/// half the memory elsewhere (staging and local hosts are smaller).
-fn limits(env: Env) -> [(&'static str, &'static str); 10] {
+/// Each service's memory and process limits (production.yml reads them): production's, half
+/// the memory elsewhere (staging and local hosts are smaller), and for a capped environment
+/// (a preview) its cap split among the services, so together they never pass it.
+fn limits(env: Env, cap_mib: Option<u64>) -> Vec<(&'static str, String)> {
     let small = env != Env::Production;
-    [
-        ("HITSAVE_DB_MEMORY", if small { "512m" } else { "1g" }),
-        ("HITSAVE_DB_PIDS", "512"),
-        ("HITSAVE_API_MEMORY", if small { "256m" } else { "512m" }),
-        ("HITSAVE_API_PIDS", "256"),
-        ("HITSAVE_WEB_MEMORY", if small { "256m" } else { "512m" }),
-        ("HITSAVE_WEB_PIDS", "256"),
+    // (memory key, process key, production's MiB, share of a cap in tenths, process limit)
+    let services = [
+        ("HITSAVE_DB_MEMORY", "HITSAVE_DB_PIDS", 1024, 3, 512),
+        ("HITSAVE_API_MEMORY", "HITSAVE_API_PIDS", 512, 2, 256),
+        ("HITSAVE_WEB_MEMORY", "HITSAVE_WEB_PIDS", 512, 2, 256),
         (
             "HITSAVE_MIGRATE_MEMORY",
-            if small { "256m" } else { "512m" },
+            "HITSAVE_MIGRATE_PIDS",
+            512,
+            2,
+            128,
         ),
-        ("HITSAVE_MIGRATE_PIDS", "128"),
-        ("HITSAVE_NGINX_MEMORY", if small { "128m" } else { "256m" }),
-        ("HITSAVE_NGINX_PIDS", "128"),
-    ]
+        ("HITSAVE_NGINX_MEMORY", "HITSAVE_NGINX_PIDS", 256, 1, 128),
+    ];
+    let mut limits = Vec::new();
+    for (memory, processes, mib, tenths, pids) in services {
+        let mib = match cap_mib {
+            Some(cap) => cap * tenths / 10,
+            None if small => mib / 2,
+            None => mib,
+        };
+        let size = if mib % 1024 == 0 {
+            format!("{}g", mib / 1024)
+        } else {
+            format!("{mib}m")
+        };
+        limits.push((memory, size));
+        limits.push((processes, pids.to_string()));
+    }
+    limits
 }
 
 /// Images, migrations, the swap and the health gate for `stack`; flips `current` once it
@@ -413,6 +464,9 @@ pub fn deploy(
     if let Some(migrations) = migrations {
         back_up_before_migrating(ui, host, stack, migrations)?;
         run_migrations(ui, stack, &id)?;
+        if host.current().is_none() && stack.env.env()? == Env::Preview {
+            seed_preview(ui, stack)?;
+        }
     }
 
     ui.info(&format!(
@@ -614,6 +668,39 @@ fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> 
             .unwrap_or(text);
         bail!("the migrations of release {id} failed; the running stack is untouched: {reason}");
     }
+    Ok(())
+}
+
+/// The file a preview's fresh database is seeded from, when the repository has one: made-up
+/// rows for reviewers, never production data.
+pub const PREVIEW_SEED: &str = "deploy/seed.sql";
+
+/// Seeds a preview's new database (after its first migrations) from the release's
+/// `deploy/seed.sql`, in one transaction; a seed that fails fails the install.
+fn seed_preview(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
+    let file = stack.release_dir.join(PREVIEW_SEED);
+    let Ok(sql) = std::fs::read_to_string(&file) else {
+        ui.info(&format!(
+            "no {PREVIEW_SEED} in the release: the preview's database starts empty"
+        ));
+        return Ok(());
+    };
+    let server = crate::database::server::Server::of(stack)?;
+    let out = server
+        .psql_command(&server.live, &[])
+        .stdin_bytes(format!("BEGIN;\n{sql}\nCOMMIT;\n"))
+        .stderr_capture()
+        .stdout_null()
+        .unchecked()
+        .run()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "seeding the preview's database from {PREVIEW_SEED} failed (nothing of it was kept): {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    ui.info(&format!(
+        "seeded the preview's database from {PREVIEW_SEED}"
+    ));
     Ok(())
 }
 

@@ -65,10 +65,12 @@ impl ReleaseEnv {
         Env::parse(self.get("HITSAVE_ENV")?)
     }
 
-    /// The environment's name, `production` for a file from before hosts recorded it.
+    /// The environment's name (`staging`, `preview-42`), `production` for a file from before
+    /// hosts recorded it.
     pub fn env_name(&self) -> &str {
         self.vars
-            .get("HITSAVE_ENV")
+            .get("HITSAVE_ENV_NAME")
+            .or_else(|| self.vars.get("HITSAVE_ENV"))
             .map_or("production", String::as_str)
     }
 
@@ -87,6 +89,13 @@ impl ReleaseEnv {
         self.get("HITSAVE_HTTP_PORT")?
             .parse()
             .context("HITSAVE_HTTP_PORT in release.env is not a port")
+    }
+
+    /// HITSAVE_HTTPS_PORT: the host port nginx answers HTTPS on.
+    pub fn https_port(&self) -> anyhow::Result<u16> {
+        self.get("HITSAVE_HTTPS_PORT")?
+            .parse()
+            .context("HITSAVE_HTTPS_PORT in release.env is not a port")
     }
 
     /// HITSAVE_SECRETS_DIR: the secret files the stack mounts.

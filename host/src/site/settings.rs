@@ -14,12 +14,16 @@ pub enum Env {
     Staging,
     /// hitsave-local.io on 127.0.0.1 without TLS (tests, a laptop).
     Local,
+    /// One pull request's environment (`preview-42`) at `pr-42.<preview domain>`, beside
+    /// others on a preview host.
+    Preview,
 }
 
 crate::choice!(Env {
     Production => "production", "hitsave.io on 0.0.0.0:80 and :443 with TLS";
     Staging => "staging", "staging.hitsave.io, like production";
     Local => "local", "hitsave-local.io on 127.0.0.1 without TLS (tests, a laptop)";
+    Preview => "preview", "one pull request's environment at pr-<N>.<preview domain>, with TLS";
 });
 
 impl Env {
@@ -31,16 +35,19 @@ impl Env {
     /// The environment `name` spells, or an error listing them.
     pub fn parse(name: &str) -> anyhow::Result<Env> {
         <Env as Choice>::parse(name).map_err(|_| {
-            anyhow::anyhow!("{name:?} is not an environment: use production, staging or local")
+            anyhow::anyhow!(
+                "{name:?} is not an environment: use production, staging, local or preview"
+            )
         })
     }
 
-    /// The domain the site serves.
-    pub fn domain(self) -> &'static str {
+    /// The domain the site serves; a preview's is its own (`pr-<N>.<preview domain>`).
+    pub fn domain(self) -> Option<&'static str> {
         match self {
-            Env::Production => "hitsave.io",
-            Env::Staging => "staging.hitsave.io",
-            Env::Local => "hitsave-local.io",
+            Env::Production => Some("hitsave.io"),
+            Env::Staging => Some("staging.hitsave.io"),
+            Env::Local => Some("hitsave-local.io"),
+            Env::Preview => None,
         }
     }
     pub fn tls(self) -> bool {
@@ -219,6 +226,41 @@ pub struct HostSettings {
     pub branches: Option<Vec<String>>,
     /// HITSAVE_ALLOW_DOWNGRADE: an older release than the newest installed is taken.
     pub allow_downgrade: bool,
+    /// HITSAVE_ENVIRONMENTS, HITSAVE_PREVIEW_*, HITSAVE_ENV_PORTS: one environment, or
+    /// several behind a front (a preview host).
+    pub environments: Environments,
+}
+
+/// How many environments a host runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One, in the install root, its nginx on the host's ports (production, staging).
+    One,
+    /// Several (staging, `preview-<N>`), each under `<root>/envs/<name>/` with its nginx on
+    /// 127.0.0.1, behind one front on the host's ports.
+    Many,
+}
+
+crate::choice!(Layout {
+    One => "one", "one environment in the install root, on the host's ports";
+    Many => "many", "several under <root>/envs/, behind one front on the host's ports";
+});
+
+/// A preview host's settings: its environments and their limits.
+#[derive(Debug, Clone)]
+pub struct Environments {
+    /// HITSAVE_ENVIRONMENTS: one (default) or many.
+    pub layout: Layout,
+    /// HITSAVE_PREVIEW_DOMAIN: previews serve `pr-<N>.<this>` (a wildcard DNS record).
+    pub preview_domain: Option<String>,
+    /// HITSAVE_PREVIEW_MAX: at most this many previews at once [default: 4].
+    pub preview_max: usize,
+    /// HITSAVE_PREVIEW_MEMORY: MiB one preview's containers may use together [default: 768].
+    pub preview_memory_mib: u64,
+    /// HITSAVE_PREVIEW_IDLE_DAYS: a preview not deployed for this long is removed [default: 7].
+    pub preview_idle_days: f64,
+    /// HITSAVE_ENV_PORTS: the first 127.0.0.1 port given to environments [default: 20000].
+    pub first_port: u16,
 }
 
 /// Every key host.env may set.
@@ -246,6 +288,12 @@ pub const HOST_SETTING_KEYS: &[&str] = &[
     "HITSAVE_LB_HEALTH_WAIT",
     "HITSAVE_BRANCHES",
     "HITSAVE_ALLOW_DOWNGRADE",
+    "HITSAVE_ENVIRONMENTS",
+    "HITSAVE_PREVIEW_DOMAIN",
+    "HITSAVE_PREVIEW_MAX",
+    "HITSAVE_PREVIEW_MEMORY",
+    "HITSAVE_PREVIEW_IDLE_DAYS",
+    "HITSAVE_ENV_PORTS",
 ];
 
 /// `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, empty.
@@ -364,8 +412,70 @@ impl HostSettings {
                     .collect()
             }),
             allow_downgrade: boolean("HITSAVE_ALLOW_DOWNGRADE")?,
+            environments: environments(lookup)?,
         })
     }
+}
+
+/// The preview host's settings; a preview domain must be a host name.
+fn environments(lookup: &Lookup<'_>) -> anyhow::Result<Environments> {
+    let whole = |key, what: &'static str| {
+        typed(lookup, key, move |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("not {what}"))
+        })
+    };
+    let memory = typed(lookup, "HITSAVE_PREVIEW_MEMORY", |v| {
+        let (number, unit) = match v.strip_suffix(['g', 'G']) {
+            Some(n) => (n, 1024),
+            None => (v.trim_end_matches(['m', 'M']), 1),
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .map(|n| n * unit)
+            .filter(|mib| *mib >= 256)
+            .ok_or_else(|| "not a memory size of at least 256m (768m, 1g)".into())
+    })?;
+    let domain = typed(lookup, "HITSAVE_PREVIEW_DOMAIN", |v| {
+        let ok = v.len() <= 200
+            && v.split('.').count() >= 2
+            && v.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        ok.then(|| v.to_ascii_lowercase())
+            .ok_or_else(|| "not a domain (preview.hitsave.io)".into())
+    })?;
+    Ok(Environments {
+        layout: typed(lookup, "HITSAVE_ENVIRONMENTS", Layout::parse)?.unwrap_or(Layout::One),
+        preview_domain: domain.filter(|d| !d.is_empty()),
+        preview_max: whole(
+            "HITSAVE_PREVIEW_MAX",
+            "a number of environments (1 or more)",
+        )?
+        .map_or(4, |n| n as usize),
+        preview_memory_mib: memory.unwrap_or(768),
+        preview_idle_days: typed(lookup, "HITSAVE_PREVIEW_IDLE_DAYS", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|d| d.is_finite() && *d > 0.0)
+                .ok_or_else(|| "not a number of days".into())
+        })?
+        .unwrap_or(7.0),
+        first_port: typed(lookup, "HITSAVE_ENV_PORTS", |v| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|p| (1024..=60000).contains(p))
+                .ok_or_else(|| "not a port from 1024 to 60000".into())
+        })?
+        .unwrap_or(20000),
+    })
 }
 
 /// A setting's value and where it was found (`host.env:3`, `the environment`).

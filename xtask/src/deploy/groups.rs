@@ -20,6 +20,7 @@ pub async fn ensure(
     group: &str,
     config: &GroupConfig,
 ) -> anyhow::Result<()> {
+    let config = &config.resolved()?;
     let found = client
         .get_deployment_group()
         .application_name(application)

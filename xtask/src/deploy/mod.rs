@@ -169,6 +169,12 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
                     ));
                     return Ok(());
                 }
+                Decision::PullRequestsOnly { pattern } => {
+                    ui.info(&format!(
+                        "branch {branch} matches {pattern:?}, whose group is a pull request's ($PR_NUMBER), and this is no pull request: not deployed"
+                    ));
+                    return Ok(());
+                }
                 Decision::NoMatch => {
                     ui.info(&format!(
                         "no branch_config pattern in {appspec_path} matches branch {branch}: not deployed"
@@ -336,11 +342,12 @@ fn check_environment(
     bundle: &hitsave_schema::BundleRef,
     group: &str,
 ) -> anyhow::Result<()> {
-    let env = hitsave_host::codedeploy::admission::environment_of(group)?;
+    let (env, _) = hitsave_host::site::placement::environment_of(group)?;
     let its = bundle
         .deployment_group
         .as_deref()
-        .and_then(|g| hitsave_host::codedeploy::admission::environment_of(g).ok());
+        .and_then(|g| hitsave_host::site::placement::environment_of(g).ok())
+        .map(|(env, _)| env);
     if its != Some(env) {
         bail!(
             "release {id} {}, not to the {} hosts of deployment group {group}: they would refuse it (unless their host.env lists its branch in HITSAVE_BRANCHES); nothing was deployed",
@@ -822,6 +829,10 @@ mod tests {
                 "github-oidc-trust-deploy-preview.json",
                 "environment:preview",
             ),
+            (
+                "github-oidc-trust-release-preview.json",
+                "environment:release-preview",
+            ),
         ] {
             let statements = policy(file);
             assert_eq!(statements.len(), 1, "{file}");
@@ -839,6 +850,57 @@ mod tests {
                 statements[0]["Condition"]["StringLike"].is_null(),
                 "{file}: a pattern"
             );
+        }
+    }
+
+    /// The previews' roles stay in their lane: their release role writes under `previews/`
+    /// only (never what decides a main or staging release, nor another prefix's records); the
+    /// preview host reads releases and previews, writes staging's and the previews' backups
+    /// only, and may only ask whether a preview group exists.
+    #[test]
+    fn preview_policies_stay_in_their_lane() {
+        const BUCKET: &str = "arn:aws:s3:::hitsave-releases";
+        for s in &policy("release-preview-role-policy.json") {
+            for r in resources(s) {
+                assert!(
+                    r == BUCKET || r.starts_with(&format!("{BUCKET}/previews/")),
+                    "the preview release role reaches {r}"
+                );
+            }
+            for p in s["Condition"]["StringLike"]["s3:prefix"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(p.as_str().unwrap().starts_with("previews/"), "lists {p}");
+            }
+            assert!(
+                !actions(std::slice::from_ref(s))
+                    .iter()
+                    .any(|a| a == "s3:DeleteObject")
+            );
+        }
+        for s in &policy("instance-role-preview-policy.json") {
+            for a in actions(std::slice::from_ref(s)) {
+                assert!(!a.contains('*'), "wildcard action {a}");
+                let writes = matches!(a.as_str(), "s3:PutObject" | "s3:DeleteObject");
+                for r in resources(s) {
+                    if writes {
+                        assert!(
+                            r == format!("{PREFIX}backups/staging/*")
+                                || r == format!("{PREFIX}backups/preview-*"),
+                            "the preview host writes {r}"
+                        );
+                    }
+                    if a.starts_with("codedeploy:") {
+                        assert_eq!(a, "codedeploy:GetDeploymentGroup");
+                        assert_eq!(
+                            r,
+                            "arn:aws:codedeploy:REGION:ACCOUNT_ID:deploymentgroup:hitsave/preview-*"
+                        );
+                    }
+                }
+            }
         }
     }
 

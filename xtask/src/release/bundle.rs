@@ -58,7 +58,7 @@ pub fn deployment_group(root: &Utf8Path, branch: Option<&str>) -> anyhow::Result
         Decision::Deploy {
             deployment_group, ..
         } => Some(deployment_group),
-        Decision::Skip { .. } | Decision::NoMatch => None,
+        Decision::Skip { .. } | Decision::PullRequestsOnly { .. } | Decision::NoMatch => None,
     })
 }
 

@@ -210,6 +210,8 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     crate::test::codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)?;
     // Three such hosts behind a load balancer, on one PostgreSQL over TLS.
     crate::test::fleet::scenario(&h.work, &h.store, &v1, &v2)?;
+    // Staging and pull requests' previews side by side on one preview host.
+    crate::test::previews::scenario(&h.work, &h.store, &v1, &v2)?;
 
     // v4: a migration that fails: no swap at all.
     let v4 = commit_and_release(h, twin, "v4: broken migration", |dir| {

@@ -1,9 +1,10 @@
 //! A steady-rate HTTP load generator for 127.0.0.1 (for `bench deploy` and the zero-downtime
 //! tests): requests start on a fixed schedule whatever the server does, each on its own
 //! connection, alternating `GET /health` on the API and the web app's landing page through
-//! nginx. Every non-2xx answer and every connection error counts as a failure, except, for
-//! load started with `during_maintenance`, the maintenance page (503 with Retry-After), which
-//! is counted apart.
+//! nginx, saying `X-Forwarded-Proto: https` as a TLS-terminating balancer does (a site with a
+//! certificate serves that from 127.0.0.1 on its plain port). Every non-2xx answer and every
+//! connection error counts as a failure, except, for load started with `during_maintenance`,
+//! the maintenance page (503 with Retry-After), which is counted apart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,7 +229,7 @@ async fn one(port: u16, host: &str, path: &str, auth: &str) -> std::io::Result<(
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await?;

@@ -20,6 +20,7 @@ pub mod load;
 pub mod moto;
 pub mod pebble;
 pub mod postgres;
+mod previews;
 pub mod release;
 pub mod restore;
 pub mod secrets;
