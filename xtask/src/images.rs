@@ -67,6 +67,10 @@ pub fn ensure_engine() -> anyhow::Result<Option<Child>> {
                 "unix:///var/run/docker.sock",
                 "--userland-proxy=false",
             ])
+            // Credentials for the containers' awslogs driver, which runs in the engine: the
+            // tests' CloudWatch Logs is an emulator on 127.0.0.1 that takes any.
+            .env("AWS_ACCESS_KEY_ID", "hitsave-tests")
+            .env("AWS_SECRET_ACCESS_KEY", "hitsave-tests")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log),

@@ -214,9 +214,15 @@ fn install_options(
         https_port: settings.https_port,
         local_base_images: settings.local_base_images,
         db: settings.db.clone(),
+        logs: settings.logs.clone(),
         hsts_max_age: settings.hsts_max_age,
         skip_backup: false,
         until,
+        // ValidateService watches, after ApplicationStart's install.
+        watch: crate::site::settings::WatchSettings {
+            seconds: 0,
+            ..settings.watch
+        },
         front: None,
     }
 }
@@ -532,7 +538,55 @@ fn validate_service(revision: &Revision, settings: &HostSettings) -> anyhow::Res
         "xtask: hook validate-service: release {} is current and serving",
         revision.release
     );
-    Ok(())
+    watch_after_cutover(revision, settings)
+}
+
+/// The watch after ApplicationStart's cutover; a release that fails it is rolled back (one
+/// line of history) and the hook fails, so CodeDeploy marks the deployment failed and stops
+/// the rollout.
+fn watch_after_cutover(revision: &Revision, settings: &HostSettings) -> anyhow::Result<()> {
+    let session = crate::site::session::Session::begin(
+        &settings.root,
+        "hook validate-service (watch)",
+        std::time::Duration::from_secs(600),
+    )?;
+    let (ui, host) = (&session.ui, &session.host);
+    let id = &revision.release;
+    let Some(cutover) = crate::release::watch::Cutover::read(host)
+        .filter(|c| c.release == id.as_str() && host.current().as_ref() == Some(id))
+    else {
+        ui.info("no cutover of this release recorded here: not watched");
+        return Ok(());
+    };
+    let stack = Stack::open(&host.release_dir(id))?;
+    let options = HostOptions {
+        root: settings.root.clone(),
+        lock_timeout: 600,
+        health_timeout: settings.health_timeout,
+        strategy: Strategy::BlueGreen,
+    };
+    let Some(why) = crate::release::install::watch_or_roll_back(
+        ui,
+        host,
+        &stack,
+        &options,
+        cutover.at,
+        &settings.watch,
+    )?
+    else {
+        return Ok(());
+    };
+    let back = host
+        .current()
+        .context("no release is current after the rollback")?;
+    let mut entry =
+        crate::site::history::HistoryEntry::new(crate::site::history::Action::Rollback, back);
+    entry.previous = Some(id.clone());
+    session.finish(
+        entry,
+        crate::site::history::Outcome::Installed,
+        Err::<(), _>(anyhow::anyhow!(why)),
+    )
 }
 
 #[cfg(test)]

@@ -45,6 +45,16 @@ pub struct InstallArgs {
     local_base_images: bool,
     #[command(flatten)]
     db: ExternalDbFlags,
+    /// The CloudWatch Logs group every container logs to besides the host (Docker's awslogs
+    /// driver; the group is made by the AWS setup, one per environment).
+    #[arg(long, value_name = "GROUP", env = "HITSAVE_LOGS_GROUP")]
+    logs_group: Option<String>,
+    /// The logs group's region.
+    #[arg(long, value_name = "REGION", env = "HITSAVE_LOGS_REGION")]
+    logs_region: Option<String>,
+    /// Another CloudWatch Logs endpoint than the region's (a VPC endpoint).
+    #[arg(long, value_name = "URL", env = "HITSAVE_LOGS_ENDPOINT")]
+    logs_endpoint: Option<String>,
     /// The domain the site serves [default: the environment's; a preview has none]: it serves
     /// that name, `www.` and `api.` of it.
     #[arg(long, value_name = "DOMAIN")]
@@ -53,6 +63,31 @@ pub struct InstallArgs {
     /// [default: a year in production, a day in staging].
     #[arg(long, value_name = "SECS")]
     hsts_max_age: Option<u64>,
+    /// Seconds to watch the new release after its cutover (5xx rate and p99 against the
+    /// release before it, from nginx's access log), rolling back when it fails; 0: no watch.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "HITSAVE_WATCH_SECONDS",
+        default_value_t = 60
+    )]
+    watch: u64,
+    /// Percentage points by which the new release's 5xx rate may pass the old one's.
+    #[arg(
+        long,
+        value_name = "POINTS",
+        env = "HITSAVE_WATCH_MAX_5XX",
+        default_value_t = 2.0
+    )]
+    watch_max_5xx: f64,
+    /// How many times the old release's p99 the new one may reach.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        env = "HITSAVE_WATCH_P99_FACTOR",
+        default_value_t = 3.0
+    )]
+    watch_p99_factor: f64,
     /// Apply pending migrations without taking a backup first (history says so).
     #[arg(long)]
     skip_backup: bool,
@@ -82,9 +117,19 @@ impl InstallArgs {
             https_port: self.https_port,
             local_base_images: self.local_base_images,
             db: self.db.settings(),
+            logs: crate::site::settings::LogsSettings {
+                group: self.logs_group,
+                region: self.logs_region,
+                endpoint: self.logs_endpoint,
+            },
             hsts_max_age: self.hsts_max_age,
             skip_backup: self.skip_backup,
             until: self.until,
+            watch: crate::site::settings::WatchSettings {
+                seconds: self.watch,
+                max_5xx_points: self.watch_max_5xx,
+                p99_factor: self.watch_p99_factor,
+            },
             front: None,
         })
     }

@@ -41,6 +41,8 @@ struct Status {
     certificate: Option<crate::site::tls_files::CertInfo>,
     /// The certificate's line, or what needs attention (none, fewer than 14 days left).
     tls: Result<String, String>,
+    /// The last watch after a cutover: its figures and verdict.
+    watch: Option<crate::release::watch::Report>,
     last: Vec<HistoryEntry>,
 }
 
@@ -106,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         draining: crate::site::nginx::draining(&host.nginx_dir()),
         certificate: crate::site::tls_files::Files::new(&host.tls_dir()).current(),
         tls: crate::tls::report(&host),
+        watch: crate::release::watch::Report::last(&host),
         last: history.into_iter().rev().take(5).collect(),
     };
     if args.json {
@@ -134,6 +137,9 @@ fn print_text(status: &Status) {
     match &status.tls {
         Ok(line) => println!("tls:       {line}"),
         Err(problem) => println!("tls:       WARNING: {problem}"),
+    }
+    if let Some(watch) = &status.watch {
+        println!("watch:     {} ({})", watch.summary(), watch.started);
     }
     if status.maintenance {
         println!(

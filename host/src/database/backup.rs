@@ -45,7 +45,19 @@ pub struct BackupOptions {
 pub fn verify(root: &Utf8Path, id: Option<&BackupId>, json: bool) -> anyhow::Result<()> {
     let ui = Ui::new();
     let host = Host::open(root)?;
-    let record = crate::database::drill::verify(&ui, &host, id)?;
+    let record = match crate::database::drill::verify(&ui, &host, id) {
+        Ok(record) => record,
+        Err(e) => {
+            let event = crate::site::notify::Event {
+                kind: "drill-failed",
+                text: format!("the restore drill of the last backup failed: {e:#}"),
+                fields: serde_json::json!({ "backup": id, "reason": format!("{e:#}") }),
+            };
+            let settings = crate::site::notify::settings_of_host();
+            crate::site::notify::send(&host, &settings, &event);
+            return Err(e);
+        }
+    };
     if json {
         println!(
             "{}",

@@ -40,7 +40,8 @@ pub fn request(
 /// One request to `addr`; None while nothing answers (no connection, no whole answer in time).
 /// It says `X-Forwarded-Proto: https`, as a TLS-terminating balancer does: a site that serves
 /// only HTTPS serves these checks (from a private address) on its plain port too, the way it
-/// serves its balancer.
+/// serves its balancer. It says `X-HitSave-Check: 1` too: the host's own checks are not
+/// traffic (the watch after a cutover leaves them out).
 pub fn request_to(
     addr: SocketAddr,
     host: &str,
@@ -52,7 +53,8 @@ pub fn request_to(
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, host)
-        .header("x-forwarded-proto", "https");
+        .header("x-forwarded-proto", "https")
+        .header("x-hitsave-check", "1");
     let body = match json {
         Some(json) => {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");

@@ -2,6 +2,7 @@
 //! private files, randomness, time, KEY=VALUE files, closed sets of words and the object store.
 
 pub mod choice;
+pub mod cloudwatch_logs;
 pub mod compose;
 pub mod digest;
 pub mod docker;
@@ -14,3 +15,4 @@ pub mod random;
 pub mod store;
 pub mod time;
 pub mod ui;
+pub mod webhook;

@@ -79,6 +79,8 @@ pub struct InstallOptions {
     pub local_base_images: bool,
     /// An external database, if any.
     pub db: crate::site::settings::ExternalDb,
+    /// A CloudWatch Logs group the containers log to besides the host, if any.
+    pub logs: crate::site::settings::LogsSettings,
     /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
     /// [default: a year in production, a day in staging].
     pub hsts_max_age: Option<u64>,
@@ -87,6 +89,9 @@ pub struct InstallOptions {
     /// Stop after this step, leaving the running stack as it is (the CodeDeploy hooks split
     /// an install over BeforeInstall, AfterInstall and ApplicationStart this way).
     pub until: Option<Until>,
+    /// The watch after the cutover (`watch.rs`): seconds 0 turns it off; the CodeDeploy hooks
+    /// install with it off and watch in ValidateService.
+    pub watch: crate::site::settings::WatchSettings,
     /// The host's settings when a front routes to this environment (a preview host): it is
     /// routed as soon as it serves, before its certificate is asked for, so the CA's
     /// challenge reaches it.
@@ -230,8 +235,7 @@ fn install(
         *outcome = Outcome::Prepared;
         return Ok(());
     }
-    deploy(ui, host, &stack, &args.host, Some(migrations), outcome)?;
-    *outcome = Outcome::Installed;
+    cut_over(ui, host, &stack, args, migrations, outcome)?;
     if let Some(settings) = &args.front
         && let Err(e) = crate::environments::front::update(settings)
     {
@@ -256,6 +260,78 @@ fn install(
         ));
     }
     Ok(())
+}
+
+/// The swap to `stack` (`deploy`), recorded as the last cutover, then watched when the
+/// install asks for it: a release that fails its watch is rolled back and this fails.
+fn cut_over(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    args: &InstallOptions,
+    migrations: &mut Migrations,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let cutover = crate::release::watch::Cutover {
+        release: stack.env.release()?.to_string(),
+        previous: host.current().map(String::from),
+        at: crate::release::watch::now_seconds(),
+    };
+    deploy(ui, host, stack, &args.host, Some(migrations), outcome)?;
+    *outcome = Outcome::Installed;
+    crate::release::watch::Cutover::write(host, &cutover)?;
+    if let Some(why) = watch_or_roll_back(ui, host, stack, &args.host, cutover.at, &args.watch)? {
+        *outcome = Outcome::RolledBack;
+        bail!(why);
+    }
+    Ok(())
+}
+
+/// Watches `stack`, serving since `cutover`, against the release `host` calls previous; when
+/// it fails, brings that release back (on disk: no download, no migration). Ok(None) when it
+/// passed (or there is nothing to compare with); Ok(Some(why)) when the previous release
+/// serves again, `why` saying what the watch saw and how long the rollback took.
+pub fn watch_or_roll_back(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    options: &HostOptions,
+    cutover: f64,
+    settings: &crate::site::settings::WatchSettings,
+) -> anyhow::Result<Option<String>> {
+    if settings.seconds == 0 {
+        return Ok(None);
+    }
+    let Some(previous) = host.previous() else {
+        ui.info("the first release on this host: nothing to compare it with, not watched");
+        return Ok(None);
+    };
+    let old = Stack::open(&host.release_dir(&previous))?;
+    let report = crate::release::watch::watch(ui, host, stack, &old, cutover, settings)?;
+    ui.info(&report.summary());
+    if report.verdict != crate::release::watch::Verdict::Failed {
+        return Ok(None);
+    }
+    ui.info(&format!(
+        "release {} failed its watch: rolling back to {previous}",
+        report.release
+    ));
+    let started = std::time::Instant::now();
+    let mut outcome = crate::site::history::Outcome::Failed;
+    deploy(ui, host, &old, options, None, &mut outcome).with_context(|| {
+        format!(
+            "release {} failed its watch ({}), and bringing {previous} back failed too",
+            report.release, report.reason
+        )
+    })?;
+    Ok(Some(format!(
+        "release {} failed its watch after {:.1} s: {}; release {previous} was brought back in {:.1} s and serves (no download, no migration). {}",
+        report.release,
+        report.watched_seconds,
+        report.reason,
+        started.elapsed().as_secs_f64(),
+        report.summary()
+    )))
 }
 
 /// The host can run the release: secrets, Docker, disk, platform, certificates.
@@ -342,7 +418,7 @@ fn release_env(
     for (key, image) in base_images(args.local_base_images) {
         set(key, image.into());
     }
-    for (key, value) in args.db.settings()? {
+    for (key, value) in args.db.settings()?.into_iter().chain(args.logs.settings()?) {
         set(key, value);
     }
     if let Some(max_age) = args.hsts_max_age {

@@ -1,6 +1,7 @@
 //! A release on this host: the keys it is checked against (`trust.rs`), its manifest and
 //! artifacts verified (`verify.rs`), downloaded (`fetch.rs`), unpacked (`unpack.rs`), the host
-//! checked for it (`preflight.rs`), installed (`install.rs`) and rolled back (`rollback.rs`).
+//! checked for it (`preflight.rs`), installed (`install.rs`), watched after its cutover (`watch.rs`) and rolled back
+//! (`rollback.rs`).
 
 pub mod fetch;
 pub mod install;
@@ -9,3 +10,4 @@ pub mod rollback;
 pub mod trust;
 pub mod unpack;
 pub mod verify;
+pub mod watch;

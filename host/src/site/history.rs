@@ -114,6 +114,9 @@ pub struct HistoryEntry {
     /// The environment an install was for (`--env`): the hooks' downgrade check reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
+    /// What the team was told, and whether it reached them (`site::notify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<String>,
 }
 
 /// Who runs this command, for history: SUDO_USER when run through sudo, else USER.
@@ -143,6 +146,7 @@ impl HistoryEntry {
             channel: None,
             secret: None,
             env: None,
+            notified: None,
         }
     }
 }

@@ -112,6 +112,11 @@ impl Host {
         Ok(id)
     }
 
+    /// The last watch after a cutover (`watch.json`, written by `release::watch`), as JSON.
+    pub fn last_watch(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(self.root.join("watch.json")).ok()?).ok()
+    }
+
     /// Whether a release is unpacked here (the rename into releases/ is the last step, so a
     /// directory there is complete).
     pub fn has_release(&self, id: &ReleaseId) -> bool {

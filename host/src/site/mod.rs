@@ -8,6 +8,7 @@ pub mod history;
 pub mod host;
 pub mod lock;
 pub mod nginx;
+pub mod notify;
 pub mod placement;
 pub mod release_env;
 pub mod rotations;

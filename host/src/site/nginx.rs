@@ -16,6 +16,9 @@ use crate::site::app::App;
 pub struct Upstreams {
     pub api: String,
     pub web: String,
+    /// The release each app serves, for the access log (the watch after a cutover reads it).
+    pub api_release: String,
+    pub web_release: String,
 }
 
 impl Upstreams {
@@ -25,6 +28,8 @@ impl Upstreams {
         Upstreams {
             api: at(App::Api),
             web: at(App::Web),
+            api_release: String::new(),
+            web_release: String::new(),
         }
     }
 
@@ -139,6 +144,8 @@ pub fn render(template: &str, domain: &str, https: Option<Https>, upstreams: &Up
         .replace("{{domain}}", domain)
         .replace("{{api_upstream}}", &upstreams.api)
         .replace("{{web_upstream}}", &upstreams.web)
+        .replace("{{api_release}}", &upstreams.api_release)
+        .replace("{{web_release}}", &upstreams.web_release)
 }
 
 /// The named location that answers a maintenance 503 with `page` (the status stays 503).
@@ -295,7 +302,18 @@ pub fn install(
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("cannot read {template_path}"))?;
     let https = tls.then(|| https_of(release_dir));
-    let site = render(&template, domain, https, upstreams);
+    let mut upstreams = upstreams.clone();
+    if let Ok(env) = crate::site::stack::ReleaseEnv::read(&release_dir.join("release.env")) {
+        for (app, release) in [
+            (App::Api, &mut upstreams.api_release),
+            (App::Web, &mut upstreams.web_release),
+        ] {
+            if let Ok((id, _)) = env.app_release(app) {
+                *release = id.to_owned();
+            }
+        }
+    }
+    let site = render(&template, domain, https, &upstreams);
     // What `/lb-health` answers while the API is ready (and nothing else).
     let ready = dir.join(LB_READY_FILE);
     if std::fs::read_to_string(&ready).ok().as_deref() != Some("ready\n") {

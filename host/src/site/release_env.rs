@@ -91,6 +91,21 @@ impl ReleaseEnv {
             .context("HITSAVE_HTTP_PORT in release.env is not a port")
     }
 
+    /// HITSAVE_LOGS_GROUP: the CloudWatch Logs group the containers log to, if any.
+    pub fn logs_group(&self) -> Option<&str> {
+        self.vars.get("HITSAVE_LOGS_GROUP").map(String::as_str)
+    }
+
+    /// HITSAVE_LOGS_REGION: the group's region.
+    pub fn logs_region(&self) -> Option<&str> {
+        self.vars.get("HITSAVE_LOGS_REGION").map(String::as_str)
+    }
+
+    /// HITSAVE_LOGS_ENDPOINT: another CloudWatch Logs endpoint than the region's.
+    pub fn logs_endpoint(&self) -> Option<&str> {
+        self.vars.get("HITSAVE_LOGS_ENDPOINT").map(String::as_str)
+    }
+
     /// HITSAVE_HTTPS_PORT: the host port nginx answers HTTPS on.
     pub fn https_port(&self) -> anyhow::Result<u16> {
         self.get("HITSAVE_HTTPS_PORT")?

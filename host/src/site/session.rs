@@ -57,6 +57,7 @@ impl Session {
         entry.outcome = outcome;
         entry.seconds = self.elapsed().as_secs_f64();
         entry.error = result.as_ref().err().map(|e| format!("{e:#}"));
+        entry.notified = crate::site::notify::after_change(&self.host, &entry);
         let recorded = self.host.record(&entry);
         let value = result?;
         recorded?;

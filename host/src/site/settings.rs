@@ -1,5 +1,7 @@
 //! What this host is configured to be: its environment and the base images it builds on.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use camino::Utf8PathBuf;
 
@@ -185,6 +187,91 @@ impl Default for ExternalDb {
     }
 }
 
+/// How long to watch and what fails a release (host.env HITSAVE_WATCH_*).
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    /// Seconds to watch after the cutover; 0 turns the watch off.
+    pub seconds: u64,
+    /// Percentage points by which the new 5xx rate may pass the old one.
+    pub max_5xx_points: f64,
+    /// How many times the old p99 the new one may reach.
+    pub p99_factor: f64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> WatchSettings {
+        WatchSettings {
+            seconds: 60,
+            max_5xx_points: 2.0,
+            p99_factor: 3.0,
+        }
+    }
+}
+
+/// Where notifications go, and how long sending them may take in all.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// HITSAVE_NOTIFY_WEBHOOK: a Slack-compatible incoming webhook (or any JSON receiver).
+    pub webhook: Option<String>,
+    /// HITSAVE_NOTIFY_SNS_TOPIC: an SNS topic ARN (the instance role may publish to it).
+    pub sns_topic: Option<String>,
+    /// HITSAVE_NOTIFY_TIMEOUT: seconds for all attempts at all targets.
+    pub timeout: Duration,
+    /// HITSAVE_NOTIFY_DISK_PERCENT: the install root's disk is reported above this [85].
+    pub disk_percent: f64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> NotifySettings {
+        NotifySettings {
+            webhook: None,
+            sns_topic: None,
+            timeout: Duration::from_secs(5),
+            disk_percent: 85.0,
+        }
+    }
+}
+
+/// Where the containers' logs go besides the host: a CloudWatch Logs group (HITSAVE_LOGS_*).
+#[derive(Debug, Clone, Default)]
+pub struct LogsSettings {
+    /// HITSAVE_LOGS_GROUP: the group, one per environment (`hitsave-production`).
+    pub group: Option<String>,
+    /// HITSAVE_LOGS_REGION: its region.
+    pub region: Option<String>,
+    /// HITSAVE_LOGS_ENDPOINT: another endpoint than the region's (a VPC endpoint, a test's).
+    pub endpoint: Option<String>,
+}
+
+impl LogsSettings {
+    /// With the group's region and endpoint.
+    fn located(self, region: Option<String>, endpoint: Option<String>) -> LogsSettings {
+        LogsSettings {
+            region,
+            endpoint,
+            ..self
+        }
+    }
+
+    /// The release.env settings of the logs overlay; none when no group is named.
+    pub fn settings(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let Some(group) = &self.group else {
+            return Ok(Vec::new());
+        };
+        let region = self.region.clone().with_context(|| {
+            format!("the logs go to CloudWatch group {group}, but no region is named: set HITSAVE_LOGS_REGION (--logs-region); nothing was changed")
+        })?;
+        let mut settings = vec![
+            ("HITSAVE_LOGS_GROUP", group.clone()),
+            ("HITSAVE_LOGS_REGION", region),
+        ];
+        if let Some(endpoint) = &self.endpoint {
+            settings.push(("HITSAVE_LOGS_ENDPOINT", endpoint.clone()));
+        }
+        Ok(settings)
+    }
+}
+
 /// The trusted release keys when none are named.
 pub const DEFAULT_KEYS: &str = "/etc/hitsave/keys";
 
@@ -226,6 +313,14 @@ pub struct HostSettings {
     pub branches: Option<Vec<String>>,
     /// HITSAVE_ALLOW_DOWNGRADE: an older release than the newest installed is taken.
     pub allow_downgrade: bool,
+    /// HITSAVE_WATCH_SECONDS, HITSAVE_WATCH_MAX_5XX, HITSAVE_WATCH_P99_FACTOR: the watch after
+    /// a cutover.
+    pub watch: WatchSettings,
+    /// HITSAVE_LOGS_GROUP, HITSAVE_LOGS_REGION, HITSAVE_LOGS_ENDPOINT: CloudWatch Logs.
+    pub logs: LogsSettings,
+    /// HITSAVE_NOTIFY_WEBHOOK, HITSAVE_NOTIFY_SNS_TOPIC, HITSAVE_NOTIFY_TIMEOUT: where the
+    /// team is told about deploys, failures and the disk.
+    pub notify: NotifySettings,
     /// HITSAVE_ENVIRONMENTS, HITSAVE_PREVIEW_*, HITSAVE_ENV_PORTS: one environment, or
     /// several behind a front (a preview host).
     pub environments: Environments,
@@ -288,6 +383,16 @@ pub const HOST_SETTING_KEYS: &[&str] = &[
     "HITSAVE_LB_HEALTH_WAIT",
     "HITSAVE_BRANCHES",
     "HITSAVE_ALLOW_DOWNGRADE",
+    "HITSAVE_WATCH_SECONDS",
+    "HITSAVE_WATCH_MAX_5XX",
+    "HITSAVE_WATCH_P99_FACTOR",
+    "HITSAVE_LOGS_GROUP",
+    "HITSAVE_LOGS_REGION",
+    "HITSAVE_LOGS_ENDPOINT",
+    "HITSAVE_NOTIFY_WEBHOOK",
+    "HITSAVE_NOTIFY_SNS_TOPIC",
+    "HITSAVE_NOTIFY_TIMEOUT",
+    "HITSAVE_NOTIFY_DISK_PERCENT",
     "HITSAVE_ENVIRONMENTS",
     "HITSAVE_PREVIEW_DOMAIN",
     "HITSAVE_PREVIEW_MAX",
@@ -383,18 +488,7 @@ impl HostSettings {
             keys: text("HITSAVE_KEYS")
                 .unwrap_or_else(|| DEFAULT_KEYS.into())
                 .into(),
-            tls: TlsSettings {
-                mode: typed(lookup, "HITSAVE_TLS", TlsMode::parse)?.unwrap_or(TlsMode::Acme),
-                acme_directory: text("HITSAVE_ACME_DIRECTORY"),
-                acme_email: text("HITSAVE_ACME_EMAIL"),
-                acme_ca_root: text("HITSAVE_ACME_CA_ROOT").map(Into::into),
-                tls_renew_within: typed(lookup, "HITSAVE_TLS_RENEW_WITHIN", |v| {
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|d| d.is_finite() && *d >= 0.0)
-                        .ok_or_else(|| "not a number of days".into())
-                })?,
-            },
+            tls: tls(lookup)?,
             hsts_max_age: seconds("HITSAVE_HSTS_MAX_AGE")?,
             db: ExternalDb {
                 db_port: port("HITSAVE_DB_PORT")?.unwrap_or(defaults.db_port),
@@ -412,9 +506,92 @@ impl HostSettings {
                     .collect()
             }),
             allow_downgrade: boolean("HITSAVE_ALLOW_DOWNGRADE")?,
+            watch: watch(lookup)?,
+            logs: LogsSettings {
+                group: text("HITSAVE_LOGS_GROUP"),
+                ..LogsSettings::default()
+            }
+            .located(text("HITSAVE_LOGS_REGION"), text("HITSAVE_LOGS_ENDPOINT")),
+            notify: notify(lookup)?,
             environments: environments(lookup)?,
         })
     }
+}
+
+/// How the host gets its certificate.
+fn tls(lookup: &Lookup<'_>) -> anyhow::Result<TlsSettings> {
+    let text = |key: &str| lookup(key).map(|(_, v)| v).filter(|v| !v.is_empty());
+    Ok(TlsSettings {
+        mode: typed(lookup, "HITSAVE_TLS", TlsMode::parse)?.unwrap_or(TlsMode::Acme),
+        acme_directory: text("HITSAVE_ACME_DIRECTORY"),
+        acme_email: text("HITSAVE_ACME_EMAIL"),
+        acme_ca_root: text("HITSAVE_ACME_CA_ROOT").map(Into::into),
+        tls_renew_within: typed(lookup, "HITSAVE_TLS_RENEW_WITHIN", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .ok_or_else(|| "not a number of days".into())
+        })?,
+    })
+}
+
+/// Where the team is told.
+fn notify(lookup: &Lookup<'_>) -> anyhow::Result<NotifySettings> {
+    let seconds = |key| {
+        typed(lookup, key, |v| {
+            v.parse::<u64>()
+                .map_err(|_| "not a whole number of seconds".into())
+        })
+    };
+    Ok(NotifySettings {
+        webhook: typed(lookup, "HITSAVE_NOTIFY_WEBHOOK", |v| {
+            (v.starts_with("https://") || v.starts_with("http://"))
+                .then(|| v.to_owned())
+                .ok_or_else(|| "not an http(s) URL".into())
+        })?
+        .filter(|v| !v.is_empty()),
+        sns_topic: typed(lookup, "HITSAVE_NOTIFY_SNS_TOPIC", |v| {
+            v.starts_with("arn:aws:sns:")
+                .then(|| v.to_owned())
+                .ok_or_else(|| "not an SNS topic ARN (arn:aws:sns:...)".into())
+        })?,
+        timeout: Duration::from_secs(seconds("HITSAVE_NOTIFY_TIMEOUT")?.unwrap_or(5)),
+        disk_percent: typed(lookup, "HITSAVE_NOTIFY_DISK_PERCENT", |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| "not a percentage (0 to 100)".into())
+        })?
+        .unwrap_or(85.0),
+    })
+}
+
+/// The watch after a cutover.
+fn watch(lookup: &Lookup<'_>) -> anyhow::Result<WatchSettings> {
+    let defaults = WatchSettings::default();
+    let positive = |key, what: &'static str| {
+        typed(lookup, key, move |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .ok_or_else(|| format!("not {what}"))
+        })
+    };
+    Ok(WatchSettings {
+        seconds: typed(lookup, "HITSAVE_WATCH_SECONDS", |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 240)
+                .ok_or_else(|| {
+                    "not a number of seconds up to 240 (0: no watch; CodeDeploy gives ValidateService 300 s)".into()
+                })
+        })?
+        .unwrap_or(defaults.seconds),
+        max_5xx_points: positive("HITSAVE_WATCH_MAX_5XX", "a number of percentage points")?
+            .unwrap_or(defaults.max_5xx_points),
+        p99_factor: positive("HITSAVE_WATCH_P99_FACTOR", "a factor (3 = three times)")?
+            .unwrap_or(defaults.p99_factor),
+    })
 }
 
 /// The preview host's settings; a preview domain must be a host name.

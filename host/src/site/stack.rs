@@ -166,7 +166,8 @@ impl Stack {
         self.env.external_db().is_some()
     }
 
-    /// The base file, the production overlay and, for an external database, its overlays.
+    /// The base file, the production overlay and, for an external database and for logs sent
+    /// to CloudWatch, their overlays.
     fn compose_files(&self) -> Vec<Utf8PathBuf> {
         let deploy = self.release_dir.join("deploy");
         let mut files = vec![
@@ -181,6 +182,12 @@ impl Stack {
                 .is_some_and(|db| db.network.is_some())
             {
                 files.push(deploy.join("external-db-network.yml"));
+            }
+        }
+        if self.env.logs_group().is_some() {
+            files.push(deploy.join("awslogs.yml"));
+            if self.env.logs_endpoint().is_some() {
+                files.push(deploy.join("awslogs-endpoint.yml"));
             }
         }
         files

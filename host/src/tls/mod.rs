@@ -280,11 +280,29 @@ pub fn renew(
         ui.info("this host serves no HTTPS (--env local): nothing to renew");
         return Ok(());
     }
-    match apply(ui, host, &stack, settings, force)? {
-        Outcome::LeftAlone(why) | Outcome::Deferred(why) => ui.info(&why),
-        Outcome::Fresh(c) => ui.info(&format!("not due yet: {}", c.describe())),
-        Outcome::Issued(_) => {}
+    let notify = crate::site::notify::settings_of_host();
+    let tell = |kind, text: String| {
+        let event = crate::site::notify::Event {
+            kind,
+            fields: serde_json::json!({ "domain": stack.domain().ok(), "reason": text }),
+            text,
+        };
+        crate::site::notify::send(host, &notify, &event);
+    };
+    match apply(ui, host, &stack, settings, force) {
+        Ok(Outcome::LeftAlone(why) | Outcome::Deferred(why)) => ui.info(&why),
+        Ok(Outcome::Fresh(c)) => ui.info(&format!("not due yet: {}", c.describe())),
+        Ok(Outcome::Issued(_)) => {}
+        Err(e) => {
+            tell("certificate-renewal-failed", format!("{e:#}"));
+            return Err(e);
+        }
     }
+    if let Err(problem) = report(host) {
+        // Fewer than WARN_DAYS left (or no certificate at all) after this renewal.
+        tell("certificate-expiring", problem);
+    }
+    crate::site::notify::disk(host, &notify);
     Ok(())
 }
 

@@ -56,6 +56,8 @@ pub fn dev_site(template: &str, port: u16, api_port: u16, web_port: u16) -> Stri
     let upstreams = Upstreams {
         api: format!("127.0.0.1:{api_port}"),
         web: format!("127.0.0.1:{web_port}"),
+        api_release: "dev".into(),
+        web_release: "dev".into(),
     };
     render(template, "hitsave-local.io", None, &upstreams)
         .replace(

@@ -39,10 +39,13 @@ pub fn scenario(
         "ops@hitsave.io".to_owned(),
     ];
     let mut said = String::new();
+    // The team's webhook: failed renewals and expiring certificates are told there.
+    let receiver = crate::test::notify::Receiver::start()?;
+    let notify = receiver.env();
     let mut run = |args: &[String]| -> anyhow::Result<(bool, String)> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         eprintln!("xtask: test: acme: xtask {}", args.join(" "));
-        let out = h.t.command(&args, &[]).output()?;
+        let out = h.t.command(&args, &notify).output()?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -176,7 +179,18 @@ pub fn scenario(
         "the CA being down changed the certificate"
     );
     https_ok(&h, &pebble, &names)?;
-    eprintln!("xtask: test: acme: a CA that is down keeps the certificate; the site serves");
+    let told = receiver.events();
+    ensure!(
+        told.iter()
+            .any(|e| e["event"] == "certificate-renewal-failed"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cannot reach the ACME server"))),
+        "the failed renewal was not told: {told:?}"
+    );
+    eprintln!(
+        "xtask: test: acme: a CA that is down keeps the certificate; the site serves; the team was told"
+    );
 
     // Hand-placed files, and --tls manual, are left alone.
     let tls = h.host_root.join("tls");
@@ -208,6 +222,22 @@ pub fn scenario(
     eprintln!("xtask: test: acme: hand-placed certificates and --tls manual are left alone");
 
     // The private keys: 0600, and in no output, history, container or image.
+    // A certificate with two days left: `tls renew` tells the team.
+    crate::test::codedeploy::self_signed_tls(&h.host_root, DOMAIN)?;
+    let (ok, text) = run(&renew(&["--tls", "manual"]))?;
+    ensure!(ok, "tls renew with a hand-placed certificate:\n{text}");
+    ensure!(
+        receiver
+            .events()
+            .iter()
+            .any(|e| e["event"] == "certificate-expiring"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("fewer than 14 days"))),
+        "a certificate expiring in two days was not told: {:?}",
+        receiver.events()
+    );
+    eprintln!("xtask: test: acme: a certificate expiring within 14 days was told");
     secrets_stay_private(&h, &said, &key)?;
     crate::test::restore::across_environments(main, &h)?;
     drop(cleanup);

@@ -410,14 +410,16 @@ fn resident_origin(host_root: &Utf8Path) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// v1 and v2 are healthy releases, v3's API never becomes ready; all three are in `store`.
-/// The host starts empty, with only what the user data puts there.
+/// v1 and v2 are healthy releases, v3's API never becomes ready, `bad`'s answers 500 to a
+/// fifth of /health once it serves; all are in `store`. The host starts empty, with only what
+/// the user data puts there.
 pub(crate) fn lifecycle(
     work: &Utf8Path,
     store: &Utf8Path,
     v1: &str,
     v2: &str,
     v3: &str,
+    bad: &str,
 ) -> anyhow::Result<()> {
     let work = work.join("codedeploy");
     let _ = std::fs::remove_dir_all(&work);
@@ -432,7 +434,7 @@ pub(crate) fn lifecycle(
     std::fs::write(
         &host_config,
         format!(
-            "# The test host's settings (on a real host: /etc/hitsave/host.env).\nHITSAVE_ROOT={host_root}\nHITSAVE_PROJECT={project}\nHITSAVE_BIND=127.0.0.1\nHITSAVE_HTTP_PORT={port}\nHITSAVE_HTTPS_PORT={}\nHITSAVE_LOCAL_BASE_IMAGES=1\nHITSAVE_HEALTH_TIMEOUT=25\nHITSAVE_KEYS={keys}\n",
+            "# The test host's settings (on a real host: /etc/hitsave/host.env).\nHITSAVE_ROOT={host_root}\nHITSAVE_PROJECT={project}\nHITSAVE_BIND=127.0.0.1\nHITSAVE_HTTP_PORT={port}\nHITSAVE_HTTPS_PORT={}\nHITSAVE_LOCAL_BASE_IMAGES=1\nHITSAVE_HEALTH_TIMEOUT=25\nHITSAVE_KEYS={keys}\nHITSAVE_WATCH_SECONDS=0\n",
             free_port()?,
         ),
     )?;
@@ -619,6 +621,7 @@ pub(crate) fn lifecycle(
     untrusted_bundles(&mut serving)?;
     changed_bundles(&mut serving)?;
     another_host_program(&mut serving)?;
+    watched(&mut serving, bad)?;
     drop(_cleanup);
     std::fs::remove_dir_all(&work)?;
     Ok(())
@@ -785,6 +788,46 @@ fn another_host_program(t: &mut Serving) -> anyhow::Result<()> {
     );
     eprintln!(
         "xtask: test: codedeploy: a release with another host program installs, and its verified program becomes the resident one"
+    );
+    Ok(())
+}
+
+/// With the watch on (host.env), `bad` under load passes ApplicationStart and fails
+/// ValidateService: the watch rolled it back, and the release before it serves.
+fn watched(t: &mut Serving, bad: &str) -> anyhow::Result<()> {
+    let config = t.agent.host_config.clone();
+    let text = std::fs::read_to_string(&config)?;
+    // The release before (another_host_program's, committed in 2099) is newer than `bad`:
+    // this deployment is a downgrade the host is told to take.
+    std::fs::write(
+        &config,
+        text.replace(
+            "HITSAVE_WATCH_SECONDS=0\n",
+            "HITSAVE_WATCH_SECONDS=30\nHITSAVE_ALLOW_DOWNGRADE=1\n",
+        ),
+    )?;
+    let before = current_release(t.host_root)?;
+    let load = crate::test::load::Load::start(t.port, PRODUCTION, 40, Duration::from_secs(300));
+    let outcome = t
+        .agent
+        .deploy("d-TESTWATCH", &bundle_of(t.store, bad)?, true);
+    let report = load.stop();
+    expect_failed(outcome?, "ValidateService", "failed its watch")?;
+    expect_serving_at(t.port, PRODUCTION, t.host_root, &before)?;
+    ensure!(
+        current_release(t.host_root)? == before,
+        "current moved off {before}"
+    );
+    let history = std::fs::read_to_string(t.host_root.join("history.jsonl"))?;
+    let last = history.lines().last().unwrap_or_default();
+    ensure!(
+        last.contains("\"action\":\"rollback\"") && last.contains("failed its watch"),
+        "the watch's rollback is not the last line of history:\n{last}"
+    );
+    std::fs::write(&config, text)?;
+    eprintln!(
+        "xtask: test: codedeploy: a release answering 500 to a fifth of /health failed ValidateService's watch and the release before it serves again ({} load requests, {} failed: the bad release's 500s)",
+        report.requests, report.failed
     );
     Ok(())
 }

@@ -156,6 +156,7 @@ impl Fleet {
                 ("HITSAVE_HTTPS_PORT", free_port()?.to_string()),
                 ("HITSAVE_LOCAL_BASE_IMAGES", "1".into()),
                 ("HITSAVE_HEALTH_TIMEOUT", "25".into()),
+                ("HITSAVE_WATCH_SECONDS", "0".into()),
                 ("HITSAVE_KEYS", keys.clone()),
                 ("HITSAVE_DB_HOST", DB_HOST.into()),
                 ("HITSAVE_DB_CA_FILE", db.ca.to_string()),

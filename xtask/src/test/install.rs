@@ -41,7 +41,8 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
         &head,
     )?;
     let result = scenario(&h, &twin)
-        .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?, &h));
+        .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?, &h))
+        .and_then(|()| crate::test::awslogs::scenario(root, &h.store, &h.current()?));
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);
@@ -205,9 +206,15 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     }
     eprintln!("xtask: test: v3 never became ready; v2 was brought back and serves");
 
+    // `bad`: an API that answers 500 to every fifth /health once it serves (the watch's).
+    let bad = commit_and_release(h, twin, "bad: a fifth of /health answers 500", |dir| {
+        crate::test::watch::break_health(dir)
+    })?;
+    git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
+
     // The same releases, deployed through their CodeDeploy bundles on a second host root
     // (before `refusals` tampers with v3's artifacts in the store).
-    crate::test::codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3)?;
+    crate::test::codedeploy::lifecycle(&h.work, &h.store, &v1, &v2, &v3, &bad)?;
     // Three such hosts behind a load balancer, on one PostgreSQL over TLS.
     crate::test::fleet::scenario(&h.work, &h.store, &v1, &v2)?;
     // Staging and pull requests' previews side by side on one preview host.
@@ -256,6 +263,9 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     h.expect_serving(&v2)?;
     ensure!(h.waitlist_rows()? == 3, "rows lost across rollbacks");
     eprintln!("xtask: test: rollback to v1 and back to v2, from disk");
+    // The team's webhook: the watch's deploys are told there, and more below.
+    let receiver = crate::test::notify::Receiver::start()?;
+    crate::test::watch::scenario(h, &v1, &v2, &bad, &receiver.env())?;
 
     refusals(h, &v1, &v3)?;
     crate::test::signing::scenario(h, &v2, &v1)?;
@@ -264,6 +274,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     crate::test::console::scenario(h)?;
     crate::test::secrets::scenario(h)?;
     no_secret_leaks(h)?;
+    crate::test::notify::scenario(h, &receiver, &v1, &bad)?;
 
     let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;
     ensure!(
@@ -1272,8 +1283,9 @@ impl Harness {
     /// A harness in a fresh `<target>/xtask/<name>-<pid>` with a compose project of its own,
     /// which the returned guard removes.
     pub(crate) fn fresh(root: &Utf8Path, name: &str) -> anyhow::Result<(Harness, ProjectCleanup)> {
-        let work =
-            xtask::checkout::target_dir(root).join(format!("xtask/{name}-{}", std::process::id()));
+        let parent = xtask::checkout::target_dir(root).join("xtask");
+        remove_stale(&parent, name);
+        let work = parent.join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
         let project = format!("hitsave-{name}-{}", std::process::id());
@@ -1326,11 +1338,25 @@ impl Harness {
         .collect();
         args.extend(["--http-port".to_owned(), self.port.to_string()]);
         args.extend(["--https-port".to_owned(), self.https_port.to_string()]);
+        // The watch after a cutover only where a test asks for it (`--watch SECS`).
+        if !extra.contains(&"--watch") {
+            args.extend(["--watch".to_owned(), "0".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
 
     pub(crate) fn install(&self, id: &str, extra: &[&str]) -> anyhow::Result<std::process::Output> {
+        self.install_with(id, extra, &[])
+    }
+
+    /// `install` with more variables in its environment.
+    pub(crate) fn install_with(
+        &self,
+        id: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<std::process::Output> {
         let args = self.install_args(id, extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         eprintln!(
@@ -1339,7 +1365,7 @@ impl Harness {
         );
         let out = self
             .t
-            .command(&args, &[])
+            .command(&args, env)
             .output()
             .context("cannot run xtask install")?;
         // The signature check's cost, for the figures.
@@ -1488,6 +1514,26 @@ impl Harness {
 }
 
 /// Makes `<host_root>/secrets/` (0700) with a random value for every secret (0600).
+/// Removes `<parent>/<name>-<pid>` left by runs that failed (their files are kept for a look
+/// until the next run) whose process is gone: a host's worth of releases each.
+fn remove_stale(parent: &Utf8Path, name: &str) {
+    let Ok(entries) = parent.read_dir_utf8() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let gone = entry
+            .file_name()
+            .strip_prefix(&format!("{name}-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() && !Utf8Path::new(&format!("/proc/{pid}")).exists()
+            });
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub(crate) fn write_host_secrets(host_root: &Utf8Path) -> anyhow::Result<()> {
     // The host's name (the user data writes the EC2 instance id there): each test host its own.
     let name: String = host_root

@@ -8,6 +8,7 @@
 //! (`cargo xtask dev` as a developer runs it).
 
 pub mod acme;
+mod awslogs;
 pub mod certs;
 pub mod codedeploy;
 pub mod console;
@@ -18,6 +19,7 @@ pub mod glibc_probe;
 pub mod install;
 pub mod load;
 pub mod moto;
+mod notify;
 pub mod pebble;
 pub mod postgres;
 mod previews;
@@ -25,6 +27,7 @@ pub mod release;
 pub mod restore;
 pub mod secrets;
 pub mod signing;
+mod watch;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -342,7 +342,7 @@ fn start(work: &Utf8Path, store: &Utf8Path, v1: &str) -> anyhow::Result<PreviewH
             "# A preview host's settings (on EC2: /etc/hitsave/host.env).\n\
              HITSAVE_ROOT={root}\nHITSAVE_PROJECT={project}\nHITSAVE_BIND=127.0.0.1\n\
              HITSAVE_HTTP_PORT={http}\nHITSAVE_HTTPS_PORT={https}\nHITSAVE_LOCAL_BASE_IMAGES=1\n\
-             HITSAVE_HEALTH_TIMEOUT=25\nHITSAVE_KEYS={keys}\n\
+             HITSAVE_HEALTH_TIMEOUT=25\nHITSAVE_KEYS={keys}\nHITSAVE_WATCH_SECONDS=0\n\
              HITSAVE_ACME_DIRECTORY={}\nHITSAVE_ACME_CA_ROOT={}\nHITSAVE_ACME_EMAIL=ops@hitsave.io\n\
              HITSAVE_BRANCHES=main\nHITSAVE_ENVIRONMENTS=many\n\
              HITSAVE_PREVIEW_DOMAIN={PREVIEW_DOMAIN}\nHITSAVE_PREVIEW_MAX=2\n\
