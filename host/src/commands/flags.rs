@@ -282,3 +282,44 @@ impl RetentionFlags {
         }
     }
 }
+
+/// The watch after a cutover (`install`, `rollback`): how long, and what fails a release.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WatchFlags {
+    /// Seconds to watch the release after its cutover (5xx rate and p99 against the release
+    /// before it, from nginx's access log), rolling back when it fails; 0: no watch.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "HITSAVE_WATCH_SECONDS",
+        default_value_t = 60
+    )]
+    watch: u64,
+    /// Percentage points by which the release's 5xx rate may pass the one before it.
+    #[arg(
+        long,
+        value_name = "POINTS",
+        env = "HITSAVE_WATCH_MAX_5XX",
+        default_value_t = 2.0
+    )]
+    watch_max_5xx: f64,
+    /// How many times the p99 of the release before it this one may reach.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        env = "HITSAVE_WATCH_P99_FACTOR",
+        default_value_t = 3.0
+    )]
+    watch_p99_factor: f64,
+}
+
+impl WatchFlags {
+    /// As the features take them.
+    pub fn settings(&self) -> crate::site::settings::WatchSettings {
+        crate::site::settings::WatchSettings {
+            seconds: self.watch,
+            max_5xx_points: self.watch_max_5xx,
+            p99_factor: self.watch_p99_factor,
+        }
+    }
+}

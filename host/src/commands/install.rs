@@ -1,5 +1,6 @@
 //! `xtask install`: fetch, verify, unpack and run a release on this host (`release::install`).
 
+use crate::commands::flags::WatchFlags;
 use crate::commands::flags::{
     ExternalDbFlags, HostFlags, StoreFlags, TlsFlags, TrustFlags, WhichFlags,
 };
@@ -63,31 +64,8 @@ pub struct InstallArgs {
     /// [default: a year in production, a day in staging].
     #[arg(long, value_name = "SECS")]
     hsts_max_age: Option<u64>,
-    /// Seconds to watch the new release after its cutover (5xx rate and p99 against the
-    /// release before it, from nginx's access log), rolling back when it fails; 0: no watch.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "HITSAVE_WATCH_SECONDS",
-        default_value_t = 60
-    )]
-    watch: u64,
-    /// Percentage points by which the new release's 5xx rate may pass the old one's.
-    #[arg(
-        long,
-        value_name = "POINTS",
-        env = "HITSAVE_WATCH_MAX_5XX",
-        default_value_t = 2.0
-    )]
-    watch_max_5xx: f64,
-    /// How many times the old release's p99 the new one may reach.
-    #[arg(
-        long,
-        value_name = "FACTOR",
-        env = "HITSAVE_WATCH_P99_FACTOR",
-        default_value_t = 3.0
-    )]
-    watch_p99_factor: f64,
+    #[command(flatten)]
+    watch: WatchFlags,
     /// Apply pending migrations without taking a backup first (history says so).
     #[arg(long)]
     skip_backup: bool,
@@ -125,11 +103,7 @@ impl InstallArgs {
             hsts_max_age: self.hsts_max_age,
             skip_backup: self.skip_backup,
             until: self.until,
-            watch: crate::site::settings::WatchSettings {
-                seconds: self.watch,
-                max_5xx_points: self.watch_max_5xx,
-                p99_factor: self.watch_p99_factor,
-            },
+            watch: self.watch.settings(),
             front: None,
         })
     }

@@ -3,7 +3,7 @@
 
 use hitsave_schema::ReleaseId;
 
-use crate::commands::flags::{HostFlags, TrustFlags};
+use crate::commands::flags::{HostFlags, TrustFlags, WatchFlags};
 use crate::release::rollback::RollbackOptions;
 
 /// `rollback`'s flags.
@@ -16,6 +16,8 @@ pub struct RollbackArgs {
     /// The release to go back to [default: previous].
     #[arg(long, value_name = "ID")]
     to: Option<ReleaseId>,
+    #[command(flatten)]
+    watch: WatchFlags,
 }
 
 impl RollbackArgs {
@@ -25,6 +27,7 @@ impl RollbackArgs {
             host: self.host.options(),
             trust: self.trust.options(),
             to: self.to,
+            watch: self.watch.settings(),
         })
     }
 }

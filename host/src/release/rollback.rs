@@ -7,7 +7,7 @@
 use anyhow::bail;
 use hitsave_schema::ReleaseId;
 
-use crate::release::install::{HostOptions, deploy};
+use crate::release::install::{HostOptions, deploy, watch_or_roll_back};
 use crate::release::trust::{Trust, TrustOptions};
 use crate::release::unpack::SIGNATURE_FILE;
 use crate::site::history::{Action, HistoryEntry, Outcome};
@@ -22,6 +22,9 @@ pub struct RollbackOptions {
     pub trust: TrustOptions,
     /// The release to go back to [default: previous].
     pub to: Option<ReleaseId>,
+    /// The watch after its cutover: a release that serves worse than the one it replaced
+    /// goes back to it.
+    pub watch: crate::site::settings::WatchSettings,
 }
 
 pub fn run(args: RollbackOptions) -> anyhow::Result<()> {
@@ -62,14 +65,20 @@ pub fn run(args: RollbackOptions) -> anyhow::Result<()> {
     ));
     let stack = Stack::open(&host.release_dir(&target))?;
     let mut outcome = Outcome::Failed;
-    let result = deploy(ui, host, &stack, &args.host, None, &mut outcome);
+    let cutover = crate::release::watch::now_seconds();
+    let result = deploy(ui, host, &stack, &args.host, None, &mut outcome).and_then(|()| {
+        match watch_or_roll_back(ui, host, &stack, &args.host, cutover, &args.watch)? {
+            Some(why) => Err(anyhow::anyhow!(why).context("rolled back again")),
+            None => Ok(()),
+        }
+    });
     let mut entry = HistoryEntry::new(Action::Rollback, target.clone());
     entry.previous = current;
     entry.signed_by = Some(verified.signed_by());
-    let outcome = if result.is_ok() {
-        Outcome::Installed
-    } else {
-        Outcome::Failed
+    let outcome = match &result {
+        Ok(()) => Outcome::Installed,
+        Err(e) if format!("{e}") == "rolled back again" => Outcome::RolledBack,
+        Err(_) => Outcome::Failed,
     };
     session.finish(entry, outcome, result)?;
     ui.info(&format!("release {target} serves again"));

@@ -101,6 +101,8 @@ impl Tester {
             cmd.env_remove(var);
         }
         cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+        // No watch after a cutover unless a test asks for one (`--watch SECS`).
+        cmd.env("HITSAVE_WATCH_SECONDS", "0");
         for (k, v) in env {
             cmd.env(k, v);
         }
