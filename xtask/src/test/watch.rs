@@ -5,7 +5,8 @@
 //!   30 s window: it fails its watch and v2 is brought back within the window (the window, the
 //!   5xx seen and the time to roll back are printed);
 //! - v1, healthy, installed under the same load: it passes the window, nothing rolled back;
-//! - v2 again with no traffic: it passes, saying there was too little traffic to judge.
+//! - v2 again with no traffic: it passes, saying there was too little traffic to judge;
+//! - a rollback to `bad` under load: watched like an install, it goes back to v2.
 
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,29 @@ pub(crate) fn scenario(
     );
     eprintln!(
         "xtask: test: watch: a release with no traffic passed (\"too little traffic to judge\"); status shows the last watch"
+    );
+
+    // A rollback is a cutover too: back to `bad` under load, it goes forward to v2 again.
+    let load = Load::start(h.port, DOMAIN, RATE, Duration::from_secs(300));
+    let err = h.t.fails(
+        &h.host_args(&["rollback", "--to", bad, "--watch", "20"]),
+        env,
+    );
+    load.stop();
+    let err = err?;
+    ensure!(
+        err.contains("failed its watch") && err.contains(&format!("release {v2} was brought back")),
+        "a rollback to a release that fails its watch:\n{err}"
+    );
+    h.expect_serving(v2)?;
+    ensure!(
+        h.current()? == v2 && h.last_history()?["outcome"] == "rolled-back",
+        "after the watched rollback: current {}, history {}",
+        h.current()?,
+        h.last_history()?
+    );
+    eprintln!(
+        "xtask: test: watch: a rollback to the bad release failed its watch and v2 serves again"
     );
     Ok(())
 }
