@@ -274,7 +274,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     crate::test::console::scenario(h)?;
     crate::test::secrets::scenario(h)?;
     no_secret_leaks(h)?;
-    crate::test::notify::scenario(h, &receiver, &v1, &bad)?;
+    crate::test::notify::scenario(h, &receiver, &v1, &bad, &v4)?;
 
     let status: Value = serde_json::from_slice(&h.ok(&h.host_args(&["status", "--json"]))?)?;
     ensure!(

@@ -149,14 +149,16 @@ fn of_kind(receiver: &Receiver, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-/// After the watch's installs (which were sent here): their events, then a failed backup, a
-/// failed drill, a rotation, the disk, no secret anywhere, and the bound.
-/// `v1` was the healthy release the watch passed (after `bad`, rolled back to v2).
+/// After the watch's installs (which were sent here): their events, then a failed deploy, a
+/// failed backup, a failed drill, a rotation, the disk, no secret anywhere, and the bound.
+/// `v1` was the healthy release the watch passed (after `bad`, rolled back to v2); `v4`'s
+/// migration fails.
 pub(crate) fn scenario(
     h: &Harness,
     receiver: &Receiver,
     v1: &str,
     bad: &str,
+    v4: &str,
 ) -> anyhow::Result<()> {
     let env = receiver.env();
     let rolled = of_kind(receiver, "deploy-rolled-back");
@@ -177,6 +179,19 @@ pub(crate) fn scenario(
     ensure!(
         deployed.len() == 2 && deployed.iter().any(|e| e["release"] == v1),
         "the two good deploys were told as: {deployed:?}"
+    );
+
+    // A deploy that fails before its cutover (its migration fails; nothing was swapped).
+    let out = h.install_with(v4, &[], &env)?;
+    ensure!(!out.status.success(), "v4 installed");
+    let failed = of_kind(receiver, "deploy-failed");
+    ensure!(
+        failed.len() == 1
+            && failed[0]["release"] == v4
+            && failed[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("20991231000000")),
+        "the failed deploy was told as: {failed:?}"
     );
 
     // A backup the store refuses, then a drill of a damaged backup.
