@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::kit::ui::Ui;
-use crate::site::app::App;
+use crate::site::app::{App, Service};
 use crate::site::host::Host;
 use crate::site::settings::WatchSettings;
 use crate::site::stack::{ReleaseEnv, Stack};
@@ -105,7 +105,7 @@ impl Report {
 
     /// The last watch on this host, if any.
     pub fn last(host: &Host) -> Option<Report> {
-        serde_json::from_slice(&std::fs::read(file(host)).ok()?).ok()
+        serde_json::from_value(host.last_watch()?).ok()
     }
 }
 
@@ -151,7 +151,7 @@ pub fn watch(
         "watching release {} for {} s: 5xx at most {} points over the old rate, p99 at most {}x the old one",
         report.release, settings.seconds, settings.max_5xx_points, settings.p99_factor
     ));
-    let nginx = nginx_container(stack)?;
+    let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
     report.old = figures(
         &nginx,
         cutover - BASELINE.as_secs_f64(),
@@ -232,27 +232,6 @@ fn changed_releases(new: &ReleaseEnv, old: &ReleaseEnv) -> BTreeSet<String> {
             (old.app_release(*app).ok().map(|r| r.0) != Some(id.as_str())).then_some(id)
         })
         .collect()
-}
-
-/// The stack's nginx container.
-fn nginx_container(stack: &Stack) -> anyhow::Result<String> {
-    let out = duct::cmd!(
-        "docker",
-        "ps",
-        "--quiet",
-        "--filter",
-        format!("label=com.docker.compose.project={}", stack.project),
-        "--filter",
-        "label=com.docker.compose.service=nginx"
-    )
-    .stdin_null()
-    .stderr_null()
-    .read()
-    .context("cannot list the stack's nginx container")?;
-    out.split_whitespace()
-        .next()
-        .map(str::to_owned)
-        .context("the stack has no running nginx container to read the access log of")
 }
 
 /// One request as nginx logs it (deploy/nginx's `hitsave` format).
