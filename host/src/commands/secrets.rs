@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
+use crate::commands::flags::WatchFlags;
 use crate::kit::files::replace_private;
 use crate::secrets::rotate::{self, Rotate};
 use crate::site::history::{Action, HistoryEntry, Outcome};
@@ -75,6 +76,8 @@ enum Secrets {
         /// before it stops working at once).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        watch: WatchFlags,
     },
     /// End the grace periods that are over: remove each previous value and replace the
     /// containers that still hold it (a timer runs this on the hosts).
@@ -94,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             from_stdin,
             grace,
             force,
+            watch,
         } => {
             check_name(&name)?;
             let value = from_stdin.then(|| read_value(&name)).transpose()?;
@@ -117,12 +121,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         force,
                         timeout: Duration::from_secs(place.health_timeout),
                     };
-                    record(session, Action::RotateSecret, &name, r.run()).with_context(|| {
-                    format!(
-                        "the rotation of {name} did not finish; the running containers keep working; run `{}` again to finish it",
-                        command(&format!("secrets rotate {name}"), &place.root)
-                    )
-                })?;
+                    let result = r.run_watched(&watch.settings()).with_context(|| {
+                        format!(
+                            "the rotation of {name} did not finish; the running containers keep working; run `{}` again to finish it",
+                            command(&format!("secrets rotate {name}"), &place.root)
+                        )
+                    });
+                    if let Ok(Some(why)) = result {
+                        return record_as(
+                            session,
+                            Action::RotateSecret,
+                            &name,
+                            Outcome::RolledBack,
+                            Err(anyhow::anyhow!(why)),
+                        );
+                    }
+                    record(session, Action::RotateSecret, &name, result.map(|_| ()))?;
                     ui.info(&format!(
                         "{name} is rotated; no container was stopped before its replacement served"
                     ));
@@ -173,17 +187,28 @@ fn record(
     name: &str,
     result: anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let outcome = if result.is_ok() {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    };
+    record_as(session, action, name, outcome, result)
+}
+
+/// The history line with the outcome given (a rotation turned back by its watch).
+fn record_as(
+    session: &Session,
+    action: Action,
+    name: &str,
+    outcome: Outcome,
+    result: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let Some(current) = session.host.current() else {
         return result;
     };
     let mut entry = HistoryEntry::new(action, current);
     entry.secret = Some(name.to_owned());
     entry.deployment = None;
-    let outcome = if result.is_ok() {
-        Outcome::Done
-    } else {
-        Outcome::Failed
-    };
     session.finish(entry, outcome, result)
 }
 

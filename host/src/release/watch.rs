@@ -7,6 +7,8 @@
 //! migration). The 5xx rate is judged as soon as there are enough requests, so a bad release
 //! is rolled back within seconds; the p99 at the end of the window. Too little traffic to
 //! judge passes, and says so. `<root>/watch.json` keeps the last watch's figures for `status`.
+//! A secret rotation keeps the release: its new containers' requests are told from the old
+//! ones' by the upstream address nginx logged.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +29,33 @@ pub const MIN_REQUESTS: u64 = 20;
 pub const BASELINE: Duration = Duration::from_secs(300);
 /// A p99 under this many milliseconds never fails a release (noise on an idle site).
 pub const P99_FLOOR_MS: f64 = 250.0;
+
+/// Which requests are the new ones'.
+pub enum New {
+    /// Served under these release ids (an install, a rollback).
+    Releases(BTreeSet<String>),
+    /// Served by the containers at these addresses, `ip:port` (a secret rotation).
+    Upstreams(BTreeSet<String>),
+}
+
+impl New {
+    fn has(&self, line: &Line) -> bool {
+        match self {
+            New::Releases(ids) => ids.contains(&line.release),
+            // nginx logs every address it tried, comma-separated, when it retried.
+            New::Upstreams(addresses) => line
+                .upstream
+                .split(", ")
+                .any(|a| addresses.contains(a.trim())),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            New::Releases(set) | New::Upstreams(set) => set.is_empty(),
+        }
+    }
+}
 
 /// Requests, their 5xx and their p99.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -130,11 +159,39 @@ pub fn watch(
     cutover: f64,
     settings: &WatchSettings,
 ) -> anyhow::Result<Report> {
-    let release = stack.env.release()?.to_string();
-    let new_ids = changed_releases(&stack.env, &previous.env);
+    let new = New::Releases(changed_releases(&stack.env, &previous.env));
+    let previous = previous.env.release()?.to_string();
+    watch_new(ui, host, stack, previous, &new, cutover, settings)
+}
+
+/// Watches the containers at `upstreams` that a rotation of `secret` started (serving since
+/// `cutover`) against the ones before them, and records the report.
+pub fn watch_rotation(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    secret: &str,
+    upstreams: BTreeSet<String>,
+    cutover: f64,
+    settings: &WatchSettings,
+) -> anyhow::Result<Report> {
+    let previous = format!("{} before {secret} was rotated", stack.env.release()?);
+    let new = New::Upstreams(upstreams);
+    watch_new(ui, host, stack, previous, &new, cutover, settings)
+}
+
+fn watch_new(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    previous: String,
+    new: &New,
+    cutover: f64,
+    settings: &WatchSettings,
+) -> anyhow::Result<Report> {
     let mut report = Report {
-        release,
-        previous: previous.env.release()?.to_string(),
+        release: stack.env.release()?.to_string(),
+        previous,
         started: crate::kit::time::now_rfc3339(),
         window_seconds: settings.seconds,
         watched_seconds: 0.0,
@@ -143,7 +200,7 @@ pub fn watch(
         verdict: Verdict::Passed,
         reason: String::new(),
     };
-    if new_ids.is_empty() {
+    if new.is_empty() {
         report.reason = "no app changed, so nothing new serves: passed".into();
         return record(host, report);
     }
@@ -161,7 +218,7 @@ pub fn watch(
     let started = Instant::now();
     let window = Duration::from_secs(settings.seconds);
     loop {
-        report.new = figures(&nginx, cutover, None, Some(&new_ids))?;
+        report.new = figures(&nginx, cutover, None, Some(new))?;
         report.watched_seconds = started.elapsed().as_secs_f64();
         if let Some(reason) = judge(&report, settings, started.elapsed() >= window) {
             report.verdict = reason.0;
@@ -241,18 +298,20 @@ struct Line {
     status: u16,
     request_time: f64,
     release: String,
+    #[serde(default)]
+    upstream: String,
     /// Set on the host's own checks, which are not traffic.
     #[serde(default)]
     check: String,
 }
 
-/// The figures of the requests logged from `since` (until `until`), of `releases` only when
-/// named.
+/// The figures of the requests logged from `since` (until `until`), of the `new` ones only
+/// when given.
 fn figures(
     nginx: &str,
     since: f64,
     until: Option<f64>,
-    releases: Option<&BTreeSet<String>>,
+    new: Option<&New>,
 ) -> anyhow::Result<Figures> {
     let out = duct::cmd!("docker", "logs", "--since", format!("{since:.3}"), nginx)
         .stdin_null()
@@ -270,7 +329,7 @@ fn figures(
         if line.msec < since
             || !line.check.is_empty()
             || until.is_some_and(|until| line.msec >= until)
-            || releases.is_some_and(|ids| !ids.contains(&line.release))
+            || new.is_some_and(|new| !new.has(&line))
         {
             continue;
         }

@@ -12,7 +12,13 @@
 //!
 //! Each step can be repeated: a rotation killed half-way is finished by running it again
 //! (rotations.json says how far it got).
+//!
+//! The new containers are then watched like a new release (`release::watch`, told apart by
+//! their address). Failing the watch, the rotation goes back: the same steps with the old
+//! value as the new one, so the value it replaced serves again and the one it tried stays
+//! accepted for the grace period (sessions it signed, a pool logged in with it).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -21,11 +27,13 @@ use camino::Utf8Path;
 use crate::database::psql::{Database, scram_verifier};
 use crate::kit::files::replace_private;
 use crate::kit::ui::Ui;
+use crate::release::watch::{self, Verdict};
 use crate::site::app::App;
 use crate::site::cpu::Weights;
 use crate::site::host::Host;
 use crate::site::rotations::{Rotation, Rotations, now, rfc3339};
 use crate::site::secret_files::{WITH_PREVIOUS, previous_file};
+use crate::site::settings::WatchSettings;
 use crate::site::stack::Stack;
 use crate::site::swap;
 
@@ -47,11 +55,68 @@ pub struct Rotate<'a> {
     pub timeout: Duration,
 }
 
+/// What a rotation changed: when its new containers took over, and where they listen.
+pub struct Applied {
+    /// Seconds since the epoch, just before the first swap.
+    pub cutover: f64,
+    /// `ip:port` of each new app container.
+    pub upstreams: BTreeSet<String>,
+}
+
 impl Rotate<'_> {
+    /// Rotates the secret, then watches the new containers for `watch.seconds`: a failed
+    /// watch turns the rotation back (the old value current again). The reason it went back,
+    /// when it did.
+    pub fn run_watched(self, watch: &WatchSettings) -> anyhow::Result<Option<String>> {
+        let dir = self.host.secrets_dir();
+        let applied = self.run()?;
+        if watch.seconds == 0 || applied.upstreams.is_empty() {
+            return Ok(None);
+        }
+        let report = watch::watch_rotation(
+            self.ui,
+            self.host,
+            self.stack,
+            self.name,
+            applied.upstreams,
+            applied.cutover,
+            watch,
+        )?;
+        self.ui.info(&report.summary());
+        if report.verdict != Verdict::Failed {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        self.ui.info(&format!(
+            "the containers that read the new {} failed their watch: bringing the old value back",
+            self.name
+        ));
+        let old = read(&previous_file(&dir, self.name))?;
+        let back = Rotate {
+            value: Some(old),
+            force: true,
+            ..self
+        };
+        back.run().with_context(|| {
+            format!(
+                "the rotation of {} failed its watch ({}), and bringing the old value back failed too",
+                back.name, report.reason
+            )
+        })?;
+        Ok(Some(format!(
+            "the containers that read the new {} failed their watch after {:.1} s: {}; the old value is current again and serves ({:.1} s), and the new one stays accepted for the grace period. {}",
+            back.name,
+            report.watched_seconds,
+            report.reason,
+            started.elapsed().as_secs_f64(),
+            report.summary()
+        )))
+    }
+
     /// Rotates the secret: a new value written beside the old one, the apps that mount it
     /// replaced blue/green, the old value accepted for the grace period. Killed anywhere, a
     /// run again finishes it.
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(&self) -> anyhow::Result<Applied> {
         let dir = self.host.secrets_dir();
         let name = self.name;
         self.check_release_mounts_previous()?;
@@ -181,7 +246,7 @@ impl Rotate<'_> {
 
     /// The apps that mount the secret replaced so that they read the new value (and the
     /// database role's password changed); then the rotation is recorded as applied.
-    fn apply(&self, rotations: &mut Rotations, now: u64) -> anyhow::Result<()> {
+    fn apply(&self, rotations: &mut Rotations, now: u64) -> anyhow::Result<Applied> {
         let (name, dir) = (self.name, self.host.secrets_dir());
         let (current, previous) = (dir.join(name), previous_file(&dir, name));
         // The grace period counts from when the new value is applied: a rotation finished
@@ -196,6 +261,7 @@ impl Rotate<'_> {
             "replacing {} blue/green, so that they read the new {name}",
             names(&apps)
         ));
+        let cutover = watch::now_seconds();
         swap::replace(
             self.ui,
             self.stack,
@@ -204,6 +270,7 @@ impl Rotate<'_> {
             &weights,
             self.timeout,
         )?;
+        let upstreams = upstreams(self.stack, &apps)?;
         if name == "postgres_password" {
             change_role_password(self.ui, self.stack, &current, &previous)?;
         }
@@ -211,8 +278,19 @@ impl Rotate<'_> {
             r.applied = true;
         }
         rotations.write(&dir)?;
-        Ok(())
+        Ok(Applied { cutover, upstreams })
     }
+}
+
+/// Where each app's running container listens, as nginx logs its upstream.
+fn upstreams(stack: &Stack, apps: &[App]) -> anyhow::Result<BTreeSet<String>> {
+    apps.iter()
+        .map(|app| {
+            let name = crate::site::stack::running_container(stack, app.service())?;
+            let ip = crate::kit::docker::container_ip(&name)?;
+            Ok(format!("{ip}:{}", app.port()))
+        })
+        .collect()
 }
 
 /// Sets the role's password to the current file's value, logged in with the previous value

@@ -1,6 +1,7 @@
 //! Telling the team: a deploy that succeeded, failed or was rolled back (with the reason and
 //! the watch's figures), a backup or drill that failed, a certificate renewal that failed or
-//! a certificate expiring within 14 days, a disk above 85 %, a secret rotation that finished.
+//! a certificate expiring within 14 days, a disk above 85 %, a secret rotation that finished
+//! or was turned back by its watch.
 //! Posted as Slack-compatible JSON (`text`, plus the same facts as fields) to the webhook in
 //! HITSAVE_NOTIFY_WEBHOOK and/or published to the SNS topic HITSAVE_NOTIFY_SNS_TOPIC, within
 //! HITSAVE_NOTIFY_TIMEOUT seconds for all of them (default 5): a receiver that hangs, fails or
@@ -45,6 +46,7 @@ pub fn event_of(host: &Host, entry: &HistoryEntry) -> Option<Event> {
         (Action::Backup, Outcome::Failed) => "backup-failed",
         (Action::Restore, Outcome::Failed) => "restore-failed",
         (Action::RotateSecret, Outcome::Failed) => "secret-rotation-failed",
+        (Action::RotateSecret, Outcome::RolledBack) => "secret-rotation-rolled-back",
         (Action::RotateSecret, _) => "secret-rotation-finished",
         _ => return None,
     };
@@ -59,6 +61,10 @@ pub fn event_of(host: &Host, entry: &HistoryEntry) -> Option<Event> {
         "rolled-back" => format!("rolled back to release {}", entry.release),
         "secret-rotation-finished" => format!(
             "secret {} was rotated",
+            entry.secret.as_deref().unwrap_or("?")
+        ),
+        "secret-rotation-rolled-back" => format!(
+            "the rotation of secret {} was turned back",
             entry.secret.as_deref().unwrap_or("?")
         ),
         other => format!("{other} (release {})", entry.release),

@@ -75,7 +75,8 @@ pub fn swap(
 
 /// Replaces the running containers of `apps` blue/green even though their configuration did
 /// not change (a secret file they mount did: `xtask secrets rotate`), and swaps any other app
-/// whose configuration changed. Needs the stack serving (apps and nginx running).
+/// whose configuration changed. Needs nginx running and a container of each app (one that
+/// died is replaced too: a rotation turned back because its new container died).
 pub fn replace(
     ui: &Ui,
     stack: &Stack,
@@ -85,14 +86,15 @@ pub fn replace(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let (site, running) = Site::of(stack, nginx_dir)?;
-    for service in App::ALL
+    let all = stack.containers()?;
+    for (service, present) in App::ALL
         .iter()
-        .map(|a| a.service())
-        .chain([Service::Nginx.name()])
+        .map(|a| (a.service(), &all))
+        .chain([(Service::Nginx.name(), &running)])
     {
-        if !running.iter().any(|c| c.service == service) {
+        if !present.iter().any(|c| c.service == service) {
             bail!(
-                "{service} is not running, so its containers cannot be replaced without downtime: see `xtask status`, or install the release again"
+                "{service} has no container (nginx: none running), so nothing can be replaced without downtime: see `xtask status`, or install the release again"
             );
         }
     }

@@ -3,7 +3,8 @@
 //! watch's deploys, a failed backup, a failed restore drill, a secret rotation, the disk over
 //! its line), each with the facts, and no secret value of the host in any of them; a receiver
 //! that hangs or answers 500 delays the change by no more than the bound, and history says
-//! the notification was not sent.
+//! the notification was not sent. Then SNS: moto's topic on 127.0.0.1 gets the same document
+//! and posts it on to its subscriber.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -71,6 +72,11 @@ impl Receiver {
             ),
             ("HITSAVE_NOTIFY_DISK_PERCENT", "1".into()),
         ]
+    }
+
+    /// Its address, for a subscription.
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 
     pub(crate) fn set_mode(&self, mode: Mode) {
@@ -242,20 +248,96 @@ pub(crate) fn scenario(
     );
 
     // No secret value of the host (current or previous) in anything sent.
-    let all = receiver.all_text();
-    for entry in std::fs::read_dir(h.host_root.join("secrets"))? {
-        let value = std::fs::read_to_string(entry?.path())?;
-        let value = value.trim();
-        ensure!(
-            value.len() < 6 || !all.contains(value),
-            "a secret value was sent to the webhook"
-        );
-    }
+    no_secret_in(h, &receiver.all_text())?;
     eprintln!(
         "xtask: test: notify: {} notifications (deploys, rollback with the watch's figures, backup, drill, rotation, disk), no secret value in any",
         receiver.events().len()
     );
-    bounded(h, receiver)
+    bounded(h, receiver)?;
+    published(h)
+}
+
+/// A host whose settings name an SNS topic (moto's, on 127.0.0.1, whose topic posts to a
+/// second receiver): the failed backup is published there, the same document as the webhook
+/// gets, with no secret value.
+fn published(h: &Harness) -> anyhow::Result<()> {
+    let moto = crate::test::moto::Moto::start()?;
+    let inbox = Receiver::start()?;
+    let topic = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = aws_sdk_sns::Config::builder()
+                .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+                .region(aws_sdk_sns::config::Region::new("us-east-1"))
+                .endpoint_url(&moto.endpoint)
+                .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .build();
+            let sns = aws_sdk_sns::Client::from_conf(config);
+            let topic = sns.create_topic().name("hitsave-team").send().await?;
+            let arn = topic.topic_arn().context("no topic ARN")?.to_owned();
+            sns.subscribe()
+                .topic_arn(&arn)
+                .protocol("http")
+                .endpoint(inbox.url("/sns"))
+                .send()
+                .await?;
+            anyhow::Ok(arn)
+        })?;
+    let env = vec![
+        ("HITSAVE_NOTIFY_SNS_TOPIC", topic.clone()),
+        ("AWS_ENDPOINT_URL_SNS", moto.endpoint.clone()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ];
+    h.t.fails(
+        &h.host_args(&["backup", "--store", broken_store(h)?.as_str()]),
+        &env,
+    )?;
+    let notified = h.last_history()?["notified"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        notified.contains("sns: published"),
+        "history says {notified:?}"
+    );
+    let envelopes = inbox.events();
+    let message: Value = envelopes
+        .iter()
+        .find(|e| e["TopicArn"] == topic.as_str())
+        .and_then(|e| serde_json::from_str(e["Message"].as_str()?).ok())
+        .with_context(|| format!("moto posted no notification of {topic}: {envelopes:?}"))?;
+    ensure!(
+        message["event"] == "backup-failed"
+            && envelopes
+                .iter()
+                .any(|e| e["Subject"] == "hitsave: backup-failed"),
+        "the topic got: {envelopes:?}"
+    );
+    no_secret_in(h, &inbox.all_text())?;
+    eprintln!(
+        "xtask: test: notify: the failed backup was published to moto's SNS topic {topic} and delivered to its subscriber ({notified})"
+    );
+    Ok(())
+}
+
+/// No value of the host's secret files (current or previous) in `sent`.
+fn no_secret_in(h: &Harness, sent: &str) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(h.host_root.join("secrets"))? {
+        let entry = entry?;
+        let value = std::fs::read_to_string(entry.path())?;
+        let value = value.trim();
+        ensure!(
+            value.len() < 6 || !sent.contains(value),
+            "the value of {:?} was sent",
+            entry.file_name()
+        );
+    }
+    Ok(())
 }
 
 /// A store whose backups/ is a file: a backup's upload to it fails.

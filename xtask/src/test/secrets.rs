@@ -3,7 +3,9 @@
 //! then each secret rotated under steady signed-in load with no failed request. A session
 //! token from before the JWT rotation works within the grace period and not after it; the API
 //! and the migrator log in with the new database password; `prune` removes the previous values
-//! and the containers that held them; no old or new value is anywhere it could leak.
+//! and the containers that held them; no old or new value is anywhere it could leak. The JWT
+//! rotation is watched and passes; a rotation whose new API container dies during its watch
+//! is turned back: the value before it serves again and the one it tried stays accepted.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -62,7 +64,7 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         let mut args = h.host_args(&["secrets", "rotate", name]);
         let grace = format!("{}s", JWT_GRACE.as_secs());
         if name == "jwt_secret" {
-            args.extend(["--grace", &grace]);
+            args.extend(["--grace", &grace, "--watch", "5"]);
             rotated_jwt_at = Some(Instant::now());
         }
         let out = match name {
@@ -105,6 +107,19 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         );
         if name == "jwt_secret" {
             refreshed = Some(within_grace(h, &session, &new)?);
+            let watch = last_watch(h)?;
+            ensure!(
+                watch["verdict"] == "passed"
+                    && watch["new"]["requests"].as_u64() >= Some(20)
+                    && watch["previous"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("before jwt_secret was rotated")),
+                "the JWT rotation's watch: {watch}"
+            );
+            eprintln!(
+                "xtask: test: the JWT rotation's new containers were watched and passed ({} of their requests, {} 5xx)",
+                watch["new"]["requests"], watch["new"]["errors"]
+            );
         }
         values.push((format!("{name} (old)"), old));
         values.push((format!("{name} (new)"), new));
@@ -220,6 +235,7 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         report.requests
     );
 
+    turned_back(h, &dir, &mut values)?;
     let searched = expect_no_leak(h, &values, &printed)?;
     eprintln!(
         "xtask: test: no old or new secret value in inspect, image history, logs, history.jsonl, release.env, process environments or command lines, or any command's output ({} KiB searched); the rotations took {:.0} s",
@@ -227,6 +243,148 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A JWT rotation whose new API container dies during its watch (stopped by the test once the
+/// watch begins): the watch fails on the 502s, the rotation is turned back, the value before
+/// it signs again, the one it tried is still accepted, and the API serves.
+fn turned_back(
+    h: &Harness,
+    dir: &Utf8PathBuf,
+    values: &mut Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let value = read(&dir.join("jwt_secret"))?;
+    let before = running_api(h)?;
+    let token = sign("ada", &value);
+    let load = Load::signed_in(
+        h.port,
+        DOMAIN,
+        100,
+        Duration::from_secs(300),
+        "/api_keys",
+        &token,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let args = h.host_args(&[
+        "secrets",
+        "rotate",
+        "jwt_secret",
+        "--force",
+        "--grace",
+        "10m",
+        "--watch",
+        "30",
+    ]);
+    eprintln!("xtask: test: xtask {}", args.join(" "));
+    let mut child =
+        h.t.command(&args, &[])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (watching, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("watching release") {
+                let _ = watching.send(());
+            }
+            eprintln!("{line}");
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    let began = seen.recv_timeout(Duration::from_secs(180));
+    let dying = running_api(h)?;
+    if began.is_ok() && dying != before {
+        docker(&["stop", "--time", "0", &dying])?;
+    }
+    let stopped = Instant::now();
+    let status = child.wait()?;
+    let took = stopped.elapsed();
+    let err = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader panicked"))?;
+    let report = load.stop();
+    began.context("the rotation never began its watch")?;
+    ensure!(
+        dying != before,
+        "the rotation did not replace the API container"
+    );
+    ensure!(
+        !status.success()
+            && err.contains("failed their watch")
+            && err.contains("the old value is current again"),
+        "a rotation whose new API died in its watch:\n{err}"
+    );
+    let tried = read(&dir.join("jwt_secret.previous"))?;
+    ensure!(
+        read(&dir.join("jwt_secret"))? == value && !tried.is_empty() && tried != value,
+        "turned back, jwt_secret is not the value before the rotation with the tried one as previous"
+    );
+    values.push(("jwt_secret (tried)".into(), tried.clone()));
+    let api = running_api(h)?;
+    ensure!(
+        api != dying,
+        "the dead API container is still the one named"
+    );
+    ensure!(
+        api_get(h, &token)?.0 == 200 && api_get(h, &sign("ada", &tried))?.0 == 200,
+        "turned back, the API refuses a token signed with the value before or the tried one"
+    );
+    let history = std::fs::read_to_string(h.host_root.join("history.jsonl"))?;
+    let last = history.lines().last().unwrap_or_default();
+    ensure!(
+        last.contains("\"rotate-secret\"") && last.contains("\"rolled-back\""),
+        "history's last line after the turned-back rotation: {last}"
+    );
+    let watch = last_watch(h)?;
+    ensure!(
+        watch["verdict"] == "failed" && watch["new"]["errors"].as_u64() > Some(0),
+        "the failed rotation's watch: {watch}"
+    );
+    let after = Load::signed_in(
+        h.port,
+        DOMAIN,
+        100,
+        Duration::from_secs(300),
+        "/api_keys",
+        &token,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = after.stop();
+    ensure!(
+        after.failed == 0 && after.requests > 50,
+        "after the turn-back, {} of {} requests failed: {:?}",
+        after.failed,
+        after.requests,
+        after.failures
+    );
+    eprintln!(
+        "xtask: test: a JWT rotation whose new API died in its watch was turned back: verdict after {:.1} s of the 30 s window with {} of {} of its requests 5xx; the old value serves again {:.1} s after the container died; {} of {} load requests failed (the dead container's), then 0 of {}",
+        watch["watched_seconds"].as_f64().unwrap_or_default(),
+        watch["new"]["errors"],
+        watch["new"]["requests"],
+        took.as_secs_f64(),
+        report.failed,
+        report.requests,
+        after.requests
+    );
+    Ok(())
+}
+
+/// The host's last watch (`<root>/watch.json`).
+fn last_watch(h: &Harness) -> anyhow::Result<Value> {
+    let path = h.host_root.join("watch.json");
+    Ok(serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {path}"))?,
+    )?)
 }
 
 /// The session token from before the JWT rotation: accepted within the grace period, and
