@@ -18,6 +18,11 @@ region=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
   http://169.254.169.254/latest/meta-data/placement/region)
 instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
   http://169.254.169.254/latest/meta-data/instance-id)
+# An instance of the stack's launch template (`cargo xtask aws apply`) names its channel and
+# data volume in its tags, which the template lets the instance metadata show.
+tag() { curl -sf -H "X-aws-ec2-metadata-token: $token" \
+  "http://169.254.169.254/latest/meta-data/tags/instance/$1"; }
+HITSAVE_CHANNEL=$(tag hitsave-channel || echo "$HITSAVE_CHANNEL")
 
 apt-get update -q
 apt-get install -y -q ca-certificates curl gnupg ruby-full jq minisign
@@ -64,6 +69,40 @@ untrusted comment: REPLACE this file with hitsave-release.key.pub
 REPLACE
 KEY
 chmod 0644 /etc/hitsave/keys/release.pub
+
+# BEGIN data-volume
+# The database on its own EBS volume, which outlives the instance (the stack attaches it and
+# names it in the tag hitsave-data-volume; the disk's serial is the volume id). A volume with
+# no filesystem gets one; HitSave's (ext4, label hitsave-data) is mounted by UUID with nofail;
+# any other is never formatted: the script stops, naming it.
+data_volume=${HITSAVE_DATA_VOLUME:-$(tag hitsave-data-volume || true)}
+data_dir=${HITSAVE_DATA_DIR:-/var/lib/hitsave-data}
+if [ -n "$data_volume" ]; then
+  device=${HITSAVE_DATA_DEVICE:-/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$(echo "$data_volume" | tr -d -)}
+  i=0 # CloudFormation attaches it once the instance runs.
+  while [ ! -b "$device" ] && [ $i -lt 150 ]; do
+    [ -b /dev/xvdf ] && device=/dev/xvdf # Xen instances name it by its attachment
+    sleep 2; i=$((i + 1))
+  done
+  [ -b "$device" ] || { echo "hitsave: data volume $data_volume never appeared ($device): stopping" >&2; exit 1; }
+  fs=$(blkid -p -o value -s TYPE "$device" || true)
+  label=$(blkid -p -o value -s LABEL "$device" || true)
+  if [ -z "$fs" ] && [ -z "$(blkid -p -o value -s PTTYPE "$device" || true)" ]; then
+    mkfs.ext4 -q -L hitsave-data "$device"
+  elif [ "$fs" != ext4 ] || [ "$label" != hitsave-data ]; then
+    echo "hitsave: data volume $data_volume ($device) holds ${fs:-a partition table} labelled '$label', not HitSave's: not formatted, not mounted; attach HitSave's volume, or wipe this one by hand first" >&2
+    exit 1
+  fi
+  uuid=$(blkid -p -o value -s UUID "$device")
+  fstab=${HITSAVE_FSTAB:-/etc/fstab}
+  install -d -m 0755 "$data_dir"
+  grep -q "^UUID=$uuid " "$fstab" ||
+    echo "UUID=$uuid $data_dir ext4 defaults,nofail,x-systemd.device-timeout=30s 0 2" >> "$fstab"
+  mountpoint -q "$data_dir" || mount -o nofail UUID="$uuid" "$data_dir"
+  host_env=${HITSAVE_HOST_ENV:-/etc/hitsave/host.env}
+  grep -q "^HITSAVE_DATA_DIR=" "$host_env" 2>/dev/null || echo "HITSAVE_DATA_DIR=$data_dir" >> "$host_env"
+fi
+# END data-volume
 
 # The install root. Secrets and TLS files are put there by the operator
 # (docs/aws-setup.md), never through user data, which any process on the host can read.

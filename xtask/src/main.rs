@@ -4,6 +4,7 @@
 //! ships. `main` parses flags, finds the project root and dispatches to one module per command,
 //! each a plain `run` function.
 
+mod aws;
 mod bench;
 mod child;
 mod deploy;
@@ -47,6 +48,9 @@ enum Command {
     /// Create the CodeDeploy deployment of a published release for this branch (appspec.yml's
     /// branch_config picks the deployment group) and follow it.
     Deploy(deploy::Args),
+    /// The AWS side as one CloudFormation stack (deploy/aws/hitsave.cfn.yml): template, plan,
+    /// apply, outputs.
+    Aws(aws::Args),
     /// The whole stack on this machine at hitsave-local.io: db and nginx in Docker, the API
     /// (rebuilt and restarted when its sources change) and the web dev server natively.
     Dev(dev::Args),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Release(args) => release::run_release(&root, args),
         Command::Keygen(args) => xtask::signing::run_keygen(args),
         Command::Deploy(args) => deploy::run(&root, args),
+        Command::Aws(args) => aws::run(&root, args),
         Command::Dev(args) => dev::run(&root, args),
         Command::Images(args) => images::run(&root, args),
         Command::Bench(args) => bench::run(&root, args),

@@ -112,6 +112,17 @@ pub fn policy_linter() -> anyhow::Result<Utf8PathBuf> {
     Ok(pip_tools("parliament-1", &["parliament==1.6.4"], &["parliament"])?.join("parliament"))
 }
 
+/// cfn-lint (CloudFormation templates against AWS's resource specifications) and checkov
+/// (their security settings), pinned, in a virtualenv under the cache (made once).
+pub fn template_linters() -> anyhow::Result<(Utf8PathBuf, Utf8PathBuf)> {
+    let bin = pip_tools(
+        "template-lint-1",
+        &["cfn-lint==1.58.0", "checkov==3.3.30"],
+        &["cfn-lint", "checkov"],
+    )?;
+    Ok((bin.join("cfn-lint"), bin.join("checkov")))
+}
+
 /// sslyze, the TLS scanner, pinned, in a virtualenv under the cache (made once).
 pub fn tls_scanner() -> anyhow::Result<Utf8PathBuf> {
     Ok(pip_tools("sslyze-1", &["sslyze==6.3.1"], &["sslyze"])?.join("sslyze"))

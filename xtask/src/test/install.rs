@@ -42,7 +42,8 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     )?;
     let result = scenario(&h, &twin)
         .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?, &h))
-        .and_then(|()| crate::test::awslogs::scenario(root, &h.store, &h.current()?));
+        .and_then(|()| crate::test::awslogs::scenario(root, &h.store, &h.current()?))
+        .and_then(|()| crate::test::data_volume::scenario(root, &h.work));
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);

@@ -8,10 +8,12 @@
 //! (`cargo xtask dev` as a developer runs it).
 
 pub mod acme;
+mod aws;
 mod awslogs;
 pub mod certs;
 pub mod codedeploy;
 pub mod console;
+mod data_volume;
 pub mod dev;
 pub mod fleet;
 pub mod garage;
@@ -174,7 +176,66 @@ fn lint(root: &Utf8Path) -> anyhow::Result<()> {
         .run()
         .context("zizmor found problems in .github/workflows")?;
     iam_policies(root)?;
+    cloudformation(root)?;
     tidy(root)
+}
+
+/// The rendered stack template passes cfn-lint (AWS's resource specifications) and checkov
+/// (each skip named with its reason in the template); and checkov does fail it with a public
+/// release bucket, so a pass means something.
+fn cloudformation(root: &Utf8Path) -> anyhow::Result<()> {
+    let (cfn_lint, checkov) = tools::template_linters()?;
+    let rendered = crate::aws::template::render(root, Utf8Path::new(crate::aws::template::SOURCE))?;
+    let dir = tempfile::tempdir()?;
+    let dir = Utf8Path::from_path(dir.path()).context("a non-UTF-8 temporary path")?;
+    let file = dir.join("hitsave.cfn.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&rendered.template)?)?;
+    duct::cmd!(cfn_lint.as_std_path(), &file)
+        .run()
+        .context("cfn-lint found problems in deploy/aws/hitsave.cfn.yml (rendered)")?;
+    let check = |file: &Utf8Path| {
+        duct::cmd!(
+            checkov.as_std_path(),
+            "--quiet",
+            "--compact",
+            "--framework",
+            "cloudformation",
+            "-f",
+            file
+        )
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+    };
+    let out = check(&file)?;
+    ensure!(
+        out.status.success(),
+        "checkov found problems in deploy/aws/hitsave.cfn.yml (rendered):\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut public = rendered.template.clone();
+    let bucket = &mut public["Resources"]["ReleaseBucket"]["Properties"];
+    bucket["PublicAccessBlockConfiguration"] = serde_json::json!({
+        "BlockPublicAcls": false, "IgnorePublicAcls": false,
+        "BlockPublicPolicy": false, "RestrictPublicBuckets": false
+    });
+    bucket["AccessControl"] = "PublicRead".into();
+    let public_file = dir.join("public.cfn.json");
+    std::fs::write(&public_file, serde_json::to_vec_pretty(&public)?)?;
+    let out = check(&public_file)?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        !out.status.success() && said.contains("CKV_AWS_53"),
+        "checkov passed the template with a public release bucket:\n{said}"
+    );
+    let skips = rendered.template.to_string().matches("CKV_").count();
+    eprintln!(
+        "xtask: the stack template passes cfn-lint and checkov ({skips} checkov checks skipped, each with its reason in the template); with a public bucket checkov fails it"
+    );
+    Ok(())
 }
 
 /// The host program's structure (`xtask::tidy`).

@@ -25,6 +25,8 @@ pub struct TestPostgres {
     bin: Utf8PathBuf,
     dir: Utf8PathBuf,
     server: Option<Child>,
+    /// Leave the directory when dropped (a cluster a test starts again).
+    keep: bool,
 }
 
 /// PostgreSQL refuses to run as root: as root, run it as the `postgres` user that Debian's
@@ -40,12 +42,18 @@ fn unprivileged_user() -> anyhow::Result<Option<nix::unistd::User>> {
 
 impl TestPostgres {
     pub fn start() -> anyhow::Result<TestPostgres> {
-        let bin = tools::postgres_bin_dir()?;
-        let user = unprivileged_user()?;
         let dir = Utf8PathBuf::from_path_buf(std::env::temp_dir())
             .map_err(|p| anyhow::anyhow!("temporary directory {p:?} is not UTF-8"))?
             .join(format!("hitsave-test-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        TestPostgres::start_in(dir, false)
+    }
+
+    /// A server on the cluster in `dir`, made there first when there is none; `keep`: the
+    /// directory stays when the server is dropped (a cluster a test starts again).
+    pub fn start_in(dir: Utf8PathBuf, keep: bool) -> anyhow::Result<TestPostgres> {
+        let bin = tools::postgres_bin_dir()?;
+        let user = unprivileged_user()?;
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
         let mut pg = TestPostgres {
             port: free_port()?,
@@ -54,9 +62,19 @@ impl TestPostgres {
             bin,
             dir,
             server: None,
+            keep,
         };
-        let password = random_hex(16)?;
-        write_private(&pg.password_file, &password)?;
+        let data = pg.dir.join("data");
+        let fresh = !data.join("PG_VERSION").is_file();
+        let password = if fresh {
+            let password = random_hex(16)?;
+            write_private(&pg.password_file, &password)?;
+            password
+        } else {
+            std::fs::read_to_string(&pg.password_file)?
+                .trim()
+                .to_owned()
+        };
         write_private(
             &pg.pgpass,
             &format!("127.0.0.1:{}:*:{USER}:{password}\n", pg.port),
@@ -69,9 +87,16 @@ impl TestPostgres {
                 Some(u.gid.as_raw()),
             )?;
         }
+        if fresh {
+            pg.initdb(user.as_ref(), &data)?;
+        }
+        pg.serve(user.as_ref(), &data)?;
+        Ok(pg)
+    }
 
-        let data = pg.dir.join("data");
-        let mut initdb = pg.command("initdb", user.as_ref());
+    fn initdb(&self, user: Option<&nix::unistd::User>, data: &Utf8Path) -> anyhow::Result<()> {
+        let pg = self;
+        let mut initdb = pg.command("initdb", user);
         initdb
             .args(["-D", data.as_str(), "-U", USER, "-A", "scram-sha-256"])
             .args(["--pwfile", pg.password_file.as_str()])
@@ -85,8 +110,13 @@ impl TestPostgres {
             );
         }
 
+        Ok(())
+    }
+
+    fn serve(&mut self, user: Option<&nix::unistd::User>, data: &Utf8Path) -> anyhow::Result<()> {
+        let pg = self;
         let log = std::fs::File::create(pg.dir.join("server.log"))?;
-        let mut server = pg.command("postgres", user.as_ref());
+        let mut server = pg.command("postgres", user);
         server
             .args(["-D", data.as_str(), "-p", &pg.port.to_string()])
             .args([
@@ -118,7 +148,7 @@ impl TestPostgres {
             pg.port,
             pg.server.as_ref().expect("started").pid()
         );
-        Ok(pg)
+        Ok(())
     }
 
     fn command(&self, program: &str, user: Option<&nix::unistd::User>) -> Command {
@@ -175,6 +205,8 @@ impl Drop for TestPostgres {
         if let Some(mut server) = self.server.take() {
             server.stop();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -56,6 +56,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     s3_list_and_delete(&garage)?;
     s3_interrupted(&t, &garage, root_clean)?;
     drop(garage);
+    crate::test::aws::scenario(&t, &work)?;
 
     std::fs::remove_dir_all(&work)?;
     eprintln!(
@@ -75,6 +76,11 @@ impl Tester {
     /// The xtask binary under test.
     pub(crate) fn exe(&self) -> &std::path::Path {
         &self.exe
+    }
+
+    /// The checkout under test.
+    pub(crate) fn root(&self) -> &Utf8Path {
+        &self.root
     }
 
     pub(crate) fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
