@@ -215,6 +215,7 @@ fn install_options(
         local_base_images: settings.local_base_images,
         db: settings.db.clone(),
         logs: settings.logs.clone(),
+        data_dir: settings.data_dir.clone(),
         hsts_max_age: settings.hsts_max_age,
         skip_backup: false,
         until,

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     check_backups_and_maintenance(&args.root, &mut problems);
+    database_place(&args.root);
     if problems.is_empty() {
         println!(
             "the host is ready for `{}`",
@@ -75,6 +76,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("PROBLEM: {p}");
     }
     anyhow::bail!("{} problem(s) to fix before installing", problems.len())
+}
+
+/// Where the database's files are; a warning when a production host keeps them on its root
+/// disk (lost with the instance, backups aside).
+fn database_place(root: &camino::Utf8Path) {
+    let host = crate::site::host::Host {
+        root: root.to_owned(),
+    };
+    let Some(current) = host.current() else {
+        println!(
+            "note: no release installed yet: the first install puts the database on the data volume when host.env names one (HITSAVE_DATA_DIR)"
+        );
+        return;
+    };
+    let place = crate::site::stack::Stack::open(&host.release_dir(&current)).and_then(|stack| {
+        if stack.external_db() {
+            return Ok(None);
+        }
+        let dir = match (stack.env.db_dir(), stack.db_volume_place()?) {
+            (Some(dir), _) => dir.to_owned(),
+            (None, Some((mountpoint, device))) => device.unwrap_or(mountpoint),
+            (None, None) => {
+                anyhow::bail!("the database's volume {} is not there", stack.db_volume())
+            }
+        };
+        Ok(Some((dir, stack.env.env()?)))
+    });
+    match place {
+        Ok(None) => println!("ok: the database is an external server"),
+        Ok(Some((dir, env))) => match crate::kit::files::on_root_disk(&dir) {
+            Ok(false) => println!("ok: the database's files are in {dir}, off the root disk"),
+            Ok(true) if env == crate::site::settings::Env::Production => println!(
+                "WARNING: the database's files are in {dir}, on the root disk: terminating the instance loses them (backups aside). Put them on a data volume (docs/aws-setup.md, `cargo xtask aws apply`)"
+            ),
+            Ok(true) => println!("note: the database's files are in {dir}, on the root disk"),
+            Err(e) => println!("note: cannot tell which disk {dir} is on: {e:#}"),
+        },
+        Err(e) => println!("note: cannot tell where the database's files are: {e:#}"),
+    }
 }
 
 /// Every secret file, unfinished rotations, and (with --tls) the certificate.

@@ -56,6 +56,10 @@ pub struct InstallArgs {
     /// Another CloudWatch Logs endpoint than the region's (a VPC endpoint).
     #[arg(long, value_name = "URL", env = "HITSAVE_LOGS_ENDPOINT")]
     logs_endpoint: Option<String>,
+    /// Where the database's files go, off the root disk: the data volume's mount point (the
+    /// user data names it in host.env) [default: a Docker volume].
+    #[arg(long, value_name = "DIR", env = "HITSAVE_DATA_DIR")]
+    data_dir: Option<camino::Utf8PathBuf>,
     /// The domain the site serves [default: the environment's; a preview has none]: it serves
     /// that name, `www.` and `api.` of it.
     #[arg(long, value_name = "DOMAIN")]
@@ -100,6 +104,7 @@ impl InstallArgs {
                 region: self.logs_region,
                 endpoint: self.logs_endpoint,
             },
+            data_dir: self.data_dir,
             hsts_max_age: self.hsts_max_age,
             skip_backup: self.skip_backup,
             until: self.until,

@@ -47,3 +47,12 @@ pub fn create_private_dir(dir: &Utf8Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make {dir} private"))?;
     Ok(())
 }
+
+/// Whether `path` is on the filesystem `/` is on (the root disk).
+pub fn on_root_disk(path: &Utf8Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {path}"))?
+        .dev();
+    Ok(dev == std::fs::metadata("/").context("cannot read /")?.dev())
+}

@@ -81,6 +81,8 @@ pub struct InstallOptions {
     pub db: crate::site::settings::ExternalDb,
     /// A CloudWatch Logs group the containers log to besides the host, if any.
     pub logs: crate::site::settings::LogsSettings,
+    /// The data volume's mount point: the database's files go under it.
+    pub data_dir: Option<camino::Utf8PathBuf>,
     /// Strict-Transport-Security's max-age, in seconds, once the site serves HTTPS
     /// [default: a year in production, a day in staging].
     pub hsts_max_age: Option<u64>,
@@ -216,6 +218,8 @@ fn install(
         "installing release {id} (commit {}) into {}",
         manifest.commit, host.root
     ));
+    // Before release.env is written: a re-install of the current release writes the same file.
+    crate::release::preflight::database_dir(&env)?;
     crate::release::preflight::room_to_unpack(host, manifest)?;
     crate::release::fetch::fetch(ui, host, store, manifest)?;
     let dir = crate::release::unpack::unpack_release(host, verified)?;
@@ -423,6 +427,13 @@ fn release_env(
     }
     if let Some(max_age) = args.hsts_max_age {
         set("HITSAVE_HSTS_MAX_AGE", max_age.to_string());
+    }
+    // The database's files on the data volume, a directory per project (environment).
+    if let Some(dir) = args.data_dir.as_ref().filter(|_| args.db.db_host.is_none()) {
+        set(
+            "HITSAVE_DB_DIR",
+            dir.join(&args.project).join("db").to_string(),
+        );
     }
     for (key, value) in limits(args.env, args.memory_mib) {
         set(key, value);

@@ -42,6 +42,28 @@ pub fn check(
     Ok(problems)
 }
 
+/// The database's directory on the data volume, made (0700) when the release puts the
+/// database there. Refused when the database is in a Docker volume elsewhere already: compose
+/// would ask to recreate that volume, which loses the database.
+pub fn database_dir(env: &crate::site::release_env::ReleaseEnv) -> anyhow::Result<()> {
+    let Some(dir) = env.db_dir().filter(|_| env.external_db().is_none()) else {
+        return Ok(());
+    };
+    let volume = crate::site::stack::db_volume(env.project()?);
+    if let Some((mountpoint, device)) = crate::site::stack::volume_place(&volume)?
+        && device.as_deref() != Some(dir)
+    {
+        bail!(
+            "the database is in the Docker volume {volume} ({}), and the host settings put it on the data volume, in {dir}: an install does not move a database. Back it up (`xtask backup`), then restore it on a host set up with the data volume; or take HITSAVE_DATA_DIR out of host.env. Nothing was changed",
+            device.unwrap_or(mountpoint)
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {dir}"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {dir} private"))?;
+    Ok(())
+}
+
 /// Docker answers and Compose is new enough.
 pub fn docker_and_compose() -> anyhow::Result<String> {
     let server = duct::cmd!("docker", "version", "--format", "{{.Server.Version}}")

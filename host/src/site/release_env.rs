@@ -97,6 +97,13 @@ impl ReleaseEnv {
     }
 
     /// HITSAVE_LOGS_REGION: the group's region.
+    /// HITSAVE_DB_DIR: the directory on the data volume the database's files are in, if any.
+    pub fn db_dir(&self) -> Option<&Utf8Path> {
+        self.vars
+            .get("HITSAVE_DB_DIR")
+            .map(|d| Utf8Path::new(d.as_str()))
+    }
+
     pub fn logs_region(&self) -> Option<&str> {
         self.vars.get("HITSAVE_LOGS_REGION").map(String::as_str)
     }

@@ -318,6 +318,9 @@ pub struct HostSettings {
     pub watch: WatchSettings,
     /// HITSAVE_LOGS_GROUP, HITSAVE_LOGS_REGION, HITSAVE_LOGS_ENDPOINT: CloudWatch Logs.
     pub logs: LogsSettings,
+    /// HITSAVE_DATA_DIR: the data volume's mount point (the user data names it); the
+    /// database's files go under it, off the root disk.
+    pub data_dir: Option<Utf8PathBuf>,
     /// HITSAVE_NOTIFY_WEBHOOK, HITSAVE_NOTIFY_SNS_TOPIC, HITSAVE_NOTIFY_TIMEOUT: where the
     /// team is told about deploys, failures and the disk.
     pub notify: NotifySettings,
@@ -389,6 +392,7 @@ pub const HOST_SETTING_KEYS: &[&str] = &[
     "HITSAVE_LOGS_GROUP",
     "HITSAVE_LOGS_REGION",
     "HITSAVE_LOGS_ENDPOINT",
+    "HITSAVE_DATA_DIR",
     "HITSAVE_NOTIFY_WEBHOOK",
     "HITSAVE_NOTIFY_SNS_TOPIC",
     "HITSAVE_NOTIFY_TIMEOUT",
@@ -512,6 +516,14 @@ impl HostSettings {
                 ..LogsSettings::default()
             }
             .located(text("HITSAVE_LOGS_REGION"), text("HITSAVE_LOGS_ENDPOINT")),
+            data_dir: typed(lookup, "HITSAVE_DATA_DIR", |v| {
+                let dir = Utf8PathBuf::from(v);
+                if dir.is_absolute() {
+                    Ok(dir)
+                } else {
+                    Err("not an absolute path".into())
+                }
+            })?,
             notify: notify(lookup)?,
             environments: environments(lookup)?,
         })
@@ -703,9 +715,11 @@ mod tests {
             ("HITSAVE_TLS", "manual"),
             ("HITSAVE_BRANCHES", "main, release/*"),
             ("HITSAVE_BIND", "127.0.0.1"),
+            ("HITSAVE_DATA_DIR", "/var/lib/hitsave-data"),
         ])
         .unwrap();
         assert_eq!(s.http_port, Some(8080));
+        assert_eq!(s.data_dir.unwrap(), "/var/lib/hitsave-data");
         assert!(s.local_base_images);
         assert_eq!(s.tls.mode, TlsMode::Manual);
         assert_eq!(s.branches.unwrap(), ["main", "release/*"]);
@@ -719,6 +733,7 @@ mod tests {
             ("HITSAVE_LOCAL_BASE_IMAGES", "maybe", "not true or false"),
             ("HITSAVE_TLS", "letsencrypt", "not one of acme, manual"),
             ("HITSAVE_BIND", "localhost", "not an IP address"),
+            ("HITSAVE_DATA_DIR", "data", "not an absolute path"),
             ("HITSAVE_DB_PORT", "5433", "HITSAVE_DB_HOST is not"),
         ] {
             let err = settings(&[(key, value)]).unwrap_err().to_string();

@@ -49,6 +49,43 @@ pub struct Stack {
     pub env: ReleaseEnv,
 }
 
+/// The Docker volume of project's database (compose's name for `db-data`).
+pub fn db_volume(project: &str) -> String {
+    format!("{project}_db-data")
+}
+
+/// What `docker volume inspect` says of `volume`: its mount point and, when it is bound to a
+/// directory (the data volume overlay), that directory; `None` when there is no such volume.
+pub fn volume_place(volume: &str) -> anyhow::Result<Option<(Utf8PathBuf, Option<Utf8PathBuf>)>> {
+    let out = duct::cmd!(
+        "docker",
+        "volume",
+        "inspect",
+        "--format",
+        "{{json .Mountpoint}} {{json .Options}}",
+        volume
+    )
+    .stdin_null()
+    .stderr_null()
+    .stdout_capture()
+    .unchecked()
+    .run()?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mountpoint, options) = text
+        .trim()
+        .split_once(' ')
+        .context("docker volume inspect said something else")?;
+    let mountpoint: String = serde_json::from_str(mountpoint)?;
+    let options: serde_json::Value = serde_json::from_str(options)?;
+    Ok(Some((
+        mountpoint.into(),
+        options["device"].as_str().map(Utf8PathBuf::from),
+    )))
+}
+
 /// The image tag of a component: the first 16 hex digits of its artifact's sha256.
 pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String> {
     let a = manifest
@@ -161,13 +198,23 @@ impl Stack {
         })
     }
 
+    /// The Docker volume of the stack's database.
+    pub fn db_volume(&self) -> String {
+        db_volume(&self.project)
+    }
+
+    /// Where the stack's database volume is (`volume_place`).
+    pub fn db_volume_place(&self) -> anyhow::Result<Option<(Utf8PathBuf, Option<Utf8PathBuf>)>> {
+        volume_place(&self.db_volume())
+    }
+
     /// Whether the stack uses a database server of its own (no db container, no volume).
     pub fn external_db(&self) -> bool {
         self.env.external_db().is_some()
     }
 
-    /// The base file, the production overlay and, for an external database and for logs sent
-    /// to CloudWatch, their overlays.
+    /// The base file, the production overlay and, for an external database, a database on the
+    /// data volume and logs sent to CloudWatch, their overlays.
     fn compose_files(&self) -> Vec<Utf8PathBuf> {
         let deploy = self.release_dir.join("deploy");
         let mut files = vec![
@@ -183,6 +230,9 @@ impl Stack {
             {
                 files.push(deploy.join("external-db-network.yml"));
             }
+        }
+        if self.env.db_dir().is_some() && !self.external_db() {
+            files.push(deploy.join("data-volume.yml"));
         }
         if self.env.logs_group().is_some() {
             files.push(deploy.join("awslogs.yml"));

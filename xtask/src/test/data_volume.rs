@@ -3,13 +3,18 @@
 //! suite; needs root): the first boot makes the filesystem and the database is made on it; a
 //! second "instance" (the volume detached and attached again, a fresh fstab and host.env)
 //! mounts it without formatting and the rows are there; a volume with a foreign filesystem is
-//! never formatted (the script stops, naming it).
+//! never formatted (the script stops, naming it). Then the stack on it: a host whose settings
+//! name the mounted volume (HITSAVE_DATA_DIR) keeps the database's files there; the volume
+//! moved to a new instance (its secrets restored by the operator), the install there serves
+//! the old rows; `doctor` says where the files are; and a host whose database is in a Docker
+//! volume already refuses the setting instead of losing the database.
 
 use std::process::Command;
 
 use anyhow::{Context, ensure};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::test::install::Harness;
 use crate::test::postgres::TestPostgres;
 
 /// A loop device on an image file, detached when dropped.
@@ -72,7 +77,8 @@ impl Instance {
     }
 }
 
-pub(crate) fn scenario(root: &Utf8Path, work: &Utf8Path) -> anyhow::Result<()> {
+pub(crate) fn scenario(root: &Utf8Path, h: &Harness, release: &str) -> anyhow::Result<()> {
+    let work = &h.work;
     let text = std::fs::read_to_string(root.join("deploy/aws/user-data.sh"))?;
     let section = text
         .split("# BEGIN data-volume\n")
@@ -82,9 +88,102 @@ pub(crate) fn scenario(root: &Utf8Path, work: &Utf8Path) -> anyhow::Result<()> {
     let work = work.join("data-volume");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = boots(section, &work);
+    let result = boots(section, &work).and_then(|()| stack(root, h, release, section, &work));
     let _ = duct::cmd!("umount", work.join("data")).unchecked().run();
     result
+}
+
+/// The stack's database on the volume, across two instances.
+fn stack(
+    root: &Utf8Path,
+    h: &Harness,
+    release: &str,
+    section: &str,
+    work: &Utf8Path,
+) -> anyhow::Result<()> {
+    let image = work.join("stack.img");
+    std::fs::File::create(&image)?.set_len(512 << 20)?;
+    let first = Instance::new(work, "stack-first")?;
+    let data = first.data.as_str();
+
+    // A host whose database is in a Docker volume: the setting is refused, nothing changes.
+    let out = h.install(release, &["--data-dir", data])?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && said.contains("an install does not move a database"),
+        "an install that would move the database:\n{said}"
+    );
+    h.expect_serving(release)?;
+    let doctor =
+        String::from_utf8_lossy(&h.t.command(&h.host_args(&["doctor"]), &[]).output()?.stdout)
+            .into_owned();
+    ensure!(
+        doctor.contains("on the root disk"),
+        "doctor on the test host:\n{doctor}"
+    );
+
+    let volume = Loop::attach(&image)?;
+    let (ok, said) = first.boot(section, &volume.0)?;
+    ensure!(ok, "the boot:\n{said}");
+    let project = format!("hitsave-datavol-{}", std::process::id());
+    let (mut one, cleanup) = Harness::fresh_as(root, "datavol-one", &project)?;
+    one.store = h.store.clone();
+    let out = one.install(release, &["--data-dir", data])?;
+    ensure!(
+        out.status.success(),
+        "an install with its database on the data volume:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = first.data.join(&project).join("db");
+    ensure!(
+        files.join("PG_VERSION").is_file(),
+        "the database's files are not in {files}"
+    );
+    let doctor = String::from_utf8_lossy(
+        &one.t
+            .command(&one.host_args(&["doctor"]), &[])
+            .output()?
+            .stdout,
+    )
+    .into_owned();
+    ensure!(
+        doctor.contains(&format!(
+            "the database's files are in {files}, off the root disk"
+        )),
+        "doctor on the data volume host:\n{doctor}"
+    );
+    one.db_count("WITH i AS (INSERT INTO waitlist (email) VALUES ('kept@example.com') RETURNING 1) SELECT count(*) FROM i")?;
+    // The instance goes: its containers and the Docker volume object with it, the files stay.
+    drop(cleanup);
+    first.unmount();
+    drop(volume);
+
+    let second = Instance::new(work, "stack-second")?;
+    let volume = Loop::attach(&image)?;
+    let (ok, said) = second.boot(section, &volume.0)?;
+    ensure!(ok, "the new instance's boot:\n{said}");
+    let (mut two, cleanup) = Harness::fresh_as(root, "datavol-two", &project)?;
+    two.store = h.store.clone();
+    // The operator puts the host's secrets back (the database's password is in the database).
+    std::fs::copy(
+        one.host_root.join("secrets/postgres_password"),
+        two.host_root.join("secrets/postgres_password"),
+    )?;
+    let out = two.install(release, &["--data-dir", data])?;
+    ensure!(
+        out.status.success(),
+        "the new instance's install:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = two.db_count("SELECT count(*) FROM waitlist WHERE email = 'kept@example.com'")?;
+    ensure!(kept == 1, "the new instance's database lost the row");
+    two.expect_serving(release)?;
+    drop(cleanup);
+    second.unmount();
+    eprintln!(
+        "xtask: test: data volume: a host with HITSAVE_DATA_DIR keeps its database in {files} (doctor says so); the volume moved to a new instance, whose install serves the old row; a host whose database is in a Docker volume refuses the setting and keeps serving"
+    );
+    Ok(())
 }
 
 fn boots(section: &str, work: &Utf8Path) -> anyhow::Result<()> {

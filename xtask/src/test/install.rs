@@ -43,7 +43,7 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let result = scenario(&h, &twin)
         .and_then(|()| crate::test::acme::scenario(root, &h.store, &h.current()?, &h))
         .and_then(|()| crate::test::awslogs::scenario(root, &h.store, &h.current()?))
-        .and_then(|()| crate::test::data_volume::scenario(root, &h.work));
+        .and_then(|()| crate::test::data_volume::scenario(root, &h, &h.current()?));
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     result?;
     drop(_cleanup);
@@ -1284,14 +1284,23 @@ impl Harness {
     /// A harness in a fresh `<target>/xtask/<name>-<pid>` with a compose project of its own,
     /// which the returned guard removes.
     pub(crate) fn fresh(root: &Utf8Path, name: &str) -> anyhow::Result<(Harness, ProjectCleanup)> {
+        remove_stale(&xtask::checkout::target_dir(root).join("xtask"), name);
+        let project = format!("hitsave-{name}-{}", std::process::id());
+        Harness::fresh_as(root, name, &project)
+    }
+
+    /// `fresh`, with the compose project named: a second "instance" of a host.
+    pub(crate) fn fresh_as(
+        root: &Utf8Path,
+        name: &str,
+        project: &str,
+    ) -> anyhow::Result<(Harness, ProjectCleanup)> {
         let parent = xtask::checkout::target_dir(root).join("xtask");
-        remove_stale(&parent, name);
         let work = parent.join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
-        let project = format!("hitsave-{name}-{}", std::process::id());
-        let cleanup = ProjectCleanup(project.clone());
-        Ok((Harness::new(root, &work, &project)?, cleanup))
+        let cleanup = ProjectCleanup(project.to_owned());
+        Ok((Harness::new(root, &work, project)?, cleanup))
     }
 
     fn new(root: &Utf8Path, work: &Utf8Path, project: &str) -> anyhow::Result<Harness> {
