@@ -21,7 +21,7 @@ pub fn write_private(path: &Utf8Path, contents: &str) -> anyhow::Result<()> {
 /// it, and the directory flushed, so a crash leaves the old value or the new one, never half.
 /// A container that mounts the old file keeps reading the old value until it is replaced.
 pub fn replace_private(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("a secret file has a directory")?;
+    let dir = path.parent().context("a private file has a directory")?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".new-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))

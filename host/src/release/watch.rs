@@ -271,11 +271,7 @@ fn judge(report: &Report, settings: &WatchSettings, over: bool) -> Option<(Verdi
 }
 
 fn record(host: &Host, report: Report) -> anyhow::Result<Report> {
-    let path = file(host);
-    let tmp = host.root.join(".watch.json.new");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {tmp}"))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {path}"))?;
+    crate::kit::files::replace_private(&file(host), &serde_json::to_vec_pretty(&report)?)?;
     Ok(report)
 }
 
@@ -353,11 +349,10 @@ pub struct Cutover {
 
 impl Cutover {
     pub fn write(host: &Host, cutover: &Cutover) -> anyhow::Result<()> {
-        let path = host.root.join("cutover.json");
-        let tmp = host.root.join(".cutover.json.new");
-        std::fs::write(&tmp, serde_json::to_vec(cutover)?)
-            .with_context(|| format!("cannot write {tmp}"))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {path}"))
+        crate::kit::files::replace_private(
+            &host.root.join("cutover.json"),
+            &serde_json::to_vec(cutover)?,
+        )
     }
 
     pub fn read(host: &Host) -> Option<Cutover> {
