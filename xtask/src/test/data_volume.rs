@@ -78,17 +78,18 @@ impl Instance {
 }
 
 pub(crate) fn scenario(root: &Utf8Path, h: &Harness, release: &str) -> anyhow::Result<()> {
-    let work = &h.work;
+    // Under /tmp: PostgreSQL runs as its own user, who cannot reach the target directory.
+    let tmp = tempfile::Builder::new()
+        .prefix("hitsave-data-volume-")
+        .tempdir()?;
+    let work = Utf8Path::from_path(tmp.path()).context("a non-UTF-8 temporary path")?;
     let text = std::fs::read_to_string(root.join("deploy/aws/user-data.sh"))?;
     let section = text
         .split("# BEGIN data-volume\n")
         .nth(1)
         .and_then(|rest| rest.split("# END data-volume\n").next())
         .context("deploy/aws/user-data.sh has no data-volume section")?;
-    let work = work.join("data-volume");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let result = boots(section, &work).and_then(|()| stack(root, h, release, section, &work));
+    let result = boots(section, work).and_then(|()| stack(root, h, release, section, work));
     let _ = duct::cmd!("umount", work.join("data")).unchecked().run();
     result
 }
