@@ -75,9 +75,10 @@ impl TestPostgres {
                 .trim()
                 .to_owned()
         };
-        write_private(
+        // Replaced: a cluster started again has one from its last port.
+        hitsave_host::kit::files::replace_private(
             &pg.pgpass,
-            &format!("127.0.0.1:{}:*:{USER}:{password}\n", pg.port),
+            format!("127.0.0.1:{}:*:{USER}:{password}\n", pg.port).as_bytes(),
         )?;
         if let Some(u) = &user {
             std::os::unix::fs::chown(&pg.dir, Some(u.uid.as_raw()), Some(u.gid.as_raw()))?;
