@@ -23,6 +23,8 @@ instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $token" \
 tag() { curl -sf -H "X-aws-ec2-metadata-token: $token" \
   "http://169.254.169.254/latest/meta-data/tags/instance/$1"; }
 HITSAVE_CHANNEL=$(tag hitsave-channel || echo "$HITSAVE_CHANNEL")
+HITSAVE_STORE=$(tag hitsave-store || echo "$HITSAVE_STORE")
+role=$(tag hitsave-role || true) # "preview": the stack's user data trusts the preview keys
 
 apt-get update -q
 apt-get install -y -q ca-certificates curl gnupg ruby-full jq minisign
@@ -69,6 +71,20 @@ untrusted comment: REPLACE this file with hitsave-release.key.pub
 REPLACE
 KEY
 chmod 0644 /etc/hitsave/keys/release.pub
+
+# BEGIN host-settings
+# The settings the stack gives this host in its tag hitsave-settings (KEY=VALUE words: the
+# logs group, the team's topic, a preview host's environments): host.env gets each one it
+# does not set yet, so an operator's line always wins.
+host_env=${HITSAVE_HOST_ENV:-/etc/hitsave/host.env}
+for setting in $(tag hitsave-settings || true); do
+  case "$setting" in
+    HITSAVE_[A-Z0-9_]*=*) ;;
+    *) echo "hitsave: the tag hitsave-settings has '$setting', not a HITSAVE_ setting: ignored" >&2; continue ;;
+  esac
+  grep -q "^${setting%%=*}=" "$host_env" 2>/dev/null || echo "$setting" >> "$host_env"
+done
+# END host-settings
 
 # BEGIN data-volume
 # The database on its own EBS volume, which outlives the instance (the stack attaches it and

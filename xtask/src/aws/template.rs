@@ -2,7 +2,8 @@
 //! `{HitSave::File: NAME}` becomes the policy in deploy/aws/NAME, its placeholders (ACCOUNT_ID,
 //! REGION, the bucket, the repository) turned into `Fn::Sub` variables; each
 //! `{HitSave::UserData: NAME}` becomes that script, base64'd by CloudFormation, with the store
-//! and the release keys of deploy/keys/ filled in. So the policies and the user data stay in
+//! and the keys filled in (deploy/keys/*.pub; deploy/keys/preview/*.pub on a preview host) and
+//! its comment lines left out (EC2 takes 16 KiB). So the policies and the user data stay in
 //! one place each, the files parliament, the trust-model tests and the runbook read.
 
 use anyhow::{Context, bail, ensure};
@@ -137,27 +138,27 @@ fn substitute(value: Value) -> Value {
 /// the release keys of deploy/keys/ in place of the paste-here block.
 fn user_data(root: &Utf8Path, name: &str, warnings: &mut Vec<String>) -> anyhow::Result<Value> {
     let script = file(root, name)?;
-    let keys = release_keys(root)?;
-    let paste = "cat > /etc/hitsave/keys/release.pub <<'KEY'\nuntrusted comment: REPLACE this file with hitsave-release.key.pub\nREPLACE\nKEY\n";
+    let paste = "cat > /etc/hitsave/keys/release.pub <<'KEY'\nuntrusted comment: REPLACE this file with hitsave-release.key.pub\nREPLACE\nKEY\nchmod 0644 /etc/hitsave/keys/release.pub\n";
     ensure!(
         script.contains(paste),
         "deploy/aws/{name} has no key block to fill in"
     );
-    let script = if keys.is_empty() {
+    let (release, preview) = (
+        keys(root, "deploy/keys")?,
+        keys(root, "deploy/keys/preview")?,
+    );
+    let script = if release.is_empty() {
         warnings.push("deploy/keys/ has no public key (*.pub): the hosts will refuse every deployment until one is in /etc/hitsave/keys/ (docs/aws-setup.md, \"Signing keys\")".into());
         script
     } else {
-        let written: String = keys
-            .iter()
-            .map(|(file, key)| {
-                format!(
-                    "cat > /etc/hitsave/keys/{file} <<'KEY'\n{}\nKEY\n",
-                    key.trim_end()
-                )
-            })
-            .collect();
+        let written = format!(
+            "if [ \"$role\" = preview ]; then\n{}else\n{}fi\n",
+            write_keys(&preview),
+            write_keys(&release)
+        );
         script.replace(paste, &written)
     };
+    let script = without_comments(&script);
     ensure!(
         script.len() <= USER_DATA_MAX,
         "deploy/aws/{name} with its keys is {} bytes; EC2 takes at most {USER_DATA_MAX}",
@@ -171,9 +172,54 @@ fn user_data(root: &Utf8Path, name: &str, warnings: &mut Vec<String>) -> anyhow:
     Ok(json!({ "Fn::Base64": { "Fn::Sub": script } }))
 }
 
-/// deploy/keys/*.pub: (file name, contents), by name.
-fn release_keys(root: &Utf8Path) -> anyhow::Result<Vec<(String, String)>> {
-    let dir = root.join("deploy/keys");
+/// Shell lines that write `keys` into /etc/hitsave/keys/ (`true` when there are none).
+fn write_keys(keys: &[(String, String)]) -> String {
+    if keys.is_empty() {
+        return "true\n".into();
+    }
+    keys.iter()
+        .map(|(file, key)| {
+            format!(
+                "cat > /etc/hitsave/keys/{file} <<'KEY'\n{}\nKEY\nchmod 0644 /etc/hitsave/keys/{file}\n",
+                key.trim_end()
+            )
+        })
+        .collect()
+}
+
+/// The script without its whole-line comments (the `#!` line and here-documents kept as
+/// they are).
+fn without_comments(script: &str) -> String {
+    let mut out = String::new();
+    let mut until: Option<String> = None;
+    for line in script.lines() {
+        match &until {
+            Some(end) if line == end => until = None,
+            Some(_) => {}
+            None if line.trim_start().starts_with('#') && !line.starts_with("#!") => continue,
+            None => {
+                if let Some((_, rest)) = line.split_once("<<") {
+                    let word: String = rest
+                        .trim_start_matches('-')
+                        .trim_start_matches('\'')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !word.is_empty() {
+                        until = Some(word);
+                    }
+                }
+            }
+        }
+        out += line;
+        out.push('\n');
+    }
+    out
+}
+
+/// `dir`/*.pub: (file name, contents), by name.
+fn keys(root: &Utf8Path, dir: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = root.join(dir);
     let mut keys = Vec::new();
     for entry in dir
         .read_dir_utf8()
@@ -235,6 +281,33 @@ mod tests {
         assert!(
             user_data.contains("${!HITSAVE_STORE:?"),
             "a shell ${{ is not escaped"
+        );
+        // What the instance runs is still a shell script: `sh -n` reads it without running it.
+        let script = user_data
+            .replace("${!", "${")
+            .replace("${BucketName}", "hitsave-releases");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("user-data.sh");
+        std::fs::write(&path, &script).unwrap();
+        let checked = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert!(script.len() < USER_DATA_MAX && !script.contains("\n# BEGIN"));
+    }
+
+    #[test]
+    fn comments_go_and_here_documents_stay() {
+        let script = "#!/bin/sh\n# a comment\nset -eu\n  # indented\ncat > f <<'UNIT'\n# kept: data\nUNIT\necho done # trailing stays\n";
+        assert_eq!(
+            without_comments(script),
+            "#!/bin/sh\nset -eu\ncat > f <<'UNIT'\n# kept: data\nUNIT\necho done # trailing stays\n"
         );
     }
 

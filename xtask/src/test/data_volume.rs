@@ -89,9 +89,43 @@ pub(crate) fn scenario(root: &Utf8Path, h: &Harness, release: &str) -> anyhow::R
         .nth(1)
         .and_then(|rest| rest.split("# END data-volume\n").next())
         .context("deploy/aws/user-data.sh has no data-volume section")?;
+    host_settings(&text, work)?;
     let result = boots(section, work).and_then(|()| stack(root, h, release, section, work));
     let _ = duct::cmd!("umount", work.join("data")).unchecked().run();
     result
+}
+
+/// The user data's host-settings section: the stack's tag adds what host.env lacks, never
+/// overrides an operator's line, and ignores a word that is not a HITSAVE_ setting.
+fn host_settings(user_data: &str, work: &Utf8Path) -> anyhow::Result<()> {
+    let section = user_data
+        .split("# BEGIN host-settings\n")
+        .nth(1)
+        .and_then(|rest| rest.split("# END host-settings\n").next())
+        .context("deploy/aws/user-data.sh has no host-settings section")?;
+    let host_env = work.join("settings.env");
+    std::fs::write(&host_env, "HITSAVE_LOGS_GROUP=the-operators\n")?;
+    let tag = "HITSAVE_LOGS_GROUP=hitsave-production HITSAVE_LOGS_REGION=eu-west-1 rm=-rf HITSAVE_NOTIFY_SNS_TOPIC=arn:aws:sns:eu-west-1:123456789012:hitsave-notifications";
+    let script = format!(
+        "set -eu\ntag() {{ [ \"$1\" = hitsave-settings ] && echo '{tag}'; }}\n{section}{section}"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("HITSAVE_HOST_ENV", &host_env)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    let written = std::fs::read_to_string(&host_env)?;
+    ensure!(
+        out.status.success()
+            && written
+                == "HITSAVE_LOGS_GROUP=the-operators\nHITSAVE_LOGS_REGION=eu-west-1\nHITSAVE_NOTIFY_SNS_TOPIC=arn:aws:sns:eu-west-1:123456789012:hitsave-notifications\n"
+            && said.contains("'rm=-rf', not a HITSAVE_ setting: ignored"),
+        "host.env from the stack's tag (run twice):\n{written}\n{said}"
+    );
+    eprintln!(
+        "xtask: test: host settings: the stack's tag added what host.env lacked, kept the operator's line, ignored a stray word, and added nothing the second time"
+    );
+    Ok(())
 }
 
 /// The stack's database on the volume, across two instances.
