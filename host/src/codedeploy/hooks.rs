@@ -202,6 +202,7 @@ fn install_options(
             lock_timeout: 600,
             health_timeout: settings.health_timeout,
             strategy: Strategy::BlueGreen,
+            timings: false,
         },
         tls: settings.tls.clone(),
         env,
@@ -565,6 +566,7 @@ fn watch_after_cutover(revision: &Revision, settings: &HostSettings) -> anyhow::
         lock_timeout: 600,
         health_timeout: settings.health_timeout,
         strategy: Strategy::BlueGreen,
+        timings: false,
     };
     let Some(why) = crate::release::install::watch_or_roll_back(
         ui,

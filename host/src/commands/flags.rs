@@ -160,6 +160,9 @@ pub struct HostFlags {
     /// How app containers are replaced: blue/green (no request dropped) or in place.
     #[arg(long, value_enum, default_value = "blue-green")]
     pub strategy: Strategy,
+    /// Print how long each step took, at the end.
+    #[arg(long, env = "HITSAVE_TIMINGS")]
+    pub timings: bool,
 }
 
 impl HostFlags {
@@ -170,6 +173,7 @@ impl HostFlags {
             lock_timeout: self.lock_timeout,
             health_timeout: self.health_timeout,
             strategy: self.strategy,
+            timings: self.timings,
         }
     }
 }

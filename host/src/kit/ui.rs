@@ -12,6 +12,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Ui {
     interactive: bool,
     multi: MultiProgress,
+    /// Each line said and when: a step of work starts with its line and lasts until the next
+    /// (`timings`).
+    said: std::sync::Mutex<Vec<(Instant, String)>>,
 }
 
 impl Default for Ui {
@@ -32,10 +35,32 @@ impl Ui {
         Ui {
             interactive,
             multi: MultiProgress::with_draw_target(target),
+            said: std::sync::Mutex::new(vec![(Instant::now(), "(start)".into())]),
         }
     }
 
+    /// How long each step took: every line said, with the time until the next one (the last
+    /// until now), as a table.
+    pub fn timings(&self) -> String {
+        let said = self.said.lock().map(|s| s.clone()).unwrap_or_default();
+        let now = Instant::now();
+        let mut table = String::from("  seconds  step\n");
+        for (i, (at, line)) in said.iter().enumerate() {
+            let until = said.get(i + 1).map_or(now, |next| next.0);
+            let line: String = line.chars().take(100).collect();
+            table += &format!("  {:>7.3}  {line}\n", (until - *at).as_secs_f64());
+        }
+        table
+            + &format!(
+                "  {:>7.3}  total\n",
+                said.first().map_or(0.0, |s| (now - s.0).as_secs_f64())
+            )
+    }
+
     pub fn info(&self, message: &str) {
+        if let Ok(mut said) = self.said.lock() {
+            said.push((Instant::now(), message.to_owned()));
+        }
         if self.interactive {
             // Printed above the bars, so they do not tear.
             let _ = self.multi.println(format!("xtask: {message}"));
@@ -162,4 +187,23 @@ fn truncate(s: &str, max: usize) -> String {
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timings_are_the_time_between_lines() {
+        let ui = super::Ui::new();
+        ui.info("building images");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        ui.info("starting the database");
+        let table = ui.timings();
+        let building = table
+            .lines()
+            .find(|l| l.ends_with("building images"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap();
+        assert!((0.03..1.0).contains(&building), "{table}");
+        assert!(table.contains("starting the database") && table.contains("total"));
+    }
 }

@@ -38,6 +38,8 @@ pub struct HostOptions {
     pub health_timeout: u64,
     /// How app containers are replaced: blue/green (no request dropped) or in place.
     pub strategy: crate::site::swap::Strategy,
+    /// Print how long each step took at the end.
+    pub timings: bool,
 }
 
 /// What to install and how.
@@ -157,6 +159,9 @@ pub fn run(args: InstallOptions) -> anyhow::Result<()> {
         skipped: false,
     };
     let result = install(ui, host, &verified, &args, &mut migrations, &mut outcome);
+    if args.host.timings {
+        eprint!("xtask: the install's steps:\n{}", ui.timings());
+    }
     entry.backup = migrations.backup.clone();
     entry.backup_skipped = migrations.skipped;
     session.finish(entry, outcome, result)?;
@@ -549,8 +554,14 @@ pub fn deploy(
         crate::site::cpu::Weights::of_stack(ui, stack)?
     };
     if let Some(migrations) = migrations {
-        back_up_before_migrating(ui, host, stack, migrations)?;
-        run_migrations(ui, stack, &id)?;
+        if migrator_unchanged(host, stack) {
+            ui.info(
+                "the migrator is the current release's: its migrations are applied, nothing to run",
+            );
+        } else {
+            back_up_before_migrating(ui, host, stack, migrations)?;
+            run_migrations(ui, stack, &id)?;
+        }
         if host.current().is_none() && stack.env.env()? == Env::Preview {
             seed_preview(ui, stack)?;
         }
@@ -736,6 +747,20 @@ fn back_up_before_migrating(
 }
 
 /// The new release's migrator, on the running database; its own error line when it fails.
+/// Whether `stack`'s migrator is the one the current release installed with (the same
+/// artifact, so the same embedded migrations, all applied when it became current; a restore
+/// applies what an older backup lacks): then neither `migrate status` nor `migrate` need run.
+fn migrator_unchanged(host: &Host, stack: &Stack) -> bool {
+    let Some(current) = host.current() else {
+        return false;
+    };
+    let Ok(env) = ReleaseEnv::read(&host.release_dir(&current).join("release.env")) else {
+        return false;
+    };
+    let tag = |env: &ReleaseEnv| env.image_tag("migrate").map(str::to_owned).ok();
+    tag(&env).is_some() && tag(&env) == tag(&stack.env)
+}
+
 fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> {
     ui.info("running the new migrator");
     if let Err(e) = stack.run(

@@ -46,7 +46,7 @@ struct Timed {
 /// and when it ended.
 fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed> {
     use std::io::BufRead;
-    let args = h.install_args(id, &["--strategy", strategy]);
+    let args = h.install_args(id, &["--strategy", strategy, "--timings"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child =
         h.t.command(&args, &[])
@@ -172,6 +172,16 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
             let report = load.stop();
             let timed = timed?;
             h.expect_serving(id)?;
+            println!("{strategy} {change}: the install's steps (`install --timings`)");
+            let steps = timed
+                .log
+                .iter()
+                .skip_while(|(_, l)| !l.contains("the install's steps"))
+                .skip(1)
+                .take_while(|(_, l)| l.starts_with("  "));
+            for (_, line) in steps {
+                println!("{line}");
+            }
             if trace {
                 println!("{strategy} {change}: the install and the 20 slowest requests");
                 print_trace(zero, &timed, &report);
