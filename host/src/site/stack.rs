@@ -438,7 +438,13 @@ impl Stack {
                 Some(c) if c.state != State::Running => {
                     return Ok(Err(format!("{service} is {}", c.state.as_str())));
                 }
-                Some(c) if c.health != Some(Health::Healthy) => {
+                // An app container Docker has not checked yet (it checks every 2 s) is judged
+                // below, by its answer through nginx as this release.
+                Some(c)
+                    if c.health != Some(Health::Healthy)
+                        && !(App::of_service(service).is_some()
+                            && c.health == Some(Health::Starting)) =>
+                {
                     return Ok(Err(format!(
                         "{service} is {}",
                         c.health
