@@ -325,11 +325,18 @@ pub(crate) fn scenario(
         );
     }
 
-    // v2 again, with the second host too slow for its health gate.
-    fleet.hosts[1].set("HITSAVE_HEALTH_TIMEOUT", "1")?;
+    // v2 again, with the second host's new API container crashing as it starts (killed by the
+    // test each time Docker starts it): it fails its health gate.
+    fleet.hosts[1].set("HITSAVE_HEALTH_TIMEOUT", "5")?;
+    let crashing = CrashLoop::start(&fleet.hosts[1].project, "api")?;
     let load = Load::start(lb.port, DOMAIN, RATE, Duration::from_secs(900));
     let done = fleet.rollout(store, "d-FLEET0004", v2, DeploymentConfig::OneAtATime);
     let report = load.stop();
+    let killed = crashing.stop();
+    ensure!(
+        killed > 0,
+        "the second host's new API container never started"
+    );
     match done?.failed {
         Some((1, outcome)) => expect_failed(outcome, "ApplicationStart", "rolled back")?,
         other => bail!("the rollout did not stop at the second host: {other:?}"),
@@ -885,6 +892,59 @@ impl SharedDb {
 impl Drop for SharedDb {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.container, &self.plain]);
+    }
+}
+
+/// Kills every container of `service` in `project` that Docker starts from now on (a
+/// container that crashes as it starts, restarts included), until stopped.
+struct CrashLoop {
+    events: std::process::Child,
+    killer: std::thread::JoinHandle<usize>,
+}
+
+impl CrashLoop {
+    fn start(project: &str, service: &str) -> anyhow::Result<CrashLoop> {
+        let mut events = std::process::Command::new("docker")
+            .args(["events", "--filter", "event=start", "--format", "{{.ID}}"])
+            .args([
+                "--filter",
+                &format!("label=com.docker.compose.project={project}"),
+            ])
+            .args([
+                "--filter",
+                &format!("label=com.docker.compose.service={service}"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run docker events")?;
+        let out = events
+            .stdout
+            .take()
+            .context("docker events has no stdout")?;
+        let killer = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|id| {
+                    duct::cmd!("docker", "kill", id.trim())
+                        .stdout_null()
+                        .stderr_null()
+                        .unchecked()
+                        .run()
+                        .is_ok()
+                })
+                .count()
+        });
+        Ok(CrashLoop { events, killer })
+    }
+
+    /// Stops watching; how many containers it killed.
+    fn stop(mut self) -> usize {
+        let _ = self.events.kill();
+        let _ = self.events.wait();
+        self.killer.join().unwrap_or(0)
     }
 }
 
