@@ -325,17 +325,17 @@ pub(crate) fn scenario(
         );
     }
 
-    // v2 again, with the second host's new API container crashing as it starts (killed by the
-    // test each time Docker starts it): it fails its health gate.
+    // v2 again (a web change), with the second host's new web container crashing as it starts
+    // (killed by the test each time Docker starts it): it fails its health gate.
     fleet.hosts[1].set("HITSAVE_HEALTH_TIMEOUT", "5")?;
-    let crashing = CrashLoop::start(&fleet.hosts[1].project, "api")?;
+    let crashing = CrashLoop::start(&fleet.hosts[1].project, "web")?;
     let load = Load::start(lb.port, DOMAIN, RATE, Duration::from_secs(900));
     let done = fleet.rollout(store, "d-FLEET0004", v2, DeploymentConfig::OneAtATime);
     let report = load.stop();
     let killed = crashing.stop();
     ensure!(
         killed > 0,
-        "the second host's new API container never started"
+        "the second host's new web container never started"
     );
     match done?.failed {
         Some((1, outcome)) => expect_failed(outcome, "ApplicationStart", "rolled back")?,
