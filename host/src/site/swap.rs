@@ -25,7 +25,7 @@ use crate::kit::ui::Ui;
 use crate::site::app::{App, Service};
 use crate::site::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
 use crate::site::nginx::{self, Upstreams};
-use crate::site::stack::{Container, Stack, State};
+use crate::site::stack::{Container, Health, Stack, State};
 
 /// How app containers are replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -254,7 +254,9 @@ pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
             .find(|c| c.service == app.service() && c.state == State::Running)
             .map(|c| c.name)
             .with_context(|| format!("{app} has no running container"))?;
-        wait_ready(&container, app, &domain, timeout).map_err(|e| {
+        // Docker's own verdict here: the restore restarted these containers, and nginx's
+        // connections to them must have been renewed before the maintenance ends.
+        wait_healthy(&container, timeout).map_err(|e| {
             let evidence = docker::last_words(&container);
             e.context(format!("{container} never became healthy{evidence}"))
         })?;
@@ -354,6 +356,23 @@ fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
         }
     }
     Ok(upstreams)
+}
+
+fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
+    let what = format!("{container} to turn healthy");
+    wait_for(&what, timeout, Duration::from_millis(500), || {
+        let seen = docker::inspect(
+            container,
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+        )
+        .unwrap_or_default();
+        let (status, health) = seen.split_once(' ').unwrap_or((&seen, ""));
+        match (State::from(status.to_owned()), Health::parse(health)) {
+            (State::Running, Some(Health::Healthy)) => Ok(Wait::Done(())),
+            (state, _) if state.is_over() => bail!("{container} exited ({seen})"),
+            _ => Ok(Wait::NotYet(format!("it is still {seen:?}"))),
+        }
+    })
 }
 
 /// Waits until `container` answers its readiness page with 200, asked on its own address every
