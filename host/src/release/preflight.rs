@@ -15,20 +15,37 @@ use crate::site::stack::Stack;
 /// The oldest Compose that understands the overlay's `!reset` and `!override`.
 pub const MIN_COMPOSE: (u32, u32) = (2, 24);
 
-/// Every problem found, each with its fix; empty when all is well.
+/// Every problem found, each with its fix; empty when all is well. What the host answers
+/// (Docker, Compose, its architecture, the configuration) is asked all at once; the base
+/// image's glibc is remembered in `host` by image id, so it is asked once per base image.
 pub fn check(
+    host: &Host,
     stack: &Stack,
     manifest: &Manifest,
     tls_dir: Option<&Utf8Path>,
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    if let Err(e) = docker_and_compose() {
+    let (engine, config, arch) = std::thread::scope(|s| {
+        let config = s.spawn(|| stack.config());
+        let arch = s.spawn(|| {
+            duct::cmd!("docker", "info", "--format", "{{.Architecture}}")
+                .stderr_null()
+                .read()
+                .context("docker info failed")
+        });
+        let panicked = || anyhow::anyhow!("a check's thread panicked");
+        (
+            docker_and_compose(),
+            config.join().unwrap_or_else(|_| Err(panicked())),
+            arch.join().unwrap_or_else(|_| Err(panicked())),
+        )
+    });
+    if let Err(e) = engine {
         problems.push(format!("{e:#}"));
         // Nothing below can be checked without Docker.
         return Ok(problems);
     }
-    let config = stack.config()?;
-    problems.extend(secrets(&config));
+    problems.extend(secrets(&config?));
     if let Some(dir) = tls_dir {
         for file in ["fullchain.pem", "privkey.pem"] {
             let path = dir.join(file);
@@ -38,7 +55,7 @@ pub fn check(
         }
     }
     problems.extend(disk(&stack.release_dir, manifest));
-    problems.extend(platform(stack, manifest)?);
+    problems.extend(platform(host, stack, manifest, arch?.trim())?);
     Ok(problems)
 }
 
@@ -237,14 +254,15 @@ fn disk(dir: &Utf8Path, manifest: &Manifest) -> Vec<String> {
     Vec::new()
 }
 
-/// Each Rust binary's target triple matches the engine's architecture and the glibc it needs
-/// is not newer than the one in its base image.
-fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
+/// Each Rust binary's target triple matches the engine's architecture `arch` and the glibc it
+/// needs is not newer than the one in its base image.
+fn platform(
+    host: &Host,
+    stack: &Stack,
+    manifest: &Manifest,
+    arch: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let arch = duct::cmd!("docker", "info", "--format", "{{.Architecture}}")
-        .read()
-        .context("docker info failed")?;
-    let arch = arch.trim();
     let base = stack.env.runtime_base()?;
     let mut base_glibc: Option<GlibcVersion> = None;
     for (component, binary) in [("api", "hitsave"), ("migrate", "migrate")] {
@@ -272,7 +290,7 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
         let have = match base_glibc {
             Some(v) => v,
             None => {
-                let v = image_glibc(base)?;
+                let v = known_glibc(host, base)?;
                 base_glibc = Some(v);
                 v
             }
@@ -285,6 +303,30 @@ fn platform(stack: &Stack, manifest: &Manifest) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// Where the glibc of each base image seen is remembered, by image id (an image's content
+/// never changes under its id).
+const GLIBC_FILE: &str = "base-glibc.json";
+
+/// The glibc in `image`: remembered by its id, else asked of a container and remembered.
+fn known_glibc(host: &Host, image: &str) -> anyhow::Result<GlibcVersion> {
+    let id = crate::kit::docker::inspect(image, "{{.Id}}").unwrap_or_default();
+    let file = host.root.join(GLIBC_FILE);
+    let mut known: std::collections::BTreeMap<String, String> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(v) = known.get(&id).and_then(|v| GlibcVersion::parse(v)) {
+        return Ok(v);
+    }
+    let version = image_glibc(image)?;
+    if !id.is_empty() {
+        known.insert(id, version.to_string());
+        // Only a cache: the next install asks the image again when it cannot be written.
+        let _ = crate::kit::files::replace_private(&file, &serde_json::to_vec(&known)?);
+    }
+    Ok(version)
 }
 
 /// The glibc version inside an image (`getconf GNU_LIBC_VERSION`, from libc-bin).

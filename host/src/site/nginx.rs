@@ -39,6 +39,14 @@ impl Upstreams {
             App::Web => self.web = upstream,
         }
     }
+
+    /// Where `app` goes: `host:port`.
+    pub fn get(&self, app: App) -> &str {
+        match app {
+            App::Api => &self.api,
+            App::Web => &self.web,
+        }
+    }
 }
 
 /// The page maintenance serves, and the file whose presence turns it on; the API's hosts
@@ -274,6 +282,11 @@ pub fn set_tls(
     domain: &str,
     tls: bool,
 ) -> anyhow::Result<bool> {
+    install(release_dir, dir, domain, tls, &routed(dir))
+}
+
+/// Where the site in `dir` sends each app now (the service names when it names none).
+pub fn routed(dir: &Utf8Path) -> Upstreams {
     let site = std::fs::read_to_string(dir.join("default.conf")).unwrap_or_default();
     let upstream = |var: &str| {
         site.lines()
@@ -281,13 +294,12 @@ pub fn set_tls(
             .map(|u| u.trim_end_matches(';').to_owned())
     };
     let mut upstreams = Upstreams::services();
-    if let Some(api) = upstream(App::Api.service()) {
-        upstreams.set(App::Api, api);
+    for app in App::ALL {
+        if let Some(at) = upstream(app.service()) {
+            upstreams.set(app, at);
+        }
     }
-    if let Some(web) = upstream(App::Web.service()) {
-        upstreams.set(App::Web, web);
-    }
-    install(release_dir, dir, domain, tls, &upstreams)
+    upstreams
 }
 
 /// Writes the rendered site into `dir`; true when it changed (nginx must reload).

@@ -1,19 +1,20 @@
 //! Swapping the app containers (`api`, `web`) to a new release.
 //!
 //! Blue/green (the default): for each app service whose configuration changed, one new
-//! container starts beside the old one (`up --no-start --scale S=2 --no-recreate`, then
-//! `docker start` at the lowest CPU weight: see cpu.rs), must become healthy, is warmed up
-//! with requests on its own address (so no user waits on a cold process), goes back to the
-//! default CPU weight, then nginx is pointed at it by container name and reloaded gracefully
-//! (old workers finish their requests), and only then does the old container get SIGTERM: it
-//! stops accepting, finishes what is in flight within its grace period, and is removed. A new
-//! container that does not become healthy is removed and the old one never stopped serving.
-//! `db` and `nginx` are never taken down by an app deploy.
+//! container starts beside the old one (one `up --no-start --scale S=2 --no-recreate` for all
+//! of them, then `docker start` at the lowest CPU weight: see cpu.rs), must answer its
+//! readiness page (asked every 50 ms), is warmed up with requests on its own address (so no
+//! user waits on a cold process), goes back to the default CPU weight; the apps do this side
+//! by side. Then nginx is pointed at the new containers by name and reloaded gracefully (old
+//! workers finish their requests), and only then do the old containers get SIGTERM, in the
+//! background: each stops accepting, finishes what is in flight within its grace period, and
+//! is removed. A new container that does not become ready is removed with the other new ones
+//! and the old ones never stopped serving. `db` and `nginx` are never taken down by an app
+//! deploy.
 //!
 //! In place (`--strategy in-place`): a plain `up -d`, which stops each old container before
 //! starting its replacement; kept as the baseline `bench deploy` compares against.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -102,7 +103,8 @@ pub fn replace(
 }
 
 /// For each app whose configuration changed, or that is in `force`: a new container beside
-/// the old, nginx moved to it, the old one drained.
+/// the live one (all of them at once), nginx moved to the new ones in one reload, the old
+/// ones drained in the background.
 fn blue_green(
     ui: &Ui,
     stack: &Stack,
@@ -111,44 +113,110 @@ fn blue_green(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let wanted = config_hashes(stack)?;
-    let mut upstreams = current_upstreams(stack)?;
+    let wanted = stack.config_hashes()?;
+    let containers = stack.containers()?;
+    let routed = nginx::routed(site.nginx_dir);
+    let mut upstreams = Upstreams::services();
+    let mut swaps: Vec<(App, Option<String>)> = Vec::new();
     for app in App::ALL {
         let service = app.service();
-        let old: Vec<String> = stack
-            .containers()?
-            .into_iter()
-            .filter(|c| c.service == service)
-            .map(|c| c.name)
-            .collect();
-        let hashes: Vec<String> = old
+        let mine: Vec<&Container> = containers.iter().filter(|c| c.service == service).collect();
+        let running = |c: &&&Container| c.state == State::Running;
+        // The one nginx routes to, else (a site that names the service) the newest running.
+        let live = mine
             .iter()
-            .map(|n| config_hash_of(n))
-            .collect::<Result<_, _>>()?;
-        if !old.is_empty()
-            && !force.contains(&app)
-            && hashes
-                .iter()
-                .all(|h| wanted.get(service).is_some_and(|w| w.contains(h)))
-        {
-            continue;
+            .filter(running)
+            .find(|c| routed.get(app).split(':').next() == Some(c.name.as_str()))
+            .or_else(|| mine.iter().rev().find(running))
+            .map(|c| c.name.clone());
+        let leftovers: Vec<String> = mine
+            .iter()
+            .filter(|c| Some(&c.name) != live.as_ref())
+            .map(|c| c.name.clone())
+            .collect();
+        if !leftovers.is_empty() {
+            ui.info(&format!(
+                "{service}: removing {} (no traffic: left by an earlier swap)",
+                leftovers.join(", ")
+            ));
+            drain_now(&leftovers)?;
         }
-        let new = start_beside(ui, stack, app, &old, &site.domain, weights, timeout)?;
-        upstreams.set(app, format!("{new}:{}", app.port()));
-        site.install(stack, &upstreams)?;
-        reload_nginx(stack)?;
-        // Old nginx workers finish routing what they accepted before the reload.
-        std::thread::sleep(Duration::from_secs(1));
-        for name in &old {
-            ui.info(&format!("{service}: draining and removing {name}"));
-            duct::cmd!("docker", "stop", "--time", DRAIN_SECS, name)
-                .stdout_null()
-                .run()
-                .with_context(|| format!("cannot stop {name}"))?;
-            docker::remove(name)?;
+        if let Some(name) = &live {
+            upstreams.set(app, format!("{name}:{}", app.port()));
+            let hash = config_hash_of(name)?;
+            if !force.contains(&app) && wanted.get(service).is_some_and(|w| w.contains(&hash)) {
+                continue;
+            }
         }
+        swaps.push((app, live));
+    }
+    if swaps.is_empty() {
+        return Ok(());
+    }
+    let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout)?;
+    for ((app, _), name) in swaps.iter().zip(&new) {
+        upstreams.set(*app, format!("{name}:{}", app.port()));
+    }
+    site.install(stack, &upstreams)?;
+    reload_nginx(stack)?;
+    let old: Vec<String> = swaps.into_iter().filter_map(|(_, live)| live).collect();
+    if !old.is_empty() {
+        ui.info(&format!(
+            "nginx sends no new request to {}: draining in the background",
+            old.join(", ")
+        ));
+        drain_later(&old)?;
     }
     // db was started by the install and nginx was running: neither is touched.
+    Ok(())
+}
+
+/// Stops `containers` (each finishes what it serves within its grace) and removes them.
+fn drain_now(containers: &[String]) -> anyhow::Result<()> {
+    for name in containers {
+        // One being drained by an earlier swap may be gone by now.
+        let _ = duct::cmd!("docker", "stop", "--time", DRAIN_SECS, name)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        let _ = duct::cmd!("docker", "rm", "--force", "--volumes", name)
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+    let left: Vec<&String> = containers
+        .iter()
+        .filter(|c| docker::inspect(c, "{{.State.Status}}").is_ok())
+        .collect();
+    if !left.is_empty() {
+        bail!("cannot remove {left:?}: see `docker ps -a`; `docker rm --force NAME` and run again");
+    }
+    Ok(())
+}
+
+/// After nginx's reload: a second for the old workers to pass on what they accepted, then
+/// SIGTERM (the apps finish their requests within their grace) and removal, in a process of
+/// its own that outlives this one and holds none of its pipes, so neither the install nor a
+/// CodeDeploy hook waits for it. One killed half-way leaves a container no traffic reaches,
+/// which the next swap removes (`blue_green`'s leftovers).
+fn drain_later(containers: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "sleep 1; for c; do (docker stop --time {DRAIN_SECS} \"$c\"; docker rm --force --volumes \"$c\") >/dev/null 2>&1 & done; wait"
+    );
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("hitsave-drain")
+        .args(containers)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the drain of the old containers")?;
     Ok(())
 }
 
@@ -187,55 +255,87 @@ impl<'a> Site<'a> {
     }
 }
 
-/// One new container of `app` beside the `old` ones: created, started at the boot weight,
-/// healthy, warmed up and back at the serving weight. Its name, or an error that carries its
-/// last health output and log lines, after it is removed (the old ones never stopped).
+/// One new container of each app in `swaps` beside its live one: created (one compose call),
+/// then each started at the boot weight, ready, warmed up and back at the serving weight, all
+/// at once. Their names in `swaps`' order, or an error that carries a failed one's last health
+/// output and log lines, after every new one is removed (the old ones never stopped).
 fn start_beside(
     ui: &Ui,
     stack: &Stack,
-    app: App,
-    old: &[String],
+    swaps: &[(App, Option<String>)],
     domain: &str,
     weights: &Weights,
     timeout: Duration,
-) -> anyhow::Result<String> {
-    let service = app.service();
+) -> anyhow::Result<Vec<String>> {
+    let services: Vec<&str> = swaps.iter().map(|(a, _)| a.service()).collect();
     ui.info(&format!(
-        "{service}: starting the new container beside the old one"
+        "{}: starting the new containers beside the old ones",
+        services.join(", ")
     ));
-    let scale = format!("{service}={}", old.len() + 1);
-    // Created first, so that it starts at the boot weight.
-    stack.run(
-        &format!("creating a new {service} container"),
-        &[
-            "up",
-            "--no-start",
-            "--no-deps",
-            "--no-recreate",
-            "--scale",
-            &scale,
-            service,
-        ],
-    )?;
-    let new = stack
-        .containers()?
-        .into_iter()
-        .find(|c| c.service == service && !old.contains(&c.name))
-        .map(|c| c.name)
-        .with_context(|| format!("compose created no new {service} container"))?;
-    let ready = weights
-        .set_container(&new, BOOT_SHARES)
-        .and_then(|()| docker::start(&new))
-        .and_then(|()| wait_ready(&new, app, domain, timeout))
-        .map(|()| warm_up(ui, &new, app.port(), &app.host(domain), app.warm_up_path()))
-        .and_then(|()| weights.set_container(&new, SERVING_SHARES));
-    if let Err(e) = ready {
+    let mut args = vec!["up", "--no-start", "--no-deps", "--no-recreate"];
+    let scales: Vec<String> = swaps
+        .iter()
+        .map(|(app, live)| format!("{}={}", app.service(), 1 + usize::from(live.is_some())))
+        .collect();
+    for scale in &scales {
+        args.extend(["--scale", scale.as_str()]);
+    }
+    args.extend(&services);
+    // Created first, so that each starts at the boot weight.
+    stack.run("creating the new containers", &args)?;
+    let containers = stack.containers()?;
+    let mut new = Vec::new();
+    for (app, live) in swaps {
+        let name = containers
+            .iter()
+            .find(|c| c.service == app.service() && Some(&c.name) != live.as_ref())
+            .map(|c| c.name.clone())
+            .with_context(|| format!("compose created no new {} container", app.service()));
+        match name {
+            Ok(name) => new.push(name),
+            Err(e) => {
+                let _ = drain_now(&new);
+                return Err(e);
+            }
+        }
+    }
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+        let started: Vec<_> = swaps
+            .iter()
+            .zip(&new)
+            .map(|((app, _), name)| {
+                s.spawn(move || {
+                    weights
+                        .set_container(name, BOOT_SHARES)
+                        .and_then(|()| docker::start(name))
+                        .and_then(|()| wait_ready(name, *app, domain, timeout))
+                        .map(|()| {
+                            warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path())
+                        })
+                        .and_then(|()| weights.set_container(name, SERVING_SHARES))
+                })
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a start thread panicked")))
+            })
+            .collect()
+    });
+    let failed = swaps
+        .iter()
+        .zip(&new)
+        .zip(results)
+        .find_map(|(((app, _), name), r)| r.err().map(|e| (app.service(), name, e)));
+    if let Some((service, name, e)) = failed {
         ui.info(&format!(
-            "{service}: {new} is not ready to serve; removing it, the old one keeps serving"
+            "{service}: {name} is not ready to serve; removing the new containers, the old ones keep serving"
         ));
         // The evidence goes with the container: keep it in the error (and so in history).
-        let evidence = docker::last_words(&new);
-        docker::remove(&new)?;
+        let evidence = docker::last_words(name);
+        drain_now(&new)?;
         return Err(e.context(format!(
             "the new {service} container never became ready{evidence}"
         )));
@@ -302,60 +402,31 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
     ));
 }
 
-/// A graceful reload: new workers take the new site, old ones finish their requests.
+/// A graceful reload: new workers take the new site, old ones finish their requests. By
+/// `docker exec` on the running nginx (compose would load the whole project first).
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
-    stack.run(
-        "reloading nginx",
-        &["exec", "-T", Service::Nginx.name(), "nginx", "-s", "reload"],
-    )?;
+    let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
+    let out = duct::cmd!("docker", "exec", &nginx, "nginx", "-s", "reload")
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("cannot run docker exec")?;
+    if !out.status.success() {
+        bail!(
+            "reloading nginx ({nginx}) failed: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
     Ok(())
 }
 
-/// The config-hash labels a container of each service would carry if compose created it now:
-/// by `up` (the whole configuration) or by the blue/green `up --no-deps`, which leaves
-/// depends_on out of the hash.
-fn config_hashes(stack: &Stack) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    const NO_DEPS: &str =
-        "services:\n  api:\n    depends_on: !reset []\n  web:\n    depends_on: !reset []\n";
-    let full = stack.run("hashing the configuration", &["config", "--hash", "*"])?;
-    let no_deps = stack.run_with_overlay(
-        "hashing the configuration",
-        NO_DEPS,
-        &["config", "--hash", "*"],
-    )?;
-    let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (service, hash) in full
-        .lines()
-        .chain(no_deps.lines())
-        .filter_map(|l| l.split_once(' '))
-    {
-        hashes
-            .entry(service.to_owned())
-            .or_default()
-            .push(hash.trim().to_owned());
-    }
-    Ok(hashes)
-}
-
-fn config_hash_of(container: &str) -> anyhow::Result<String> {
+pub fn config_hash_of(container: &str) -> anyhow::Result<String> {
     docker::inspect(
         container,
         "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
     )
-}
-
-/// Where nginx sends each app now: the container names in its rendered site, or the service
-/// names when the site predates blue/green.
-fn current_upstreams(stack: &Stack) -> anyhow::Result<Upstreams> {
-    let mut upstreams = Upstreams::services();
-    for c in stack.containers()? {
-        if c.state == State::Running
-            && let Some(app) = App::of_service(&c.service)
-        {
-            upstreams.set(app, format!("{}:{}", c.name, app.port()));
-        }
-    }
-    Ok(upstreams)
 }
 
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {

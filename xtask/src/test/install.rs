@@ -1446,7 +1446,38 @@ impl Harness {
         current_release(&self.host_root)
     }
 
+    /// Waits until the old app containers a swap drains in the background are gone (one
+    /// container per app at most), so that what a test reads of the stack is its settled state.
+    pub(crate) fn settled(&self) -> anyhow::Result<()> {
+        let count = |service: &str| -> anyhow::Result<usize> {
+            Ok(docker(&[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.project),
+                "--filter",
+                &format!("label=com.docker.compose.service={service}"),
+            ])?
+            .split_whitespace()
+            .count())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (api, web) = (count("api")?, count("web")?);
+            if api <= 1 && web <= 1 {
+                return Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "{} still has {api} api and {web} web containers 40 s after the last swap: the old ones were never drained",
+                self.project
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub(crate) fn container_id(&self, service: &str) -> anyhow::Result<String> {
+        self.settled()?;
         docker(&[
             "ps",
             "-q",
@@ -1511,6 +1542,7 @@ impl Harness {
 
     /// What a refused install must leave as it was: links, releases on disk, containers.
     pub(crate) fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
+        self.settled()?;
         let containers = docker(&[
             "ps",
             "-a",
