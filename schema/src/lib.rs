@@ -77,6 +77,19 @@ pub struct Manifest {
     /// it only with `--allow-unsigned`, and only from a local store.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsigned: bool,
+    /// The migrations its migrator carries, in order: a host whose current release carries
+    /// the same ones runs no migrator. Absent from releases made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<Vec<MigrationRef>>,
+}
+
+/// One migration a release's migrator carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRef {
+    /// Its file in `migrations/` (`<version>_<name>.sql`).
+    pub file: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: Sha256,
 }
 
 /// Where a release's CodeDeploy bundle is.
@@ -572,6 +585,7 @@ mod tests {
                 deployment_group: Some("production".into()),
             }),
             unsigned: false,
+            migrations: None,
         }
     }
 

@@ -158,6 +158,7 @@ mod tests {
                 deployment_group: group.map(Into::into),
             }),
             unsigned: false,
+            migrations: None,
         }
     }
 

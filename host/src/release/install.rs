@@ -530,23 +530,16 @@ pub fn deploy(
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let id = stack.env.release()?;
-    let built = stack.build_images()?;
-    if !built.is_empty() {
-        ui.info(&format!("built {}", built.join(", ")));
-    }
-    let timeout = args.health_timeout.to_string();
-    let weights = if stack.external_db() {
-        check_external_db(ui, stack)?;
-        crate::site::cpu::Weights::of_stack(ui, stack)?
-    } else {
-        start_db(ui, stack, &timeout)?;
-        crate::site::cpu::Weights::of_stack(ui, stack)?
-    };
+    let migrating = migrations.is_some() && !migrator_unchanged(host, stack);
+    let pending = prepare(ui, host, stack, migrating, args.health_timeout)?;
+    let weights = crate::site::cpu::Weights::of_stack(ui, stack)?;
     if let Some(migrations) = migrations {
-        if migrator_unchanged(host, stack) {
+        if !migrating {
             ui.info(
-                "the migrator is the current release's: its migrations are applied, nothing to run",
+                "the new migrator carries the current release's migrations, all applied: nothing to run",
             );
+        } else if pending == Some(false) {
+            ui.info("the new migrator finds every migration it has applied: nothing to run");
         } else {
             back_up_before_migrating(ui, host, stack, migrations)?;
             run_migrations(ui, stack, &id)?;
@@ -569,7 +562,7 @@ pub fn deploy(
         &weights,
         timeout,
     )
-    .and_then(|()| {
+    .and_then(|drain| {
         // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
         if crate::site::nginx::maintenance_by(&host.nginx_dir()).as_deref() == Some("restore") {
             ui.info("ending the maintenance a restore that did not finish left on");
@@ -578,17 +571,31 @@ pub fn deploy(
         ui.info(&format!(
             "waiting up to {timeout:?} for release {id} to serve"
         ));
-        stack.wait_serving(timeout)
+        stack.wait_serving(timeout).map(|()| drain)
     });
-    if let Err(e) = swap {
-        let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout)?;
-        *outcome = Outcome::RolledBack;
-        bail!(
-            "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
-        );
-    }
+    let drain = match swap {
+        Ok(drain) => drain,
+        Err(e) => {
+            let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout)?;
+            *outcome = Outcome::RolledBack;
+            bail!(
+                "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
+            );
+        }
+    };
     host.flip(&id)?;
+    start_drain(ui, drain);
     Ok(())
+}
+
+/// Drains the old containers after the gate; one that cannot be started is the next swap's
+/// to remove (the release serves either way).
+fn start_drain(ui: &Ui, drain: crate::site::swap::Drain) {
+    if let Err(e) = drain.start(ui) {
+        ui.info(&format!(
+            "WARNING: the old containers stay until the next install: {e:#}"
+        ));
+    }
 }
 
 /// Swaps the release that was current back in after `id` failed with `e`; which one it is.
@@ -618,9 +625,48 @@ fn bring_back(
         weights,
         timeout,
     )
-    .and_then(|()| old_stack.wait_serving(timeout))
-    .with_context(|| format!("release {old} did not come back either"))?;
+    .and_then(|drain| old_stack.wait_serving(timeout).map(|()| drain))
+    .with_context(|| format!("release {old} did not come back either"))
+    .map(|drain| start_drain(ui, drain))?;
     Ok(old)
+}
+
+/// Side by side: the apps' images built; the migrator's image built, the database started (or
+/// the external one checked) and, when `migrating` and a release runs, the new migrator asked
+/// whether it has anything to apply (the answer; `None` when not asked).
+fn prepare(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    migrating: bool,
+    health_timeout: u64,
+) -> anyhow::Result<Option<bool>> {
+    let timeout = health_timeout.to_string();
+    let (apps, db) = std::thread::scope(|s| {
+        let apps = s.spawn(|| stack.build_images_of(&["api", "web"]));
+        let db = (|| -> anyhow::Result<(Vec<String>, Option<bool>)> {
+            let built = stack.build_images_of(&["migrate"])?;
+            if stack.external_db() {
+                check_external_db(ui, stack)?;
+            } else {
+                start_db(ui, stack, &timeout)?;
+            }
+            let pending = (migrating && host.current().is_some())
+                .then(|| stack.pending_migrations())
+                .transpose()?;
+            Ok((built, pending))
+        })();
+        let apps = apps
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the image builds panicked")));
+        (apps, db)
+    });
+    let (mut built, pending) = db?;
+    built.extend(apps?);
+    if !built.is_empty() {
+        ui.info(&format!("built {}", built.join(", ")));
+    }
+    Ok(pending)
 }
 
 /// Starts the database unless it runs healthy with this release's configuration already (then
@@ -708,8 +754,9 @@ fn check_external_db(ui: &Ui, stack: &Stack) -> anyhow::Result<()> {
     )
 }
 
-/// A backup of the live database before the new migrator changes it, when it has anything
-/// to apply and a release already runs; when it cannot be taken, nothing is migrated.
+/// A backup of the live database before the new migrator changes it (called when it has
+/// something to apply, or could not be asked), when a release already runs; when it cannot be
+/// taken, nothing is migrated.
 fn back_up_before_migrating(
     ui: &Ui,
     host: &Host,
@@ -720,9 +767,6 @@ fn back_up_before_migrating(
         return Ok(()); // A first install: the database is new.
     };
     let started = Instant::now();
-    if !stack.pending_migrations()? {
-        return Ok(());
-    }
     if migrations.skip_backup {
         ui.info("migrations are pending; --skip-backup: migrating without a backup");
         migrations.skipped = true;
@@ -745,7 +789,7 @@ fn back_up_before_migrating(
         "the backup before migrating failed, so nothing was migrated and the running stack is untouched (fix the cause, or pass --skip-backup to migrate without one)",
     )?;
     ui.info(&format!(
-        "the pre-migrate backup added {:.1} s to the install (the pending check and the backup)",
+        "the pre-migrate backup added {:.1} s to the install",
         started.elapsed().as_secs_f64()
     ));
     migrations.backup = Some(record.id);
@@ -764,18 +808,29 @@ fn back_up_before_migrating(
 }
 
 /// The new release's migrator, on the running database; its own error line when it fails.
-/// Whether `stack`'s migrator is the one the current release installed with (the same
-/// artifact, so the same embedded migrations, all applied when it became current; a restore
-/// applies what an older backup lacks): then neither `migrate status` nor `migrate` need run.
+/// Whether `stack`'s migrator carries the migrations the current release's did: the same
+/// artifact, or (both manifests say) the same migration files. They were all applied when that
+/// release became current (a restore applies what an older backup lacks), so neither
+/// `migrate status` nor `migrate` need run.
 fn migrator_unchanged(host: &Host, stack: &Stack) -> bool {
     let Some(current) = host.current() else {
         return false;
     };
-    let Ok(env) = ReleaseEnv::read(&host.release_dir(&current).join("release.env")) else {
+    let dir = host.release_dir(&current);
+    let Ok(env) = ReleaseEnv::read(&dir.join("release.env")) else {
         return false;
     };
     let tag = |env: &ReleaseEnv| env.image_tag("migrate").map(str::to_owned).ok();
-    tag(&env).is_some() && tag(&env) == tag(&stack.env)
+    if tag(&env).is_some() && tag(&env) == tag(&stack.env) {
+        return true;
+    }
+    let carried = |dir: &Utf8Path| {
+        std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|bytes| Manifest::parse(&bytes).ok())
+            .and_then(|m| m.migrations)
+    };
+    carried(&dir).is_some_and(|old| Some(old) == carried(&stack.release_dir))
 }
 
 fn run_migrations(ui: &Ui, stack: &Stack, id: &ReleaseId) -> anyhow::Result<()> {

@@ -269,7 +269,8 @@ impl Rotate<'_> {
             &apps,
             &weights,
             self.timeout,
-        )?;
+        )?
+        .start(self.ui)?;
         let upstreams = upstreams(self.stack, &apps)?;
         if name == "postgres_password" {
             change_role_password(self.ui, self.stack, &current, &previous)?;
@@ -351,7 +352,8 @@ pub fn expire(
                 &apps,
                 &weights(ui, stack)?,
                 timeout,
-            )?;
+            )?
+            .start(ui)?;
         } else {
             match std::fs::remove_file(&previous) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

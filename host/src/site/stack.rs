@@ -344,9 +344,16 @@ impl Stack {
     /// Builds the runtime images this release needs, unless present (tagged by artifact hash):
     /// looked for and built side by side (a build mostly copies the unpacked tree).
     pub fn build_images(&self) -> anyhow::Result<Vec<String>> {
+        let all: Vec<&str> = IMAGES.iter().map(|(c, _)| *c).collect();
+        self.build_images_of(&all)
+    }
+
+    /// `build_images` for `components` only.
+    pub fn build_images_of(&self, components: &[&str]) -> anyhow::Result<Vec<String>> {
         let results: Vec<anyhow::Result<Option<String>>> = std::thread::scope(|s| {
             let builds: Vec<_> = IMAGES
                 .iter()
+                .filter(|(component, _)| components.contains(component))
                 .map(|&(component, base_key)| {
                     s.spawn(move || self.build_image(component, base_key))
                 })

@@ -56,7 +56,7 @@ pub fn swap(
     strategy: Strategy,
     weights: &Weights,
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Drain> {
     let (site, running) = Site::of(stack, nginx_dir)?;
     let apps_running = App::ALL
         .iter()
@@ -68,10 +68,33 @@ pub fn swap(
         if changed {
             reload_nginx(stack)?;
         }
-        return Ok(());
+        return Ok(Drain::default());
     }
 
     blue_green(ui, stack, &site, &[], weights, timeout)
+}
+
+/// The old containers a blue/green swap left running beside the new ones: nginx sends them
+/// nothing new, and they are drained once `start` is called (after the health gate, so that
+/// bringing the old release back only points nginx at them again), or by the next swap.
+#[derive(Debug, Default)]
+#[must_use = "the old containers keep running until their drain starts"]
+pub struct Drain {
+    containers: Vec<String>,
+}
+
+impl Drain {
+    /// Starts the drain in the background (`drain_later`).
+    pub fn start(self, ui: &Ui) -> anyhow::Result<()> {
+        if self.containers.is_empty() {
+            return Ok(());
+        }
+        ui.info(&format!(
+            "draining {} in the background",
+            self.containers.join(", ")
+        ));
+        drain_later(&self.containers)
+    }
 }
 
 /// Replaces the running containers of `apps` blue/green even though their configuration did
@@ -85,7 +108,7 @@ pub fn replace(
     apps: &[App],
     weights: &Weights,
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Drain> {
     let (site, running) = Site::of(stack, nginx_dir)?;
     let all = stack.containers()?;
     for (service, present) in App::ALL
@@ -102,9 +125,10 @@ pub fn replace(
     blue_green(ui, stack, &site, apps, weights, timeout)
 }
 
-/// For each app whose configuration changed, or that is in `force`: a new container beside
-/// the live one (all of them at once), nginx moved to the new ones in one reload, the old
-/// ones drained in the background.
+/// For each app whose configuration changed, or that is in `force`: a container of the wanted
+/// configuration beside the live one (one still running from before, when it answers; else a
+/// new one, all of them started at once), nginx moved to them in one reload; the containers it
+/// left are returned for draining.
 fn blue_green(
     ui: &Ui,
     stack: &Stack,
@@ -112,14 +136,21 @@ fn blue_green(
     force: &[App],
     weights: &Weights,
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Drain> {
     let wanted = stack.config_hashes()?;
     let containers = stack.containers()?;
     let routed = nginx::routed(site.nginx_dir);
     let mut upstreams = Upstreams::services();
     let mut swaps: Vec<(App, Option<String>)> = Vec::new();
+    let mut drain = Drain::default();
+    let mut moved = false;
     for app in App::ALL {
         let service = app.service();
+        let wants = |name: &str| -> anyhow::Result<bool> {
+            Ok(wanted
+                .get(service)
+                .is_some_and(|w| w.contains(&config_hash_of(name).unwrap_or_default())))
+        };
         let mine: Vec<&Container> = containers.iter().filter(|c| c.service == service).collect();
         let running = |c: &&&Container| c.state == State::Running;
         // The one nginx routes to, else (a site that names the service) the newest running.
@@ -129,10 +160,28 @@ fn blue_green(
             .find(|c| routed.get(app).split(':').next() == Some(c.name.as_str()))
             .or_else(|| mine.iter().rev().find(running))
             .map(|c| c.name.clone());
+        let live_wanted = match &live {
+            Some(name) => wants(name)?,
+            None => false,
+        };
+        // One left running with the wanted configuration (the release nginx has just left,
+        // when it comes back): nginx is pointed at it again, if it still answers.
+        let mut spare = None;
+        if !live_wanted && !force.contains(&app) {
+            for c in mine.iter().rev().filter(running) {
+                if Some(&c.name) != live.as_ref()
+                    && wants(&c.name)?
+                    && wait_ready(&c.name, app, &site.domain, Duration::from_millis(500)).is_ok()
+                {
+                    spare = Some(c.name.clone());
+                    break;
+                }
+            }
+        }
         let leftovers: Vec<String> = mine
             .iter()
-            .filter(|c| Some(&c.name) != live.as_ref())
             .map(|c| c.name.clone())
+            .filter(|n| Some(n) != live.as_ref() && Some(n) != spare.as_ref())
             .collect();
         if !leftovers.is_empty() {
             ui.info(&format!(
@@ -141,34 +190,38 @@ fn blue_green(
             ));
             drain_now(&leftovers)?;
         }
+        if let Some(name) = spare {
+            ui.info(&format!(
+                "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
+            ));
+            upstreams.set(app, format!("{name}:{}", app.port()));
+            drain.containers.extend(live);
+            moved = true;
+            continue;
+        }
         if let Some(name) = &live {
             upstreams.set(app, format!("{name}:{}", app.port()));
-            let hash = config_hash_of(name)?;
-            if !force.contains(&app) && wanted.get(service).is_some_and(|w| w.contains(&hash)) {
+            if live_wanted && !force.contains(&app) {
                 continue;
             }
         }
         swaps.push((app, live));
     }
-    if swaps.is_empty() {
-        return Ok(());
+    if !swaps.is_empty() {
+        let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout)?;
+        for ((app, live), name) in swaps.into_iter().zip(new) {
+            upstreams.set(app, format!("{name}:{}", app.port()));
+            drain.containers.extend(live);
+        }
+        moved = true;
     }
-    let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout)?;
-    for ((app, _), name) in swaps.iter().zip(&new) {
-        upstreams.set(*app, format!("{name}:{}", app.port()));
+    if !moved {
+        return Ok(drain);
     }
     site.install(stack, &upstreams)?;
     reload_nginx(stack)?;
-    let old: Vec<String> = swaps.into_iter().filter_map(|(_, live)| live).collect();
-    if !old.is_empty() {
-        ui.info(&format!(
-            "nginx sends no new request to {}: draining in the background",
-            old.join(", ")
-        ));
-        drain_later(&old)?;
-    }
     // db was started by the install and nginx was running: neither is touched.
-    Ok(())
+    Ok(drain)
 }
 
 /// Stops `containers` (each finishes what it serves within its grace) and removes them.

@@ -329,6 +329,30 @@ pub fn default_store(root: &Utf8Path) -> Utf8PathBuf {
     xtask::checkout::target_dir(root).join("hitsave-store")
 }
 
+/// Each `.sql` file in `dir` (what `sqlx::migrate!` embeds), by name, with its SHA-256.
+fn migration_refs(dir: &Utf8Path) -> anyhow::Result<Vec<hitsave_schema::MigrationRef>> {
+    use sha2::Digest;
+    let mut refs = Vec::new();
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("cannot read {dir}"))?
+    {
+        let entry = entry?;
+        let file = entry.file_name().to_owned();
+        if !file.ends_with(".sql") {
+            continue;
+        }
+        let bytes =
+            std::fs::read(entry.path()).with_context(|| format!("cannot read {}", entry.path()))?;
+        refs.push(hitsave_schema::MigrationRef {
+            file,
+            sha256: Sha256::from_bytes(sha2::Sha256::digest(&bytes).into()),
+        });
+    }
+    refs.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(refs)
+}
+
 /// What a release is made of, known before anything is built.
 struct Plan {
     checkout: Checkout,
@@ -336,6 +360,8 @@ struct Plan {
     id: ReleaseId,
     /// Input hash per component, in table order.
     input_hashes: Vec<(&'static Component, Sha256)>,
+    /// What the migrator embeds: `migrations/*.sql`, by name.
+    migrations: Vec<hitsave_schema::MigrationRef>,
 }
 
 impl Plan {
@@ -349,6 +375,7 @@ impl Plan {
             .map(|c| (c, inputs::input_hash(&checkout, &toolchain, c)))
             .collect();
         Ok(Plan {
+            migrations: migration_refs(&checkout.root.join("migrations"))?,
             checkout,
             toolchain,
             id,
@@ -380,6 +407,7 @@ impl Plan {
             artifacts,
             bundle: None,
             unsigned: false,
+            migrations: Some(self.migrations.clone()),
         }
     }
 }
