@@ -40,7 +40,8 @@ struct Row {
     steady_p99: Duration,
 }
 
-pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
+/// `only`: one fleet size instead of 1, 2 and 3.
+pub fn run(root: &Utf8Path, only: Option<usize>) -> anyhow::Result<()> {
     let _dockerd = images::ready_for_stacks(root)?;
     let (h, cleanup) = Harness::fresh(root, "bench-fleet")?;
     let head = git(root, &["rev-parse", "HEAD"])?;
@@ -60,7 +61,8 @@ pub fn run(root: &Utf8Path) -> anyhow::Result<()> {
     let (v1, v2) = releases?;
 
     let mut rows = Vec::new();
-    for hosts in 1..=3 {
+    let sizes = only.map_or(1..=3, |n| n..=n);
+    for hosts in sizes {
         let mut fleet = Fleet::start(&h.work.join(format!("fleet-{hosts}")), hosts, &h.store, &v1)?;
         // The bench goes back and forth between v1 and v2: downgrades, on purpose.
         fleet.set_all("HITSAVE_ALLOW_DOWNGRADE", "1")?;

@@ -40,6 +40,9 @@ pub struct Args {
     /// deploy: measure one strategy only.
     #[arg(long, value_enum)]
     strategy: Option<hitsave_host::site::swap::Strategy>,
+    /// fleet: measure this fleet size only (1 to 3) [default: each of 1, 2 and 3].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    hosts: Option<u8>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -77,7 +80,7 @@ fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
         return crate::bench::backup::run(root);
     }
     if matches!(args.what, What::Fleet) {
-        return crate::bench::fleet::run(root);
+        return crate::bench::fleet::run(root, args.hosts.map(usize::from));
     }
     let ui = Ui::new();
     let web = components::find("web")?;
