@@ -146,50 +146,19 @@ fn blue_green(
     let mut moved = false;
     for app in App::ALL {
         let service = app.service();
-        let wants = |name: &str| -> anyhow::Result<bool> {
-            Ok(wanted
-                .get(service)
-                .is_some_and(|w| w.contains(&config_hash_of(name).unwrap_or_default())))
-        };
-        let mine: Vec<&Container> = containers.iter().filter(|c| c.service == service).collect();
-        let running = |c: &&&Container| c.state == State::Running;
-        // The one nginx routes to, else (a site that names the service) the newest running.
-        let live = mine
-            .iter()
-            .filter(running)
-            .find(|c| routed.get(app).split(':').next() == Some(c.name.as_str()))
-            .or_else(|| mine.iter().rev().find(running))
-            .map(|c| c.name.clone());
-        let live_wanted = match &live {
-            Some(name) => wants(name)?,
-            None => false,
-        };
-        // One left running with the wanted configuration (the release nginx has just left,
-        // when it comes back): nginx is pointed at it again, if it still answers.
-        let mut spare = None;
-        if !live_wanted && !force.contains(&app) {
-            for c in mine.iter().rev().filter(running) {
-                if Some(&c.name) != live.as_ref()
-                    && wants(&c.name)?
-                    && wait_ready(&c.name, app, &site.domain, Duration::from_millis(500)).is_ok()
-                {
-                    spare = Some(c.name.clone());
-                    break;
-                }
-            }
-        }
-        let leftovers: Vec<String> = mine
-            .iter()
-            .map(|c| c.name.clone())
-            .filter(|n| Some(n) != live.as_ref() && Some(n) != spare.as_ref())
-            .collect();
-        if !leftovers.is_empty() {
-            ui.info(&format!(
-                "{service}: removing {} (no traffic: left by an earlier swap)",
-                leftovers.join(", ")
-            ));
-            drain_now(&leftovers)?;
-        }
+        let Seen {
+            live,
+            live_wanted,
+            spare,
+        } = survey(
+            ui,
+            site,
+            app,
+            &containers,
+            &routed,
+            wanted,
+            force.contains(&app),
+        )?;
         if let Some(name) = spare {
             ui.info(&format!(
                 "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
@@ -222,6 +191,74 @@ fn blue_green(
     reload_nginx(stack)?;
     // db was started by the install and nginx was running: neither is touched.
     Ok(drain)
+}
+
+/// One app's containers as a swap finds them.
+struct Seen {
+    /// The one nginx routes to, else (a site that names the service) the newest running.
+    live: Option<String>,
+    /// `live` runs the wanted configuration.
+    live_wanted: bool,
+    /// One left running with the wanted configuration that still answers (the release nginx
+    /// has just left, when it comes back): nginx can go back to it.
+    spare: Option<String>,
+}
+
+/// Finds `app`'s live and spare containers among `containers` and removes the others (left
+/// by a swap or a drain that did not finish; nginx sends them nothing).
+fn survey(
+    ui: &Ui,
+    site: &Site,
+    app: App,
+    containers: &[Container],
+    routed: &Upstreams,
+    wanted: &std::collections::BTreeMap<String, Vec<String>>,
+    forced: bool,
+) -> anyhow::Result<Seen> {
+    let service = app.service();
+    let wants = |name: &str| {
+        wanted
+            .get(service)
+            .is_some_and(|w| w.contains(&config_hash_of(name).unwrap_or_default()))
+    };
+    let running: Vec<&Container> = containers
+        .iter()
+        .filter(|c| c.service == service && c.state == State::Running)
+        .collect();
+    let live = running
+        .iter()
+        .find(|c| routed.get(app).split(':').next() == Some(c.name.as_str()))
+        .or_else(|| running.last())
+        .map(|c| c.name.clone());
+    let live_wanted = live.as_deref().is_some_and(wants);
+    let spare = (!live_wanted && !forced)
+        .then(|| {
+            running.iter().rev().find(|c| {
+                Some(&c.name) != live.as_ref()
+                    && wants(&c.name)
+                    && wait_ready(&c.name, app, &site.domain, Duration::from_millis(500)).is_ok()
+            })
+        })
+        .flatten()
+        .map(|c| c.name.clone());
+    let leftovers: Vec<String> = containers
+        .iter()
+        .filter(|c| c.service == service)
+        .map(|c| c.name.clone())
+        .filter(|n| Some(n) != live.as_ref() && Some(n) != spare.as_ref())
+        .collect();
+    if !leftovers.is_empty() {
+        ui.info(&format!(
+            "{service}: removing {} (no traffic: left by an earlier swap)",
+            leftovers.join(", ")
+        ));
+        drain_now(&leftovers)?;
+    }
+    Ok(Seen {
+        live,
+        live_wanted,
+        spare,
+    })
 }
 
 /// Stops `containers` (each finishes what it serves within its grace) and removes them.
@@ -320,38 +357,7 @@ fn start_beside(
     weights: &Weights,
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
-    let services: Vec<&str> = swaps.iter().map(|(a, _)| a.service()).collect();
-    ui.info(&format!(
-        "{}: starting the new containers beside the old ones",
-        services.join(", ")
-    ));
-    let mut args = vec!["up", "--no-start", "--no-deps", "--no-recreate"];
-    let scales: Vec<String> = swaps
-        .iter()
-        .map(|(app, live)| format!("{}={}", app.service(), 1 + usize::from(live.is_some())))
-        .collect();
-    for scale in &scales {
-        args.extend(["--scale", scale.as_str()]);
-    }
-    args.extend(&services);
-    // Created first, so that each starts at the boot weight.
-    stack.run("creating the new containers", &args)?;
-    let containers = stack.containers()?;
-    let mut new = Vec::new();
-    for (app, live) in swaps {
-        let name = containers
-            .iter()
-            .find(|c| c.service == app.service() && Some(&c.name) != live.as_ref())
-            .map(|c| c.name.clone())
-            .with_context(|| format!("compose created no new {} container", app.service()));
-        match name {
-            Ok(name) => new.push(name),
-            Err(e) => {
-                let _ = drain_now(&new);
-                return Err(e);
-            }
-        }
-    }
+    let new = create_beside(ui, stack, swaps)?;
     let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
         let started: Vec<_> = swaps
             .iter()
@@ -392,6 +398,48 @@ fn start_beside(
         return Err(e.context(format!(
             "the new {service} container never became ready{evidence}"
         )));
+    }
+    Ok(new)
+}
+
+/// Creates (without starting) one new container of each app in `swaps` beside its live one,
+/// in one compose call; their names in `swaps`' order.
+fn create_beside(
+    ui: &Ui,
+    stack: &Stack,
+    swaps: &[(App, Option<String>)],
+) -> anyhow::Result<Vec<String>> {
+    let services: Vec<&str> = swaps.iter().map(|(a, _)| a.service()).collect();
+    ui.info(&format!(
+        "{}: starting the new containers beside the old ones",
+        services.join(", ")
+    ));
+    let mut args = vec!["up", "--no-start", "--no-deps", "--no-recreate"];
+    let scales: Vec<String> = swaps
+        .iter()
+        .map(|(app, live)| format!("{}={}", app.service(), 1 + usize::from(live.is_some())))
+        .collect();
+    for scale in &scales {
+        args.extend(["--scale", scale.as_str()]);
+    }
+    args.extend(&services);
+    // Created first, so that each starts at the boot weight.
+    stack.run("creating the new containers", &args)?;
+    let containers = stack.containers()?;
+    let mut new = Vec::new();
+    for (app, live) in swaps {
+        let name = containers
+            .iter()
+            .find(|c| c.service == app.service() && Some(&c.name) != live.as_ref())
+            .map(|c| c.name.clone())
+            .with_context(|| format!("compose created no new {} container", app.service()));
+        match name {
+            Ok(name) => new.push(name),
+            Err(e) => {
+                let _ = drain_now(&new);
+                return Err(e);
+            }
+        }
     }
     Ok(new)
 }
