@@ -678,16 +678,14 @@ fn start_db(ui: &Ui, stack: &Stack, timeout: &str) -> anyhow::Result<()> {
             && c.state == crate::site::stack::State::Running
             && c.health == Some(crate::site::stack::Health::Healthy)
     });
-    if let Some(c) = running {
-        let hash = crate::site::swap::config_hash_of(&c.name)?;
-        if stack
+    if let Some(c) = running
+        && stack
             .config_hashes()?
             .get(db)
-            .is_some_and(|h| h.contains(&hash))
-        {
-            ui.info("the database runs healthy with this release's settings: left as it is");
-            return Ok(());
-        }
+            .is_some_and(|h| h.contains(&c.config_hash))
+    {
+        ui.info("the database runs healthy with this release's settings: left as it is");
+        return Ok(());
     }
     ui.info("starting the database (kept as it is when it runs)");
     stack.run(

@@ -106,10 +106,16 @@ pub struct Container {
     /// `None` when the container has no health check.
     pub health: Option<Health>,
     pub image: String,
+    /// Docker's id: a drain goes by it, since compose gives a recreated container the name of
+    /// the one it replaces.
+    pub id: String,
+    /// The configuration compose made it with (`com.docker.compose.config-hash`).
+    pub config_hash: String,
 }
 
-/// One tab-separated line per container: name, service, number, state, status, image.
-const PS_FORMAT: &str = "{{.Names}}\t{{.Label \"com.docker.compose.service\"}}\t{{.Label \"com.docker.compose.container-number\"}}\t{{.State}}\t{{.Status}}\t{{.Image}}";
+/// One tab-separated line per container: name, service, number, state, status, image, id and
+/// compose's config hash.
+const PS_FORMAT: &str = "{{.Names}}\t{{.Label \"com.docker.compose.service\"}}\t{{.Label \"com.docker.compose.container-number\"}}\t{{.State}}\t{{.Status}}\t{{.Image}}\t{{.ID}}\t{{.Label \"com.docker.compose.config-hash\"}}";
 
 impl Container {
     /// A line of `docker ps --format PS_FORMAT`, with the container's number; the health is in
@@ -122,6 +128,10 @@ impl Container {
             fields.next()?,
             fields.next()?,
             fields.next()?,
+            fields.next().unwrap_or_default(),
+        );
+        let (id, config_hash) = (
+            fields.next().unwrap_or_default(),
             fields.next().unwrap_or_default(),
         );
         let health = if status.contains("(healthy)") {
@@ -139,6 +149,8 @@ impl Container {
             state: State::from(state.to_owned()),
             health,
             image: image.to_owned(),
+            id: id.to_owned(),
+            config_hash: config_hash.to_owned(),
         };
         Some((number.parse().unwrap_or(0), container))
     }
@@ -588,8 +600,10 @@ impl Stack {
     }
 
     /// Waits until `serving` holds, or fails with the last reason after `timeout`.
+    /// Asked every 100 ms: right after nginx's reload, its old workers may still answer for
+    /// the release before.
     pub fn wait_serving(&self, timeout: Duration) -> anyhow::Result<()> {
-        wait_for("it to serve", timeout, Duration::from_secs(1), || {
+        wait_for("it to serve", timeout, Duration::from_millis(100), || {
             Ok(match self.serving()? {
                 Ok(()) => Wait::Done(()),
                 Err(reason) => Wait::NotYet(reason),
@@ -671,7 +685,7 @@ mod tests {
     #[test]
     fn container_states_are_types() {
         let line = |state: &str, status: &str| -> Container {
-            let text = format!("p-api-2\tapi\t2\t{state}\t{status}\thitsave/api:x");
+            let text = format!("p-api-2\tapi\t2\t{state}\t{status}\thitsave/api:x\tabc\th1");
             let (number, c) = Container::from_ps_line(&text).unwrap();
             assert_eq!(
                 (number, c.name.as_str(), c.image.as_str()),

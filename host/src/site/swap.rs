@@ -63,6 +63,12 @@ pub fn swap(
         .all(|a| running.iter().any(|c| c.service == a.service()));
     let nginx_running = running.iter().any(|c| c.service == Service::Nginx.name());
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
+        // One container per app for compose to replace: not one an earlier swap is draining.
+        let (containers, routed) = (stack.containers()?, nginx::routed(nginx_dir));
+        for app in App::ALL {
+            let wanted = stack.config_hashes()?;
+            let _ = survey(ui, &site, app, &containers, &routed, wanted, true)?;
+        }
         let changed = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
         if changed {
@@ -80,7 +86,7 @@ pub fn swap(
 #[derive(Debug, Default)]
 #[must_use = "the old containers keep running until their drain starts"]
 pub struct Drain {
-    containers: Vec<String>,
+    containers: Vec<Named>,
 }
 
 impl Drain {
@@ -89,11 +95,10 @@ impl Drain {
         if self.containers.is_empty() {
             return Ok(());
         }
-        ui.info(&format!(
-            "draining {} in the background",
-            self.containers.join(", ")
-        ));
-        drain_later(&self.containers)
+        let names: Vec<&str> = self.containers.iter().map(|c| c.name.as_str()).collect();
+        ui.info(&format!("draining {} in the background", names.join(", ")));
+        let ids: Vec<String> = self.containers.into_iter().map(|c| c.id).collect();
+        drain_later(&ids)
     }
 }
 
@@ -141,7 +146,7 @@ fn blue_green(
     let containers = stack.containers()?;
     let routed = nginx::routed(site.nginx_dir);
     let mut upstreams = Upstreams::services();
-    let mut swaps: Vec<(App, Option<String>)> = Vec::new();
+    let mut swaps: Vec<(App, Option<Named>)> = Vec::new();
     let mut drain = Drain::default();
     let mut moved = false;
     for app in App::ALL {
@@ -168,7 +173,7 @@ fn blue_green(
             moved = true;
             continue;
         }
-        if let Some(name) = &live {
+        if let Some(Named { name, .. }) = &live {
             upstreams.set(app, format!("{name}:{}", app.port()));
             if live_wanted && !force.contains(&app) {
                 continue;
@@ -193,10 +198,27 @@ fn blue_green(
     Ok(drain)
 }
 
+/// A container by its name (for nginx and people) and its id (for the drain: compose gives a
+/// container it recreates the name of the one it replaces).
+#[derive(Debug, Clone)]
+struct Named {
+    name: String,
+    id: String,
+}
+
+impl Named {
+    fn of(c: &Container) -> Named {
+        Named {
+            name: c.name.clone(),
+            id: c.id.clone(),
+        }
+    }
+}
+
 /// One app's containers as a swap finds them.
 struct Seen {
     /// The one nginx routes to, else (a site that names the service) the newest running.
-    live: Option<String>,
+    live: Option<Named>,
     /// `live` runs the wanted configuration.
     live_wanted: bool,
     /// One left running with the wanted configuration that still answers (the release nginx
@@ -216,10 +238,10 @@ fn survey(
     forced: bool,
 ) -> anyhow::Result<Seen> {
     let service = app.service();
-    let wants = |name: &str| {
+    let wants = |c: &Container| {
         wanted
             .get(service)
-            .is_some_and(|w| w.contains(&config_hash_of(name).unwrap_or_default()))
+            .is_some_and(|w| w.contains(&c.config_hash))
     };
     let running: Vec<&Container> = containers
         .iter()
@@ -229,35 +251,36 @@ fn survey(
         .iter()
         .find(|c| routed.get(app).split(':').next() == Some(c.name.as_str()))
         .or_else(|| running.last())
-        .map(|c| c.name.clone());
-    let live_wanted = live.as_deref().is_some_and(wants);
+        .copied();
+    let live_wanted = live.is_some_and(wants);
     let spare = (!live_wanted && !forced)
         .then(|| {
             running.iter().rev().find(|c| {
-                Some(&c.name) != live.as_ref()
-                    && wants(&c.name)
+                Some(c.id.as_str()) != live.map(|l| l.id.as_str())
+                    && wants(c)
                     && wait_ready(&c.name, app, &site.domain, Duration::from_millis(500)).is_ok()
             })
         })
         .flatten()
-        .map(|c| c.name.clone());
-    let leftovers: Vec<String> = containers
+        .copied();
+    let kept = [live, spare].map(|c| c.map(|c| c.id.as_str()));
+    let leftovers: Vec<&Container> = containers
         .iter()
-        .filter(|c| c.service == service)
-        .map(|c| c.name.clone())
-        .filter(|n| Some(n) != live.as_ref() && Some(n) != spare.as_ref())
+        .filter(|c| c.service == service && !kept.contains(&Some(c.id.as_str())))
         .collect();
     if !leftovers.is_empty() {
+        let names: Vec<&str> = leftovers.iter().map(|c| c.name.as_str()).collect();
         ui.info(&format!(
             "{service}: removing {} (no traffic: left by an earlier swap)",
-            leftovers.join(", ")
+            names.join(", ")
         ));
-        drain_now(&leftovers)?;
+        let ids: Vec<String> = leftovers.iter().map(|c| c.id.clone()).collect();
+        drain_now(&ids)?;
     }
     Ok(Seen {
-        live,
+        live: live.map(Named::of),
         live_wanted,
-        spare,
+        spare: spare.map(|c| c.name.clone()),
     })
 }
 
@@ -352,7 +375,7 @@ impl<'a> Site<'a> {
 fn start_beside(
     ui: &Ui,
     stack: &Stack,
-    swaps: &[(App, Option<String>)],
+    swaps: &[(App, Option<Named>)],
     domain: &str,
     weights: &Weights,
     timeout: Duration,
@@ -407,7 +430,7 @@ fn start_beside(
 fn create_beside(
     ui: &Ui,
     stack: &Stack,
-    swaps: &[(App, Option<String>)],
+    swaps: &[(App, Option<Named>)],
 ) -> anyhow::Result<Vec<String>> {
     let services: Vec<&str> = swaps.iter().map(|(a, _)| a.service()).collect();
     ui.info(&format!(
@@ -430,7 +453,7 @@ fn create_beside(
     for (app, live) in swaps {
         let name = containers
             .iter()
-            .find(|c| c.service == app.service() && Some(&c.name) != live.as_ref())
+            .find(|c| c.service == app.service() && Some(&c.id) != live.as_ref().map(|l| &l.id))
             .map(|c| c.name.clone())
             .with_context(|| format!("compose created no new {} container", app.service()));
         match name {
@@ -521,13 +544,6 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-pub fn config_hash_of(container: &str) -> anyhow::Result<String> {
-    docker::inspect(
-        container,
-        "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
-    )
 }
 
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
