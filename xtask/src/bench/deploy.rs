@@ -68,7 +68,8 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
     let mut log = Vec::new();
     for line in std::io::BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
-        if line.contains("swapping the stack") {
+        // The log line, not the timings table at the end, which names the step again.
+        if swap_started.is_none() && line.starts_with("xtask: swapping the stack") {
             swap_started = Some(Instant::now());
         }
         log.push((Instant::now(), line));
