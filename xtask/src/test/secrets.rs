@@ -408,6 +408,21 @@ fn within_grace(h: &Harness, session: &str, new_jwt: &str) -> anyhow::Result<Str
 /// containers; `secrets list` calls it unfinished, and running it again finishes it.
 fn killed_then_finished(h: &Harness, args: &[&str]) -> anyhow::Result<String> {
     let record = h.host_root.join("secrets/rotations.json");
+    let apis = || -> anyhow::Result<usize> {
+        Ok(crate::test::install::docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", h.project()),
+            "--filter",
+            "label=com.docker.compose.service=api",
+        ])?
+        .split_whitespace()
+        .count())
+    };
+    // The API container an earlier rotation drains is gone first.
+    h.settled()?;
+    let before = apis()?;
     let mut child = h.t.command(args, &[]).stdin(Stdio::null()).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&record).is_ok_and(|t| {
@@ -425,7 +440,19 @@ fn killed_then_finished(h: &Harness, args: &[&str]) -> anyhow::Result<String> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Killed once the new API container exists: before it serves, so before the role's
+    // password changes (a fixed wait could land after that, now that a swap is quick).
+    while apis()? <= before {
+        ensure!(
+            Instant::now() < deadline,
+            "the rotation never created its new API container"
+        );
+        ensure!(
+            child.try_wait()?.is_none(),
+            "the rotation ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill()?;
     child.wait()?;
     // What it had started (compose creating a container) ends on its own.
