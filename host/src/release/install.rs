@@ -554,51 +554,56 @@ pub fn deploy(
         args.strategy
     ));
     let timeout = Duration::from_secs(args.health_timeout);
-    let swap = crate::site::swap::swap(
+    let no_spares = crate::site::swap::Drain::default();
+    let swapped = crate::site::swap::swap(
         ui,
         stack,
         &host.nginx_dir(),
         args.strategy,
         &weights,
         timeout,
-    )
-    .and_then(|drain| {
-        // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
-        if crate::site::nginx::maintenance_by(&host.nginx_dir()).as_deref() == Some("restore") {
-            ui.info("ending the maintenance a restore that did not finish left on");
-            crate::site::nginx::maintenance_off(&host.nginx_dir())?;
-        }
-        ui.info(&format!(
-            "waiting up to {timeout:?} for release {id} to serve"
-        ));
-        stack.wait_serving(timeout).map(|()| drain)
-    });
-    let drain = match swap {
-        Ok(drain) => drain,
-        Err(e) => {
-            let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout)?;
-            *outcome = Outcome::RolledBack;
-            bail!(
-                "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
-            );
-        }
+        &no_spares,
+    );
+    // What the swap left running of the old release goes with a failure, so that bringing it
+    // back only points nginx at it again.
+    let (gate, drain) = match swapped {
+        Ok(drain) => (gate(ui, host, stack, &id, timeout), drain),
+        Err(e) => (Err(e), no_spares),
     };
+    if let Err(e) = gate {
+        let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout, drain)?;
+        *outcome = Outcome::RolledBack;
+        bail!(
+            "release {id} did not become healthy: {e:#}; rolled back: release {old} serves again"
+        );
+    }
     host.flip(&id)?;
     start_drain(ui, drain);
     Ok(())
 }
 
-/// Drains the old containers after the gate; one that cannot be started is the next swap's
-/// to remove (the release serves either way).
-fn start_drain(ui: &Ui, drain: crate::site::swap::Drain) {
-    if let Err(e) = drain.start(ui) {
-        ui.info(&format!(
-            "WARNING: the old containers stay until the next install: {e:#}"
-        ));
+/// The health gate after a swap: `stack` serves through nginx within `timeout`.
+fn gate(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    id: &ReleaseId,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    // A restore killed half-way leaves maintenance on; nothing else runs (the lock).
+    if crate::site::nginx::maintenance_by(&host.nginx_dir()).as_deref() == Some("restore") {
+        ui.info("ending the maintenance a restore that did not finish left on");
+        crate::site::nginx::maintenance_off(&host.nginx_dir())?;
     }
+    ui.info(&format!(
+        "waiting up to {timeout:?} for release {id} to serve"
+    ));
+    stack.wait_serving(timeout)
 }
 
-/// Swaps the release that was current back in after `id` failed with `e`; which one it is.
+/// Swaps the release that was current back in after `id` failed with `e` (nginx going back
+/// to the containers in `spares` that still answer); which one it is.
+#[allow(clippy::too_many_arguments)]
 fn bring_back(
     ui: &Ui,
     host: &Host,
@@ -607,6 +612,7 @@ fn bring_back(
     strategy: crate::site::swap::Strategy,
     weights: &crate::site::cpu::Weights,
     timeout: Duration,
+    spares: crate::site::swap::Drain,
 ) -> anyhow::Result<ReleaseId> {
     let Some(old) = host.current().filter(|old| old != id) else {
         bail!(
@@ -624,11 +630,22 @@ fn bring_back(
         strategy,
         weights,
         timeout,
+        &spares,
     )
     .and_then(|drain| old_stack.wait_serving(timeout).map(|()| drain))
     .with_context(|| format!("release {old} did not come back either"))
     .map(|drain| start_drain(ui, drain))?;
     Ok(old)
+}
+
+/// Drains the old containers after the gate; one that cannot be started is the next swap's
+/// to remove (the release serves either way).
+fn start_drain(ui: &Ui, drain: crate::site::swap::Drain) {
+    if let Err(e) = drain.start(ui) {
+        ui.info(&format!(
+            "WARNING: the old containers stay until the next install: {e:#}"
+        ));
+    }
 }
 
 /// Side by side: the apps' images built; the migrator's image built, the database started (or

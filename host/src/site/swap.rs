@@ -49,6 +49,8 @@ const DRAIN_SECS: &str = "25";
 
 /// Swaps `stack`'s app containers with `strategy`, then makes sure nginx runs. A new
 /// container boots and warms up at the lowest CPU weight `weights` allows.
+/// `spares`: old containers a failed swap left running (`bring_back`'s): nginx goes back to one
+/// that runs the wanted configuration and answers, instead of a new container.
 pub fn swap(
     ui: &Ui,
     stack: &Stack,
@@ -56,6 +58,7 @@ pub fn swap(
     strategy: Strategy,
     weights: &Weights,
     timeout: Duration,
+    spares: &Drain,
 ) -> anyhow::Result<Drain> {
     let (site, running) = Site::of(stack, nginx_dir)?;
     let apps_running = App::ALL
@@ -67,7 +70,7 @@ pub fn swap(
         let (containers, routed) = (stack.containers()?, nginx::routed(nginx_dir));
         for app in App::ALL {
             let wanted = stack.config_hashes()?;
-            let _ = survey(ui, &site, app, &containers, &routed, wanted, true)?;
+            let _ = survey(ui, &site, app, &containers, &routed, wanted, &[])?;
         }
         let changed = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
@@ -77,7 +80,7 @@ pub fn swap(
         return Ok(Drain::default());
     }
 
-    blue_green(ui, stack, &site, &[], weights, timeout)
+    blue_green(ui, stack, &site, &[], weights, timeout, spares)
 }
 
 /// The old containers a blue/green swap left running beside the new ones: nginx sends them
@@ -127,7 +130,7 @@ pub fn replace(
             );
         }
     }
-    blue_green(ui, stack, &site, apps, weights, timeout)
+    blue_green(ui, stack, &site, apps, weights, timeout, &Drain::default())
 }
 
 /// For each app whose configuration changed, or that is in `force`: a container of the wanted
@@ -141,8 +144,10 @@ fn blue_green(
     force: &[App],
     weights: &Weights,
     timeout: Duration,
+    spares: &Drain,
 ) -> anyhow::Result<Drain> {
     let wanted = stack.config_hashes()?;
+    let spares: Vec<String> = spares.containers.iter().map(|c| c.id.clone()).collect();
     let containers = stack.containers()?;
     let routed = nginx::routed(site.nginx_dir);
     let mut upstreams = Upstreams::services();
@@ -162,7 +167,7 @@ fn blue_green(
             &containers,
             &routed,
             wanted,
-            force.contains(&app),
+            if force.contains(&app) { &[] } else { &spares },
         )?;
         if let Some(name) = spare {
             ui.info(&format!(
@@ -226,7 +231,7 @@ struct Seen {
     spare: Option<String>,
 }
 
-/// Finds `app`'s live and spare containers among `containers` and removes the others (left
+/// Finds `app`'s live container and a spare among `spares` (ids), and removes the others (left
 /// by a swap or a drain that did not finish; nginx sends them nothing).
 fn survey(
     ui: &Ui,
@@ -235,7 +240,7 @@ fn survey(
     containers: &[Container],
     routed: &Upstreams,
     wanted: &std::collections::BTreeMap<String, Vec<String>>,
-    forced: bool,
+    spares: &[String],
 ) -> anyhow::Result<Seen> {
     let service = app.service();
     let wants = |c: &Container| {
@@ -253,10 +258,12 @@ fn survey(
         .or_else(|| running.last())
         .copied();
     let live_wanted = live.is_some_and(wants);
-    let spare = (!live_wanted && !forced)
+    // Only one the caller names: any other may be an earlier install's, draining right now.
+    let spare = (!live_wanted)
         .then(|| {
             running.iter().rev().find(|c| {
-                Some(c.id.as_str()) != live.map(|l| l.id.as_str())
+                spares.contains(&c.id)
+                    && Some(c.id.as_str()) != live.map(|l| l.id.as_str())
                     && wants(c)
                     && wait_ready(&c.name, app, &site.domain, Duration::from_millis(500)).is_ok()
             })
