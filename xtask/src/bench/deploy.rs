@@ -231,15 +231,7 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
     std::fs::remove_dir_all(&h.work)?;
 
     print_table(&rows);
-    let missed = missed(&rows);
-    if missed.is_empty() {
-        println!("all targets met");
-        return Ok(());
-    }
-    for m in &missed {
-        println!("MISSED: {m}");
-    }
-    anyhow::bail!("{} target(s) missed", missed.len())
+    super::finish(missed(&rows))
 }
 
 fn ms(d: Duration) -> String {

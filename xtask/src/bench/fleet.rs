@@ -161,12 +161,5 @@ pub fn run(root: &Utf8Path, only: Option<usize>) -> anyhow::Result<()> {
             ));
         }
     }
-    if missed.is_empty() {
-        println!("all targets met");
-        return Ok(());
-    }
-    for m in &missed {
-        println!("MISSED: {m}");
-    }
-    anyhow::bail!("{} target(s) missed", missed.len())
+    super::finish(missed)
 }

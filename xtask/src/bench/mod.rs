@@ -213,13 +213,16 @@ fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     finish(missed)
 }
 
+/// Every bench ends here: "all targets met", or each missed one said and a failure.
 pub(crate) fn finish(missed: Vec<String>) -> anyhow::Result<()> {
     if missed.is_empty() {
         println!("all targets met");
-        Ok(())
-    } else {
-        anyhow::bail!("targets missed: {}", missed.join("; "))
+        return Ok(());
     }
+    for m in &missed {
+        println!("MISSED: {m}");
+    }
+    anyhow::bail!("{} target(s) missed: {}", missed.len(), missed.join("; "))
 }
 
 struct Packaging {
