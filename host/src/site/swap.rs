@@ -68,8 +68,8 @@ pub fn swap(
     if strategy == Strategy::InPlace || !apps_running || !nginx_running {
         // One container per app for compose to replace: not one an earlier swap is draining.
         let (containers, routed) = (stack.containers()?, nginx::routed(nginx_dir));
+        let wanted = stack.config_hashes()?;
         for app in App::ALL {
-            let wanted = stack.config_hashes()?;
             let _ = survey(ui, &site, app, &containers, &routed, wanted, &[])?;
         }
         let changed = site.install(stack, &Upstreams::services())?;
