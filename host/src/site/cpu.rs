@@ -8,6 +8,11 @@
 //! parent cgroup ten times a host process's weight, and a new app container boots at the lowest
 //! weight until it is warmed up, so it does not take CPU from the containers serving meanwhile.
 //!
+//! A weight only orders who waits: a Node app's boot and warm-up take both cores for tens of
+//! milliseconds, and whatever is outside the containers' cgroup (the host's network stack, a
+//! client on the host) waits behind them. So a booting container also gets at most half a CPU,
+//! in 10 ms slices, until it is warmed up: on every host, whatever the cgroup version.
+//!
 //! Under cgroup v2, or with the systemd driver, each container is already a cgroup of its own
 //! next to the host's services; weights are left as Docker sets them there.
 
@@ -24,6 +29,21 @@ pub const PARENT_SHARES: u64 = 10 * 1024;
 pub const BOOT_SHARES: u64 = 2;
 /// A container once it serves: the default weight, the same as its neighbours.
 pub const SERVING_SHARES: u64 = 1024;
+/// A booting container's CPU time: `BOOT_QUOTA_US` in every `BOOT_PERIOD_US` (half a CPU; a
+/// short period, so that it never holds both cores for long).
+pub const BOOT_PERIOD_US: u64 = 10_000;
+pub const BOOT_QUOTA_US: u64 = 5_000;
+/// The kernel's default CFS period, given back with the quota lifted (-1: no limit).
+pub const SERVING_PERIOD_US: u64 = 100_000;
+
+/// Where a new container is in its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Started beside the live one, not yet warmed up: lowest weight, half a CPU.
+    Boot,
+    /// Warmed up, about to take traffic: the default weight, no CPU limit.
+    Serving,
+}
 
 /// The CPU weights the install can set on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,21 +113,28 @@ impl Weights {
         Ok(())
     }
 
-    /// Sets a container's own weight (`BOOT_SHARES` or `SERVING_SHARES`).
-    pub fn set_container(&self, container: &str, shares: u64) -> anyhow::Result<()> {
-        if *self == Weights::Default {
-            return Ok(());
+    /// Sets a container's CPU for `phase`: its weight where the install sets weights (cgroup
+    /// v1), its CPU limit everywhere. One `docker update`.
+    pub fn set_container(&self, container: &str, phase: Phase) -> anyhow::Result<()> {
+        let (shares, period, quota) = match phase {
+            Phase::Boot => (BOOT_SHARES, BOOT_PERIOD_US, BOOT_QUOTA_US as i64),
+            Phase::Serving => (SERVING_SHARES, SERVING_PERIOD_US, -1),
+        };
+        let mut args = vec!["update".to_owned()];
+        if *self != Weights::Default {
+            args.extend(["--cpu-shares".to_owned(), shares.to_string()]);
         }
-        duct::cmd!(
-            "docker",
-            "update",
-            "--cpu-shares",
-            shares.to_string(),
-            container
-        )
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot set the CPU weight of {container}"))?;
+        args.extend([
+            "--cpu-period".to_owned(),
+            period.to_string(),
+            "--cpu-quota".to_owned(),
+            quota.to_string(),
+            container.to_owned(),
+        ]);
+        duct::cmd("docker", &args)
+            .stdout_null()
+            .run()
+            .with_context(|| format!("cannot set the CPU of {container} for {phase:?}"))?;
         Ok(())
     }
 }

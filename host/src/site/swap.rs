@@ -24,7 +24,7 @@ use crate::kit::docker;
 use crate::kit::process::{Wait, wait_for};
 use crate::kit::ui::Ui;
 use crate::site::app::{App, Service};
-use crate::site::cpu::{BOOT_SHARES, SERVING_SHARES, Weights};
+use crate::site::cpu::{Phase, Weights};
 use crate::site::nginx::{self, Upstreams};
 use crate::site::stack::{Container, Health, Stack, State};
 
@@ -376,7 +376,7 @@ impl<'a> Site<'a> {
 }
 
 /// One new container of each app in `swaps` beside its live one: created (one compose call),
-/// then each started at the boot weight, ready, warmed up and back at the serving weight, all
+/// then each started with the boot CPU, ready, warmed up and given the serving CPU, all
 /// at once. Their names in `swaps`' order, or an error that carries a failed one's last health
 /// output and log lines, after every new one is removed (the old ones never stopped).
 fn start_beside(
@@ -395,13 +395,13 @@ fn start_beside(
             .map(|((app, _), name)| {
                 s.spawn(move || {
                     weights
-                        .set_container(name, BOOT_SHARES)
+                        .set_container(name, Phase::Boot)
                         .and_then(|()| docker::start(name))
                         .and_then(|()| wait_ready(name, *app, domain, timeout))
                         .map(|()| {
                             warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path())
                         })
-                        .and_then(|()| weights.set_container(name, SERVING_SHARES))
+                        .and_then(|()| weights.set_container(name, Phase::Serving))
                 })
             })
             .collect();
@@ -453,7 +453,7 @@ fn create_beside(
         args.extend(["--scale", scale.as_str()]);
     }
     args.extend(&services);
-    // Created first, so that each starts at the boot weight.
+    // Created first, so that each starts with the boot CPU (`cpu::Phase::Boot`).
     stack.run("creating the new containers", &args)?;
     let containers = stack.containers()?;
     let mut new = Vec::new();

@@ -1620,11 +1620,26 @@ pub(crate) fn expect_serving_at(
     )
 }
 
-/// On cgroup v1 the install gave the containers' parent cgroup ten times a host process's CPU
-/// weight, and the new web container, which booted at the lowest weight, is back at the
-/// default one now that it serves (in Docker's settings and in its cgroup).
+/// The new web container, which booted at the lowest weight and half a CPU, serves with its
+/// CPU limit lifted (in Docker's settings, and in its cgroup on cgroup v1), and on cgroup v1
+/// the install gave the containers' parent cgroup ten times a host process's CPU weight and the
+/// web container the default one back.
 fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
     use hitsave_host::site::cpu::{CPU_MOUNT, PARENT_SHARES, SERVING_SHARES, shares};
+    let web = h.container_id("web")?;
+    let full = docker(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{.HostConfig.CpuShares}} {{.HostConfig.CpuQuota}}",
+        &web,
+    ])?;
+    let [id, configured, quota] = full.split(' ').collect::<Vec<_>>()[..] else {
+        bail!("docker inspect printed {full:?}");
+    };
+    ensure!(
+        quota == "-1",
+        "the new web container serves with CPU quota {quota} (its boot limit was not lifted)"
+    );
     if !Utf8Path::new(CPU_MOUNT).join("cpu.shares").exists() {
         eprintln!("xtask: test: no cgroup v1 cpu controller here: CPU weights not checked");
         return Ok(());
@@ -1642,19 +1657,13 @@ fn expect_cpu_weights(h: &Harness, log: &str) -> anyhow::Result<()> {
         shares(&parent)? == PARENT_SHARES,
         "{parent} does not have the CPU weight the install logged"
     );
-    let web = h.container_id("web")?;
-    let full = docker(&[
-        "inspect",
-        "--format",
-        "{{.Id}} {{.HostConfig.CpuShares}}",
-        &web,
-    ])?;
-    let (id, configured) = full
-        .split_once(' ')
-        .context("docker inspect printed no id")?;
+    let cgroup_quota = std::fs::read_to_string(parent.join(id).join("cpu.cfs_quota_us"))?;
     ensure!(
-        configured == SERVING_SHARES.to_string() && shares(&parent.join(id))? == SERVING_SHARES,
-        "the new web container serves at CPU weight {configured} (its boot weight was not lifted)"
+        configured == SERVING_SHARES.to_string()
+            && shares(&parent.join(id))? == SERVING_SHARES
+            && cgroup_quota.trim() == "-1",
+        "the new web container serves at CPU weight {configured}, quota {} (its boot CPU was not lifted)",
+        cgroup_quota.trim()
     );
     Ok(())
 }
