@@ -91,7 +91,8 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
     })
 }
 
-/// The install's log and the slowest requests on one timeline, in ms since `zero`.
+/// The install's log, the slowest requests and the slowest of the swap on one timeline, in ms
+/// since `zero`.
 fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
     let at = |t: Instant| t.saturating_duration_since(zero).as_secs_f64() * 1000.0;
     let mut lines: Vec<(f64, String)> = timed
@@ -99,7 +100,11 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
         .iter()
         .map(|(t, l)| (at(*t), format!("install: {l}")))
         .collect();
-    for (start, latency, app) in report.slowest(20) {
+    let mut slowest = report.slowest(20);
+    slowest.extend(report.slowest_between(20, Some((timed.swap_started, timed.ended))));
+    slowest.sort_by_key(|(start, _, _)| *start);
+    slowest.dedup();
+    for (start, latency, app) in slowest {
         lines.push((
             at(start),
             format!("request: {app} {:.1} ms", latency.as_secs_f64() * 1000.0),
@@ -213,7 +218,9 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
                 println!("{line}");
             }
             if let (true, Some(report)) = (trace, &report) {
-                println!("{strategy} {change}: the install and the 20 slowest requests");
+                println!(
+                    "{strategy} {change}: the install, the 20 slowest requests and the 20 slowest of the swap"
+                );
                 print_trace(zero, &timed, report);
             }
             rows.push(Row {

@@ -62,7 +62,21 @@ impl Report {
 
     /// The `n` slowest requests: when each started, how long it took, and which app it asked.
     pub fn slowest(&self, n: usize) -> Vec<(Instant, Duration, &'static str)> {
-        let mut samples = self.samples.clone();
+        self.slowest_between(n, None)
+    }
+
+    /// `slowest`, among the requests that started between `window`'s two instants only.
+    pub fn slowest_between(
+        &self,
+        n: usize,
+        window: Option<(Instant, Instant)>,
+    ) -> Vec<(Instant, Duration, &'static str)> {
+        let mut samples: Vec<_> = self
+            .samples
+            .iter()
+            .filter(|(start, _, _)| window.is_none_or(|(from, to)| *start >= from && *start <= to))
+            .copied()
+            .collect();
         samples.sort_unstable_by_key(|(_, latency, _)| std::cmp::Reverse(*latency));
         samples.truncate(n);
         samples.sort_unstable_by_key(|(start, _, _)| *start);

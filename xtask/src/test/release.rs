@@ -791,13 +791,17 @@ fn snapshot(store: &Utf8Path) -> anyhow::Result<Vec<(String, manifest::Sha256)>>
         .collect()
 }
 
-/// `cargo xtask ARGS` in another checkout: its own xtask, built in its own target directory.
+/// This xtask binary run in checkout `dir` as `cargo xtask` there would run: its root and its
+/// target directory are `dir`'s. (`cargo xtask` itself would first build the same xtask again,
+/// minutes on a cold machine.)
 fn xtask_in(dir: &Utf8Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("cargo");
-    cmd.arg("xtask")
-        .args(args)
+    let exe =
+        hitsave_host::kit::process::current_exe().unwrap_or_else(|_| PathBuf::from("cargo-xtask"));
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_MANIFEST_DIR")
         .env("CI", "true")
         // Released from main, as CI releases: the bundles deploy to production.
         .env("GITHUB_HEAD_REF", "")
