@@ -83,6 +83,24 @@ impl Report {
         samples
     }
 
+    /// One report of several runs' requests (several swaps of one kind, pooled).
+    pub fn merge(parts: impl IntoIterator<Item = Report>) -> Report {
+        let mut all = Report::default();
+        for part in parts {
+            all.requests += part.requests;
+            all.failed += part.failed;
+            all.maintenance += part.maintenance;
+            all.failures.extend(part.failures);
+            all.latencies_us.extend(part.latencies_us);
+            all.samples.extend(part.samples);
+            all.seconds += part.seconds;
+        }
+        all.failures.truncate(5);
+        all.latencies_us.sort_unstable();
+        all.samples.sort_unstable_by_key(|(start, _, _)| *start);
+        all
+    }
+
     pub fn max(&self) -> Duration {
         Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0))
     }
