@@ -394,14 +394,26 @@ fn start_beside(
             .zip(&new)
             .map(|((app, _), name)| {
                 s.spawn(move || {
-                    weights
+                    // Best effort (a kernel without CFS bandwidth control refuses a quota): a
+                    // container that boots uncapped has nothing to lift.
+                    let capped = weights
                         .set_container(name, Phase::Boot)
-                        .and_then(|()| docker::start(name))
+                        .inspect_err(|e| {
+                            ui.info(&format!("{name}: boots without a CPU cap: {e:#}"))
+                        })
+                        .is_ok();
+                    docker::start(name)
                         .and_then(|()| wait_ready(name, *app, domain, timeout))
                         .map(|()| {
                             warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path())
                         })
-                        .and_then(|()| weights.set_container(name, Phase::Serving))
+                        .and_then(|()| {
+                            if capped {
+                                weights.set_container(name, Phase::Serving)
+                            } else {
+                                Ok(())
+                            }
+                        })
                 })
             })
             .collect();
