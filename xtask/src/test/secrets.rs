@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::test::install::{DOMAIN, Harness, docker, expect_no_leak};
 use crate::test::load::Load;
+use hitsave_host::kit::process::{Wait, wait_for};
 use hitsave_host::site::app::App;
 use hitsave_host::site::stack::Stack;
 
@@ -425,34 +426,40 @@ fn killed_then_finished(h: &Harness, args: &[&str]) -> anyhow::Result<String> {
     let before = apis()?;
     let mut child = h.t.command(args, &[]).stdin(Stdio::null()).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&record).is_ok_and(|t| {
-        t.split("\"postgres_password\"")
-            .nth(1)
-            .is_some_and(|r| r.contains("\"applied\": false"))
-    }) {
-        ensure!(
-            Instant::now() < deadline,
-            "the rotation never recorded its start"
-        );
+    // Polled while the rotation runs: one that ended cannot be killed half-way.
+    let mut look = |done: bool, reason: &str| -> anyhow::Result<Wait<()>> {
         ensure!(
             child.try_wait()?.is_none(),
             "the rotation ended before it could be killed"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        Ok(if done {
+            Wait::Done(())
+        } else {
+            Wait::NotYet(reason.to_owned())
+        })
+    };
+    let left = || deadline.saturating_duration_since(Instant::now());
+    wait_for(
+        "the rotation to record its start",
+        left(),
+        Duration::from_millis(20),
+        || {
+            let started = std::fs::read_to_string(&record).is_ok_and(|t| {
+                t.split("\"postgres_password\"")
+                    .nth(1)
+                    .is_some_and(|r| r.contains("\"applied\": false"))
+            });
+            look(started, "no rotation in progress in the record")
+        },
+    )?;
     // Killed once the new API container exists: before it serves, so before the role's
     // password changes (a fixed wait could land after that, now that a swap is quick).
-    while apis()? <= before {
-        ensure!(
-            Instant::now() < deadline,
-            "the rotation never created its new API container"
-        );
-        ensure!(
-            child.try_wait()?.is_none(),
-            "the rotation ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(
+        "the rotation to create its new API container",
+        left(),
+        Duration::from_millis(10),
+        || look(apis()? > before, "no new API container yet"),
+    )?;
     child.kill()?;
     child.wait()?;
     // What it had started (compose creating a container) ends on its own.
