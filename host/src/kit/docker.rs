@@ -1,25 +1,19 @@
-//! Docker commands on one container, by name: inspect, start, remove, its address and its last words.
+//! One container, by name: its address, starting and removing it, and its last words.
 
 use anyhow::Context;
 
-/// `docker inspect --format format container`, trimmed.
-pub fn inspect(container: &str, format: &str) -> anyhow::Result<String> {
-    Ok(
-        duct::cmd!("docker", "inspect", "--format", format, container)
-            .read()?
-            .trim()
-            .to_owned(),
-    )
-}
+use crate::kit::engine;
 
+/// The container's address on its (first) network.
 pub fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
-    let ips = inspect(
-        container,
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-    )?;
-    let ip = ips
-        .split_whitespace()
-        .next()
+    let inspected = engine::container(container)?
+        .with_context(|| format!("there is no container {container}"))?;
+    let ip = inspected
+        .network_settings
+        .networks
+        .values()
+        .map(|n| n.ip_address.as_str())
+        .find(|ip| !ip.is_empty())
         .with_context(|| format!("{container} has no address"))?;
     ip.parse()
         .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
@@ -31,11 +25,12 @@ const LOG_LINES: &str = "20";
 /// What a container that failed said: its last health check's output and the last lines of
 /// its log, as text to append to an error ("" when Docker has neither).
 pub fn last_words(container: &str) -> String {
-    let probe = inspect(
-        container,
-        "{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}",
-    )
-    .unwrap_or_default();
+    let probe = engine::container(container)
+        .ok()
+        .flatten()
+        .and_then(|c| c.state.health)
+        .and_then(|h| h.log.last().map(|p| p.output.clone()))
+        .unwrap_or_default();
     let probe = probe.trim().lines().last().unwrap_or_default().to_owned();
     let log = duct::cmd!("docker", "logs", "--tail", LOG_LINES, container)
         .stderr_to_stdout()
@@ -57,17 +52,5 @@ pub fn last_words(container: &str) -> String {
 }
 
 pub fn start(container: &str) -> anyhow::Result<()> {
-    duct::cmd!("docker", "start", container)
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot start {container}"))?;
-    Ok(())
-}
-
-pub fn remove(container: &str) -> anyhow::Result<()> {
-    duct::cmd!("docker", "rm", "--force", "--volumes", container)
-        .stdout_null()
-        .run()
-        .with_context(|| format!("cannot remove {container}"))?;
-    Ok(())
+    engine::start(container).with_context(|| format!("cannot start {container}"))
 }

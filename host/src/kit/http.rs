@@ -72,17 +72,28 @@ pub fn request_to(
             .await
             .ok()?
             .ok()?;
-        let answer = async {
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .ok()?;
-            tokio::spawn(connection);
-            let response = sender.send_request(request).await.ok()?;
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.ok()?.to_bytes();
-            Some((status, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(ANSWER, answer).await.ok()?
+        let (status, body) = tokio::time::timeout(ANSWER, exchange(stream, request))
+            .await
+            .ok()?
+            .ok()?;
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
     })
+}
+
+/// One HTTP/1.1 exchange on `stream`, in a runtime: the status and the whole body (one that
+/// ends when the server closes the connection too, as Docker's attached exec does).
+pub async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<(u16, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }

@@ -1,4 +1,4 @@
-//! Tools with no HitSave knowledge: processes, HTTP, the terminal, digests, ELF, compose,
+//! Tools with no HitSave knowledge: processes, HTTP, Docker Engine's API, the terminal, digests, ELF, compose,
 //! private files, randomness, time, KEY=VALUE files, closed sets of words and the object store.
 
 pub mod choice;
@@ -7,6 +7,7 @@ pub mod compose;
 pub mod digest;
 pub mod docker;
 pub mod elf;
+pub mod engine;
 pub mod env_file;
 pub mod files;
 pub mod http;

@@ -25,26 +25,24 @@ pub fn check(
     tls_dir: Option<&Utf8Path>,
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let (engine, config, arch) = std::thread::scope(|s| {
+    let (engine, compose, config) = std::thread::scope(|s| {
         let config = s.spawn(|| stack.config());
-        let arch = s.spawn(|| {
-            duct::cmd!("docker", "info", "--format", "{{.Architecture}}")
-                .stderr_null()
-                .read()
-                .context("docker info failed")
-        });
+        let compose = s.spawn(compose_version);
         let panicked = || anyhow::anyhow!("a check's thread panicked");
         (
-            docker_and_compose(),
+            engine(),
+            compose.join().unwrap_or_else(|_| Err(panicked())),
             config.join().unwrap_or_else(|_| Err(panicked())),
-            arch.join().unwrap_or_else(|_| Err(panicked())),
         )
     });
-    if let Err(e) = engine {
-        problems.push(format!("{e:#}"));
-        // Nothing below can be checked without Docker.
-        return Ok(problems);
-    }
+    let engine = match engine.and_then(|e| compose.map(|_| e)) {
+        Ok(engine) => engine,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            // Nothing below can be checked without Docker.
+            return Ok(problems);
+        }
+    };
     problems.extend(secrets(&config?));
     if let Some(dir) = tls_dir {
         for file in ["fullchain.pem", "privkey.pem"] {
@@ -55,7 +53,7 @@ pub fn check(
         }
     }
     problems.extend(disk(&stack.release_dir, manifest));
-    problems.extend(platform(host, stack, manifest, arch?.trim())?);
+    problems.extend(platform(host, stack, manifest, engine.machine())?);
     Ok(problems)
 }
 
@@ -83,24 +81,31 @@ pub fn database_dir(env: &crate::site::release_env::ReleaseEnv) -> anyhow::Resul
 
 /// Docker answers and Compose is new enough.
 pub fn docker_and_compose() -> anyhow::Result<String> {
-    let server = duct::cmd!("docker", "version", "--format", "{{.Server.Version}}")
-        .stderr_capture()
-        .stdout_capture()
-        .unchecked()
-        .run();
-    let server = match server {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        Ok(o) => bail!(
-            "Docker Engine does not answer ({}): start it (`systemctl start docker`) or install it (`apt-get install docker.io`)",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(_) => bail!("docker is not installed: `apt-get install docker.io`"),
-    };
+    let server = engine()?;
+    let compose = compose_version()?;
+    Ok(format!(
+        "Docker Engine {}, Compose {compose}",
+        server.version
+    ))
+}
+
+/// The engine's version and machine, or what to do when it does not answer.
+fn engine() -> anyhow::Result<crate::kit::engine::Version> {
+    crate::kit::engine::version().map_err(|e| {
+        anyhow::anyhow!(
+            "Docker Engine does not answer ({e:#}): start it (`systemctl start docker`) or install it (`apt-get install docker.io`)"
+        )
+    })
+}
+
+/// Compose's version, when it is new enough.
+fn compose_version() -> anyhow::Result<String> {
     let compose = duct::cmd!("docker", "compose", "version", "--short")
         .stderr_null()
         .stdout_capture()
         .unchecked()
-        .run()?;
+        .run()
+        .context("docker is not installed: `apt-get install docker.io`")?;
     let version = String::from_utf8_lossy(&compose.stdout)
         .trim()
         .trim_start_matches('v')
@@ -114,7 +119,7 @@ pub fn docker_and_compose() -> anyhow::Result<String> {
             if version.is_empty() { "none" } else { &version }
         );
     }
-    Ok(format!("Docker Engine {server}, Compose {version}"))
+    Ok(version)
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -311,7 +316,10 @@ const GLIBC_FILE: &str = "base-glibc.json";
 
 /// The glibc in `image`: remembered by its id, else asked of a container and remembered.
 fn known_glibc(host: &Host, image: &str) -> anyhow::Result<GlibcVersion> {
-    let id = crate::kit::docker::inspect(image, "{{.Id}}").unwrap_or_default();
+    let id = crate::kit::engine::image_id(image)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let file = host.root.join(GLIBC_FILE);
     let mut known: std::collections::BTreeMap<String, String> = std::fs::read(&file)
         .ok()

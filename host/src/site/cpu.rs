@@ -94,8 +94,11 @@ impl Weights {
     }
 
     fn find(container: &str) -> anyhow::Result<Weights> {
-        let pid = crate::kit::docker::inspect(container, "{{.State.Pid}}")
-            .with_context(|| format!("cannot inspect {container}"))?;
+        let pid = crate::kit::engine::container(container)
+            .with_context(|| format!("cannot inspect {container}"))?
+            .with_context(|| format!("there is no container {container}"))?
+            .state
+            .pid;
         let file = format!("/proc/{pid}/cgroup");
         let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
         Ok(match containers_parent(&text) {
@@ -114,26 +117,17 @@ impl Weights {
     }
 
     /// Sets a container's CPU for `phase`: its weight where the install sets weights (cgroup
-    /// v1), its CPU limit everywhere. One `docker update`.
+    /// v1), its CPU limit everywhere. One update through the engine's API.
     pub fn set_container(&self, container: &str, phase: Phase) -> anyhow::Result<()> {
         let (shares, period, quota) = match phase {
             Phase::Boot => (BOOT_SHARES, BOOT_PERIOD_US, BOOT_QUOTA_US as i64),
             Phase::Serving => (SERVING_SHARES, SERVING_PERIOD_US, -1),
         };
-        let mut args = vec!["update".to_owned()];
+        let mut resources = serde_json::json!({ "CpuPeriod": period, "CpuQuota": quota });
         if *self != Weights::Default {
-            args.extend(["--cpu-shares".to_owned(), shares.to_string()]);
+            resources["CpuShares"] = shares.into();
         }
-        args.extend([
-            "--cpu-period".to_owned(),
-            period.to_string(),
-            "--cpu-quota".to_owned(),
-            quota.to_string(),
-            container.to_owned(),
-        ]);
-        duct::cmd("docker", &args)
-            .stdout_null()
-            .run()
+        crate::kit::engine::update(container, resources)
             .with_context(|| format!("cannot set the CPU of {container} for {phase:?}"))?;
         Ok(())
     }

@@ -113,27 +113,12 @@ pub struct Container {
     pub config_hash: String,
 }
 
-/// One tab-separated line per container: name, service, number, state, status, image, id and
-/// compose's config hash.
-const PS_FORMAT: &str = "{{.Names}}\t{{.Label \"com.docker.compose.service\"}}\t{{.Label \"com.docker.compose.container-number\"}}\t{{.State}}\t{{.Status}}\t{{.Image}}\t{{.ID}}\t{{.Label \"com.docker.compose.config-hash\"}}";
-
 impl Container {
-    /// A line of `docker ps --format PS_FORMAT`, with the container's number; the health is in
-    /// the status's parentheses ("Up 3 seconds (health: starting)").
-    fn from_ps_line(line: &str) -> Option<(u32, Container)> {
-        let mut fields = line.split('\t');
-        let (name, service, number, state, status, image) = (
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-            fields.next().unwrap_or_default(),
-        );
-        let (id, config_hash) = (
-            fields.next().unwrap_or_default(),
-            fields.next().unwrap_or_default(),
-        );
+    /// A container as the engine lists it, with its compose number; the health is in the
+    /// status's parentheses ("Up 3 seconds (health: starting)").
+    fn from_listed(listed: crate::kit::engine::Listed) -> (u32, Container) {
+        let label = |key: &str| listed.labels.get(key).cloned().unwrap_or_default();
+        let status = &listed.status;
         let health = if status.contains("(healthy)") {
             Some(Health::Healthy)
         } else if status.contains("(unhealthy)") {
@@ -143,16 +128,19 @@ impl Container {
         } else {
             None
         };
+        let number = label("com.docker.compose.container-number")
+            .parse()
+            .unwrap_or(0);
         let container = Container {
-            name: name.to_owned(),
-            service: service.to_owned(),
-            state: State::from(state.to_owned()),
+            name: listed.name().to_owned(),
+            service: label("com.docker.compose.service"),
+            state: State::from(listed.state.clone()),
             health,
-            image: image.to_owned(),
-            id: id.to_owned(),
-            config_hash: config_hash.to_owned(),
+            image: listed.image.clone(),
+            id: listed.id.clone(),
+            config_hash: label("com.docker.compose.config-hash"),
         };
-        Some((number.parse().unwrap_or(0), container))
+        (number, container)
     }
 }
 
@@ -459,26 +447,14 @@ impl Stack {
     }
 
     /// The stack's containers (not `compose run`'s one-offs), ordered by service and number.
-    /// Read with `docker ps` by compose's labels: a tenth of the time `compose ps` takes to
-    /// load the project, and an install asks several times.
+    /// Asked of the engine by compose's labels: `compose ps` takes ten times as long to load
+    /// the project, and an install asks several times.
     pub fn containers(&self) -> anyhow::Result<Vec<Container>> {
-        let text = duct::cmd!(
-            "docker",
-            "ps",
-            "--all",
-            "--no-trunc",
-            "--filter",
-            format!("label=com.docker.compose.project={}", self.project),
-            "--filter",
-            "label=com.docker.compose.oneoff=False",
-            "--format",
-            PS_FORMAT
-        )
-        .stderr_capture()
-        .read()
-        .context("cannot list the stack's containers (docker ps)")?;
+        let project = format!("com.docker.compose.project={}", self.project);
+        let listed = crate::kit::engine::containers(&[&project, "com.docker.compose.oneoff=False"])
+            .context("cannot list the stack's containers")?;
         let mut containers: Vec<(u32, Container)> =
-            text.lines().filter_map(Container::from_ps_line).collect();
+            listed.into_iter().map(Container::from_listed).collect();
         containers.sort_by(|(a, x), (b, y)| (&x.service, a).cmp(&(&y.service, b)));
         Ok(containers.into_iter().map(|(_, c)| c).collect())
     }
@@ -613,12 +589,7 @@ impl Stack {
 }
 
 pub fn image_exists(image: &str) -> bool {
-    duct::cmd!("docker", "image", "inspect", "--format", "{{.Id}}", image)
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run()
-        .is_ok_and(|o| o.status.success())
+    crate::kit::engine::image_id(image).is_ok_and(|id| id.is_some())
 }
 
 /// The name of `service`'s running container in the current release (after a blue/green swap
@@ -680,17 +651,32 @@ mod tests {
         assert!(env(&[]).app_release(App::Web).is_err());
     }
 
-    /// What `docker compose ps --format json` prints becomes types; a state Docker may add
+    /// What the engine lists (`GET /containers/json`) becomes types; a state Docker may add
     /// later is kept as text and counts as not running.
     #[test]
     fn container_states_are_types() {
         let line = |state: &str, status: &str| -> Container {
-            let text = format!("p-api-2\tapi\t2\t{state}\t{status}\thitsave/api:x\tabc\th1");
-            let (number, c) = Container::from_ps_line(&text).unwrap();
+            let listed: crate::kit::engine::Listed = serde_json::from_value(serde_json::json!({
+                "Id": "abc", "Names": ["/p-api-2"], "Image": "hitsave/api:x",
+                "State": state, "Status": status,
+                "Labels": {
+                    "com.docker.compose.service": "api",
+                    "com.docker.compose.container-number": "2",
+                    "com.docker.compose.config-hash": "h1"
+                }
+            }))
+            .unwrap();
+            let (number, c) = Container::from_listed(listed);
             assert_eq!(
-                (number, c.name.as_str(), c.image.as_str()),
-                (2, "p-api-2", "hitsave/api:x")
+                (
+                    number,
+                    c.name.as_str(),
+                    c.image.as_str(),
+                    c.service.as_str()
+                ),
+                (2, "p-api-2", "hitsave/api:x", "api")
             );
+            assert_eq!((c.id.as_str(), c.config_hash.as_str()), ("abc", "h1"));
             c
         };
         let c = line("running", "Up 4 minutes (healthy)");

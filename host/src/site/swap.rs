@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 
-use crate::kit::docker;
 use crate::kit::process::{Wait, wait_for};
 use crate::kit::ui::Ui;
+use crate::kit::{docker, engine};
 use crate::site::app::{App, Service};
 use crate::site::cpu::{Phase, Weights};
 use crate::site::nginx::{self, Upstreams};
@@ -308,7 +308,7 @@ fn drain_now(containers: &[String]) -> anyhow::Result<()> {
     }
     let left: Vec<&String> = containers
         .iter()
-        .filter(|c| docker::inspect(c, "{{.State.Status}}").is_ok())
+        .filter(|c| !matches!(engine::container(c), Ok(None)))
         .collect();
     if !left.is_empty() {
         bail!("cannot remove {left:?}: see `docker ps -a`; `docker rm --force NAME` and run again");
@@ -549,18 +549,10 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
 /// `docker exec` on the running nginx (compose would load the whole project first).
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
-    let out = duct::cmd!("docker", "exec", &nginx, "nginx", "-s", "reload")
-        .stdin_null()
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .context("cannot run docker exec")?;
-    if !out.status.success() {
-        bail!(
-            "reloading nginx ({nginx}) failed: {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+    let (code, said) = engine::exec(&nginx, &["nginx", "-s", "reload"])
+        .with_context(|| format!("cannot ask nginx ({nginx}) to reload"))?;
+    if code != 0 {
+        bail!("reloading nginx ({nginx}) failed: {}", said.trim());
     }
     Ok(())
 }
@@ -568,13 +560,14 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
     let what = format!("{container} to turn healthy");
     wait_for(&what, timeout, Duration::from_millis(500), || {
-        let seen = docker::inspect(
-            container,
-            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
-        )
-        .unwrap_or_default();
-        let (status, health) = seen.split_once(' ').unwrap_or((&seen, ""));
-        match (State::from(status.to_owned()), Health::parse(health)) {
+        let state = match engine::container(container) {
+            Ok(Some(c)) => c.state,
+            Ok(None) => bail!("{container} is gone"),
+            Err(e) => return Ok(Wait::NotYet(format!("{e:#}"))),
+        };
+        let health = state.health.map(|h| h.status).unwrap_or_default();
+        let seen = format!("{} {health}", state.status);
+        match (State::from(state.status), Health::parse(&health)) {
             (State::Running, Some(Health::Healthy)) => Ok(Wait::Done(())),
             (state, _) if state.is_over() => bail!("{container} exited ({seen})"),
             _ => Ok(Wait::NotYet(format!("it is still {seen:?}"))),
@@ -602,7 +595,11 @@ fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> any
                 return Ok(Wait::Done(()));
             }
             if looks.is_multiple_of(10) {
-                let status = docker::inspect(container, "{{.State.Status}}").unwrap_or_default();
+                let status = engine::container(container)
+                    .ok()
+                    .flatten()
+                    .map(|c| c.state.status)
+                    .unwrap_or_default();
                 if State::from(status.clone()).is_over() {
                     bail!("{container} exited ({status})");
                 }
