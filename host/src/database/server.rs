@@ -134,18 +134,11 @@ impl Server {
 
     /// The server in `container`, with the login its environment names.
     pub fn in_container(container: String) -> anyhow::Result<Server> {
-        let env = duct::cmd!(
-            "docker",
-            "exec",
-            &container,
-            "printenv",
-            "POSTGRES_USER",
-            "POSTGRES_DB"
-        )
-        .read()
-        .context("cannot read POSTGRES_USER and POSTGRES_DB in the database container")?;
-        let mut lines = env.lines();
-        match (lines.next(), lines.next()) {
+        // Its environment as its processes (and so psql by `docker exec`) see it.
+        let inspected = crate::kit::engine::container(&container)
+            .context("cannot read POSTGRES_USER and POSTGRES_DB in the database container")?
+            .with_context(|| format!("there is no container {container}"))?;
+        match (inspected.env("POSTGRES_USER"), inspected.env("POSTGRES_DB")) {
             (Some(user), Some(live)) => Ok(Server {
                 container,
                 user: user.to_owned(),

@@ -170,6 +170,25 @@ pub struct Inspected {
     pub id: String,
     pub state: ContainerState,
     pub network_settings: NetworkSettings,
+    pub config: ContainerConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    /// "KEY=value": what its processes (and `docker exec`'s) start with.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+impl Inspected {
+    /// The value of `key` in its environment.
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.config
+            .env
+            .iter()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +261,35 @@ pub fn image_id(name: &str) -> anyhow::Result<Option<String>> {
             message(&body)
         ),
     }
+}
+
+/// The `repository:tag` names of the images whose reference matches `pattern` ("hitsave/*").
+pub fn image_names(pattern: &str) -> anyhow::Result<Vec<String>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Image {
+        #[serde(default)]
+        repo_tags: Option<Vec<String>>,
+    }
+    let filters = serde_json::json!({ "reference": [pattern] }).to_string();
+    let path = format!("/images/json?filters={}", segment(&filters));
+    let images: Vec<Image> = serde_json::from_slice(&expect("GET", &path, None, &[200])?)?;
+    Ok(images
+        .into_iter()
+        .flat_map(|i| i.repo_tags.unwrap_or_default())
+        .filter(|t| t != "<none>:<none>")
+        .collect())
+}
+
+/// Removes the image `name` (`docker image rm`: one a container uses is refused).
+pub fn remove_image(name: &str) -> anyhow::Result<()> {
+    expect(
+        "DELETE",
+        &format!("/images/{}", segment(name)),
+        None,
+        &[200],
+    )?;
+    Ok(())
 }
 
 /// Starts a created or stopped container (one that runs already is left as it is).

@@ -971,23 +971,10 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
             }
         }
     }
-    let listed = duct::cmd!(
-        "docker",
-        "image",
-        "ls",
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-        "hitsave/*"
-    )
-    .read()
-    .unwrap_or_default();
-    for image in listed.lines().filter(|i| !images.contains(*i)) {
+    let listed = crate::kit::engine::image_names("hitsave/*").unwrap_or_default();
+    for image in listed.iter().filter(|i| !images.contains(i.as_str())) {
         // An image still used by a container stays; the next prune gets it.
-        let _ = duct::cmd!("docker", "image", "rm", image)
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
+        let _ = crate::kit::engine::remove_image(image);
     }
     if !removed.is_empty() {
         ui.info(&format!("pruned releases {}", ReleaseId::list(&removed)));

@@ -5,7 +5,10 @@
 //! to both, and one more API change, and installed one after the other over v1, once per
 //! strategy: the rounds while a steady load (250 requests per second, half `GET /health` on the
 //! API, half the web app's landing page) runs against nginx on 127.0.0.1, the last with nothing
-//! else running. Steady-state latency is measured first, without a deploy. For each install,
+//! else running. Steady-state latency is measured without a deploy: 20 s first, then the
+//! 1.5 s before each install under load (the load starts 2 s before it, once the last swap's
+//! old containers are gone), pooled, so that it drifts with the machine as the swaps do on a
+//! shared VM. For each install,
 //! its steps (`install --timings`); then one table: strategy, change, requests, failed,
 //! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests
 //! that started during the swaps of that kind, pooled (one swap is some 300 requests, whose
@@ -59,6 +62,14 @@ impl Row {
         self.report = pool(self.report.take(), report);
         self.swap = pool(self.swap.take(), swap);
         self.installs.push(took);
+    }
+
+    /// Steady state measured once more, just before an install.
+    fn add_steady(&mut self, lead: Report) {
+        self.report = Some(match self.report.take() {
+            Some(r) => Report::merge([r, lead]),
+            None => lead,
+        });
     }
 
     /// The median install and the slowest.
@@ -214,7 +225,15 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
             base(&h)?;
         }
         for (change, id, loaded) in &changes {
-            let (report, swap, took) = install_under_load(&h, id, flag, *loaded, trace)?;
+            let Measured {
+                report,
+                swap,
+                lead,
+                took,
+            } = install_under_load(&h, id, flag, *loaded, trace)?;
+            if let Some(lead) = lead {
+                rows[0].add_steady(lead);
+            }
             let at = rows
                 .iter()
                 .position(|r| r.strategy == strategy && r.change == *change)
@@ -238,26 +257,43 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
     super::finish(missed(&rows))
 }
 
-/// Installs release `id` with strategy `flag`, under the load when `loaded`: the load's
-/// report, that of the swap's window, and the install's wall time. Prints its steps (and with
-/// `trace`, its log beside the slowest requests).
+/// One install, measured.
+struct Measured {
+    /// The load's requests, when it ran under load.
+    report: Option<Report>,
+    /// Those that started during the swap.
+    swap: Option<Report>,
+    /// Those that started in the steady second and a half before the install.
+    lead: Option<Report>,
+    took: Duration,
+}
+
+/// How long the load runs before the install starts; the last `LEAD` of it is steady state
+/// measured beside the install (the first half second opens the load's connections).
+const BEFORE: Duration = Duration::from_secs(2);
+const LEAD: Duration = Duration::from_millis(1500);
+
+/// Installs release `id` with strategy `flag`, under the load when `loaded`, once the last
+/// swap's old containers are gone. Prints its steps (and with `trace`, its log beside the
+/// slowest requests).
 fn install_under_load(
     h: &Harness,
     id: &str,
     flag: &str,
     loaded: bool,
     trace: bool,
-) -> anyhow::Result<(Option<Report>, Option<Report>, Duration)> {
+) -> anyhow::Result<Measured> {
     let under = if loaded {
         "under load"
     } else {
         "with nothing else running"
     };
+    h.settled()?;
     eprintln!("xtask: bench: {flag}: installing {id} {under}");
     let load = loaded.then(|| Load::start(h.port, DOMAIN, RATE, LIMIT));
     let zero = Instant::now();
     if loaded {
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(BEFORE);
     }
     let started = Instant::now();
     let timed = install_timed(h, id, flag);
@@ -287,7 +323,15 @@ fn install_under_load(
     let swap = report
         .as_ref()
         .map(|r| r.window(timed.swap_started, timed.ended));
-    Ok((report, swap, took))
+    let lead = report
+        .as_ref()
+        .map(|r| r.window(started.checked_sub(LEAD).unwrap_or(zero), started));
+    Ok(Measured {
+        report,
+        swap,
+        lead,
+        took,
+    })
 }
 
 fn ms(d: Duration) -> String {
