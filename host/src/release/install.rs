@@ -235,7 +235,24 @@ fn install(
         return Ok(());
     }
 
-    check_host(ui, host, &stack, manifest, args)?;
+    // Beside the host checks, not at the end: deleting a release's files and images is disk
+    // and engine work that would otherwise overlap the swap and the requests it moves.
+    let (checked, pruned) = std::thread::scope(|s| {
+        let pruned = s.spawn(|| prune(ui, host, id));
+        let checked = check_host(ui, host, &stack, manifest, args);
+        (
+            checked,
+            pruned
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the prune panicked"))),
+        )
+    });
+    checked?;
+    if let Err(e) = pruned {
+        ui.info(&format!(
+            "pruning old releases failed (the install goes on; the next one tries again): {e:#}"
+        ));
+    }
     if args.until == Some(Until::Prepared) {
         let built = stack.build_images()?;
         if !built.is_empty() {
@@ -262,7 +279,6 @@ fn install(
             Err(e) => ui.info(&format!("WARNING: {e:#}")),
         }
     }
-    prune(ui, host)?;
     if let Err(e) = crate::database::restore::prune_replaced(ui, &stack) {
         ui.info(&format!(
             "dropping the databases restores replaced failed (the install goes on): {e:#}"
@@ -934,9 +950,9 @@ fn in_use(
     (images, tarballs, programs)
 }
 
-/// Keeps the newest releases, current and previous; removes the rest with their images and
-/// cached tarballs.
-pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
+/// Keeps the newest releases, current and previous, and `installing` (it becomes current);
+/// removes the rest with their images and cached tarballs.
+pub fn prune(ui: &Ui, host: &Host, installing: &ReleaseId) -> anyhow::Result<()> {
     let mut keep: BTreeSet<ReleaseId> = host
         .releases()?
         .into_iter()
@@ -945,6 +961,7 @@ pub fn prune(ui: &Ui, host: &Host) -> anyhow::Result<()> {
         .collect();
     keep.extend(host.current());
     keep.extend(host.previous());
+    keep.insert(installing.clone());
     let mut removed = Vec::new();
     for id in host.releases()? {
         if !keep.contains(&id) {
