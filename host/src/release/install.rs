@@ -235,24 +235,7 @@ fn install(
         return Ok(());
     }
 
-    // Beside the host checks, not at the end: deleting a release's files and images is disk
-    // and engine work that would otherwise overlap the swap and the requests it moves.
-    let (checked, pruned) = std::thread::scope(|s| {
-        let pruned = s.spawn(|| prune(ui, host, id));
-        let checked = check_host(ui, host, &stack, manifest, args);
-        (
-            checked,
-            pruned
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the prune panicked"))),
-        )
-    });
-    checked?;
-    if let Err(e) = pruned {
-        ui.info(&format!(
-            "pruning old releases failed (the install goes on; the next one tries again): {e:#}"
-        ));
-    }
+    check_host_and_prune(ui, host, &stack, manifest, args)?;
     if args.until == Some(Until::Prepared) {
         let built = stack.build_images()?;
         if !built.is_empty() {
@@ -360,6 +343,35 @@ pub fn watch_or_roll_back(
 }
 
 /// The host can run the release: secrets, Docker, disk, platform, certificates.
+/// The host checked and, beside it rather than at the end, old releases pruned: deleting a
+/// release's files and images is disk and engine work that would otherwise overlap the swap
+/// and the requests it moves. A failed prune is said; the next install tries again.
+fn check_host_and_prune(
+    ui: &Ui,
+    host: &Host,
+    stack: &Stack,
+    manifest: &Manifest,
+    args: &InstallOptions,
+) -> anyhow::Result<()> {
+    let (checked, pruned) = std::thread::scope(|s| {
+        let pruned = s.spawn(|| prune(ui, host, &manifest.release));
+        let checked = check_host(ui, host, stack, manifest, args);
+        (
+            checked,
+            pruned
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the prune panicked"))),
+        )
+    });
+    checked?;
+    if let Err(e) = pruned {
+        ui.info(&format!(
+            "pruning old releases failed (the install goes on; the next one tries again): {e:#}"
+        ));
+    }
+    Ok(())
+}
+
 fn check_host(
     ui: &Ui,
     host: &Host,
