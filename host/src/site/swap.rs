@@ -2,10 +2,10 @@
 //!
 //! Blue/green (the default): for each app service whose configuration changed, one new
 //! container starts beside the old one (one `up --no-start --scale S=2 --no-recreate` for all
-//! of them, then `docker start` at the lowest CPU weight: see cpu.rs), must answer its
-//! readiness page (asked every 50 ms), is warmed up with requests on its own address (so no
-//! user waits on a cold process), goes back to the default CPU weight; the apps do this side
-//! by side. Then nginx is pointed at the new containers by name and reloaded gracefully (old
+//! of them, then started one at a time, web first, with a boot CPU cap: see cpu.rs), must
+//! answer its readiness page (asked every 50 ms), is warmed up with requests on its own address
+//! (so no user waits on a cold process), and gets its cap lifted; the apps do this side by
+//! side. Then nginx is pointed at the new containers by name and reloaded gracefully (old
 //! workers finish their requests), and only then do the old containers get SIGTERM, in the
 //! background: each stops accepting, finishes what is in flight within its grace period, and
 //! is removed. A new container that does not become ready is removed with the other new ones
@@ -376,8 +376,8 @@ impl<'a> Site<'a> {
 }
 
 /// One new container of each app in `swaps` beside its live one: created (one compose call),
-/// then each started with the boot CPU, ready, warmed up and given the serving CPU, all
-/// at once. Their names in `swaps`' order, or an error that carries a failed one's last health
+/// started one at a time with the boot CPU (web first), then ready, warmed up and given the
+/// serving CPU side by side. Their names in `swaps`' order, or an error that carries a failed one's last health
 /// output and log lines, after every new one is removed (the old ones never stopped).
 fn start_beside(
     ui: &Ui,
@@ -388,36 +388,33 @@ fn start_beside(
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let new = create_beside(ui, stack, swaps)?;
+    // One start at a time, the slowest to boot (web) first: each start is a burst of runc,
+    // containerd, network and dockerd work that live requests wait behind, and two at once
+    // made one twice as long. The boots, readiness and warm-ups then overlap.
+    let mut order: Vec<usize> = (0..swaps.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(swaps[i].0 == App::Web));
+    let mut started: Vec<anyhow::Result<bool>> = (0..swaps.len()).map(|_| Ok(false)).collect();
+    for i in order {
+        started[i] = start_capped(ui, &new[i], weights);
+    }
     let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
-        let started: Vec<_> = swaps
+        let ready: Vec<_> = swaps
             .iter()
             .zip(&new)
-            .map(|((app, _), name)| {
+            .zip(started)
+            .map(|(((app, _), name), capped)| {
                 s.spawn(move || {
-                    // Best effort (a kernel without CFS bandwidth control refuses a quota): a
-                    // container that boots uncapped has nothing to lift.
-                    let capped = weights
-                        .set_container(name, Phase::Boot)
-                        .inspect_err(|e| {
-                            ui.info(&format!("{name}: boots without a CPU cap: {e:#}"))
-                        })
-                        .is_ok();
-                    docker::start(name)
-                        .and_then(|()| wait_ready(name, *app, domain, timeout))
-                        .map(|()| {
-                            warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path())
-                        })
-                        .and_then(|()| {
-                            if capped {
-                                weights.set_container(name, Phase::Serving)
-                            } else {
-                                Ok(())
-                            }
-                        })
+                    let capped = capped?;
+                    wait_ready(name, *app, domain, timeout)?;
+                    warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path());
+                    if capped {
+                        weights.set_container(name, Phase::Serving)?;
+                    }
+                    Ok(())
                 })
             })
             .collect();
-        started
+        ready
             .into_iter()
             .map(|t| {
                 t.join()
@@ -442,6 +439,17 @@ fn start_beside(
         )));
     }
     Ok(new)
+}
+
+/// Starts `name` with the boot CPU; whether the cap was set (best effort: a kernel without CFS
+/// bandwidth control refuses a quota, and a container that boots uncapped has nothing to lift).
+fn start_capped(ui: &Ui, name: &str, weights: &Weights) -> anyhow::Result<bool> {
+    let capped = weights
+        .set_container(name, Phase::Boot)
+        .inspect_err(|e| ui.info(&format!("{name}: boots without a CPU cap: {e:#}")))
+        .is_ok();
+    docker::start(name)?;
+    Ok(capped)
 }
 
 /// Creates (without starting) one new container of each app in `swaps` beside its live one,
