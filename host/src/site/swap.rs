@@ -377,8 +377,9 @@ impl<'a> Site<'a> {
 
 /// One new container of each app in `swaps` beside its live one: created (one compose call),
 /// started one at a time with the boot CPU (web first), then ready, warmed up and given the
-/// serving CPU side by side. Their names in `swaps`' order, or an error that carries a failed one's last health
-/// output and log lines, after every new one is removed (the old ones never stopped).
+/// serving CPU side by side. Their names in `swaps`' order, or an error that carries a failed
+/// one's last health output and log lines, after every new one is removed (the old ones never
+/// stopped).
 fn start_beside(
     ui: &Ui,
     stack: &Stack,
@@ -554,7 +555,8 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
 }
 
 /// A graceful reload: new workers take the new site, old ones finish their requests. By
-/// `docker exec` on the running nginx (compose would load the whole project first).
+/// an exec in the running nginx through the engine's API (compose would load the whole project
+/// first).
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
     let (code, said) = engine::exec(&nginx, &["nginx", "-s", "reload"])
