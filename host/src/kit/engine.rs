@@ -68,12 +68,27 @@ fn expect(
 ) -> anyhow::Result<Bytes> {
     let (status, body) = call(method, path, json)?;
     if !ok.contains(&status) {
-        bail!(
-            "Docker Engine refused {method} {path} ({status}): {}",
-            message(&body)
-        );
+        bail!(refused(method, path, status, &body));
     }
     Ok(body)
+}
+
+/// `GET path`'s body, or None when the engine has no such object (404).
+fn found(path: &str) -> anyhow::Result<Option<Bytes>> {
+    let (status, body) = call("GET", path, None)?;
+    match status {
+        200 => Ok(Some(body)),
+        404 => Ok(None),
+        _ => bail!(refused("GET", path, status, &body)),
+    }
+}
+
+/// What to say of an answer that is not the one asked for.
+fn refused(method: &str, path: &str, status: u16, body: &[u8]) -> String {
+    format!(
+        "Docker Engine refused {method} {path} ({status}): {}",
+        message(body)
+    )
 }
 
 /// The engine's error message (`{"message": ...}`), else the body as text.
@@ -167,7 +182,6 @@ pub fn containers(labels: &[&str]) -> anyhow::Result<Vec<Listed>> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Inspected {
-    pub id: String,
     pub state: ContainerState,
     pub network_settings: NetworkSettings,
     pub config: ContainerConfig,
@@ -232,16 +246,9 @@ pub struct Endpoint {
 
 /// The container `name` (or id); None when there is none.
 pub fn container(name: &str) -> anyhow::Result<Option<Inspected>> {
-    let path = format!("/containers/{}/json", segment(name));
-    let (status, body) = call("GET", &path, None)?;
-    match status {
-        200 => Ok(Some(serde_json::from_slice(&body)?)),
-        404 => Ok(None),
-        _ => bail!(
-            "Docker Engine refused GET {path} ({status}): {}",
-            message(&body)
-        ),
-    }
+    found(&format!("/containers/{}/json", segment(name)))?
+        .map(|body| Ok(serde_json::from_slice(&body)?))
+        .transpose()
 }
 
 /// The id of the image `name`; None when the engine has no such image.
@@ -251,16 +258,9 @@ pub fn image_id(name: &str) -> anyhow::Result<Option<String>> {
     struct Image {
         id: String,
     }
-    let path = format!("/images/{}/json", segment(name));
-    let (status, body) = call("GET", &path, None)?;
-    match status {
-        200 => Ok(Some(serde_json::from_slice::<Image>(&body)?.id)),
-        404 => Ok(None),
-        _ => bail!(
-            "Docker Engine refused GET {path} ({status}): {}",
-            message(&body)
-        ),
-    }
+    found(&format!("/images/{}/json", segment(name)))?
+        .map(|body| Ok(serde_json::from_slice::<Image>(&body)?.id))
+        .transpose()
 }
 
 /// The `repository:tag` names of the images whose reference matches `pattern` ("hitsave/*").

@@ -342,7 +342,6 @@ pub fn watch_or_roll_back(
     )))
 }
 
-/// The host can run the release: secrets, Docker, disk, platform, certificates.
 /// The host checked and, beside it rather than at the end, old releases pruned: deleting a
 /// release's files and images is disk and engine work that would otherwise overlap the swap
 /// and the requests it moves. A failed prune is said; the next install tries again.
@@ -372,6 +371,7 @@ fn check_host_and_prune(
     Ok(())
 }
 
+/// The host can run the release: secrets, Docker, disk, platform, certificates.
 fn check_host(
     ui: &Ui,
     host: &Host,

@@ -97,7 +97,7 @@ pub fn image_tag(manifest: &Manifest, component: &str) -> anyhow::Result<String>
     Ok(a.sha256[..16].to_owned())
 }
 
-/// One container of the stack, as `docker ps` lists it.
+/// One container of the stack, as the engine lists it.
 #[derive(Debug)]
 pub struct Container {
     pub name: String,

@@ -55,10 +55,6 @@ struct Row {
 impl Row {
     /// Adds one more install of this row's kind.
     fn add(&mut self, report: Option<Report>, swap: Option<Report>, took: Duration) {
-        let pool = |a: Option<Report>, b: Option<Report>| match (a, b) {
-            (Some(a), Some(b)) => Some(Report::merge([a, b])),
-            (a, b) => a.or(b),
-        };
         self.report = pool(self.report.take(), report);
         self.swap = pool(self.swap.take(), swap);
         self.installs.push(took);
@@ -66,10 +62,7 @@ impl Row {
 
     /// Steady state measured once more, just before an install.
     fn add_steady(&mut self, lead: Report) {
-        self.report = Some(match self.report.take() {
-            Some(r) => Report::merge([r, lead]),
-            None => lead,
-        });
+        self.report = pool(self.report.take(), Some(lead));
     }
 
     /// The median install and the slowest.
@@ -77,6 +70,14 @@ impl Row {
         let mut sorted = self.installs.clone();
         sorted.sort();
         Some((*sorted.get(sorted.len() / 2)?, *sorted.last()?))
+    }
+}
+
+/// Both reports' requests as one, or the one there is.
+fn pool(a: Option<Report>, b: Option<Report>) -> Option<Report> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Report::merge([a, b])),
+        (a, b) => a.or(b),
     }
 }
 
