@@ -554,17 +554,45 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
     ));
 }
 
-/// A graceful reload: new workers take the new site, old ones finish their requests. By
-/// an exec in the running nginx through the engine's API (compose would load the whole project
-/// first).
+/// A graceful reload: new workers take the new site, old ones finish their requests; it
+/// returns once only new workers take requests. By an exec in the running nginx through the
+/// engine's API (compose would load the whole project first).
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
+    let old = serving_workers(&nginx)?;
     let (code, said) = engine::exec(&nginx, &["nginx", "-s", "reload"])
         .with_context(|| format!("cannot ask nginx ({nginx}) to reload"))?;
     if code != 0 {
         bail!("reloading nginx ({nginx}) failed: {}", said.trim());
     }
-    Ok(())
+    // The signal returns at once; nginx's master starts new workers and tells the old ones
+    // to stop about 100 ms later. Until then an old worker takes new requests on the old
+    // configuration: with its cached addresses of containers a restore has stopped, or
+    // without the maintenance page just turned off.
+    wait_for(
+        &format!("nginx ({nginx}) to serve its new configuration"),
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || {
+            let now = serving_workers(&nginx)?;
+            let stale = now.iter().filter(|pid| old.contains(pid)).count();
+            Ok(if stale == 0 && !now.is_empty() {
+                Wait::Done(())
+            } else {
+                Wait::NotYet(format!("{stale} of its workers still serve the old one"))
+            })
+        },
+    )
+    .with_context(|| format!("nginx's log says why: docker logs {nginx}"))
+}
+
+/// The pids of nginx's workers that take new requests (not those shutting down).
+fn serving_workers(nginx: &str) -> anyhow::Result<Vec<u32>> {
+    Ok(engine::processes(nginx)?
+        .into_iter()
+        .filter(|(_, title)| title.trim() == "nginx: worker process")
+        .map(|(pid, _)| pid)
+        .collect())
 }
 
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
