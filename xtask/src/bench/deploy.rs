@@ -12,7 +12,8 @@
 //! its steps (`install --timings`); then one table: strategy, change, requests, failed,
 //! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests
 //! that started during the swaps of that kind, pooled (one swap is some 300 requests, whose
-//! p99 would be its third slowest), with its ratio to steady state.
+//! p99 would be its third slowest), with its ratio to steady state; and, from nginx's access
+//! log, the p99 of the same requests in nginx and in the app (`served`).
 //!
 //! Targets (blue/green; in-place is the peer, measured in the same run): nothing dropped in
 //! any deploy, p99 during each kind of swap within 1.3x of steady state, an API-only install
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
 
+use crate::bench::served::{self, Served, Window};
 use crate::images;
 use crate::test::install::{DOMAIN, Harness, commit_and_release, release, replace};
 use crate::test::load::{Load, Report};
@@ -49,20 +51,24 @@ struct Row {
     /// The requests that started while containers were being swapped: from "swapping the
     /// stack" until the install ended (all rounds').
     swap: Option<Report>,
+    /// When those requests started (the steady row: when its requests did), for nginx's log.
+    windows: Vec<Window>,
     installs: Vec<Duration>,
 }
 
 impl Row {
     /// Adds one more install of this row's kind.
-    fn add(&mut self, report: Option<Report>, swap: Option<Report>, took: Duration) {
-        self.report = pool(self.report.take(), report);
-        self.swap = pool(self.swap.take(), swap);
-        self.installs.push(took);
+    fn add(&mut self, m: Measured) {
+        self.report = pool(self.report.take(), m.report);
+        self.swap = pool(self.swap.take(), m.swap);
+        self.windows.extend(m.swap_window);
+        self.installs.push(m.took);
     }
 
     /// Steady state measured once more, just before an install.
-    fn add_steady(&mut self, lead: Report) {
+    fn add_steady(&mut self, lead: Report, window: Window) {
         self.report = pool(self.report.take(), Some(lead));
+        self.windows.push(window);
     }
 
     /// The median install and the slowest.
@@ -206,12 +212,14 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
         steady.as_secs()
     );
     let load = Load::start(h.port, DOMAIN, RATE, steady);
+    let from = Instant::now();
     std::thread::sleep(steady);
     let mut rows = vec![Row {
         strategy: "steady",
         change: "none",
         report: Some(load.stop()),
         swap: None,
+        windows: vec![served::window(from, Instant::now())],
         installs: Vec::new(),
     }];
 
@@ -226,14 +234,9 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
             base(&h)?;
         }
         for (change, id, loaded) in &changes {
-            let Measured {
-                report,
-                swap,
-                lead,
-                took,
-            } = install_under_load(&h, id, flag, *loaded, trace)?;
-            if let Some(lead) = lead {
-                rows[0].add_steady(lead);
+            let mut measured = install_under_load(&h, id, flag, *loaded, trace)?;
+            if let Some((lead, window)) = measured.lead.take() {
+                rows[0].add_steady(lead, window);
             }
             let at = rows
                 .iter()
@@ -244,17 +247,20 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
                         change,
                         report: None,
                         swap: None,
+                        windows: Vec::new(),
                         installs: Vec::new(),
                     });
                     rows.len() - 1
                 });
-            rows[at].add(report, swap, took);
+            rows[at].add(measured);
         }
     }
+    let served = nginx_log(&h);
     drop(cleanup);
     std::fs::remove_dir_all(&h.work)?;
 
     print_table(&rows);
+    print_where(&rows, &served);
     super::finish(missed(&rows))
 }
 
@@ -262,10 +268,11 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
 struct Measured {
     /// The load's requests, when it ran under load.
     report: Option<Report>,
-    /// Those that started during the swap.
+    /// Those that started during the swap, and when that was.
     swap: Option<Report>,
-    /// Those that started in the steady second and a half before the install.
-    lead: Option<Report>,
+    swap_window: Option<Window>,
+    /// Those that started in the steady second and a half before the install, and when.
+    lead: Option<(Report, Window)>,
     took: Duration,
 }
 
@@ -324,10 +331,12 @@ fn install_under_load(
     let swap = report
         .as_ref()
         .map(|r| r.window(timed.swap_started, timed.ended));
+    let before = started.checked_sub(LEAD).unwrap_or(zero);
     let lead = report
         .as_ref()
-        .map(|r| r.window(started.checked_sub(LEAD).unwrap_or(zero), started));
+        .map(|r| (r.window(before, started), served::window(before, started)));
     Ok(Measured {
+        swap_window: loaded.then(|| served::window(timed.swap_started, timed.ended)),
         report,
         swap,
         lead,
@@ -413,6 +422,56 @@ fn print_table(rows: &[Row]) {
                 r.change, report.failed, report.requests
             );
         }
+    }
+}
+
+/// nginx's access log (the requests it served), read before the stack goes; empty, with a
+/// line saying so, when it cannot be read.
+fn nginx_log(h: &Harness) -> Vec<Served> {
+    let read = h.container_id("nginx").and_then(|nginx| {
+        let out = std::process::Command::new("docker")
+            .args(["logs", &nginx])
+            .stderr(std::process::Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    match read {
+        Ok(text) => served::parse(&text),
+        Err(e) => {
+            eprintln!("xtask: bench: cannot read nginx's access log: {e:#}");
+            Vec::new()
+        }
+    }
+}
+
+/// For each row, the p99 the load measured beside the p99 of the same requests in nginx and
+/// in the app, by nginx's log: what is left of the first beyond the second happened before
+/// nginx read the request (the client and the kernel, here on the same CPUs).
+fn print_where(rows: &[Row], served: &[Served]) {
+    println!(
+        "where the time goes (the same requests in nginx's log: read to answered, and the app's part)"
+    );
+    println!(
+        "{:<11} {:<10} {:>12} {:>12} {:>12}",
+        "strategy", "change", "p99 client", "p99 nginx", "p99 app"
+    );
+    for r in rows {
+        let client = if r.strategy == "steady" {
+            r.report.as_ref()
+        } else {
+            r.swap.as_ref()
+        };
+        let (Some(client), Some((nginx, app))) = (client, served::p99s(served, &r.windows)) else {
+            continue;
+        };
+        println!(
+            "{:<11} {:<10} {:>12} {:>12} {:>12}",
+            r.strategy,
+            r.change,
+            ms(client.percentile(0.99)),
+            ms(nginx),
+            ms(app)
+        );
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod backup;
 pub mod deploy;
 pub mod fleet;
+pub mod served;
 
 use std::time::{Duration, Instant};
 
