@@ -566,13 +566,15 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
         bail!("reloading nginx ({nginx}) failed: {}", said.trim());
     }
     // The signal returns at once; nginx's master starts new workers and tells the old ones
-    // to stop about 100 ms later. Until then an old worker takes new requests on the old
-    // configuration: with its cached addresses of containers a restore has stopped, or
-    // without the maintenance page just turned off.
+    // to stop 100 ms later (its own pause). Until then an old worker takes new requests on
+    // the old configuration: with its cached addresses of containers a restore has stopped,
+    // or without the maintenance page just turned off. Each look makes the engine run `ps`,
+    // so none before that pause, and few after.
+    std::thread::sleep(Duration::from_millis(100));
     wait_for(
         &format!("nginx ({nginx}) to serve its new configuration"),
         Duration::from_secs(10),
-        Duration::from_millis(10),
+        Duration::from_millis(25),
         || {
             let now = serving_workers(&nginx)?;
             let stale = now.iter().filter(|pid| old.contains(pid)).count();
