@@ -341,9 +341,9 @@ fn parse_top(body: &[u8]) -> anyhow::Result<Vec<(u32, String)>> {
         .iter()
         .map(|p| {
             let field = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
-            let n = field(pid)
-                .parse()
-                .with_context(|| format!("a pid of {:?}", field(pid)))?;
+            let n = field(pid).parse().with_context(|| {
+                format!("the engine's process list has a pid of {:?}", field(pid))
+            })?;
             Ok((n, field(cmd).to_owned()))
         })
         .collect()

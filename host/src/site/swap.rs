@@ -578,14 +578,17 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
         || {
             let now = serving_workers(&nginx)?;
             let stale = now.iter().filter(|pid| old.contains(pid)).count();
-            Ok(if stale == 0 && !now.is_empty() {
-                Wait::Done(())
-            } else {
-                Wait::NotYet(format!("{stale} of its workers still serve the old one"))
+            Ok(match (now.len(), stale) {
+                (0, _) => Wait::NotYet(format!(
+                    "no worker serves (nginx's log says why: docker logs {nginx})"
+                )),
+                (_, 0) => Wait::Done(()),
+                (n, stale) => Wait::NotYet(format!(
+                    "{stale} of its {n} workers still serve the old one (a configuration its master refused? docker logs {nginx})"
+                )),
             })
         },
     )
-    .with_context(|| format!("nginx's log says why: docker logs {nginx}"))
 }
 
 /// The pids of nginx's workers that take new requests (not those shutting down).

@@ -429,14 +429,20 @@ fn print_table(rows: &[Row]) {
 /// line saying so, when it cannot be read.
 fn nginx_log(h: &Harness) -> Vec<Served> {
     let read = h.container_id("nginx").and_then(|nginx| {
+        ensure!(!nginx.is_empty(), "no nginx container runs");
         let out = std::process::Command::new("docker")
             .args(["logs", &nginx])
             .stderr(std::process::Stdio::null())
             .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        ensure!(out.status.success(), "docker logs {nginx} failed");
+        Ok(served::parse(&String::from_utf8_lossy(&out.stdout)))
     });
     match read {
-        Ok(text) => served::parse(&text),
+        Ok(served) if !served.is_empty() => served,
+        Ok(_) => {
+            eprintln!("xtask: bench: nginx's access log has no request in it");
+            Vec::new()
+        }
         Err(e) => {
             eprintln!("xtask: bench: cannot read nginx's access log: {e:#}");
             Vec::new()
@@ -444,12 +450,14 @@ fn nginx_log(h: &Harness) -> Vec<Served> {
     }
 }
 
-/// For each row, the p99 the load measured beside the p99 of the same requests in nginx and
-/// in the app, by nginx's log: what is left of the first beyond the second happened before
-/// nginx read the request (the client and the kernel, here on the same CPUs).
+/// For each row, the p99 the load measured beside the p99s, by nginx's log, of the requests
+/// nginx read in the same windows: from reading to answering, and the app's part. Each is
+/// the p99 of its own distribution (not one request's parts): when the app's is as high as
+/// the client's, the tail is in the app; when the client's stands above nginx's, it is before
+/// nginx (the client and the kernel, here on the same CPUs).
 fn print_where(rows: &[Row], served: &[Served]) {
     println!(
-        "where the time goes (the same requests in nginx's log: read to answered, and the app's part)"
+        "where the time goes (p99s in nginx's log of the requests read in the same windows: read to answered, and the app's part)"
     );
     println!(
         "{:<11} {:<10} {:>12} {:>12} {:>12}",

@@ -1,7 +1,7 @@
 //! Where a request's time went, from nginx's own access log: from nginx reading it to the
 //! response's last byte (`request_time`), and the app's part of that (`upstream_time`). Set
-//! beside the load generator's latency for the same requests, it says whether a slow request
-//! waited in the app, in nginx, or before nginx read it (the client's and the kernel's side,
+//! beside the load generator's latency over the same windows, its p99s say whether the tail is
+//! in the app, in nginx, or before nginx reads a request (the client's and the kernel's side,
 //! which on this machine share the CPUs with the stack and the deploy).
 
 use std::sync::LazyLock;
