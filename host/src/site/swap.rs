@@ -389,6 +389,8 @@ fn start_beside(
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let new = create_beside(ui, stack, swaps)?;
+    // Its own step in `--timings`: creating (compose) apart from starting and booting.
+    ui.info(&format!("created {}; starting", new.join(", ")));
     // One start at a time, the slowest to boot (web) first: each start is a burst of runc,
     // containerd, network and dockerd work that live requests wait behind, and two at once
     // made one twice as long. The boots, readiness and warm-ups then overlap.
@@ -407,6 +409,7 @@ fn start_beside(
                 s.spawn(move || {
                     let capped = capped?;
                     wait_ready(name, *app, domain, timeout)?;
+                    ui.info(&format!("{name}: ready ({} answers 200)", app.ready_path()));
                     warm_up(ui, name, app.port(), &app.host(domain), app.warm_up_path());
                     if capped {
                         weights.set_container(name, Phase::Serving)?;
