@@ -27,7 +27,7 @@ use camino::Utf8Path;
 
 use crate::bench::served::{self, Served, Window};
 use crate::images;
-use crate::test::install::{DOMAIN, Harness, commit_and_release, release, replace};
+use crate::test::install::{DOMAIN, Harness, commit_and_release, docker, release, replace};
 use crate::test::load::{Load, Report};
 use crate::test::release::{checkout, git};
 use hitsave_host::site::swap::Strategy;
@@ -430,12 +430,7 @@ fn print_table(rows: &[Row]) {
 fn nginx_log(h: &Harness) -> Vec<Served> {
     let read = h.container_id("nginx").and_then(|nginx| {
         ensure!(!nginx.is_empty(), "no nginx container runs");
-        let out = std::process::Command::new("docker")
-            .args(["logs", &nginx])
-            .stderr(std::process::Stdio::null())
-            .output()?;
-        ensure!(out.status.success(), "docker logs {nginx} failed");
-        Ok(served::parse(&String::from_utf8_lossy(&out.stdout)))
+        Ok(served::parse(&docker(&["logs", &nginx])?))
     });
     match read {
         Ok(served) if !served.is_empty() => served,

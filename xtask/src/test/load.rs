@@ -35,13 +35,16 @@ pub struct Report {
     pub seconds: f64,
 }
 
+/// The `p` quantile of `sorted` (ascending), the one rule every latency table here uses; None
+/// when it is empty.
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied()
+}
+
 impl Report {
     pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies_us.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        Duration::from_micros(self.latencies_us[i])
+        nearest_rank(&self.latencies_us, p).map_or(Duration::ZERO, Duration::from_micros)
     }
     /// The same numbers for the requests that started between `from` and `to` only.
     pub fn window(&self, from: Instant, to: Instant) -> Report {
