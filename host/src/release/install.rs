@@ -559,7 +559,7 @@ pub fn deploy(
 ) -> anyhow::Result<()> {
     let id = stack.env.release()?;
     let migrating = migrations.is_some() && !migrator_unchanged(host, stack);
-    let pending = prepare(ui, host, stack, migrating, args.health_timeout)?;
+    let (pending, created) = prepare(ui, host, stack, migrating, args)?;
     let weights = crate::site::cpu::Weights::of_stack(ui, stack)?;
     if let Some(migrations) = migrations {
         if !migrating {
@@ -582,7 +582,6 @@ pub fn deploy(
         args.strategy
     ));
     let timeout = Duration::from_secs(args.health_timeout);
-    let no_spares = crate::site::swap::Drain::default();
     let swapped = crate::site::swap::swap(
         ui,
         stack,
@@ -590,13 +589,16 @@ pub fn deploy(
         args.strategy,
         &weights,
         timeout,
-        &no_spares,
+        crate::site::swap::AtHand {
+            created,
+            ..Default::default()
+        },
     );
     // What the swap left running of the old release goes with a failure, so that bringing it
     // back only points nginx at it again.
     let (gate, drain) = match swapped {
         Ok(drain) => (gate(ui, host, stack, &id, timeout), drain),
-        Err(e) => (Err(e), no_spares),
+        Err(e) => (Err(e), crate::site::swap::Drain::default()),
     };
     if let Err(e) = gate {
         let old = bring_back(ui, host, &id, &e, args.strategy, &weights, timeout, drain)?;
@@ -658,7 +660,10 @@ fn bring_back(
         strategy,
         weights,
         timeout,
-        &spares,
+        crate::site::swap::AtHand {
+            spares,
+            ..Default::default()
+        },
     )
     .and_then(|drain| old_stack.wait_serving(timeout).map(|()| drain))
     .with_context(|| format!("release {old} did not come back either"))
@@ -676,19 +681,25 @@ fn start_drain(ui: &Ui, drain: crate::site::swap::Drain) {
     }
 }
 
-/// Side by side: the apps' images built; the migrator's image built, the database started (or
-/// the external one checked) and, when `migrating` and a release runs, the new migrator asked
-/// whether it has anything to apply (the answer; `None` when not asked).
+/// Side by side: the apps' images built and the swap's new containers created
+/// (`swap::create_ahead`); the migrator's image built, the database started (or the external
+/// one checked) and, when `migrating` and a release runs, the new migrator asked whether it
+/// has anything to apply (the answer; `None` when not asked).
 fn prepare(
     ui: &Ui,
     host: &Host,
     stack: &Stack,
     migrating: bool,
-    health_timeout: u64,
-) -> anyhow::Result<Option<bool>> {
-    let timeout = health_timeout.to_string();
+    args: &HostOptions,
+) -> anyhow::Result<(Option<bool>, crate::site::swap::Created)> {
+    let timeout = args.health_timeout.to_string();
     let (apps, db) = std::thread::scope(|s| {
-        let apps = s.spawn(|| stack.build_images_of(&["api", "web"]));
+        let apps = s.spawn(|| {
+            let built = stack.build_images_of(&["api", "web"])?;
+            let created =
+                crate::site::swap::create_ahead(ui, stack, &host.nginx_dir(), args.strategy)?;
+            anyhow::Ok((built, created))
+        });
         let db = (|| -> anyhow::Result<(Vec<String>, Option<bool>)> {
             let built = stack.build_images_of(&["migrate"])?;
             if stack.external_db() {
@@ -706,12 +717,13 @@ fn prepare(
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the image builds panicked")));
         (apps, db)
     });
+    let (apps, created) = apps?;
     let (mut built, pending) = db?;
-    built.extend(apps?);
+    built.extend(apps);
     if !built.is_empty() {
         ui.info(&format!("built {}", built.join(", ")));
     }
-    Ok(pending)
+    Ok((pending, created))
 }
 
 /// Starts the database unless it runs healthy with this release's configuration already (then

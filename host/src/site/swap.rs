@@ -49,8 +49,7 @@ const DRAIN_SECS: &str = "25";
 
 /// Swaps `stack`'s app containers with `strategy`, then makes sure nginx runs. A new
 /// container boots and warms up at the lowest CPU weight `weights` allows.
-/// `spares`: old containers a failed swap left running (`bring_back`'s): nginx goes back to one
-/// that runs the wanted configuration and answers, instead of a new container.
+/// `at_hand`: containers it uses instead of starting new ones of its own.
 pub fn swap(
     ui: &Ui,
     stack: &Stack,
@@ -58,19 +57,16 @@ pub fn swap(
     strategy: Strategy,
     weights: &Weights,
     timeout: Duration,
-    spares: &Drain,
+    at_hand: AtHand,
 ) -> anyhow::Result<Drain> {
     let (site, running) = Site::of(stack, nginx_dir)?;
-    let apps_running = App::ALL
-        .iter()
-        .all(|a| running.iter().any(|c| c.service == a.service()));
-    let nginx_running = running.iter().any(|c| c.service == Service::Nginx.name());
-    if strategy == Strategy::InPlace || !apps_running || !nginx_running {
+    if strategy == Strategy::InPlace || !serves_blue_green(&running) {
+        drop(at_hand);
         // One container per app for compose to replace: not one an earlier swap is draining.
         let (containers, routed) = (stack.containers()?, nginx::routed(nginx_dir));
         let wanted = stack.config_hashes()?;
         for app in App::ALL {
-            let _ = survey(ui, &site, app, &containers, &routed, wanted, &[])?;
+            let _ = survey(ui, &site, app, &containers, &routed, wanted, &[], &[])?;
         }
         let changed = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
@@ -80,7 +76,17 @@ pub fn swap(
         return Ok(Drain::default());
     }
 
-    blue_green(ui, stack, &site, &[], weights, timeout, spares)
+    blue_green(ui, stack, &site, &[], weights, timeout, at_hand)
+}
+
+/// Containers a swap uses instead of new ones it would start itself.
+#[derive(Debug, Default)]
+pub struct AtHand {
+    /// Old containers a failed swap left running (`bring_back`'s): nginx goes back to one that
+    /// runs the wanted configuration and answers.
+    pub spares: Drain,
+    /// New containers created ahead of the swap (`create_ahead`), to be started.
+    pub created: Created,
 }
 
 /// The old containers a blue/green swap left running beside the new ones: nginx sends them
@@ -130,12 +136,12 @@ pub fn replace(
             );
         }
     }
-    blue_green(ui, stack, &site, apps, weights, timeout, &Drain::default())
+    blue_green(ui, stack, &site, apps, weights, timeout, AtHand::default())
 }
 
 /// For each app whose configuration changed, or that is in `force`: a container of the wanted
 /// configuration beside the live one (one still running from before, when it answers; else a
-/// new one, all of them started at once), nginx moved to them in one reload; the containers it
+/// new one: `created`'s, or created now), nginx moved to them in one reload; the containers it
 /// left are returned for draining.
 fn blue_green(
     ui: &Ui,
@@ -144,50 +150,18 @@ fn blue_green(
     force: &[App],
     weights: &Weights,
     timeout: Duration,
-    spares: &Drain,
+    at_hand: AtHand,
 ) -> anyhow::Result<Drain> {
-    let wanted = stack.config_hashes()?;
-    let spares: Vec<String> = spares.containers.iter().map(|c| c.id.clone()).collect();
-    let containers = stack.containers()?;
-    let routed = nginx::routed(site.nginx_dir);
-    let mut upstreams = Upstreams::services();
-    let mut swaps: Vec<(App, Option<Named>)> = Vec::new();
-    let mut drain = Drain::default();
-    let mut moved = false;
-    for app in App::ALL {
-        let service = app.service();
-        let Seen {
-            live,
-            live_wanted,
-            spare,
-        } = survey(
-            ui,
-            site,
-            app,
-            &containers,
-            &routed,
-            wanted,
-            if force.contains(&app) { &[] } else { &spares },
-        )?;
-        if let Some(name) = spare {
-            ui.info(&format!(
-                "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
-            ));
-            upstreams.set(app, format!("{name}:{}", app.port()));
-            drain.containers.extend(live);
-            moved = true;
-            continue;
-        }
-        if let Some(Named { name, .. }) = &live {
-            upstreams.set(app, format!("{name}:{}", app.port()));
-            if live_wanted && !force.contains(&app) {
-                continue;
-            }
-        }
-        swaps.push((app, live));
-    }
+    let AtHand { spares, created } = at_hand;
+    let spares: Vec<String> = spares.containers.into_iter().map(|c| c.id).collect();
+    let Plan {
+        mut upstreams,
+        swaps,
+        mut drain,
+        mut moved,
+    } = plan(ui, stack, site, force, &spares, &created.ids())?;
     if !swaps.is_empty() {
-        let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout)?;
+        let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout, created)?;
         for ((app, live), name) in swaps.into_iter().zip(new) {
             upstreams.set(app, format!("{name}:{}", app.port()));
             drain.containers.extend(live);
@@ -201,6 +175,132 @@ fn blue_green(
     reload_nginx(stack)?;
     // db was started by the install and nginx was running: neither is touched.
     Ok(drain)
+}
+
+/// What a blue/green swap is to do, app by app.
+struct Plan {
+    /// nginx's upstreams so far: the live containers, or the spares it goes back to.
+    upstreams: Upstreams,
+    /// The apps that need a new container, each with its live one.
+    swaps: Vec<(App, Option<Named>)>,
+    /// The live containers nginx leaves for a spare.
+    drain: Drain,
+    /// nginx goes back to a spare.
+    moved: bool,
+}
+
+/// Surveys each app (`survey`): which keep their live container, which go back to a spare
+/// among `spares` (ids), and which need a new one. `keep`: containers created for this swap.
+fn plan(
+    ui: &Ui,
+    stack: &Stack,
+    site: &Site,
+    force: &[App],
+    spares: &[String],
+    keep: &[String],
+) -> anyhow::Result<Plan> {
+    let wanted = stack.config_hashes()?;
+    let containers = stack.containers()?;
+    let routed = nginx::routed(site.nginx_dir);
+    let mut plan = Plan {
+        upstreams: Upstreams::services(),
+        swaps: Vec::new(),
+        drain: Drain::default(),
+        moved: false,
+    };
+    for app in App::ALL {
+        let service = app.service();
+        let forced = force.contains(&app);
+        let spares = if forced { &[][..] } else { spares };
+        let seen = survey(ui, site, app, &containers, &routed, wanted, spares, keep)?;
+        if let Some(name) = seen.spare {
+            ui.info(&format!(
+                "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
+            ));
+            plan.upstreams.set(app, format!("{name}:{}", app.port()));
+            plan.drain.containers.extend(seen.live);
+            plan.moved = true;
+            continue;
+        }
+        if let Some(Named { name, .. }) = &seen.live {
+            plan.upstreams.set(app, format!("{name}:{}", app.port()));
+            if seen.live_wanted && !forced {
+                continue;
+            }
+        }
+        plan.swaps.push((app, seen.live));
+    }
+    Ok(plan)
+}
+
+/// New app containers created, not started, before an install's swap (beside its image builds
+/// and database check), so that the swap's window holds their starts but not compose's
+/// create: some half a second of CPU the live apps would wait behind. Those the swap does not
+/// take are removed when this is dropped (an install that fails before its swap); one a killed
+/// install leaves is the next swap's leftover (`survey`).
+#[derive(Debug, Default)]
+#[must_use = "created containers are removed when dropped"]
+pub struct Created {
+    containers: Vec<(App, Named)>,
+}
+
+impl Created {
+    fn ids(&self) -> Vec<String> {
+        self.containers.iter().map(|(_, c)| c.id.clone()).collect()
+    }
+
+    /// The names of the containers created for `swaps`, in their order; None (and every
+    /// created one removed) when they were created for other apps.
+    fn take_for(mut self, swaps: &[(App, Option<Named>)]) -> Option<Vec<String>> {
+        let apps: Vec<App> = swaps.iter().map(|(app, _)| *app).collect();
+        let mut created: Vec<(App, Named)> = std::mem::take(&mut self.containers);
+        created.sort_by_key(|(app, _)| apps.iter().position(|a| a == app));
+        if created.is_empty() || created.iter().map(|(app, _)| *app).ne(apps.iter().copied()) {
+            self.containers = created;
+            return None;
+        }
+        Some(created.into_iter().map(|(_, c)| c.name).collect())
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if !self.containers.is_empty() {
+            let ids: Vec<String> = self.containers.drain(..).map(|(_, c)| c.id).collect();
+            let _ = drain_now(&ids);
+        }
+    }
+}
+
+/// Creates the new containers `swap` with `strategy` would start, when it would swap
+/// blue/green: the swap then only starts them.
+pub fn create_ahead(
+    ui: &Ui,
+    stack: &Stack,
+    nginx_dir: &Utf8Path,
+    strategy: Strategy,
+) -> anyhow::Result<Created> {
+    let (site, running) = Site::of(stack, nginx_dir)?;
+    if strategy == Strategy::InPlace || !serves_blue_green(&running) {
+        return Ok(Created::default());
+    }
+    let swaps = plan(ui, stack, &site, &[], &[], &[])?.swaps;
+    if swaps.is_empty() {
+        return Ok(Created::default());
+    }
+    let new = create_beside(ui, stack, &swaps)?;
+    Ok(Created {
+        containers: swaps.iter().map(|(app, _)| *app).zip(new).collect(),
+    })
+}
+
+/// A blue/green swap needs a running container of each app and nginx.
+fn serves_blue_green(running: &[Container]) -> bool {
+    App::ALL
+        .iter()
+        .map(|a| a.service())
+        .chain([Service::Nginx.name()])
+        .all(|s| running.iter().any(|c| c.service == s))
 }
 
 /// A container by its name (for nginx and people) and its id (for the drain: compose gives a
@@ -231,8 +331,9 @@ struct Seen {
     spare: Option<String>,
 }
 
-/// Finds `app`'s live container and a spare among `spares` (ids), and removes the others (left
-/// by a swap or a drain that did not finish; nginx sends them nothing).
+/// Finds `app`'s live container and a spare among `spares` (ids), and removes the others but
+/// those in `keep` (left by a swap or a drain that did not finish; nginx sends them nothing).
+#[allow(clippy::too_many_arguments)]
 fn survey(
     ui: &Ui,
     site: &Site,
@@ -241,6 +342,7 @@ fn survey(
     routed: &Upstreams,
     wanted: &std::collections::BTreeMap<String, Vec<String>>,
     spares: &[String],
+    keep: &[String],
 ) -> anyhow::Result<Seen> {
     let service = app.service();
     let wants = |c: &Container| {
@@ -274,6 +376,7 @@ fn survey(
     let leftovers: Vec<&Container> = containers
         .iter()
         .filter(|c| c.service == service && !kept.contains(&Some(c.id.as_str())))
+        .filter(|c| !keep.contains(&c.id))
         .collect();
     if !leftovers.is_empty() {
         let names: Vec<&str> = leftovers.iter().map(|c| c.name.as_str()).collect();
@@ -375,8 +478,8 @@ impl<'a> Site<'a> {
     }
 }
 
-/// One new container of each app in `swaps` beside its live one: created (one compose call),
-/// started one at a time with the boot CPU (web first), then ready, warmed up and given the
+/// One new container of each app in `swaps` beside its live one: `created`'s, or created now
+/// (one compose call), started one at a time with the boot CPU (web first), then ready, warmed up and given the
 /// serving CPU side by side. Their names in `swaps`' order, or an error that carries a failed
 /// one's last health output and log lines, after every new one is removed (the old ones never
 /// stopped).
@@ -387,8 +490,15 @@ fn start_beside(
     domain: &str,
     weights: &Weights,
     timeout: Duration,
+    created: Created,
 ) -> anyhow::Result<Vec<String>> {
-    let new = create_beside(ui, stack, swaps)?;
+    let new = match created.take_for(swaps) {
+        Some(new) => new,
+        None => create_beside(ui, stack, swaps)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect(),
+    };
     // Its own step in `--timings`: creating (compose) apart from starting and booting.
     ui.info(&format!("created {}; starting", new.join(", ")));
     // One start at a time, the slowest to boot (web) first: each start is a burst of runc,
@@ -457,15 +567,15 @@ fn start_capped(ui: &Ui, name: &str, weights: &Weights) -> anyhow::Result<bool> 
 }
 
 /// Creates (without starting) one new container of each app in `swaps` beside its live one,
-/// in one compose call; their names in `swaps`' order.
+/// in one compose call; in `swaps`' order.
 fn create_beside(
     ui: &Ui,
     stack: &Stack,
     swaps: &[(App, Option<Named>)],
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<Named>> {
     let services: Vec<&str> = swaps.iter().map(|(a, _)| a.service()).collect();
     ui.info(&format!(
-        "{}: starting the new containers beside the old ones",
+        "{}: creating new containers beside the old ones",
         services.join(", ")
     ));
     let mut args = vec!["up", "--no-start", "--no-deps", "--no-recreate"];
@@ -485,12 +595,13 @@ fn create_beside(
         let name = containers
             .iter()
             .find(|c| c.service == app.service() && Some(&c.id) != live.as_ref().map(|l| &l.id))
-            .map(|c| c.name.clone())
+            .map(Named::of)
             .with_context(|| format!("compose created no new {} container", app.service()));
         match name {
-            Ok(name) => new.push(name),
+            Ok(c) => new.push(c),
             Err(e) => {
-                let _ = drain_now(&new);
+                let ids: Vec<String> = new.into_iter().map(|c| c.id).collect();
+                let _ = drain_now(&ids);
                 return Err(e);
             }
         }
