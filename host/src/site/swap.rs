@@ -2,7 +2,8 @@
 //!
 //! Blue/green (the default): for each app service whose configuration changed, one new
 //! container starts beside the old one (one `up --no-start --scale S=2 --no-recreate` for all
-//! of them, then started one at a time, web first, with a boot CPU cap: see cpu.rs), must
+//! of them, made by an install beside its image builds: `create_ahead`; then started one at a
+//! time, web first, with a boot CPU cap: see cpu.rs), must
 //! answer its readiness page (asked every 50 ms), is warmed up with requests on its own address
 //! (so no user waits on a cold process), and gets its cap lifted; the apps do this side by
 //! side. Then nginx is pointed at the new containers by name and reloaded gracefully (old
@@ -764,4 +765,30 @@ fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> any
             Ok(Wait::NotYet("it does not answer 200 yet".into()))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Named {
+        Named {
+            name: name.into(),
+            id: format!("{name}-id"),
+        }
+    }
+
+    #[test]
+    fn created_containers_are_taken_in_the_swaps_order() {
+        let created = Created {
+            containers: vec![(App::Api, named("api-2")), (App::Web, named("web-2"))],
+        };
+        let swaps = [(App::Web, None), (App::Api, Some(named("api-1")))];
+        assert_eq!(
+            created.take_for(&swaps),
+            Some(vec!["web-2".to_owned(), "api-2".to_owned()])
+        );
+        // Nothing created ahead (a rotation, a rollback's swap): the swap creates its own.
+        assert_eq!(Created::default().take_for(&swaps), None);
+    }
 }
