@@ -231,6 +231,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     })?;
     git(twin, &["reset", "--quiet", "--hard", "HEAD~1"])?;
     let api_id = h.container_id("api")?;
+    let containers = h.snapshot()?.2;
     let out = h.install(&v4, &[])?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
@@ -241,6 +242,12 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
         h.container_id("api")? == api_id,
         "a failed migration still swapped the API"
     );
+    // The API's new container was created ahead of the swap, and removed with the failure.
+    ensure!(
+        err.contains("api: creating new containers beside the old ones"),
+        "v4's install created no container ahead of its swap:\n{err}"
+    );
+    h.expect_containers(&containers, "a failed migration")?;
     h.expect_serving(&v2)?;
     ensure!(h.current()? == v2, "current moved after a failed migration");
     eprintln!("xtask: test: v4's migration failed, named; nothing was swapped");
@@ -665,6 +672,7 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
     let records = listed(".json")?;
     let api_id = h.container_id("api")?;
     let migrations = h.db_count("SELECT count(*) FROM _sqlx_migrations")?;
+    let containers = h.snapshot()?.2;
     let refused = |why: &str| -> anyhow::Result<()> {
         let out = h.install(v4, &[])?;
         let err = String::from_utf8_lossy(&out.stderr);
@@ -681,6 +689,7 @@ fn backup_failures(h: &Harness, v2: &str, v4: &str) -> anyhow::Result<()> {
                 && h.waitlist_rows()? == 3,
             "{why}: the stack, schema or rows changed"
         );
+        h.expect_containers(&containers, why)?;
         h.expect_serving(v2)
     };
 
@@ -1543,15 +1552,30 @@ impl Harness {
     /// What a refused install must leave as it was: links, releases on disk, containers.
     pub(crate) fn snapshot(&self) -> anyhow::Result<(String, Vec<String>, String)> {
         self.settled()?;
-        let containers = docker(&[
+        Ok((self.current()?, self.releases()?, self.containers()?))
+    }
+
+    /// The stack's containers in any state (a created one too), one line each.
+    fn containers(&self) -> anyhow::Result<String> {
+        docker(&[
             "ps",
             "-a",
             "--format",
             "{{.ID}} {{.Image}} {{.State}}",
             "--filter",
             &format!("label=com.docker.compose.project={}", self.project),
-        ])?;
-        Ok((self.current()?, self.releases()?, containers))
+        ])
+    }
+
+    /// The stack's containers are still `before` (`containers`) after an install that stopped
+    /// before its swap (`why`): none it created ahead of the swap is left.
+    pub(crate) fn expect_containers(&self, before: &str, why: &str) -> anyhow::Result<()> {
+        let now = self.containers()?;
+        ensure!(
+            now == before,
+            "{why}: the stack's containers were\n{before}and are\n{now}"
+        );
+        Ok(())
     }
 }
 
