@@ -1,5 +1,5 @@
 //! Docker Engine's API on its unix socket, for what an install asks most often (list, inspect,
-//! start, update, exec): one request in this process instead of a `docker` CLI process each
+//! start, update, signal, top): one request in this process instead of a `docker` CLI process each
 //! time (some 20 ms of CPU apiece, waiting behind live traffic for a core on a busy host).
 //! HTTP/1.1 through hyper (kit/http.rs's exchange), unversioned paths (the engine's own API
 //! version), the socket of `DOCKER_HOST` when it names one, else Docker's default.
@@ -299,6 +299,18 @@ pub fn start(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends `signal` (a name: `HUP`) to the running container's main process (`docker kill
+/// --signal`).
+pub fn signal(name: &str, signal: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "/containers/{}/kill?signal={}",
+        segment(name),
+        segment(signal)
+    );
+    expect("POST", &path, None, &[204])?;
+    Ok(())
+}
+
 /// Changes a running container's resources (`docker update`): `resources` as the API names
 /// them (`CpuShares`, `CpuPeriod`, `CpuQuota`, ...).
 pub fn update(name: &str, resources: serde_json::Value) -> anyhow::Result<()> {
@@ -349,62 +361,6 @@ fn parse_top(body: &[u8]) -> anyhow::Result<Vec<(u32, String)>> {
         .collect()
 }
 
-/// Runs `cmd` in the running container `name` and waits for it: its exit code and what it
-/// wrote (stdout and stderr together).
-pub fn exec(name: &str, cmd: &[&str]) -> anyhow::Result<(i64, String)> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Created {
-        id: String,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Exec {
-        running: bool,
-        exit_code: Option<i64>,
-    }
-    let path = format!("/containers/{}/exec", segment(name));
-    let spec = serde_json::json!({ "Cmd": cmd, "AttachStdout": true, "AttachStderr": true });
-    let created: Created = serde_json::from_slice(&expect("POST", &path, Some(spec), &[201])?)?;
-    let id = segment(&created.id);
-    // Not detached: the answer is the command's output, and ends when the command does.
-    let start = serde_json::json!({ "Detach": false, "Tty": false });
-    let output = demultiplex(&expect(
-        "POST",
-        &format!("/exec/{id}/start"),
-        Some(start),
-        &[200],
-    )?);
-    // The engine may record the exit a moment after the output ends.
-    let status = crate::kit::process::wait_for(
-        "the command's exit code",
-        Duration::from_secs(10),
-        Duration::from_millis(5),
-        || {
-            let exec: Exec =
-                serde_json::from_slice(&expect("GET", &format!("/exec/{id}/json"), None, &[200])?)?;
-            Ok(match (exec.running, exec.exit_code) {
-                (false, Some(code)) => crate::kit::process::Wait::Done(code),
-                _ => crate::kit::process::Wait::NotYet("it still runs".into()),
-            })
-        },
-    )?;
-    Ok((status, output))
-}
-
-/// The text of an attached stream without a terminal: frames of an 8-byte header (stream,
-/// 3 zero bytes, a big-endian length) and that many bytes.
-fn demultiplex(mut stream: &[u8]) -> String {
-    let mut text = Vec::new();
-    while stream.len() >= 8 {
-        let len = u32::from_be_bytes([stream[4], stream[5], stream[6], stream[7]]) as usize;
-        let end = (8 + len).min(stream.len());
-        text.extend_from_slice(&stream[8..end]);
-        stream = &stream[end..];
-    }
-    String::from_utf8_lossy(&text).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,17 +382,6 @@ mod tests {
         );
         let no_pid = br#"{"Processes":[["x"]],"Titles":["CMD"]}"#;
         assert!(format!("{:#}", parse_top(no_pid).unwrap_err()).contains("no PID column"));
-    }
-
-    #[test]
-    fn an_attached_stream_is_read_frame_by_frame() {
-        let mut stream = vec![1, 0, 0, 0, 0, 0, 0, 3];
-        stream.extend(b"ok\n");
-        stream.extend([2, 0, 0, 0, 0, 0, 0, 5]);
-        stream.extend(b"err\n!");
-        assert_eq!(demultiplex(&stream), "ok\nerr\n!");
-        // A cut frame keeps what arrived.
-        assert_eq!(demultiplex(&[1, 0, 0, 0, 0, 0, 0, 9, b'a']), "a");
     }
 
     #[test]

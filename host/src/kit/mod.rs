@@ -1,4 +1,4 @@
-//! Tools with no HitSave knowledge: processes, HTTP, Docker Engine's API, the terminal, digests, ELF, compose,
+//! Tools with no HitSave knowledge: processes (and /proc), HTTP, Docker Engine's API, the terminal, digests, ELF, compose,
 //! private files, randomness, time, KEY=VALUE files, closed sets of words and the object store.
 
 pub mod choice;
@@ -12,6 +12,7 @@ pub mod env_file;
 pub mod files;
 pub mod http;
 pub mod process;
+pub mod procfs;
 pub mod random;
 pub mod store;
 pub mod time;

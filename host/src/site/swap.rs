@@ -670,49 +670,78 @@ fn warm_up(ui: &Ui, container: &str, port: u16, host: &str, path: &str) {
 }
 
 /// A graceful reload: new workers take the new site, old ones finish their requests; it
-/// returns once only new workers take requests. By an exec in the running nginx through the
-/// engine's API (compose would load the whole project first).
+/// returns once only new workers take requests. By SIGHUP to nginx's master, the container's
+/// main process, through the engine's API: `nginx -s reload` sends the same signal, but from a
+/// process exec'd into the container (runc's heaviest call, inside the swap's window).
 pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
-    let old = serving_workers(&nginx)?;
-    let (code, said) = engine::exec(&nginx, &["nginx", "-s", "reload"])
+    let workers = Workers::of(&nginx)?;
+    let old = workers.serving()?;
+    engine::signal(&nginx, "HUP")
         .with_context(|| format!("cannot ask nginx ({nginx}) to reload"))?;
-    if code != 0 {
-        bail!("reloading nginx ({nginx}) failed: {}", said.trim());
-    }
-    // The signal returns at once; nginx's master starts new workers and tells the old ones
-    // to stop 100 ms later (its own pause). Until then an old worker takes new requests on
-    // the old configuration: with its cached addresses of containers a restore has stopped,
-    // or without the maintenance page just turned off. Each look makes the engine run `ps`,
-    // so none before that pause, and few after.
+    // nginx's master starts new workers and tells the old ones to stop 100 ms later (its own
+    // pause). Until then an old worker takes new requests on the old configuration: with its
+    // cached addresses of containers a restore has stopped, or without the maintenance page
+    // just turned off. A master that refuses the configuration starts no worker at all.
+    let signalled = Instant::now();
     std::thread::sleep(Duration::from_millis(100));
     wait_for(
         &format!("nginx ({nginx}) to serve its new configuration"),
         Duration::from_secs(10),
-        Duration::from_millis(25),
+        Duration::from_millis(10),
         || {
-            let now = serving_workers(&nginx)?;
+            let now = workers.serving()?;
             let stale = now.iter().filter(|pid| old.contains(pid)).count();
+            if stale == now.len() && signalled.elapsed() > REFUSED_AFTER {
+                bail!(
+                    "nginx ({nginx}) started no worker for its new configuration within {REFUSED_AFTER:?}: its master refused it, or stopped (docker logs {nginx} says which)"
+                );
+            }
             Ok(match (now.len(), stale) {
-                (0, _) => Wait::NotYet(format!(
-                    "no worker serves (nginx's log says why: docker logs {nginx})"
-                )),
-                (_, 0) => Wait::Done(()),
+                (_, 0) if !now.is_empty() => Wait::Done(()),
                 (n, stale) => Wait::NotYet(format!(
-                    "{stale} of its {n} workers still serve the old one (a configuration its master refused? docker logs {nginx})"
+                    "{stale} of its {n} workers still serve the old configuration"
                 )),
             })
         },
     )
 }
 
-/// The pids of nginx's workers that take new requests (not those shutting down).
-fn serving_workers(nginx: &str) -> anyhow::Result<Vec<u32>> {
-    Ok(engine::processes(nginx)?
-        .into_iter()
-        .filter(|(_, title)| title.trim() == "nginx: worker process")
-        .map(|(pid, _)| pid)
-        .collect())
+/// How long a reloaded nginx master may take to start its new workers (it takes milliseconds).
+const REFUSED_AFTER: Duration = Duration::from_secs(3);
+
+/// Where nginx's workers are seen: in /proc, as its master's children, when this host shows
+/// the master there (the engine's `top` runs `ps` over every process on the host, and the
+/// reload looks every 10 ms); else by asking the engine.
+struct Workers<'a> {
+    nginx: &'a str,
+    master: Option<u32>,
+}
+
+impl<'a> Workers<'a> {
+    fn of(nginx: &'a str) -> anyhow::Result<Workers<'a>> {
+        let pid = engine::container(nginx)?.map_or(0, |c| c.state.pid);
+        let master = u32::try_from(pid).ok().filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.starts_with(b"nginx: master process"))
+                && crate::kit::procfs::children(pid).is_ok()
+        });
+        Ok(Workers { nginx, master })
+    }
+
+    /// The pids of the workers that take new requests (not those shutting down).
+    fn serving(&self) -> anyhow::Result<Vec<u32>> {
+        let listed = match self.master {
+            Some(pid) => crate::kit::procfs::children(pid)
+                .with_context(|| format!("cannot list the workers of nginx ({})", self.nginx))?,
+            None => engine::processes(self.nginx)?,
+        };
+        Ok(listed
+            .into_iter()
+            .filter(|(_, title)| title.trim() == "nginx: worker process")
+            .map(|(pid, _)| pid)
+            .collect())
+    }
 }
 
 fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {

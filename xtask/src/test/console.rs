@@ -1,7 +1,8 @@
 //! Day-two commands on the running stack (part of the install suite, after blue/green swaps
 //! renamed the app containers): `logs` and `exec` reach the current release's containers,
 //! refuse a service it does not have, and `maintenance on|off` under load answers only 2xx or
-//! the maintenance page (503 with Retry-After; JSON on the API's host) with no errors.
+//! the maintenance page (503 with Retry-After; JSON on the API's host) with no errors; a
+//! site nginx refuses fails its reload, and the old one serves on.
 
 use std::time::Duration;
 
@@ -101,6 +102,35 @@ pub fn scenario(h: &Harness) -> anyhow::Result<()> {
     eprintln!(
         "xtask: test: maintenance on and off under load: {} requests, {} the maintenance answer (page, or JSON for the API), 0 errors",
         report.requests, report.maintenance
+    );
+    refused_reload(h, &stack, &current)
+}
+
+/// A site nginx's master refuses (it keeps its old workers): the reload says so within
+/// seconds instead of returning as if it took, and the old site serves on.
+fn refused_reload(h: &Harness, stack: &Stack, current: &str) -> anyhow::Result<()> {
+    let broken = h.host_root.join("nginx").join("zz-broken.conf");
+    std::fs::write(&broken, "this_is_not_a_directive;\n")?;
+    let started = std::time::Instant::now();
+    let refused = hitsave_host::site::swap::reload_nginx(stack);
+    let took = started.elapsed();
+    std::fs::remove_file(&broken)?;
+    let err = format!(
+        "{:#}",
+        refused
+            .err()
+            .context("nginx's reload of a site it cannot parse succeeded")?
+    );
+    ensure!(
+        err.contains("its master refused it") && took < Duration::from_secs(8),
+        "a refused reload (after {took:?}): {err}"
+    );
+    h.expect_serving(current)?;
+    hitsave_host::site::swap::reload_nginx(stack)?;
+    h.expect_serving(current)?;
+    eprintln!(
+        "xtask: test: a site nginx refuses fails its reload in {:.1} s, naming the refusal; the old site serves on",
+        took.as_secs_f64()
     );
     Ok(())
 }
