@@ -5,12 +5,12 @@
 //! of them, made by an install beside its image builds: `create_ahead`), and one app after the
 //! other (the API first) its container starts with a boot CPU cap (see cpu.rs), must answer
 //! its readiness page (asked every 50 ms), is warmed up with requests on its own address (so
-//! no user waits on a cold process), and gets its cap lifted. Then nginx is pointed at the new containers by name and reloaded gracefully (old
-//! workers finish their requests), and only then do the old containers get SIGTERM, in the
-//! background: each stops accepting, finishes what is in flight within its grace period, and
-//! is removed. A new container that does not become ready is removed with the other new ones
-//! and the old ones never stopped serving. `db` and `nginx` are never taken down by an app
-//! deploy.
+//! no user waits on a cold process), and gets its cap lifted. Then nginx is pointed at the
+//! new containers by name and reloaded gracefully (old workers finish their requests), and
+//! only then do the old containers get SIGTERM, in the background: each stops accepting,
+//! finishes what is in flight within its grace period, and is removed. A new container that
+//! does not become ready is removed with the other new ones and the old ones never stopped
+//! serving. `db` and `nginx` are never taken down by an app deploy.
 //!
 //! In place (`--strategy in-place`): a plain `up -d`, which stops each old container before
 //! starting its replacement; kept as the baseline `bench deploy` compares against.
