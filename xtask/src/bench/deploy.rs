@@ -1,7 +1,7 @@
 //! `cargo xtask bench deploy`: requests dropped while a new release is installed, blue/green
 //! against in-place, on this machine with the real stack.
 //!
-//! Releases are built on top of HEAD, `ROUNDS` times an API change, a web change and a change
+//! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a change
 //! to both, and one more API change, and installed one after the other over v1, once per
 //! strategy: the rounds while a steady load (250 requests per second, half `GET /health` on the
 //! API, half the web app's landing page) runs against nginx on 127.0.0.1, the last with nothing
@@ -33,8 +33,6 @@ use crate::test::release::{checkout, git};
 use hitsave_host::site::swap::Strategy;
 
 const RATE: u32 = 250;
-/// Swaps of each kind under load.
-const ROUNDS: u32 = 3;
 /// Targets: an API-only install's wall time, quiet and under load; p99 during a swap over
 /// steady state's.
 const API_QUIET: Duration = Duration::from_secs(3);
@@ -161,12 +159,12 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
 /// The changes the bench installs, in order: (kind, release, under load).
 type Changes = Vec<(&'static str, String, bool)>;
 
-/// v1, then `ROUNDS` rounds of an API, a web and a both change, then a quiet API change, each
+/// v1, then `rounds` rounds of an API, a web and a both change, then a quiet API change, each
 /// released from the twin checkout on top of the one before.
-fn releases(h: &Harness, twin: &Utf8Path) -> anyhow::Result<(String, Changes)> {
+fn releases(h: &Harness, twin: &Utf8Path, rounds: u32) -> anyhow::Result<(String, Changes)> {
     let v1 = release(h, twin)?;
     let mut changes = Vec::new();
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         let n = 10 * round;
         let api = commit_and_release(h, twin, "bench: api change", |d| api_change(d, n + 1))?;
         let web = commit_and_release(h, twin, "bench: web change", |d| web_change(d, n + 1))?;
@@ -181,7 +179,12 @@ fn releases(h: &Harness, twin: &Utf8Path) -> anyhow::Result<(String, Changes)> {
     Ok((v1, changes))
 }
 
-pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Result<()> {
+pub fn run(
+    root: &Utf8Path,
+    trace: bool,
+    only: Option<Strategy>,
+    rounds: u32,
+) -> anyhow::Result<()> {
     let _dockerd = images::ready_for_stacks(root)?;
     let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
 
@@ -191,7 +194,7 @@ pub fn run(root: &Utf8Path, trace: bool, only: Option<Strategy>) -> anyhow::Resu
         &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
-    let built = releases(&h, &twin);
+    let built = releases(&h, &twin, rounds);
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     let (v1, changes) = built?;
 

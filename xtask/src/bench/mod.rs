@@ -38,6 +38,10 @@ pub struct Args {
     /// deploy: after each deploy, print the slowest requests on the install's timeline.
     #[arg(long)]
     trace: bool,
+    /// deploy: swaps of each kind under load, pooled (more make each p99 steadier; each round
+    /// builds and installs three releases).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// deploy: measure one strategy only.
     #[arg(long, value_enum)]
     strategy: Option<hitsave_host::site::swap::Strategy>,
@@ -75,7 +79,7 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
 
 fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     if matches!(args.what, What::Deploy) {
-        return crate::bench::deploy::run(root, args.trace, args.strategy);
+        return crate::bench::deploy::run(root, args.trace, args.strategy, args.rounds);
     }
     if matches!(args.what, What::Backup) {
         return crate::bench::backup::run(root);
