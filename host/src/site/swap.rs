@@ -160,9 +160,10 @@ fn blue_green(
         mut drain,
         mut moved,
     } = plan(ui, stack, site, force, &spares, &created.ids())?;
+    let mut started = Vec::new();
     if !swaps.is_empty() {
-        let new = start_beside(ui, stack, &swaps, &site.domain, weights, timeout, created)?;
-        for ((app, live), name) in swaps.into_iter().zip(new) {
+        started = start_beside(ui, stack, &swaps, &site.domain, weights, timeout, created)?;
+        for ((app, live), name) in swaps.into_iter().zip(&started) {
             upstreams.set(app, format!("{name}:{}", app.port()));
             drain.containers.extend(live);
         }
@@ -171,8 +172,17 @@ fn blue_green(
     if !moved {
         return Ok(drain);
     }
+    let before = nginx::routed(site.nginx_dir);
     site.install(stack, &upstreams)?;
-    reload_nginx(stack)?;
+    if let Err(e) = reload_nginx(stack) {
+        if e.downcast_ref::<Refused>().is_some() {
+            // nginx serves the site it had: its file says so again and the new containers go,
+            // so that bringing the old release back finds the old ones live and keeps them.
+            let _ = site.install(stack, &before);
+            let _ = drain_now(&started);
+        }
+        return Err(e);
+    }
     // db was started by the install and nginx was running: neither is touched.
     Ok(drain)
 }
@@ -507,9 +517,12 @@ fn start_beside(
     let mut order: Vec<usize> = (0..swaps.len()).collect();
     order.sort_by_key(|&i| swaps[i].0 == App::Web);
     let mut results: Vec<anyhow::Result<()>> = (0..swaps.len()).map(|_| Ok(())).collect();
+    // `timeout` is the swap's, not each app's.
+    let deadline = Instant::now() + timeout;
     for i in order {
         let (app, name) = (swaps[i].0, &new[i]);
-        results[i] = start_ready(ui, name, app, domain, weights, timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        results[i] = start_ready(ui, name, app, domain, weights, left);
         if results[i].is_err() {
             break;
         }
@@ -675,6 +688,9 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
     let workers = Workers::of(&nginx)?;
     let old = workers.serving()?;
+    let since = std::time::SystemTime::now();
+    // nginx's images set STOPSIGNAL SIGQUIT: a signal other than a container's stop signal
+    // leaves its restart policy alone (without one, Docker counts any signal as a stop).
     engine::signal(&nginx, "HUP")
         .with_context(|| format!("cannot ask nginx ({nginx}) to reload"))?;
     // nginx's master starts new workers and tells the old ones to stop 100 ms later (its own
@@ -686,14 +702,16 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     wait_for(
         &format!("nginx ({nginx}) to serve its new configuration"),
         Duration::from_secs(10),
-        Duration::from_millis(10),
+        // Reading /proc costs microseconds; the engine's `top` runs `ps` over the host.
+        Duration::from_millis(if workers.master.is_some() { 10 } else { 50 }),
         || {
             let now = workers.serving()?;
             let stale = now.iter().filter(|pid| old.contains(pid)).count();
             if stale == now.len() && signalled.elapsed() > REFUSED_AFTER {
-                bail!(
-                    "nginx ({nginx}) started no worker for its new configuration within {REFUSED_AFTER:?}: its master refused it, or stopped (docker logs {nginx} says which)"
-                );
+                return Err(anyhow::Error::new(Refused(format!(
+                    "nginx ({nginx}) started no worker for its new configuration within {REFUSED_AFTER:?}: its master refused it, or stopped{}",
+                    complaints(&nginx, since)
+                ))));
             }
             Ok(match (now.len(), stale) {
                 (_, 0) if !now.is_empty() => Wait::Done(()),
@@ -707,6 +725,41 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
 
 /// How long a reloaded nginx master may take to start its new workers (it takes milliseconds).
 const REFUSED_AFTER: Duration = Duration::from_secs(3);
+
+/// A reload nginx did not take: no new worker serves the new site, the old ones serve on.
+#[derive(Debug)]
+pub struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// nginx's own complaints (its `[emerg]` and `[alert]` lines) since `since`, for an error;
+/// else where to look.
+fn complaints(nginx: &str, since: std::time::SystemTime) -> String {
+    let secs = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1));
+    let log = duct::cmd!("docker", "logs", "--since", secs.to_string(), nginx)
+        .stderr_to_stdout()
+        .unchecked()
+        .read()
+        .unwrap_or_default();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[emerg]") || l.contains("[alert]"))
+        .take(5)
+        .collect();
+    if said.is_empty() {
+        format!(" (docker logs {nginx} says which)")
+    } else {
+        format!("; it said: {}", said.join("; "))
+    }
+}
 
 /// Where nginx's workers are seen: in /proc, as its master's children, when this host shows
 /// the master there (the engine's `top` runs `ps` over every process on the host, and the

@@ -122,7 +122,9 @@ fn refused_reload(h: &Harness, stack: &Stack, current: &str) -> anyhow::Result<(
             .context("nginx's reload of a site it cannot parse succeeded")?
     );
     ensure!(
-        err.contains("its master refused it") && took < Duration::from_secs(8),
+        err.contains("its master refused it")
+            && err.contains("this_is_not_a_directive")
+            && took < Duration::from_secs(8),
         "a refused reload (after {took:?}): {err}"
     );
     h.expect_serving(current)?;
