@@ -511,37 +511,27 @@ fn start_beside(
     };
     // One at a time, each ready and warmed up before the next starts, the quickest (the API)
     // first: a start is a burst of runc, containerd, network and dockerd work, and a Node.js
-    // boot and warm-up take what CPU their cap allows; live requests wait behind each, and
-    // less so one after the other than all at once (a change to both apps: p99 in the swap
-    // 1.3-2.0x steady with the boots overlapping).
+    // boot and warm-up take what CPU their cap allows; live requests wait behind each, so one
+    // burst at a time.
     let mut order: Vec<usize> = (0..swaps.len()).collect();
     order.sort_by_key(|&i| swaps[i].0 == App::Web);
-    let mut results: Vec<anyhow::Result<()>> = (0..swaps.len()).map(|_| Ok(())).collect();
     // `timeout` is the swap's, not each app's.
     let deadline = Instant::now() + timeout;
     for i in order {
         let (app, name) = (swaps[i].0, &new[i]);
         let left = deadline.saturating_duration_since(Instant::now());
-        results[i] = start_ready(ui, name, app, domain, weights, left);
-        if results[i].is_err() {
-            break;
+        if let Err(e) = start_ready(ui, name, app, domain, weights, left) {
+            let service = app.service();
+            ui.info(&format!(
+                "{service}: {name} is not ready to serve; removing the new containers, the old ones keep serving"
+            ));
+            // The evidence goes with the container: keep it in the error (and so in history).
+            let evidence = docker::last_words(name);
+            drain_now(&new)?;
+            return Err(e.context(format!(
+                "the new {service} container never became ready{evidence}"
+            )));
         }
-    }
-    let failed = swaps
-        .iter()
-        .zip(&new)
-        .zip(results)
-        .find_map(|(((app, _), name), r)| r.err().map(|e| (app.service(), name, e)));
-    if let Some((service, name, e)) = failed {
-        ui.info(&format!(
-            "{service}: {name} is not ready to serve; removing the new containers, the old ones keep serving"
-        ));
-        // The evidence goes with the container: keep it in the error (and so in history).
-        let evidence = docker::last_words(name);
-        drain_now(&new)?;
-        return Err(e.context(format!(
-            "the new {service} container never became ready{evidence}"
-        )));
     }
     Ok(new)
 }
