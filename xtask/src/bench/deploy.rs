@@ -13,7 +13,9 @@
 //! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests
 //! that started during the swaps of that kind, pooled (one swap is some 300 requests, whose
 //! p99 would be its third slowest), with its ratio to steady state; and, from nginx's access
-//! log, the p99 of the same requests in nginx and in the app (`served`).
+//! log, the p99 of the same requests in nginx and in the app (`served`); and, from
+//! `/proc/stat`, how many CPUs were busy in those windows and how much time the hypervisor
+//! stole from the vCPUs (`cpu`; `--trace` puts each steal burst on the install's timeline).
 //!
 //! Targets (blue/green; in-place is the peer, measured in the same run): nothing dropped in
 //! any deploy, p99 during each kind of swap within 1.3x of steady state, an API-only install
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
 
+use crate::bench::cpu::{Sampler, Samples};
 use crate::bench::served::{self, Served, Window};
 use crate::images;
 use crate::test::install::{DOMAIN, Harness, commit_and_release, docker, release, replace};
@@ -133,7 +136,7 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
 
 /// The install's log, the slowest requests and the slowest of the swap on one timeline, in ms
 /// since `zero`.
-fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
+fn print_trace(zero: Instant, timed: &Timed, report: &Report, cpu: &Samples) {
     let at = |t: Instant| t.saturating_duration_since(zero).as_secs_f64() * 1000.0;
     let mut lines: Vec<(f64, String)> = timed
         .log
@@ -149,6 +152,9 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report) {
             at(start),
             format!("request: {app} {:.1} ms", latency.as_secs_f64() * 1000.0),
         ));
+    }
+    for (at_, ms) in cpu.steal_bursts(zero, timed.ended) {
+        lines.push((at(at_), format!("steal: {ms:.0} ms taken from the vCPUs")));
     }
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (ms, line) in lines {
@@ -208,6 +214,7 @@ pub fn run(
         h.expect_serving(&v1)
     };
     base(&h)?;
+    let sampler = Sampler::start();
     // As long as a deploy's load runs, so that both p99s rest on as many requests.
     let steady = Duration::from_secs(20);
     eprintln!(
@@ -237,7 +244,8 @@ pub fn run(
             base(&h)?;
         }
         for (change, id, loaded) in &changes {
-            let mut measured = install_under_load(&h, id, flag, *loaded, trace)?;
+            let traced = trace.then_some(&sampler);
+            let mut measured = install_under_load(&h, id, flag, *loaded, traced)?;
             if let Some((lead, window)) = measured.lead.take() {
                 rows[0].add_steady(lead, window);
             }
@@ -258,12 +266,15 @@ pub fn run(
             rows[at].add(measured);
         }
     }
+    let cpu = sampler.samples();
+    drop(sampler);
     let served = nginx_log(&h);
     drop(cleanup);
     std::fs::remove_dir_all(&h.work)?;
 
     print_table(&rows);
     print_where(&rows, &served);
+    print_cpu(&rows, &cpu);
     super::finish(missed(&rows))
 }
 
@@ -286,13 +297,13 @@ const LEAD: Duration = Duration::from_millis(1500);
 
 /// Installs release `id` with strategy `flag`, under the load when `loaded`, once the last
 /// swap's old containers are gone. Prints its steps (and with `trace`, its log beside the
-/// slowest requests).
+/// slowest requests and the CPU's steal bursts).
 fn install_under_load(
     h: &Harness,
     id: &str,
     flag: &str,
     loaded: bool,
-    trace: bool,
+    trace: Option<&Sampler>,
 ) -> anyhow::Result<Measured> {
     let under = if loaded {
         "under load"
@@ -325,11 +336,11 @@ fn install_under_load(
     for (_, line) in steps {
         println!("{line}");
     }
-    if let (true, Some(report)) = (trace, &report) {
+    if let (Some(sampler), Some(report)) = (trace, &report) {
         println!(
             "{flag} {id}: the install, the 20 slowest requests and the 20 slowest of the swap"
         );
-        print_trace(zero, &timed, report);
+        print_trace(zero, &timed, report, &sampler.samples());
     }
     let swap = report
         .as_ref()
@@ -477,6 +488,26 @@ fn print_where(rows: &[Row], served: &[Served]) {
             ms(client.percentile(0.99)),
             ms(nginx),
             ms(app)
+        );
+    }
+}
+
+/// For each row, the CPUs busy and the time stolen by the hypervisor over the same windows
+/// (steady state's: the load's own). Steal holds everything on a vCPU at once, so the
+/// swaps' tail carries the VM's share when their windows see more of it than steady state.
+fn print_cpu(rows: &[Row], cpu: &Samples) {
+    println!("the machine in the same windows (/proc/stat)");
+    println!(
+        "{:<11} {:<10} {:>10} {:>16}",
+        "strategy", "change", "CPUs busy", "stolen (ms/s)"
+    );
+    for r in rows {
+        let Some(u) = cpu.over(&r.windows) else {
+            continue;
+        };
+        println!(
+            "{:<11} {:<10} {:>10.2} {:>16.1}",
+            r.strategy, r.change, u.busy, u.steal_ms_per_s
         );
     }
 }

@@ -13,6 +13,7 @@
 //! target is missed.
 
 pub mod backup;
+pub mod cpu;
 pub mod deploy;
 pub mod fleet;
 pub mod served;
