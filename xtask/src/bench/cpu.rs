@@ -123,6 +123,66 @@ impl Samples {
     }
 }
 
+/// Every process's CPU time so far, by pid: its name, its own ticks (user + system) and those
+/// of its children it has reaped (short-lived ones, such as runc or a health check's exec,
+/// show only there once they exit).
+pub type Processes = std::collections::HashMap<u32, (String, u64, u64)>;
+
+/// Reads `/proc/<pid>/stat` of every process (a few milliseconds).
+pub fn processes() -> Processes {
+    let mut all = Processes::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return all;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(p) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_process)
+        {
+            all.insert(pid, p);
+        }
+    }
+    all
+}
+
+/// `(comm, utime + stime, cutime + cstime)` from one `/proc/<pid>/stat`.
+fn parse_process(stat: &str) -> Option<(String, u64, u64)> {
+    // The name is in parentheses and may hold spaces: the fields start after the last ')'.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let f: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state(0) ... utime(11) stime(12) cutime(13) cstime(14).
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((comm, n(11)? + n(12)?, n(13)? + n(14)?))
+}
+
+/// The CPU the processes used between two readings, by name (children reaped in between are
+/// counted under `<parent>'s children`), in ms, the most first.
+pub fn by_process(before: &Processes, after: &Processes) -> Vec<(String, f64)> {
+    let ms_per_tick = 1000.0 / ticks_per_second();
+    let mut sum: std::collections::HashMap<String, u64> = Default::default();
+    for (pid, (comm, own, children)) in after {
+        let (was_own, was_children) = before.get(pid).map_or((0, 0), |(_, o, c)| (*o, *c));
+        *sum.entry(comm.clone()).or_default() += own.saturating_sub(was_own);
+        let reaped = children.saturating_sub(was_children);
+        if reaped > 0 {
+            *sum.entry(format!("{comm}'s children")).or_default() += reaped;
+        }
+    }
+    let mut all: Vec<(String, f64)> = sum
+        .into_iter()
+        .filter(|(_, t)| *t > 0)
+        .map(|(c, t)| (c, t as f64 * ms_per_tick))
+        .collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all
+}
+
 /// The kernel's tick for `/proc/stat` (USER_HZ: 100 on Linux).
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant of the C library.
@@ -148,6 +208,32 @@ mod tests {
             })
         );
         assert_eq!(parse("intr 1\n"), None);
+    }
+
+    #[test]
+    fn reads_a_process() {
+        let stat = "4242 (containerd-shim) S 1 4242 1 0 -1 4194560 900 0 0 0 17 5 3 2 20 0 12 0";
+        assert_eq!(
+            parse_process(stat),
+            Some(("containerd-shim".to_owned(), 22, 5))
+        );
+        // A name with a space and a parenthesis in it.
+        let stat = "7 (a b) c) R 1 7 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0";
+        assert_eq!(parse_process(stat), Some(("a b) c".to_owned(), 2, 0)));
+        let before = Processes::from([(7, ("node".to_owned(), 10, 0))]);
+        let after = Processes::from([
+            (7, ("node".to_owned(), 13, 4)),
+            (8, ("runc".to_owned(), 1, 0)),
+        ]);
+        let tick = 1000.0 / ticks_per_second();
+        assert_eq!(
+            by_process(&before, &after),
+            vec![
+                ("node's children".to_owned(), 4.0 * tick),
+                ("node".to_owned(), 3.0 * tick),
+                ("runc".to_owned(), tick),
+            ]
+        );
     }
 
     #[test]

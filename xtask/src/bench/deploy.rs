@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
 
-use crate::bench::cpu::{Sampler, Samples};
+use crate::bench::cpu::{self, Sampler, Samples};
 use crate::bench::served::{self, Served, Window};
 use crate::images;
 use crate::test::install::{DOMAIN, Harness, commit_and_release, docker, release, replace};
@@ -93,6 +93,8 @@ struct Timed {
     swap_started: Instant,
     ended: Instant,
     log: Vec<(Instant, String)>,
+    /// Every process's CPU time when the swap began and when the install ended.
+    cpu: (cpu::Processes, cpu::Processes),
 }
 
 /// Runs an install, keeping its log with the time of each line, and notes when the swap began
@@ -108,17 +110,20 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
             .spawn()
             .context("cannot run xtask install")?;
     let mut swap_started = None;
+    let mut at_swap = cpu::Processes::new();
     let mut log = Vec::new();
     for line in std::io::BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
         // The log line, not the timings table at the end, which names the step again.
         if swap_started.is_none() && line.starts_with("xtask: swapping the stack") {
             swap_started = Some(Instant::now());
+            at_swap = cpu::processes();
         }
         log.push((Instant::now(), line));
     }
     let status = child.wait()?;
     let ended = Instant::now();
+    let at_end = cpu::processes();
     ensure!(
         status.success(),
         "installing {id} ({strategy}) failed:\n{}",
@@ -131,6 +136,7 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
         swap_started: swap_started.context("the install never reached the swap")?,
         ended,
         log,
+        cpu: (at_swap, at_end),
     })
 }
 
@@ -314,7 +320,14 @@ fn install_under_load(
     eprintln!("xtask: bench: {flag}: installing {id} {under}");
     let load = loaded.then(|| Load::start(h.port, DOMAIN, RATE, LIMIT));
     let zero = Instant::now();
-    if loaded {
+    let mut steady_cpu = None;
+    if loaded && trace.is_some() {
+        // The process table over the lead's last second: steady state's CPU, for the trace.
+        std::thread::sleep(BEFORE - Duration::from_secs(1));
+        let before = (Instant::now(), cpu::processes());
+        std::thread::sleep(Duration::from_secs(1));
+        steady_cpu = Some((before, (Instant::now(), cpu::processes())));
+    } else if loaded {
         std::thread::sleep(BEFORE);
     }
     let started = Instant::now();
@@ -341,6 +354,11 @@ fn install_under_load(
             "{flag} {id}: the install, the 20 slowest requests and the 20 slowest of the swap"
         );
         print_trace(zero, &timed, report, &sampler.samples());
+        let swap = timed.ended.saturating_duration_since(timed.swap_started);
+        print_cpu_by_process("the swap", swap, &timed.cpu.0, &timed.cpu.1);
+        if let Some(((t0, p0), (t1, p1))) = &steady_cpu {
+            print_cpu_by_process("steady state before it", *t1 - *t0, p0, p1);
+        }
     }
     let swap = report
         .as_ref()
@@ -490,6 +508,26 @@ fn print_where(rows: &[Row], served: &[Served]) {
             ms(app)
         );
     }
+}
+
+/// The processes that used the most CPU over `took`, in ms per second of it.
+fn print_cpu_by_process(
+    what: &str,
+    took: Duration,
+    before: &cpu::Processes,
+    after: &cpu::Processes,
+) {
+    let seconds = took.as_secs_f64().max(1e-3);
+    let top: Vec<String> = cpu::by_process(before, after)
+        .into_iter()
+        .take(12)
+        .map(|(name, ms)| format!("{name} {:.0}", ms / seconds))
+        .collect();
+    println!(
+        "  CPU in {what} ({:.2} s), ms per s: {}",
+        took.as_secs_f64(),
+        top.join(", ")
+    );
 }
 
 /// For each row, the CPUs busy and the time stolen by the hypervisor over the same windows
