@@ -93,13 +93,14 @@ struct Timed {
     swap_started: Instant,
     ended: Instant,
     log: Vec<(Instant, String)>,
-    /// Every process's CPU time when the swap began and when the install ended.
-    cpu: (cpu::Processes, cpu::Processes),
+    /// With `--trace`, every process's CPU time when the swap began and when the install ended
+    /// (reading them costs a few ms of CPU: not in the measured runs).
+    cpu: Option<(cpu::Processes, cpu::Processes)>,
 }
 
 /// Runs an install, keeping its log with the time of each line, and notes when the swap began
 /// and when it ended.
-fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed> {
+fn install_timed(h: &Harness, id: &str, strategy: &str, trace: bool) -> anyhow::Result<Timed> {
     use std::io::BufRead;
     let args = h.install_args(id, &["--strategy", strategy, "--timings"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -110,20 +111,20 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
             .spawn()
             .context("cannot run xtask install")?;
     let mut swap_started = None;
-    let mut at_swap = cpu::Processes::new();
+    let mut at_swap = None;
     let mut log = Vec::new();
     for line in std::io::BufReader::new(child.stderr.take().context("no stderr")?).lines() {
         let line = line?;
         // The log line, not the timings table at the end, which names the step again.
         if swap_started.is_none() && line.starts_with("xtask: swapping the stack") {
             swap_started = Some(Instant::now());
-            at_swap = cpu::processes();
+            at_swap = trace.then(cpu::processes);
         }
         log.push((Instant::now(), line));
     }
     let status = child.wait()?;
     let ended = Instant::now();
-    let at_end = cpu::processes();
+    let at_end = trace.then(cpu::processes);
     ensure!(
         status.success(),
         "installing {id} ({strategy}) failed:\n{}",
@@ -136,7 +137,7 @@ fn install_timed(h: &Harness, id: &str, strategy: &str) -> anyhow::Result<Timed>
         swap_started: swap_started.context("the install never reached the swap")?,
         ended,
         log,
-        cpu: (at_swap, at_end),
+        cpu: at_swap.zip(at_end),
     })
 }
 
@@ -229,7 +230,12 @@ pub fn run(
     );
     let load = Load::start(h.port, DOMAIN, RATE, steady);
     let from = Instant::now();
+    let at_start = trace.then(cpu::processes);
     std::thread::sleep(steady);
+    if let Some(before) = at_start {
+        let took = from.elapsed();
+        print_cpu_by_process("steady state", took, &before, &cpu::processes());
+    }
     let mut rows = vec![Row {
         strategy: "steady",
         change: "none",
@@ -320,18 +326,11 @@ fn install_under_load(
     eprintln!("xtask: bench: {flag}: installing {id} {under}");
     let load = loaded.then(|| Load::start(h.port, DOMAIN, RATE, LIMIT));
     let zero = Instant::now();
-    let mut steady_cpu = None;
-    if loaded && trace.is_some() {
-        // The process table over the lead's last second: steady state's CPU, for the trace.
-        std::thread::sleep(BEFORE - Duration::from_secs(1));
-        let before = (Instant::now(), cpu::processes());
-        std::thread::sleep(Duration::from_secs(1));
-        steady_cpu = Some((before, (Instant::now(), cpu::processes())));
-    } else if loaded {
+    if loaded {
         std::thread::sleep(BEFORE);
     }
     let started = Instant::now();
-    let timed = install_timed(h, id, flag);
+    let timed = install_timed(h, id, flag, trace.is_some());
     let took = started.elapsed();
     let report = load.map(|load| {
         std::thread::sleep(Duration::from_secs(2));
@@ -355,9 +354,8 @@ fn install_under_load(
         );
         print_trace(zero, &timed, report, &sampler.samples());
         let swap = timed.ended.saturating_duration_since(timed.swap_started);
-        print_cpu_by_process("the swap", swap, &timed.cpu.0, &timed.cpu.1);
-        if let Some(((t0, p0), (t1, p1))) = &steady_cpu {
-            print_cpu_by_process("steady state before it", *t1 - *t0, p0, p1);
+        if let Some((before, after)) = &timed.cpu {
+            print_cpu_by_process("the swap", swap, before, after);
         }
     }
     let swap = report
