@@ -161,8 +161,10 @@ fn parse_process(stat: &str) -> Option<(String, u64, u64)> {
     Some((comm, n(11)? + n(12)?, n(13)? + n(14)?))
 }
 
-/// The CPU the processes used between two readings, by name (children reaped in between are
-/// counted under `<parent>'s children`), in ms, the most first.
+/// The CPU the processes used between two readings, by name, in ms, the most first. Children
+/// reaped in between are counted under `<parent>'s children` with their whole life's CPU (an
+/// nginx worker retired by a reload, an install that ran before the window): read those rows
+/// as an upper bound.
 pub fn by_process(before: &Processes, after: &Processes) -> Vec<(String, f64)> {
     let ms_per_tick = 1000.0 / ticks_per_second();
     let mut sum: std::collections::HashMap<String, u64> = Default::default();
