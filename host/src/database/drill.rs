@@ -177,11 +177,7 @@ impl Drill {
                         .read()
                         .unwrap_or_default();
                 if running.trim() != "true" {
-                    let logs = duct::cmd!("docker", "logs", "--tail", "20", &drill.name)
-                        .stderr_to_stdout()
-                        .unchecked()
-                        .read()
-                        .unwrap_or_default();
+                    let logs = crate::kit::docker::logs(&drill.name, &["--tail", "20"]);
                     bail!("the throwaway database ({image}) stopped:\n{logs}");
                 }
                 Ok(Wait::NotYet("it does not accept connections yet".into()))

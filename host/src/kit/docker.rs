@@ -1,4 +1,4 @@
-//! One container, by name: its address, starting and removing it, and its last words.
+//! One container, by name: its address, starting and removing it, its log and its last words.
 
 use anyhow::Context;
 
@@ -32,11 +32,7 @@ pub fn last_words(container: &str) -> String {
         .and_then(|h| h.log.last().map(|p| p.output.clone()))
         .unwrap_or_default();
     let probe = probe.trim().lines().last().unwrap_or_default().to_owned();
-    let log = duct::cmd!("docker", "logs", "--tail", LOG_LINES, container)
-        .stderr_to_stdout()
-        .unchecked()
-        .read()
-        .unwrap_or_default();
+    let log = logs(container, &["--tail", LOG_LINES]);
     let mut out = String::new();
     if !probe.is_empty() {
         out.push_str(&format!("; its last health check said: {probe}"));
@@ -49,6 +45,19 @@ pub fn last_words(container: &str) -> String {
         ));
     }
     out
+}
+
+/// The container's log (stdout and stderr together) as `docker logs` with `args` prints it
+/// (`--tail N`, `--since T`); "" when it cannot be read.
+pub fn logs(container: &str, args: &[&str]) -> String {
+    let mut all = vec!["logs"];
+    all.extend_from_slice(args);
+    all.push(container);
+    duct::cmd("docker", all)
+        .stderr_to_stdout()
+        .unchecked()
+        .read()
+        .unwrap_or_default()
 }
 
 pub fn start(container: &str) -> anyhow::Result<()> {

@@ -19,15 +19,17 @@ pub fn children(pid: u32) -> std::io::Result<Vec<(u32, String)>> {
     pids.sort_unstable();
     Ok(pids
         .into_iter()
-        .filter_map(|child| {
-            let line = std::fs::read(format!("/proc/{child}/cmdline")).ok()?;
-            Some((child, title(&line)))
-        })
+        .filter_map(|child| Some((child, title(child).ok()?)))
         .collect())
 }
 
-/// A command line as `ps` shows it: its NUL-separated arguments joined by spaces.
-fn title(cmdline: &[u8]) -> String {
+/// The command line of `pid` as `ps` shows it (a process's title, when it sets one).
+pub fn title(pid: u32) -> std::io::Result<String> {
+    Ok(joined(&std::fs::read(format!("/proc/{pid}/cmdline"))?))
+}
+
+/// A command line's NUL-separated arguments joined by spaces.
+fn joined(cmdline: &[u8]) -> String {
     let text = String::from_utf8_lossy(cmdline);
     let args: Vec<&str> = text.split('\0').filter(|a| !a.is_empty()).collect();
     args.join(" ")
@@ -60,9 +62,9 @@ mod tests {
     fn titles_read_as_ps_shows_them() {
         // nginx overwrites its argv with a title and pads it with NULs.
         assert_eq!(
-            super::title(b"nginx: worker process\0\0\0\0"),
+            super::joined(b"nginx: worker process\0\0\0\0"),
             "nginx: worker process"
         );
-        assert_eq!(super::title(b"sleep\x0030\0"), "sleep 30");
+        assert_eq!(super::joined(b"sleep\x0030\0"), "sleep 30");
     }
 }

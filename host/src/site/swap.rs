@@ -734,11 +734,7 @@ fn complaints(nginx: &str, since: std::time::SystemTime) -> String {
     let secs = since
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs().saturating_sub(1));
-    let log = duct::cmd!("docker", "logs", "--since", secs.to_string(), nginx)
-        .stderr_to_stdout()
-        .unchecked()
-        .read()
-        .unwrap_or_default();
+    let log = docker::logs(nginx, &["--since", &secs.to_string()]);
     let said: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("[emerg]") || l.contains("[alert]"))
@@ -763,8 +759,7 @@ impl<'a> Workers<'a> {
     fn of(nginx: &'a str) -> anyhow::Result<Workers<'a>> {
         let pid = engine::container(nginx)?.map_or(0, |c| c.state.pid);
         let master = u32::try_from(pid).ok().filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|line| line.starts_with(b"nginx: master process"))
+            crate::kit::procfs::title(pid).is_ok_and(|t| t.starts_with("nginx: master process"))
                 && crate::kit::procfs::children(pid).is_ok()
         });
         Ok(Workers { nginx, master })
