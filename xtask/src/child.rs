@@ -37,6 +37,8 @@ pub struct Child {
     stop: Stop,
     /// Runs in a process group of its own (whose id is its pid).
     own_group: bool,
+    /// Where its output goes, quoted when it dies at start-up.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Child {
@@ -71,7 +73,14 @@ impl Child {
             child,
             stop,
             own_group,
+            log: None,
         })
+    }
+
+    /// Says where its output goes, so that a death at start-up quotes the end of it.
+    pub fn logging_to(mut self, log: impl Into<std::path::PathBuf>) -> Child {
+        self.log = Some(log.into());
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -94,10 +103,19 @@ impl Child {
 
     /// Fails if the process has already exited: a server that died at start-up.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            anyhow::bail!("{} exited at start-up ({status})", self.name);
-        }
-        Ok(())
+        let Some(status) = self.child.try_wait()? else {
+            return Ok(());
+        };
+        let said = match &self.log {
+            Some(log) => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                format!("; the end of its log ({}):\n{tail}", log.display())
+            }
+            None => String::new(),
+        };
+        anyhow::bail!("{} exited at start-up ({status}){said}", self.name)
     }
 
     /// Waits for it to exit by itself.
@@ -171,6 +189,35 @@ impl Drop for Child {
     }
 }
 
+/// Starts a server on ports chosen by `free_port`, again on new ones (three tries in all) when
+/// it died because one was taken between the choice and its bind: anything on the machine may
+/// take a free port in that gap, an outgoing connection's source port among them.
+pub fn on_free_ports<T>(
+    what: &str,
+    mut start: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut tries = 1;
+    loop {
+        match start() {
+            Err(e) if tries < 3 && port_taken(&e) => {
+                eprintln!(
+                    "xtask: {what}: a port chosen for it was taken before it bound it; \
+                     starting it again on new ports"
+                );
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a start-up failure says a port was in use (EADDRINUSE, as an OS error or a Rust
+/// panic's debug print of one).
+fn port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("Address already in use") || text.contains("AddrInUse")
+}
+
 /// A port nobody listens on right now, on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -221,4 +268,61 @@ pub fn run_measured(cmd: &mut Command) -> anyhow::Result<Measured> {
         // Linux reports it in KiB.
         peak_rss_bytes: usage.ru_maxrss.max(0) as u64 * 1024,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_death_at_start_up_quotes_the_end_of_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = Child::spawn(
+            "server",
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "echo 'cannot bind 127.0.0.1:9: Address already in use' >&2; exit 3",
+                ])
+                .stderr(file),
+        )
+        .unwrap()
+        .logging_to(&log);
+        child.wait().unwrap();
+        let err = format!("{:#}", child.check_running().unwrap_err());
+        assert!(err.contains("server exited at start-up"), "{err}");
+        assert!(err.contains("Address already in use"), "{err}");
+        assert!(port_taken(&anyhow::anyhow!(err)));
+    }
+
+    #[test]
+    fn a_taken_port_is_tried_again_and_other_failures_are_not() {
+        let mut tries = 0;
+        let started = on_free_ports("server", || {
+            tries += 1;
+            match tries {
+                1 => anyhow::bail!("panicked: Os {{ code: 98, kind: AddrInUse }}"),
+                _ => Ok(tries),
+            }
+        });
+        assert_eq!(started.unwrap(), 2);
+
+        let mut tries = 0;
+        let refused = on_free_ports("server", || -> anyhow::Result<()> {
+            tries += 1;
+            anyhow::bail!("bad configuration")
+        });
+        assert!(refused.is_err());
+        assert_eq!(tries, 1);
+
+        let mut tries = 0;
+        let always = on_free_ports("server", || -> anyhow::Result<()> {
+            tries += 1;
+            anyhow::bail!("Address already in use")
+        });
+        assert!(always.is_err());
+        assert_eq!(tries, 3, "three tries in all");
+    }
 }

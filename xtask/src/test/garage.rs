@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use camino::Utf8PathBuf;
 
-use crate::child::{Child, free_port};
+use crate::child::{Child, free_port, on_free_ports};
 use crate::tools;
 use hitsave_host::kit::process::wait_until;
 
@@ -33,6 +33,11 @@ pub struct Garage {
 impl Garage {
     pub fn start() -> anyhow::Result<Garage> {
         let binary = binary()?;
+        on_free_ports("garage", || Garage::start_with(&binary))
+    }
+
+    fn start_with(binary: &Utf8PathBuf) -> anyhow::Result<Garage> {
+        let binary = binary.clone();
         let dir = Utf8PathBuf::from(format!("/tmp/hitsave-test-garage-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -59,7 +64,8 @@ api_bind_addr = "127.0.0.1:{admin}"
                 secret = hitsave_host::kit::random::random_hex(32)?,
             ),
         )?;
-        let log = std::fs::File::create(dir.join("garage.log"))?;
+        let log_path = dir.join("garage.log");
+        let log = std::fs::File::create(&log_path)?;
         let service = Child::spawn(
             "garage",
             Command::new(&binary)
@@ -68,7 +74,8 @@ api_bind_addr = "127.0.0.1:{admin}"
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
-        )?;
+        )?
+        .logging_to(log_path);
         // From here on, dropping `garage` stops the server, also when set-up fails.
         let mut garage = Garage {
             service,

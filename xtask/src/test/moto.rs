@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hitsave_host::kit::process::wait_until;
 
-use crate::child::{Child, free_port};
+use crate::child::{Child, free_port, on_free_ports};
 
 /// A running moto server.
 pub struct Moto {
@@ -21,9 +21,14 @@ impl Moto {
     /// Starts it and waits until it answers.
     pub fn start() -> anyhow::Result<Moto> {
         let program = crate::tools::aws_emulator()?;
+        on_free_ports("moto", || Moto::start_with(&program))
+    }
+
+    fn start_with(program: &camino::Utf8Path) -> anyhow::Result<Moto> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
-        let log = std::fs::File::create(dir.path().join("moto.log"))?;
+        let log_path = dir.path().join("moto.log");
+        let log = std::fs::File::create(&log_path)?;
         let service = Child::spawn(
             "moto",
             Command::new(program.as_std_path())
@@ -31,7 +36,8 @@ impl Moto {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
-        )?;
+        )?
+        .logging_to(log_path);
         let mut moto = Moto {
             service,
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -11,13 +11,14 @@ use std::time::Duration;
 use anyhow::ensure;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::child::{Child, free_port};
+use crate::child::{Child, free_port, on_free_ports};
 use crate::tools;
 use hitsave_host::kit::process::wait_until;
 
 pub struct Pebble {
     pebble: Option<Child>,
-    _dns: Child,
+    /// Its DNS server (pebble-challtestsrv), which answers every name with 127.0.0.1.
+    challtestsrv: Child,
     /// The ACME directory URL.
     pub directory: String,
     /// The root that signs pebble's own HTTPS (for the ACME client).
@@ -31,6 +32,10 @@ pub struct Pebble {
 impl Pebble {
     /// Starts the DNS server and pebble, validating HTTP-01 on 127.0.0.1:`http_port`.
     pub fn start(work: &Utf8Path, http_port: u16) -> anyhow::Result<Pebble> {
+        on_free_ports("pebble", || Pebble::start_with(work, http_port))
+    }
+
+    fn start_with(work: &Utf8Path, http_port: u16) -> anyhow::Result<Pebble> {
         let pebble = tools::require("pebble", "pebble")?;
         let challtestsrv = tools::require("pebble-challtestsrv", "pebble")?;
         let dir = work.join("pebble");
@@ -38,7 +43,8 @@ impl Pebble {
         std::fs::create_dir_all(&dir)?;
         let api_root = https_certificate(&dir)?;
         let (dns, dns_management) = (free_port()?, free_port()?);
-        let log = std::fs::File::create(dir.join("challtestsrv.log"))?;
+        let dns_log = dir.join("challtestsrv.log");
+        let log = std::fs::File::create(&dns_log)?;
         let dns_child = Child::spawn(
             "pebble-challtestsrv",
             Command::new(challtestsrv)
@@ -49,7 +55,8 @@ impl Pebble {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
-        )?;
+        )?
+        .logging_to(dns_log);
         let (listen, management) = (free_port()?, free_port()?);
         let config = dir.join("pebble-config.json");
         std::fs::write(
@@ -69,7 +76,8 @@ impl Pebble {
                 }
             }))?,
         )?;
-        let log = std::fs::File::create(dir.join("pebble.log"))?;
+        let log_path = dir.join("pebble.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Child::spawn(
             "pebble",
             Command::new(pebble)
@@ -81,10 +89,11 @@ impl Pebble {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log),
-        )?;
+        )?
+        .logging_to(log_path);
         let mut kit = Pebble {
             pebble: Some(child),
-            _dns: dns_child,
+            challtestsrv: dns_child,
             directory: format!("https://127.0.0.1:{listen}/dir"),
             issuer_root: dir.join("issuer-root.pem"),
             api_root,
@@ -92,6 +101,7 @@ impl Pebble {
             dns_management,
         };
         wait_until("pebble", Duration::from_secs(30), || {
+            kit.challtestsrv.check_running()?;
             if let Some(p) = kit.pebble.as_mut() {
                 p.check_running()?;
             }

@@ -132,7 +132,8 @@ impl TestPostgres {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        pg.server = Some(Child::spawn("postgres", &mut server)?);
+        pg.server =
+            Some(Child::spawn("postgres", &mut server)?.logging_to(pg.dir.join("server.log")));
         let port = pg.port.to_string();
         let isready = pg.bin.join("pg_isready");
         wait_until("PostgreSQL", Duration::from_secs(60), || {
