@@ -679,8 +679,8 @@ pub fn reload_nginx(stack: &Stack) -> anyhow::Result<()> {
     let workers = Workers::of(&nginx)?;
     let old = workers.serving()?;
     let since = std::time::SystemTime::now();
-    // nginx's images set STOPSIGNAL SIGQUIT: a signal other than a container's stop signal
-    // leaves its restart policy alone (without one, Docker counts any signal as a stop).
+    // The compose file gives nginx `stop_signal: SIGQUIT`: a signal other than a container's
+    // stop signal leaves its restart policy alone (without one, Docker counts any as a stop).
     engine::signal(&nginx, "HUP")
         .with_context(|| format!("cannot ask nginx ({nginx}) to reload"))?;
     // nginx's master starts new workers and tells the old ones to stop 100 ms later (its own

@@ -401,6 +401,14 @@ fn least_privilege(h: &Harness) -> anyhow::Result<()> {
                 c["Config"]["User"]
             );
         }
+        if service == "nginx" {
+            // The reload's SIGHUP must never count as a stop, whatever the image sets.
+            ensure!(
+                c["Config"]["StopSignal"] == "SIGQUIT",
+                "nginx stops on {}, not SIGQUIT",
+                c["Config"]["StopSignal"]
+            );
+        }
         if service == "web" {
             ensure!(
                 !c["Mounts"].to_string().contains("/run/secrets"),
