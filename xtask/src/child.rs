@@ -211,11 +211,11 @@ pub fn on_free_ports<T>(
     }
 }
 
-/// Whether a start-up failure says a port was in use (EADDRINUSE, as an OS error or a Rust
-/// panic's debug print of one).
+/// Whether a start-up failure says a port was in use (EADDRINUSE: as an OS error, Go's
+/// lower-case one, or a Rust panic's debug print of one).
 fn port_taken(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    text.contains("Address already in use") || text.contains("AddrInUse")
+    let text = format!("{e:#}").to_lowercase();
+    text.contains("address already in use") || text.contains("addrinuse")
 }
 
 /// A port nobody listens on right now, on 127.0.0.1.
@@ -295,6 +295,10 @@ mod tests {
         assert!(err.contains("server exited at start-up"), "{err}");
         assert!(err.contains("Address already in use"), "{err}");
         assert!(port_taken(&anyhow::anyhow!(err)));
+        // pebble's words (Go).
+        assert!(port_taken(&anyhow::anyhow!(
+            "listen tcp 127.0.0.1:14000: bind: address already in use"
+        )));
     }
 
     #[test]
