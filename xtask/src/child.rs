@@ -109,8 +109,7 @@ impl Child {
         let said = match &self.log {
             Some(log) => {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                let tail = hitsave_host::kit::compose::tail(&text, 20);
                 format!("; the end of its log ({}):\n{tail}", log.display())
             }
             None => String::new(),

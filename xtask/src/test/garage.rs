@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::child::{Child, free_port, on_free_ports};
 use crate::tools;
@@ -36,8 +36,8 @@ impl Garage {
         on_free_ports("garage", || Garage::start_with(&binary))
     }
 
-    fn start_with(binary: &Utf8PathBuf) -> anyhow::Result<Garage> {
-        let binary = binary.clone();
+    fn start_with(binary: &Utf8Path) -> anyhow::Result<Garage> {
+        let binary = binary.to_owned();
         let dir = Utf8PathBuf::from(format!("/tmp/hitsave-test-garage-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;

@@ -32,12 +32,19 @@ pub struct Pebble {
 impl Pebble {
     /// Starts the DNS server and pebble, validating HTTP-01 on 127.0.0.1:`http_port`.
     pub fn start(work: &Utf8Path, http_port: u16) -> anyhow::Result<Pebble> {
-        on_free_ports("pebble", || Pebble::start_with(work, http_port))
-    }
-
-    fn start_with(work: &Utf8Path, http_port: u16) -> anyhow::Result<Pebble> {
         let pebble = tools::require("pebble", "pebble")?;
         let challtestsrv = tools::require("pebble-challtestsrv", "pebble")?;
+        on_free_ports("pebble", || {
+            Pebble::start_with(&pebble, &challtestsrv, work, http_port)
+        })
+    }
+
+    fn start_with(
+        pebble: &Utf8Path,
+        challtestsrv: &Utf8Path,
+        work: &Utf8Path,
+        http_port: u16,
+    ) -> anyhow::Result<Pebble> {
         let dir = work.join("pebble");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
