@@ -7,17 +7,23 @@
 //! the maintenance page (503 with Retry-After), which is counted apart.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use camino::{Utf8Path, Utf8PathBuf};
 use hitsave_host::site::app::App;
+use hitsave_host::site::cpu;
 
 /// The load's nice value (Linux's is per thread: the test's other threads and children keep
-/// theirs).
+/// theirs). It orders the load only among this process's own threads and children: with the
+/// kernel's autogroups, each session is one group as heavy as one process.
 const CLIENT_NICE: libc::c_int = -10;
+
+/// Numbers each load's cgroup apart (several loads may run at once).
+static LOADS: AtomicU64 = AtomicU64::new(0);
 
 /// What one run of load saw.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +119,7 @@ impl Report {
 pub struct Load {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<Report>,
+    cgroup: Option<ClientCgroup>,
 }
 
 impl Load {
@@ -157,13 +164,20 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let domain = domain.to_owned();
+        let cgroup = ClientCgroup::create();
+        let tasks = cgroup.as_ref().map(|c| c.dir.join("tasks"));
         let handle = std::thread::spawn(move || {
             // Ahead of the host's daemons and the install's tools: this stands for clients on
             // other machines, so its own wait for a CPU is not the server's latency. Best
-            // effort (needs root); the runtime's threads inherit it from this one.
+            // effort (needs root); the runtime's threads inherit both from this one.
             // SAFETY: setpriority(2) on the calling thread only changes its scheduling.
             unsafe {
                 libc::setpriority(libc::PRIO_PROCESS, 0, CLIENT_NICE);
+            }
+            if let Some(tasks) = tasks {
+                // SAFETY: gettid(2) has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                let _ = std::fs::write(tasks, tid.to_string());
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -172,13 +186,50 @@ impl Load {
                 .expect("start the load generator's runtime");
             runtime.block_on(run(port, domain, rate, limit, maintenance, api, flag))
         });
-        Load { stop, handle }
+        Load {
+            stop,
+            handle,
+            cgroup,
+        }
     }
 
     /// Stops starting requests, waits for those in flight, and reports.
     pub fn stop(self) -> Report {
         self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().unwrap_or_default()
+        let report = self.handle.join().unwrap_or_default();
+        drop(self.cgroup);
+        report
+    }
+}
+
+/// A cgroup v1 CPU group for one load's threads, as heavy as all the containers together
+/// (`PARENT_SHARES`): the host's daemons and the install's tools each weigh as one process, so
+/// a swap's work never makes the client wait for a CPU, as it would not on another machine.
+/// Without it (cgroup v2, not root) the client waits behind them as any process on the host.
+struct ClientCgroup {
+    dir: Utf8PathBuf,
+}
+
+impl ClientCgroup {
+    fn create() -> Option<ClientCgroup> {
+        let n = LOADS.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            Utf8Path::new(cpu::CPU_MOUNT).join(format!("hitsave-load-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cgroup = ClientCgroup { dir };
+        std::fs::write(
+            cgroup.dir.join("cpu.shares"),
+            cpu::PARENT_SHARES.to_string(),
+        )
+        .ok()?;
+        Some(cgroup)
+    }
+}
+
+impl Drop for ClientCgroup {
+    /// Its threads have ended: the group is empty, and goes.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -289,4 +340,38 @@ async fn one(port: u16, host: &str, path: &str, auth: &str) -> std::io::Result<(
     let text = String::from_utf8_lossy(&response);
     let maintenance = text.contains("\r\nRetry-After: ") && text.contains("hitsave-maintenance");
     Ok((status, maintenance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where this machine lets a root process make cgroup v1 CPU groups, the load's runtime
+    /// (its first thread and the two workers it starts) runs in one, which goes with the load.
+    #[test]
+    fn the_load_runs_in_a_cgroup_of_its_own_where_it_can() {
+        let probe =
+            Utf8Path::new(cpu::CPU_MOUNT).join(format!("hitsave-probe-{}", std::process::id()));
+        if std::fs::create_dir(&probe).is_err() {
+            eprintln!("no cgroup v1 CPU groups to make here: the load waits as any process");
+            return;
+        }
+        std::fs::remove_dir(&probe).unwrap();
+        // Nothing listens on port 9 of 127.0.0.1: every request fails fast, which is enough.
+        let load = Load::start(9, "example.test", 50, Duration::from_secs(5));
+        let dir = load
+            .cgroup
+            .as_ref()
+            .expect("a cgroup for the load")
+            .dir
+            .clone();
+        std::thread::sleep(Duration::from_millis(300));
+        let tasks = std::fs::read_to_string(dir.join("tasks")).unwrap();
+        assert!(tasks.lines().count() >= 3, "threads in {dir}: {tasks:?}");
+        let shares = std::fs::read_to_string(dir.join("cpu.shares")).unwrap();
+        assert_eq!(shares.trim(), cpu::PARENT_SHARES.to_string());
+        let report = load.stop();
+        assert!(report.requests > 0 && report.failed == report.requests);
+        assert!(!dir.exists(), "{dir} is left behind");
+    }
 }
