@@ -3,7 +3,7 @@
 //! stopped by its pid or its whole process group, with a signal first and SIGKILL after a
 //! grace period, and also when xtask fails half-way (on drop).
 
-use std::process::{ChildStderr, ChildStdout, Command, ExitStatus};
+use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -77,10 +77,22 @@ impl Child {
         })
     }
 
-    /// Says where its output goes, so that a death at start-up quotes the end of it.
-    pub fn logging_to(mut self, log: impl Into<std::path::PathBuf>) -> Child {
-        self.log = Some(log.into());
-        self
+    /// Starts a server (as `spawn`) with no input and its output (stdout and stderr) in a new
+    /// file at `log`, whose end a death at start-up quotes.
+    pub fn spawn_logged(
+        name: &str,
+        cmd: &mut Command,
+        log: impl AsRef<std::path::Path>,
+    ) -> anyhow::Result<Child> {
+        let path = log.as_ref();
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {name}'s log {}", path.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let mut child = Child::spawn(name, cmd)?;
+        child.log = Some(path.to_owned());
+        Ok(child)
     }
 
     pub fn name(&self) -> &str {
@@ -276,19 +288,15 @@ mod tests {
     #[test]
     fn a_death_at_start_up_quotes_the_end_of_its_log() {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child = Child::spawn(
+        let mut child = Child::spawn_logged(
             "server",
-            Command::new("sh")
-                .args([
-                    "-c",
-                    "echo 'cannot bind 127.0.0.1:9: Address already in use' >&2; exit 3",
-                ])
-                .stderr(file),
+            Command::new("sh").args([
+                "-c",
+                "echo 'cannot bind 127.0.0.1:9: Address already in use' >&2; exit 3",
+            ]),
+            dir.path().join("server.log"),
         )
-        .unwrap()
-        .logging_to(&log);
+        .unwrap();
         child.wait().unwrap();
         let err = format!("{:#}", child.check_running().unwrap_err());
         assert!(err.contains("server exited at start-up"), "{err}");

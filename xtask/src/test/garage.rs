@@ -4,7 +4,7 @@
 //! Garage is not packaged by Debian: the binary is built once with `cargo install` (at
 //! opt-level 1) into `~/.cache/hitsave/tools/` and reused by every later run.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -64,18 +64,13 @@ api_bind_addr = "127.0.0.1:{admin}"
                 secret = hitsave_host::kit::random::random_hex(32)?,
             ),
         )?;
-        let log_path = dir.join("garage.log");
-        let log = std::fs::File::create(&log_path)?;
-        let service = Child::spawn(
+        let service = Child::spawn_logged(
             "garage",
             Command::new(&binary)
                 .args(["-c", config.as_str(), "server"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?
-        .logging_to(log_path);
+                .env("RUST_LOG", "warn"),
+            dir.join("garage.log"),
+        )?;
         // From here on, dropping `garage` stops the server, also when set-up fails.
         let mut garage = Garage {
             service,

@@ -2,7 +2,7 @@
 //! tests of `cargo xtask deploy` (which talks to it through AWS_ENDPOINT_URL_CODEDEPLOY).
 //! Stopped by pid when dropped.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use hitsave_host::kit::process::wait_until;
@@ -27,17 +27,11 @@ impl Moto {
     fn start_with(program: &camino::Utf8Path) -> anyhow::Result<Moto> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
-        let log_path = dir.path().join("moto.log");
-        let log = std::fs::File::create(&log_path)?;
-        let service = Child::spawn(
+        let service = Child::spawn_logged(
             "moto",
-            Command::new(program.as_std_path())
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?
-        .logging_to(log_path);
+            Command::new(program.as_std_path()).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            dir.path().join("moto.log"),
+        )?;
         let mut moto = Moto {
             service,
             endpoint: format!("http://127.0.0.1:{port}"),

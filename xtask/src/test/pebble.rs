@@ -5,7 +5,7 @@
 //! validation is delayed (PEBBLE_VA_SLEEPTIME, a few seconds here), so the client's retries
 //! and polling are exercised. Both are stopped by pid when dropped.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::ensure;
@@ -50,20 +50,15 @@ impl Pebble {
         std::fs::create_dir_all(&dir)?;
         let api_root = https_certificate(&dir)?;
         let (dns, dns_management) = (free_port()?, free_port()?);
-        let dns_log = dir.join("challtestsrv.log");
-        let log = std::fs::File::create(&dns_log)?;
-        let dns_child = Child::spawn(
+        let dns_child = Child::spawn_logged(
             "pebble-challtestsrv",
             Command::new(challtestsrv)
                 .args(["-dns01", &format!("127.0.0.1:{dns}")])
                 .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
                 .args(["-management", &format!("127.0.0.1:{dns_management}")])
-                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?
-        .logging_to(dns_log);
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]),
+            dir.join("challtestsrv.log"),
+        )?;
         let (listen, management) = (free_port()?, free_port()?);
         let config = dir.join("pebble-config.json");
         std::fs::write(
@@ -83,21 +78,16 @@ impl Pebble {
                 }
             }))?,
         )?;
-        let log_path = dir.join("pebble.log");
-        let log = std::fs::File::create(&log_path)?;
-        let child = Child::spawn(
+        let child = Child::spawn_logged(
             "pebble",
             Command::new(pebble)
                 .args(["-config", config.as_str()])
                 .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
                 .env("PEBBLE_VA_SLEEPTIME", "3")
                 // Every order gets fresh authorizations: a challenge meant to fail must run.
-                .env("PEBBLE_AUTHZREUSE", "0")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?
-        .logging_to(log_path);
+                .env("PEBBLE_AUTHZREUSE", "0"),
+            dir.join("pebble.log"),
+        )?;
         let mut kit = Pebble {
             pebble: Some(child),
             challtestsrv: dns_child,

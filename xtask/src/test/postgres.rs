@@ -3,7 +3,7 @@
 //! deleted when dropped.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -116,7 +116,6 @@ impl TestPostgres {
 
     fn serve(&mut self, user: Option<&nix::unistd::User>, data: &Utf8Path) -> anyhow::Result<()> {
         let pg = self;
-        let log = std::fs::File::create(pg.dir.join("server.log"))?;
         let mut server = pg.command("postgres", user);
         server
             .args(["-D", data.as_str(), "-p", &pg.port.to_string()])
@@ -128,12 +127,12 @@ impl TestPostgres {
             ])
             // Test data is disposable: trade durability for speed.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        pg.server =
-            Some(Child::spawn("postgres", &mut server)?.logging_to(pg.dir.join("server.log")));
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"]);
+        pg.server = Some(Child::spawn_logged(
+            "postgres",
+            &mut server,
+            pg.dir.join("server.log"),
+        )?);
         let port = pg.port.to_string();
         let isready = pg.bin.join("pg_isready");
         wait_until("PostgreSQL", Duration::from_secs(60), || {
