@@ -3,5 +3,4 @@
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
 COPY . /app/
-WORKDIR /app
 ENTRYPOINT ["/app/bin/migrate"]

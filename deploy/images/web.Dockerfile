@@ -4,5 +4,4 @@ ARG BASE=node:22-bookworm-slim
 FROM ${BASE}
 COPY . /app/
 WORKDIR /app
-EXPOSE 3000
 ENTRYPOINT ["node", "server.js"]

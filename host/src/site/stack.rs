@@ -373,7 +373,9 @@ impl Stack {
         Ok(built)
     }
 
-    /// Builds `component`'s image on the base `base_key` names; `None` when it exists.
+    /// Builds `component`'s image on the base `base_key` names; `None` when it exists. No
+    /// release label: the tag is the artifact's hash, and an image serves every release that
+    /// carries that artifact (a label would be one more commit for the builder to make).
     fn build_image(&self, component: &str, base_key: &str) -> anyhow::Result<Option<String>> {
         let image = format!("hitsave/{component}:{}", self.env.image_tag(component)?);
         if image_exists(&image) {
@@ -392,8 +394,6 @@ impl Stack {
             &dockerfile,
             "--build-arg",
             format!("BASE={base}"),
-            "--label",
-            format!("io.hitsave.release={}", self.env.release()?),
             "--tag",
             &image,
             &context
