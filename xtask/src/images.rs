@@ -3,7 +3,7 @@
 //! base images built from Debian's packages when no registry is reachable (`cargo xtask
 //! images`). See "How this machine runs the real parts" in the design notes.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -54,9 +54,8 @@ pub fn ensure_engine() -> anyhow::Result<Option<Child>> {
     }
     let logs = tools::cache_dir().join("dockerd");
     std::fs::create_dir_all(&logs)?;
-    let log = std::fs::File::create(logs.join("dockerd.log"))?;
     eprintln!("xtask: starting dockerd (log in {logs}/dockerd.log)");
-    let mut daemon = Child::spawn(
+    let mut daemon = Child::spawn_logged(
         "dockerd",
         Command::new("dockerd")
             // Without docker-proxy, traffic to ports published on 127.0.0.1 takes the kernel's
@@ -70,10 +69,8 @@ pub fn ensure_engine() -> anyhow::Result<Option<Child>> {
             // Credentials for the containers' awslogs driver, which runs in the engine: the
             // tests' CloudWatch Logs is an emulator on 127.0.0.1 that takes any.
             .env("AWS_ACCESS_KEY_ID", "hitsave-tests")
-            .env("AWS_SECRET_ACCESS_KEY", "hitsave-tests")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
+            .env("AWS_SECRET_ACCESS_KEY", "hitsave-tests"),
+        logs.join("dockerd.log"),
     )?;
     wait_until("dockerd", Duration::from_secs(60), || {
         daemon.check_running()?;
