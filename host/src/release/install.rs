@@ -960,9 +960,7 @@ fn in_use(
                 }
             }
         }
-        if let Ok(bytes) = std::fs::read(dir.join("manifest.json"))
-            && let Ok(m) = Manifest::parse(&bytes)
-        {
+        if let Some(m) = host.manifest(id) {
             programs.extend(m.artifact("xtask").map(|a| a.sha256.to_string()));
             tarballs.extend(
                 m.artifacts

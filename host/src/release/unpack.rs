@@ -79,10 +79,7 @@ fn unpacked_artifacts(
     let mut found = std::collections::HashMap::new();
     for id in host.releases().unwrap_or_default().into_iter().rev() {
         let dir = host.release_dir(&id);
-        let Ok(bytes) = std::fs::read(dir.join("manifest.json")) else {
-            continue;
-        };
-        let Ok(manifest) = hitsave_schema::Manifest::parse(&bytes) else {
+        let Some(manifest) = host.manifest(&id) else {
             continue;
         };
         for a in manifest.artifacts {

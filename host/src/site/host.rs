@@ -123,6 +123,13 @@ impl Host {
         self.release_dir(id).join("manifest.json").is_file()
     }
 
+    /// The manifest kept with an unpacked release (checked when it was installed); `None` when
+    /// it is missing or unreadable.
+    pub fn manifest(&self, id: &ReleaseId) -> Option<hitsave_schema::Manifest> {
+        let bytes = std::fs::read(self.release_dir(id).join("manifest.json")).ok()?;
+        hitsave_schema::Manifest::parse(&bytes).ok()
+    }
+
     /// The release a link (`current`, `previous`) points at.
     pub fn link(&self, name: &str) -> Option<ReleaseId> {
         let target = std::fs::read_link(self.root.join(name)).ok()?;

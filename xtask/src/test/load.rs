@@ -368,8 +368,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let tasks = std::fs::read_to_string(dir.join("tasks")).unwrap();
         assert!(tasks.lines().count() >= 3, "threads in {dir}: {tasks:?}");
-        let shares = std::fs::read_to_string(dir.join("cpu.shares")).unwrap();
-        assert_eq!(shares.trim(), cpu::PARENT_SHARES.to_string());
+        assert_eq!(cpu::shares(&dir).unwrap(), cpu::PARENT_SHARES);
         let report = load.stop();
         assert!(report.requests > 0 && report.failed == report.requests);
         assert!(!dir.exists(), "{dir} is left behind");
