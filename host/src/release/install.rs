@@ -262,7 +262,7 @@ fn install(
             Err(e) => ui.info(&format!("WARNING: {e:#}")),
         }
     }
-    if let Err(e) = crate::database::restore::prune_replaced(ui, &stack) {
+    if let Err(e) = crate::database::restore::prune_replaced(ui, host, &stack) {
         ui.info(&format!(
             "dropping the databases restores replaced failed (the install goes on): {e:#}"
         ));

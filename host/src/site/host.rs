@@ -89,6 +89,10 @@ impl Host {
     pub fn history_file(&self) -> Utf8PathBuf {
         self.root.join("history.jsonl")
     }
+    /// There when no database a restore replaced is left (`restore::prune_replaced`).
+    pub fn none_replaced_file(&self) -> Utf8PathBuf {
+        self.root.join("replaced-databases.none")
+    }
 
     /// Which host this is, for the keys of its backups: `<root>/host-id` (the user data writes
     /// the EC2 instance id there), else the machine id systemd gives every installed system.

@@ -278,7 +278,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     refusals(h, &v1, &v3)?;
     crate::test::signing::scenario(h, &v2, &v1)?;
     concurrent(h, &v1, &v2)?;
-    crate::test::restore::scenario(h, twin, &v2)?;
+    crate::test::restore::scenario(h, twin, &v1, &v2)?;
     crate::test::console::scenario(h)?;
     crate::test::secrets::scenario(h)?;
     no_secret_leaks(h)?;

@@ -2,7 +2,7 @@
 //! rows and a column; `xtask restore --before v5` brings every row back under load through
 //! nginx, with only 2xx answers and the maintenance page; `--undo` goes back and forth; a
 //! damaged download and a backup newer than every release on disk are refused with nothing
-//! stopped.
+//! stopped; the next install drops the databases the restores replaced.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use hitsave_schema as schema;
 /// Who the test says runs the restores (as sudo would).
 const OPERATOR: &str = "restore-tester";
 
-pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result<()> {
+pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v1: &str, v2: &str) -> anyhow::Result<()> {
     h.join_waitlist("restore", 20)?;
     let before = counts(h)?;
     let v5 = commit_and_release(h, twin, "v5: a destructive migration", |dir| {
@@ -141,6 +141,36 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v2: &str) -> anyhow::Result
     eprintln!("xtask: test: restore --undo brings v5's database back, and undoing it this one");
 
     refusals(h, &v5, &v5_backup)?;
+    pruned_by_the_next_install(h, v1, v2)
+}
+
+/// The next install that serves drops the databases restores replaced and marks the host, so
+/// that the installs after it do not ask PostgreSQL (a `docker exec`) until another restore.
+fn pruned_by_the_next_install(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
+    let none = h.host_root.join("replaced-databases.none");
+    ensure!(
+        !replaced(h)?.is_empty() && !none.exists(),
+        "after the restores: replaced databases {:?}, the host's mark of none: {}",
+        replaced(h)?,
+        none.exists()
+    );
+    h.install_ok(v1)?;
+    ensure!(
+        replaced(h)?.is_empty() && none.exists(),
+        "an install that serves left the replaced databases {:?} (the host's mark of none: {})",
+        replaced(h)?,
+        none.exists()
+    );
+    let marked = std::fs::metadata(&none)?.modified()?;
+    h.install_ok(v2)?;
+    h.expect_serving(v2)?;
+    ensure!(
+        std::fs::metadata(&none)?.modified()? == marked,
+        "an install asked PostgreSQL for replaced databases with none left"
+    );
+    eprintln!(
+        "xtask: test: the next install drops the databases the restores replaced; the one after it does not ask again"
+    );
     Ok(())
 }
 
