@@ -12,7 +12,9 @@
 //! its steps (`install --timings`); then one table: strategy, change, requests, failed,
 //! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests
 //! that started during the swaps of that kind, pooled (one swap is some 300 requests, whose
-//! p99 would be its third slowest), with its ratio to steady state; and, from nginx's access
+//! p99 would be its third slowest), with its ratio to steady state, and the p99 of those that
+//! started in the 2 s after each install returned (the old containers are stopped then, in the
+//! background: no target, but users wait behind it too); and, from nginx's access
 //! log, the p99 of the same requests in nginx and in the app (`served`); and, from
 //! `/proc/stat`, how many CPUs were busy in those windows and how much time the hypervisor
 //! stole from the vCPUs (`cpu`; `--trace` puts each steal burst on the install's timeline).
@@ -54,6 +56,9 @@ struct Row {
     swap: Option<Report>,
     /// When those requests started (the steady row: when its requests did), for nginx's log.
     windows: Vec<Window>,
+    /// The requests that started in the `AFTER` after the install returned, while the old
+    /// containers are stopped in the background (all rounds').
+    after: Option<Report>,
     installs: Vec<Duration>,
 }
 
@@ -63,6 +68,7 @@ impl Row {
         self.report = pool(self.report.take(), m.report);
         self.swap = pool(self.swap.take(), m.swap);
         self.windows.extend(m.swap_window);
+        self.after = pool(self.after.take(), m.after);
         self.installs.push(m.took);
     }
 
@@ -242,6 +248,7 @@ pub fn run(
         report: Some(load.stop()),
         swap: None,
         windows: vec![served::window(from, Instant::now())],
+        after: None,
         installs: Vec::new(),
     }];
 
@@ -271,6 +278,7 @@ pub fn run(
                         report: None,
                         swap: None,
                         windows: Vec::new(),
+                        after: None,
                         installs: Vec::new(),
                     });
                     rows.len() - 1
@@ -299,6 +307,8 @@ struct Measured {
     swap_window: Option<Window>,
     /// Those that started in the steady second and a half before the install, and when.
     lead: Option<(Report, Window)>,
+    /// Those that started in the `AFTER` after it.
+    after: Option<Report>,
     took: Duration,
 }
 
@@ -306,6 +316,9 @@ struct Measured {
 /// measured beside the install (the first half second opens the load's connections).
 const BEFORE: Duration = Duration::from_secs(2);
 const LEAD: Duration = Duration::from_millis(1500);
+/// How long the load runs after the install returns: the old containers are stopped a second
+/// after the swap, in the background, and live requests wait behind that work too.
+const AFTER: Duration = Duration::from_secs(2);
 
 /// Installs release `id` with strategy `flag`, under the load when `loaded`, once the last
 /// swap's old containers are gone. Prints its steps (and with `trace`, its log beside the
@@ -333,7 +346,7 @@ fn install_under_load(
     let timed = install_timed(h, id, flag, trace.is_some());
     let took = started.elapsed();
     let report = load.map(|load| {
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(AFTER);
         load.stop()
     });
     let timed = timed?;
@@ -365,8 +378,12 @@ fn install_under_load(
     let lead = report
         .as_ref()
         .map(|r| (r.window(before, started), served::window(before, started)));
+    let after = report
+        .as_ref()
+        .map(|r| r.window(timed.ended, timed.ended + AFTER));
     Ok(Measured {
         swap_window: loaded.then(|| served::window(timed.swap_started, timed.ended)),
+        after,
         report,
         swap,
         lead,
@@ -389,7 +406,7 @@ fn print_table(rows: &[Row]) {
         "deploys: {RATE} requests/s to nginx on 127.0.0.1 (GET /health on the API and the web landing page), or none (quiet)"
     );
     println!(
-        "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24}",
+        "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
         "strategy",
         "change",
         "requests",
@@ -398,7 +415,8 @@ fn print_table(rows: &[Row]) {
         "p99",
         "max",
         "install (median/max)",
-        "p99 in swaps (x steady)"
+        "p99 in swaps (x steady)",
+        "p99 2 s after (x)"
     );
     let steady = rows[0]
         .report
@@ -408,7 +426,7 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let load = |f: &dyn Fn(&Report) -> String| r.report.as_ref().map_or_else(dash, f);
         println!(
-            "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24}",
+            "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
             r.strategy,
             r.change,
             load(&|l| l.requests.to_string()),
@@ -426,7 +444,15 @@ fn print_table(rows: &[Row]) {
                 "{} ({ratio:.2}x, {} req)",
                 ms(p99),
                 r.swap.as_ref().map_or(0, |w| w.requests)
-            ))
+            )),
+            r.after.as_ref().map_or_else(dash, |after| {
+                let p99 = after.percentile(0.99);
+                format!(
+                    "{} ({:.2}x)",
+                    ms(p99),
+                    p99.as_secs_f64() / steady.as_secs_f64().max(1e-6)
+                )
+            })
         );
     }
     let took = |strategy: &str, change: &str| {
