@@ -395,9 +395,10 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// p99 of the requests that started during `row`'s swap, and its ratio to `steady`'s p99.
-fn swap_p99(row: &Row, steady: Duration) -> Option<(Duration, f64)> {
-    let p99 = row.swap.as_ref()?.percentile(0.99);
+/// p99 of `requests` (a row's swaps', or the time after its installs), and its ratio to
+/// `steady`'s p99.
+fn p99_over(requests: Option<&Report>, steady: Duration) -> Option<(Duration, f64)> {
+    let p99 = requests?.percentile(0.99);
     Some((p99, p99.as_secs_f64() / steady.as_secs_f64().max(1e-6)))
 }
 
@@ -440,19 +441,13 @@ fn print_table(rows: &[Row]) {
                 } else {
                     format!("{:.2} s", median.as_secs_f64())
                 }),
-            swap_p99(r, steady).map_or_else(dash, |(p99, ratio)| format!(
+            p99_over(r.swap.as_ref(), steady).map_or_else(dash, |(p99, ratio)| format!(
                 "{} ({ratio:.2}x, {} req)",
                 ms(p99),
                 r.swap.as_ref().map_or(0, |w| w.requests)
             )),
-            r.after.as_ref().map_or_else(dash, |after| {
-                let p99 = after.percentile(0.99);
-                format!(
-                    "{} ({:.2}x)",
-                    ms(p99),
-                    p99.as_secs_f64() / steady.as_secs_f64().max(1e-6)
-                )
-            })
+            p99_over(r.after.as_ref(), steady)
+                .map_or_else(dash, |(p99, ratio)| format!("{} ({ratio:.2}x)", ms(p99)))
         );
     }
     let took = |strategy: &str, change: &str| {
@@ -588,7 +583,9 @@ fn missed(rows: &[Row]) -> Vec<String> {
                 r.change, report.failed, report.failures
             ));
         }
-        if let Some((p99, ratio)) = swap_p99(r, steady).filter(|(_, x)| *x > P99_RATIO) {
+        if let Some((p99, ratio)) =
+            p99_over(r.swap.as_ref(), steady).filter(|(_, x)| *x > P99_RATIO)
+        {
             missed.push(format!(
                 "blue/green {}: p99 during the swap {} is {ratio:.2}x steady state's {} (target {P99_RATIO}x)",
                 r.change,

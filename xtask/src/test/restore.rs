@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::test::install::{DOMAIN, Harness, commit_and_release};
 use crate::test::load::Load;
 use hitsave_host::database::server::Server;
+use hitsave_host::site::host::Host;
 use hitsave_schema as schema;
 
 /// Who the test says runs the restores (as sudo would).
@@ -147,18 +148,21 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v1: &str, v2: &str) -> anyh
 /// The next install that serves drops the databases restores replaced and marks the host, so
 /// that the installs after it do not ask PostgreSQL (a `docker exec`) until another restore.
 fn pruned_by_the_next_install(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
-    let none = h.host_root.join("replaced-databases.none");
+    let none = Host {
+        root: h.host_root.clone(),
+    }
+    .none_replaced_file();
+    let left = replaced(h)?;
     ensure!(
-        !replaced(h)?.is_empty() && !none.exists(),
-        "after the restores: replaced databases {:?}, the host's mark of none: {}",
-        replaced(h)?,
+        !left.is_empty() && !none.exists(),
+        "after the restores: replaced databases {left:?}, the host's mark of none: {}",
         none.exists()
     );
     h.install_ok(v1)?;
+    let left = replaced(h)?;
     ensure!(
-        replaced(h)?.is_empty() && none.exists(),
-        "an install that serves left the replaced databases {:?} (the host's mark of none: {})",
-        replaced(h)?,
+        left.is_empty() && none.exists(),
+        "an install that serves left the replaced databases {left:?} (the host's mark of none: {})",
         none.exists()
     );
     let marked = std::fs::metadata(&none)?.modified()?;
