@@ -68,9 +68,12 @@ pub fn scenario(
     let (ok, text) = run(&install)?;
     ensure!(ok, "the first install with ACME:\n{text}");
     let files = Files::new(&h.host_root.join("tls"));
-    let first = files
-        .current()
-        .context("no certificate after the install")?;
+    let Some(first) = files.current() else {
+        anyhow::bail!(
+            "no certificate after the install:\n{text}\n{}",
+            pebble.log_tail()
+        );
+    };
     ensure!(
         files.kind() == Kind::Issued && first.covers(&names) && first.issuer.contains("Pebble"),
         "the install's certificate: {first:?}"

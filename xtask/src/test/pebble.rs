@@ -27,6 +27,8 @@ pub struct Pebble {
     pub issuer_root: Utf8PathBuf,
     management: u16,
     dns_management: u16,
+    /// Where pebble and its DNS server write their logs.
+    dir: Utf8PathBuf,
 }
 
 impl Pebble {
@@ -96,6 +98,7 @@ impl Pebble {
             api_root,
             management,
             dns_management,
+            dir: dir.clone(),
         };
         wait_until("pebble", Duration::from_secs(30), || {
             kit.challtestsrv.check_running()?;
@@ -151,6 +154,20 @@ impl Pebble {
             .status()?;
         ensure!(status.success(), "challtestsrv refused {call} {body}");
         Ok(())
+    }
+
+    /// The last lines of pebble's log and its DNS server's: what the CA saw, for a test's error.
+    pub fn log_tail(&self) -> String {
+        ["pebble.log", "challtestsrv.log"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                format!("--- the last lines of {name}:\n{tail}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Stops pebble (the CA goes down); the DNS server stays.
