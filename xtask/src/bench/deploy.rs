@@ -19,6 +19,11 @@
 //! `/proc/stat`, how many CPUs were busy in those windows and how much time the hypervisor
 //! stole from the vCPUs (`cpu`; `--trace` puts each steal burst on the install's timeline).
 //!
+//! With `--against REV`, xtask built from REV (B) installs every other round beside this
+//! build (A), in the order A B B A (`--rounds` each, and a quiet API change each), and a last
+//! table gives B's install time and p99s over A's: two versions of the install compared
+//! under the same drift of the machine (bench/against.rs).
+//!
 //! Targets (blue/green; in-place is the peer, measured in the same run): nothing dropped in
 //! any deploy, p99 during each kind of swap within 1.3x of steady state, an API-only install
 //! within 3 s with nothing else running and within 4 s under the load (each). Exits non-zero
@@ -29,12 +34,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use camino::Utf8Path;
 
+use crate::bench::against;
 use crate::bench::cpu::{self, Sampler, Samples};
 use crate::bench::served::{self, Served, Window};
 use crate::images;
 use crate::test::install::{DOMAIN, Harness, commit_and_release, docker, release, replace};
 use crate::test::load::{Load, Report};
-use crate::test::release::{checkout, git};
+use crate::test::release::{Tester, checkout, git};
 use hitsave_host::site::swap::Strategy;
 
 const RATE: u32 = 250;
@@ -49,6 +55,8 @@ const LIMIT: Duration = Duration::from_secs(300);
 struct Row {
     strategy: &'static str,
     change: &'static str,
+    /// The build that installed (`--against`): "A", "B", or "" when there is one.
+    program: &'static str,
     /// The load's requests, when the installs ran under load (all rounds').
     report: Option<Report>,
     /// The requests that started while containers were being swapped: from "swapping the
@@ -63,6 +71,28 @@ struct Row {
 }
 
 impl Row {
+    fn new(strategy: &'static str, change: &'static str, program: &'static str) -> Row {
+        Row {
+            strategy,
+            change,
+            program,
+            report: None,
+            swap: None,
+            windows: Vec::new(),
+            after: None,
+            installs: Vec::new(),
+        }
+    }
+
+    /// The strategy, and the build when two are compared.
+    fn name(&self) -> String {
+        if self.program.is_empty() {
+            self.strategy.to_owned()
+        } else {
+            format!("{} {}", self.strategy, self.program)
+        }
+    }
+
     /// Adds one more install of this row's kind.
     fn add(&mut self, m: Measured) {
         self.report = pool(self.report.take(), m.report);
@@ -106,16 +136,22 @@ struct Timed {
 
 /// Runs an install, keeping its log with the time of each line, and notes when the swap began
 /// and when it ended.
-fn install_timed(h: &Harness, id: &str, strategy: &str, trace: bool) -> anyhow::Result<Timed> {
+fn install_timed(
+    h: &Harness,
+    program: &Tester,
+    id: &str,
+    strategy: &str,
+    trace: bool,
+) -> anyhow::Result<Timed> {
     use std::io::BufRead;
     let args = h.install_args(id, &["--strategy", strategy, "--timings"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child =
-        h.t.command(&args, &[])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("cannot run xtask install")?;
+    let mut child = program
+        .command(&args, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run xtask install")?;
     let mut swap_started = None;
     let mut at_swap = None;
     let mut log = Vec::new();
@@ -175,15 +211,23 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report, cpu: &Samples) {
     }
 }
 
-/// The changes the bench installs, in order: (kind, release, under load).
-type Changes = Vec<(&'static str, String, bool)>;
+/// The changes the bench installs, in order: (kind, release, under load, which program
+/// installs it).
+type Changes = Vec<(&'static str, String, bool, usize)>;
 
-/// v1, then `rounds` rounds of an API, a web and a both change, then a quiet API change, each
-/// released from the twin checkout on top of the one before.
-fn releases(h: &Harness, twin: &Utf8Path, rounds: u32) -> anyhow::Result<(String, Changes)> {
+/// v1, then `rounds` rounds of an API, a web and a both change for each of `programs`
+/// (alternating: `against::for_round`), then a quiet API change for each, each released
+/// from the twin checkout on top of the one before.
+fn releases(
+    h: &Harness,
+    twin: &Utf8Path,
+    rounds: u32,
+    programs: usize,
+) -> anyhow::Result<(String, Changes)> {
     let v1 = release(h, twin)?;
     let mut changes = Vec::new();
-    for round in 1..=rounds {
+    let all = rounds * u32::try_from(programs)?;
+    for round in 1..=all {
         let n = 10 * round;
         let api = commit_and_release(h, twin, "bench: api change", |d| api_change(d, n + 1))?;
         let web = commit_and_release(h, twin, "bench: web change", |d| web_change(d, n + 1))?;
@@ -191,10 +235,18 @@ fn releases(h: &Harness, twin: &Utf8Path, rounds: u32) -> anyhow::Result<(String
             api_change(d, n + 2)?;
             web_change(d, n + 2)
         })?;
-        changes.extend([("api", api, true), ("web", web, true), ("both", both, true)]);
+        let p = against::for_round(round - 1, programs);
+        changes.extend([
+            ("api", api, true, p),
+            ("web", web, true, p),
+            ("both", both, true, p),
+        ]);
     }
-    let quiet = commit_and_release(h, twin, "bench: api change, quiet", |d| api_change(d, 3))?;
-    changes.push(("api quiet", quiet, false));
+    for p in 0..programs {
+        let n = 3 + u32::try_from(p)?;
+        let quiet = commit_and_release(h, twin, "bench: api change, quiet", |d| api_change(d, n))?;
+        changes.push(("api quiet", quiet, false, p));
+    }
     Ok((v1, changes))
 }
 
@@ -203,9 +255,18 @@ pub fn run(
     trace: bool,
     only: Option<Strategy>,
     rounds: u32,
+    against: Option<&str>,
 ) -> anyhow::Result<()> {
+    let mut programs = vec![against::this(root, against.is_some())?];
+    if let Some(rev) = against {
+        programs.push(against::build(root, rev)?);
+    }
     let _dockerd = images::ready_for_stacks(root)?;
     let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
+    let testers: Vec<Tester> = programs
+        .iter()
+        .map(|p| h.t.with_exe(p.exe.clone()))
+        .collect();
 
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(
@@ -213,7 +274,7 @@ pub fn run(
         &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
-    let built = releases(&h, &twin, rounds);
+    let built = releases(&h, &twin, rounds, programs.len());
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     let (v1, changes) = built?;
 
@@ -243,13 +304,9 @@ pub fn run(
         print_cpu_by_process("steady state", took, &before, &cpu::processes());
     }
     let mut rows = vec![Row {
-        strategy: "steady",
-        change: "none",
         report: Some(load.stop()),
-        swap: None,
         windows: vec![served::window(from, Instant::now())],
-        after: None,
-        installs: Vec::new(),
+        ..Row::new("steady", "none", "")
     }];
 
     for (strategy, flag, which) in [
@@ -262,37 +319,46 @@ pub fn run(
         if h.current()? != v1 {
             base(&h)?;
         }
-        for (change, id, loaded) in &changes {
+        for (change, id, loaded, p) in &changes {
             let traced = trace.then_some(&sampler);
-            let mut measured = install_under_load(&h, id, flag, *loaded, traced)?;
+            let mut measured = install_under_load(&h, &testers[*p], id, flag, *loaded, traced)?;
             if let Some((lead, window)) = measured.lead.take() {
                 rows[0].add_steady(lead, window);
             }
+            let program = programs[*p].label;
             let at = rows
                 .iter()
-                .position(|r| r.strategy == strategy && r.change == *change)
+                .position(|r| r.strategy == strategy && r.change == *change && r.program == program)
                 .unwrap_or_else(|| {
-                    rows.push(Row {
-                        strategy,
-                        change,
-                        report: None,
-                        swap: None,
-                        windows: Vec::new(),
-                        after: None,
-                        installs: Vec::new(),
-                    });
+                    rows.push(Row::new(strategy, change, program));
                     rows.len() - 1
                 });
             rows[at].add(measured);
         }
     }
+    // A build's row beside the other's of the same kind.
+    rows[1..].sort_by_key(|r| {
+        (
+            r.strategy != "blue/green",
+            ["api", "web", "both", "api quiet"]
+                .iter()
+                .position(|c| *c == r.change),
+            r.program,
+        )
+    });
     let cpu = sampler.samples();
     drop(sampler);
     let served = nginx_log(&h);
     drop(cleanup);
     std::fs::remove_dir_all(&h.work)?;
 
+    if programs.len() > 1 {
+        for p in &programs {
+            println!("{}: {}", p.label, p.describe);
+        }
+    }
     print_table(&rows);
+    print_against(&rows);
     print_where(&rows, &served);
     print_cpu(&rows, &cpu);
     super::finish(missed(&rows))
@@ -325,6 +391,7 @@ const AFTER: Duration = Duration::from_secs(2);
 /// slowest requests and the CPU's steal bursts).
 fn install_under_load(
     h: &Harness,
+    program: &Tester,
     id: &str,
     flag: &str,
     loaded: bool,
@@ -343,7 +410,7 @@ fn install_under_load(
         std::thread::sleep(BEFORE);
     }
     let started = Instant::now();
-    let timed = install_timed(h, id, flag, trace.is_some());
+    let timed = install_timed(h, program, id, flag, trace.is_some());
     let took = started.elapsed();
     let report = load.map(|load| {
         std::thread::sleep(AFTER);
@@ -407,7 +474,7 @@ fn print_table(rows: &[Row]) {
         "deploys: {RATE} requests/s to nginx on 127.0.0.1 (GET /health on the API and the web landing page), or none (quiet)"
     );
     println!(
-        "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
+        "{:<12} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
         "strategy",
         "change",
         "requests",
@@ -427,8 +494,8 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let load = |f: &dyn Fn(&Report) -> String| r.report.as_ref().map_or_else(dash, f);
         println!(
-            "{:<11} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
-            r.strategy,
+            "{:<12} {:<10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>16} {:>24} {:>22}",
+            r.name(),
             r.change,
             load(&|l| l.requests.to_string()),
             load(&|l| l.failed.to_string()),
@@ -450,9 +517,10 @@ fn print_table(rows: &[Row]) {
                 .map_or_else(dash, |(p99, ratio)| format!("{} ({ratio:.2}x)", ms(p99)))
         );
     }
+    // This build's (A's) against in-place.
     let took = |strategy: &str, change: &str| {
         rows.iter()
-            .find(|r| r.strategy == strategy && r.change == change)
+            .find(|r| r.strategy == strategy && r.change == change && r.program != "B")
             .and_then(|r| r.install())
             .map(|(median, _)| median)
     };
@@ -469,8 +537,11 @@ fn print_table(rows: &[Row]) {
     for r in rows.iter().filter(|r| r.strategy == "in-place") {
         if let Some(report) = &r.report {
             println!(
-                "in-place {} dropped {} of {} requests",
-                r.change, report.failed, report.requests
+                "{} {} dropped {} of {} requests",
+                r.name(),
+                r.change,
+                report.failed,
+                report.requests
             );
         }
     }
@@ -506,7 +577,7 @@ fn print_where(rows: &[Row], served: &[Served]) {
         "where the time goes (p99s in nginx's log of the requests read in the same windows: read to answered, and the app's part)"
     );
     println!(
-        "{:<11} {:<10} {:>12} {:>12} {:>12}",
+        "{:<12} {:<10} {:>12} {:>12} {:>12}",
         "strategy", "change", "p99 client", "p99 nginx", "p99 app"
     );
     for r in rows {
@@ -519,8 +590,8 @@ fn print_where(rows: &[Row], served: &[Served]) {
             continue;
         };
         println!(
-            "{:<11} {:<10} {:>12} {:>12} {:>12}",
-            r.strategy,
+            "{:<12} {:<10} {:>12} {:>12} {:>12}",
+            r.name(),
             r.change,
             ms(client.percentile(0.99)),
             ms(nginx),
@@ -555,7 +626,7 @@ fn print_cpu_by_process(
 fn print_cpu(rows: &[Row], cpu: &Samples) {
     println!("the machine in the same windows (/proc/stat)");
     println!(
-        "{:<11} {:<10} {:>10} {:>16}",
+        "{:<12} {:<10} {:>10} {:>16}",
         "strategy", "change", "CPUs busy", "stolen (ms/s)"
     );
     for r in rows {
@@ -563,20 +634,63 @@ fn print_cpu(rows: &[Row], cpu: &Samples) {
             continue;
         };
         println!(
-            "{:<11} {:<10} {:>10.2} {:>16.1}",
-            r.strategy, r.change, u.busy, u.steal_ms_per_s
+            "{:<12} {:<10} {:>10.2} {:>16.1}",
+            r.name(),
+            r.change,
+            u.busy,
+            u.steal_ms_per_s
         );
     }
 }
 
-/// The blue/green targets missed, each said.
+/// With `--against`: B's figures over A's, for each kind of install (below 1: B is quicker).
+fn print_against(rows: &[Row]) {
+    let pairs: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|a| a.program == "A")
+        .filter_map(|a| {
+            let b = rows
+                .iter()
+                .find(|b| b.program == "B" && b.strategy == a.strategy && b.change == a.change)?;
+            Some((a, b))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!("B against A (B's over A's; below 1 is better for B)");
+    println!(
+        "{:<11} {:<10} {:>22} {:>18} {:>18}",
+        "strategy", "change", "install (median)", "p99 in swaps", "p99 2 s after"
+    );
+    let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) if !a.is_zero() => format!("{:.2}x", b.as_secs_f64() / a.as_secs_f64()),
+        _ => "-".to_owned(),
+    };
+    let p99 = |r: Option<&Report>| r.map(|r| r.percentile(0.99));
+    for (a, b) in pairs {
+        println!(
+            "{:<11} {:<10} {:>22} {:>18} {:>18}",
+            a.strategy,
+            a.change,
+            ratio(a.install().map(|i| i.0), b.install().map(|i| i.0)),
+            ratio(p99(a.swap.as_ref()), p99(b.swap.as_ref())),
+            ratio(p99(a.after.as_ref()), p99(b.after.as_ref())),
+        );
+    }
+}
+
+/// The blue/green targets this build missed (B's are only compared), each said.
 fn missed(rows: &[Row]) -> Vec<String> {
     let steady = rows[0]
         .report
         .as_ref()
         .map_or(Duration::ZERO, |r| r.percentile(0.99));
     let mut missed = Vec::new();
-    for r in rows.iter().filter(|r| r.strategy == "blue/green") {
+    for r in rows
+        .iter()
+        .filter(|r| r.strategy == "blue/green" && r.program != "B")
+    {
         if let Some(report) = r.report.as_ref().filter(|l| l.failed > 0) {
             missed.push(format!(
                 "blue/green {} dropped {} requests: {:?}",

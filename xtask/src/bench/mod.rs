@@ -12,6 +12,7 @@
 //! release under 2 s with 0 bytes uploaded; peak RSS under 100 MiB. Exits non-zero when a
 //! target is missed.
 
+pub mod against;
 pub mod backup;
 pub mod cpu;
 pub mod deploy;
@@ -46,6 +47,10 @@ pub struct Args {
     /// deploy: measure one strategy only.
     #[arg(long, value_enum)]
     strategy: Option<hitsave_host::site::swap::Strategy>,
+    /// deploy: also install with xtask built from this commit (B), in alternate rounds (A B B
+    /// A ...; `--rounds` each), and compare it with this build (A) in the same run.
+    #[arg(long, value_name = "REV")]
+    against: Option<String>,
     /// fleet: measure this fleet size only (1 to 3) [default: each of 1, 2 and 3].
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
     hosts: Option<u8>,
@@ -80,7 +85,13 @@ pub fn run(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
 
 fn measure(root: &Utf8Path, args: Args) -> anyhow::Result<()> {
     if matches!(args.what, What::Deploy) {
-        return crate::bench::deploy::run(root, args.trace, args.strategy, args.rounds);
+        return crate::bench::deploy::run(
+            root,
+            args.trace,
+            args.strategy,
+            args.rounds,
+            args.against.as_deref(),
+        );
     }
     if matches!(args.what, What::Backup) {
         return crate::bench::backup::run(root);

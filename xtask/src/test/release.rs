@@ -83,6 +83,14 @@ impl Tester {
         &self.root
     }
 
+    /// The same checkout, run by another build of xtask (`bench deploy --against`).
+    pub(crate) fn with_exe(&self, exe: PathBuf) -> Tester {
+        Tester {
+            exe,
+            root: self.root.clone(),
+        }
+    }
+
     pub(crate) fn new(root: &Utf8Path) -> anyhow::Result<Tester> {
         Ok(Tester {
             exe: hitsave_host::kit::process::current_exe()
