@@ -2,8 +2,9 @@
 //! against in-place, on this machine with the real stack.
 //!
 //! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a change
-//! to both, and one more API change, and installed one after the other over v1, once per
-//! strategy: the rounds while a steady load (250 requests per second, half `GET /health` on the
+//! to both, and one more API change, and installed one after the other over v1 (after four
+//! API changes installed and not measured, so that every measured install prunes a release,
+//! as installs on a long-lived host do), once per strategy: the rounds while a steady load (250 requests per second, half `GET /health` on the
 //! API, half the web app's landing page) runs against nginx on 127.0.0.1, the last with nothing
 //! else running. Steady-state latency is measured without a deploy: 20 s first, then the
 //! 1.5 s before each install under load (the load starts 2 s before it, once the last swap's
@@ -215,16 +216,22 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report, cpu: &Samples) {
 /// installs it).
 type Changes = Vec<(&'static str, String, bool, usize)>;
 
-/// v1, then `rounds` rounds of an API, a web and a both change for each of `programs`
-/// (alternating: `against::for_round`), then a quiet API change for each, each released
-/// from the twin checkout on top of the one before.
+/// v1 and the warm-up's API changes, then `rounds` rounds of an API, a web and a both change
+/// for each of `programs` (alternating: `against::for_round`), then a quiet API change for
+/// each, each released from the twin checkout on top of the one before.
 fn releases(
     h: &Harness,
     twin: &Utf8Path,
     rounds: u32,
     programs: usize,
-) -> anyhow::Result<(String, Changes)> {
+) -> anyhow::Result<(String, Vec<String>, Changes)> {
     let v1 = release(h, twin)?;
+    let mut warm = Vec::new();
+    for n in 0..WARM_UP {
+        warm.push(commit_and_release(h, twin, "bench: warm-up", |d| {
+            api_change(d, 90 + n)
+        })?);
+    }
     let mut changes = Vec::new();
     let all = rounds * u32::try_from(programs)?;
     for round in 1..=all {
@@ -247,8 +254,13 @@ fn releases(
         let quiet = commit_and_release(h, twin, "bench: api change, quiet", |d| api_change(d, n))?;
         changes.push(("api quiet", quiet, false, p));
     }
-    Ok((v1, changes))
+    Ok((v1, warm, changes))
 }
+
+/// Installs before the measured ones, so that each measured install finds the host as it is
+/// after many (a release to prune, as every install on a long-lived host has) and no round
+/// is spared that work: the host keeps `KEEP_RELEASES`.
+const WARM_UP: u32 = hitsave_host::release::install::KEEP_RELEASES as u32 - 1;
 
 pub fn run(
     root: &Utf8Path,
@@ -276,7 +288,7 @@ pub fn run(
     )?;
     let built = releases(&h, &twin, rounds, programs.len());
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
-    let (v1, changes) = built?;
+    let (v1, warm, changes) = built?;
 
     let base = |h: &Harness| -> anyhow::Result<()> {
         let out = h.install(&v1, &["--strategy", "in-place"])?;
@@ -287,6 +299,20 @@ pub fn run(
         );
         h.expect_serving(&v1)
     };
+    base(&h)?;
+    eprintln!(
+        "xtask: bench: {} installs not measured, so that each measured one prunes a release",
+        warm.len()
+    );
+    for id in &warm {
+        let out = h.install(id, &["--strategy", "blue-green"])?;
+        ensure!(
+            out.status.success(),
+            "installing {id} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        h.settled()?;
+    }
     base(&h)?;
     let sampler = Sampler::start();
     // As long as a deploy's load runs, so that both p99s rest on as many requests.
