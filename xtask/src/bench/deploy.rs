@@ -432,6 +432,7 @@ fn install_under_load(
     eprintln!("xtask: bench: {flag}: installing {id} {under}");
     let load = loaded.then(|| Load::start(h.port, DOMAIN, RATE, LIMIT));
     let zero = Instant::now();
+    let zero_clock = monotonic_seconds();
     if loaded {
         std::thread::sleep(BEFORE);
     }
@@ -456,7 +457,7 @@ fn install_under_load(
     }
     if let (Some(sampler), Some(report)) = (trace, &report) {
         println!(
-            "{flag} {id}: the install, the 20 slowest requests and the 20 slowest of the swap"
+            "{flag} {id}: the install, the 20 slowest requests and the 20 slowest of the swap (0 ms is {zero_clock:.6} s on CLOCK_MONOTONIC, the clock of `perf sched record -k CLOCK_MONOTONIC`)"
         );
         print_trace(zero, &timed, report, &sampler.samples());
         let swap = timed.ended.saturating_duration_since(timed.swap_started);
@@ -482,6 +483,18 @@ fn install_under_load(
         lead,
         took,
     })
+}
+
+/// CLOCK_MONOTONIC now, in seconds: the clock `Instant` reads, and one perf can record by, so
+/// a trace's timeline can be laid beside a scheduler trace's.
+fn monotonic_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
 
 fn ms(d: Duration) -> String {
