@@ -1,11 +1,12 @@
 //! `cargo xtask bench deploy`: requests dropped while a new release is installed, blue/green
 //! against in-place, on this machine with the real stack.
 //!
-//! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a change
-//! to both, and one more API change, and installed one after the other over v1 (after four
-//! API changes installed and not measured, so that every measured install prunes a release,
-//! as installs on a long-lived host do), once per strategy: the rounds while a steady load (250 requests per second, half `GET /health` on the
-//! API, half the web app's landing page) runs against nginx on 127.0.0.1, the last with nothing
+//! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a
+//! change to both, and one more API change, and installed one after the other over v1 (after
+//! four API changes installed and not measured, so that every measured install prunes a
+//! release, as installs on a long-lived host do), once per strategy: the rounds while a steady
+//! load (250 requests per second, half `GET /health` on the API, half the web app's landing
+//! page) runs against nginx on 127.0.0.1, the last with nothing
 //! else running. Steady-state latency is measured without a deploy: 20 s first, then the
 //! 1.5 s before each install under load (the load starts 2 s before it, once the last swap's
 //! old containers are gone), pooled, so that it drifts with the machine as the swaps do on a
@@ -228,8 +229,10 @@ fn releases(
     let v1 = release(h, twin)?;
     let mut warm = Vec::new();
     for n in 0..WARM_UP {
+        // Markers no round uses (they count up from 11), so that no measured release is
+        // one the host already built.
         warm.push(commit_and_release(h, twin, "bench: warm-up", |d| {
-            api_change(d, 90 + n)
+            api_change(d, 1000 + n)
         })?);
     }
     let mut changes = Vec::new();
