@@ -308,12 +308,8 @@ pub fn run(
         warm.len()
     );
     for id in &warm {
-        let out = h.install(id, &["--strategy", "blue-green"])?;
-        ensure!(
-            out.status.success(),
-            "installing {id} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // Blue/green: the install's default.
+        h.install_ok(id)?;
         h.settled()?;
     }
     base(&h)?;
