@@ -504,8 +504,8 @@ impl Stack {
         self.env.domain()
     }
 
-    /// Whether this release serves: api, web and nginx healthy, and both apps answering for
-    /// this release through nginx. `Err(reason)` says what is still missing.
+    /// Whether this release serves: the database healthy, api, web and nginx running and not
+    /// unhealthy, and both apps answering for this release through nginx. `Err(reason)` says what is still missing.
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
         let containers = self.containers()?;
         let services: &[&str] = if self.external_db() {
@@ -533,11 +533,11 @@ impl Stack {
                 Some(c) if c.state != State::Running => {
                     return Ok(Err(format!("{service} is {}", c.state.as_str())));
                 }
-                // An app container Docker has not checked yet (it checks every 2 s) is judged
-                // below, by its answer through nginx as this release.
+                // An app or nginx container Docker has not checked yet (it checks them every
+                // 10 s) is judged below, by the apps' answers through nginx as this release.
                 Some(c)
                     if c.health != Some(Health::Healthy)
-                        && !(App::of_service(service).is_some()
+                        && !(service != Service::Db.name()
                             && c.health == Some(Health::Starting)) =>
                 {
                     return Ok(Err(format!(

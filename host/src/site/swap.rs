@@ -26,7 +26,7 @@ use crate::kit::{docker, engine};
 use crate::site::app::{App, Service};
 use crate::site::cpu::{Phase, Weights};
 use crate::site::nginx::{self, Upstreams};
-use crate::site::stack::{Container, Health, Stack, State};
+use crate::site::stack::{Container, Stack, State};
 
 /// How app containers are replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -611,8 +611,8 @@ fn create_beside(
     Ok(new)
 }
 
-/// Waits until each app has a healthy container that answers as this release on its own
-/// address (for a restore, while nginx still answers the maintenance page).
+/// Waits until each app has a running container that answers its readiness page, and as this
+/// release, on its own address (for a restore, while nginx still answers the maintenance page).
 pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
     let domain = stack.domain()?.to_owned();
     for app in App::ALL {
@@ -622,11 +622,11 @@ pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
             .find(|c| c.service == app.service() && c.state == State::Running)
             .map(|c| c.name)
             .with_context(|| format!("{app} has no running container"))?;
-        // Docker's own verdict here: the restore restarted these containers, and nginx's
-        // connections to them must have been renewed before the maintenance ends.
-        wait_healthy(&container, timeout).map_err(|e| {
+        // Asked every 50 ms, as an install asks its new containers: Docker's check comes
+        // every 10 s, and the maintenance page would stay up that much longer.
+        wait_ready(&container, app, &domain, timeout).map_err(|e| {
             let evidence = docker::last_words(&container);
-            e.context(format!("{container} never became healthy{evidence}"))
+            e.context(format!("{container} never became ready{evidence}"))
         })?;
         let (release, _) = stack.env.app_release(app)?;
         let marker = format!("\"release\":\"{release}\"");
@@ -780,28 +780,9 @@ impl<'a> Workers<'a> {
     }
 }
 
-fn wait_healthy(container: &str, timeout: Duration) -> anyhow::Result<()> {
-    let what = format!("{container} to turn healthy");
-    wait_for(&what, timeout, Duration::from_millis(500), || {
-        let state = match engine::container(container) {
-            Ok(Some(c)) => c.state,
-            Ok(None) => bail!("{container} is gone"),
-            Err(e) => return Ok(Wait::NotYet(format!("{e:#}"))),
-        };
-        let health = state.health.map(|h| h.status).unwrap_or_default();
-        let seen = format!("{} {health}", state.status);
-        match (State::from(state.status), Health::parse(&health)) {
-            (State::Running, Some(Health::Healthy)) => Ok(Wait::Done(())),
-            (state, _) if state.is_over() => bail!("{container} exited ({seen})"),
-            _ => Ok(Wait::NotYet(format!("it is still {seen:?}"))),
-        }
-    })
-}
-
 /// Waits until `container` answers its readiness page with 200, asked on its own address every
-/// 50 ms: ready as soon as it is, not at Docker's next health check (every 2 s; it stays for
-/// `restart` and `status`). Its state is looked at every half second, so one that exits fails
-/// at once.
+/// 50 ms: ready as soon as it is, not at Docker's next health check (every 10 s; it is for
+/// `status`). Its state is looked at every half second, so one that exits fails at once.
 fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::new(docker::container_ip(container)?, app.port());
     let host = app.host(domain);
@@ -812,11 +793,15 @@ fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> any
         Duration::from_millis(50),
         || {
             looks += 1;
-            if let Some((200, _)) =
-                crate::kit::http::request_to(addr, &host, "GET", app.ready_path(), None)
-            {
-                return Ok(Wait::Done(()));
-            }
+            let said =
+                match crate::kit::http::request_to(addr, &host, "GET", app.ready_path(), None) {
+                    Some((200, _)) => return Ok(Wait::Done(())),
+                    Some((status, body)) => {
+                        let body: String = body.trim().chars().take(200).collect();
+                        format!("it answers {status}: {body}")
+                    }
+                    None => "it does not answer yet".to_owned(),
+                };
             if looks.is_multiple_of(10) {
                 let status = engine::container(container)
                     .ok()
@@ -827,7 +812,7 @@ fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> any
                     bail!("{container} exited ({status})");
                 }
             }
-            Ok(Wait::NotYet("it does not answer 200 yet".into()))
+            Ok(Wait::NotYet(said))
         },
     )
 }
