@@ -5,7 +5,10 @@
 //! `<target>/xtask/against/` (the first build compiles every dependency once; later ones
 //! only what changed), so the binary running the bench is never touched. Only the program
 //! that installs differs: both install the same releases, built from this checkout (the apps,
-//! the compose files and nginx's template are the release's, not the installer's).
+//! the compose files and nginx's template are the release's, not the installer's), and both
+//! are debug builds of xtask, since B's release build would be one more build of minutes.
+//! Without `--against`, the measured installs are the release's own host program's, as on a
+//! host.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,6 +38,29 @@ pub fn this(root: &Utf8Path, compared: bool) -> anyhow::Result<Program> {
             if dirty { " with local changes" } else { "" }
         ),
         exe: hitsave_host::kit::process::current_exe()?,
+    })
+}
+
+/// The host program of the release `id` installed under `h` (its `xtask` artifact, fetched
+/// and checked as the CodeDeploy hooks fetch it: `codedeploy::resident::release_program`): the
+/// 8 MiB release build that runs on hosts, not this debug build of xtask.
+pub fn released(h: &crate::test::install::Harness, id: &str) -> anyhow::Result<Program> {
+    let host = hitsave_host::site::host::Host::open(&h.host_root)?;
+    let release = hitsave_schema::ReleaseId::new(id)?;
+    let manifest = host
+        .manifest(&release)
+        .with_context(|| format!("release {id} is not installed under {}", h.host_root))?;
+    let store = hitsave_host::kit::store::LocalStore::new(&h.store);
+    let ui = hitsave_host::kit::ui::Ui::new();
+    let exe = hitsave_host::codedeploy::resident::release_program(&ui, &host, &store, &manifest)?;
+    let size = std::fs::metadata(&exe)?.len();
+    Ok(Program {
+        label: "",
+        describe: format!(
+            "the release's host program ({:.1} MiB, built with --release)",
+            size as f64 / 1024.0 / 1024.0
+        ),
+        exe: exe.into(),
     })
 }
 

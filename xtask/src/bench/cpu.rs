@@ -2,7 +2,10 @@
 //! the time the hypervisor took the vCPUs away while they had work (steal). A steal burst holds
 //! every process on that vCPU at once, server and client alike, so the requests in flight on
 //! it come back late together; when the swaps' windows see more steal than steady state, part
-//! of their tail is the VM's, and the trace shows where it fell.
+//! of their tail is the VM's, and the trace shows where it fell. Beside it, from
+//! `/proc/pressure/io`, the time tasks were stalled on the disk: a process that writes (nginx's
+//! access log through Docker's log pipe, dockerd's state files) waits for the disk in the
+//! middle of serving when a virtual disk is slow or throttled.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,9 @@ pub struct Ticks {
     pub busy: u64,
     /// Time a vCPU wanted to run and the hypervisor ran something else.
     pub steal: u64,
+    /// Microseconds some task was stalled on IO (`/proc/pressure/io`'s `some total`; 0 on a
+    /// kernel without PSI).
+    pub io_some_us: u64,
 }
 
 /// Parses the `cpu` line of `/proc/stat`.
@@ -35,7 +41,17 @@ pub fn parse(stat: &str) -> Option<Ticks> {
     Some(Ticks {
         busy: field(0) + field(1) + field(2) + field(5) + field(6),
         steal: field(7),
+        io_some_us: 0,
     })
+}
+
+/// The `some` line's `total=` (microseconds) of a `/proc/pressure/*` file.
+pub fn parse_pressure(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
 }
 
 /// Readings taken every `EVERY` on a thread of their own, until dropped.
@@ -53,7 +69,9 @@ impl Sampler {
             while !flag.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 let read = std::fs::read_to_string("/proc/stat").ok();
-                if let Some(t) = read.as_deref().and_then(parse) {
+                if let Some(mut t) = read.as_deref().and_then(parse) {
+                    let io = std::fs::read_to_string("/proc/pressure/io").ok();
+                    t.io_some_us = io.as_deref().and_then(parse_pressure).unwrap_or(0);
                     into.lock().unwrap().taken.push((now, wall(now), t));
                 }
                 std::thread::sleep(EVERY.saturating_sub(now.elapsed()));
@@ -87,6 +105,8 @@ pub struct Use {
     pub busy: f64,
     /// Milliseconds stolen per second of the windows (summed over the vCPUs).
     pub steal_ms_per_s: f64,
+    /// Milliseconds per second of the windows during which some task waited for the disk.
+    pub io_ms_per_s: f64,
 }
 
 impl Samples {
@@ -95,7 +115,7 @@ impl Samples {
     /// around any of them.
     pub fn over(&self, windows: &[Window]) -> Option<Use> {
         let tick = ticks_per_second();
-        let (mut busy, mut steal, mut seconds) = (0u64, 0u64, 0f64);
+        let (mut busy, mut steal, mut io, mut seconds) = (0u64, 0u64, 0u64, 0f64);
         for &(from, to) in windows {
             let first = self.taken.iter().rev().find(|(_, w, _)| *w <= from);
             let last = self.taken.iter().find(|(_, w, _)| *w >= to);
@@ -104,12 +124,36 @@ impl Samples {
             };
             busy += t1.busy.saturating_sub(t0.busy);
             steal += t1.steal.saturating_sub(t0.steal);
+            io += t1.io_some_us.saturating_sub(t0.io_some_us);
             seconds += w1 - w0;
         }
         (seconds > 0.0).then(|| Use {
             busy: busy as f64 / tick / seconds,
             steal_ms_per_s: steal as f64 / tick * 1000.0 / seconds,
+            io_ms_per_s: io as f64 / 1000.0 / seconds,
         })
+    }
+
+    /// Each stretch of readings in a row where tasks waited for the disk, 20 ms or more in
+    /// all: when it ended, and how many ms.
+    pub fn io_stalls(&self, from: Instant, to: Instant) -> Vec<(Instant, f64)> {
+        let mut stalls = Vec::new();
+        let mut run: Option<(Instant, u64)> = None;
+        for p in self.taken.windows(2) {
+            let grew = p[1].2.io_some_us.saturating_sub(p[0].2.io_some_us);
+            if p[1].0 < from || p[1].0 > to || grew == 0 {
+                stalls.extend(run.take());
+                continue;
+            }
+            let sum = run.map_or(0, |(_, us)| us) + grew;
+            run = Some((p[1].0, sum));
+        }
+        stalls.extend(run);
+        stalls
+            .into_iter()
+            .filter(|(_, us)| *us >= 20_000)
+            .map(|(at, us)| (at, us as f64 / 1000.0))
+            .collect()
     }
 
     /// Each reading where steal grew since the one before: when, and by how many ms.
@@ -206,10 +250,14 @@ mod tests {
             parse(stat),
             Some(Ticks {
                 busy: 64795 + 3 + 12882 + 7 + 71,
-                steal: 142
+                steal: 142,
+                io_some_us: 0,
             })
         );
         assert_eq!(parse("intr 1\n"), None);
+        let io = "some avg10=0.00 avg60=2.08 avg300=3.90 total=3341877512\nfull avg10=0.00 avg60=1.39 avg300=2.90 total=2819140418\n";
+        assert_eq!(parse_pressure(io), Some(3341877512));
+        assert_eq!(parse_pressure("full total=1\n"), None);
     }
 
     #[test]
@@ -243,13 +291,22 @@ mod tests {
         let t = Instant::now();
         let samples = Samples {
             taken: vec![
-                (t, 100.0, Ticks { busy: 0, steal: 0 }),
+                (
+                    t,
+                    100.0,
+                    Ticks {
+                        busy: 0,
+                        steal: 0,
+                        io_some_us: 0,
+                    },
+                ),
                 (
                     t,
                     101.0,
                     Ticks {
                         busy: 100,
                         steal: 2,
+                        io_some_us: 30_000,
                     },
                 ),
                 (
@@ -258,6 +315,7 @@ mod tests {
                     Ticks {
                         busy: 150,
                         steal: 2,
+                        io_some_us: 30_000,
                     },
                 ),
             ],
@@ -266,6 +324,9 @@ mod tests {
         let u = samples.over(&[(100.0, 101.0)]).unwrap();
         assert!((u.busy - 100.0 / tick).abs() < 1e-9);
         assert!((u.steal_ms_per_s - 2.0 / tick * 1000.0).abs() < 1e-9);
+        assert!((u.io_ms_per_s - 30.0).abs() < 1e-9);
+        // The stall ends with the second reading; the third saw none.
+        assert_eq!(samples.io_stalls(t, t), vec![(t, 30.0)]);
         // A window between readings takes the readings around it.
         let u = samples.over(&[(100.5, 101.5)]).unwrap();
         assert!((u.busy - 150.0 / tick / 2.0).abs() < 1e-9);

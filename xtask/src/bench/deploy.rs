@@ -7,7 +7,8 @@
 //! release, as installs on a long-lived host do), once per strategy: the rounds while a steady
 //! load (250 requests per second, half `GET /health` on the API, half the web app's landing
 //! page) runs against nginx on 127.0.0.1, the last with nothing
-//! else running. Steady-state latency is measured without a deploy: 20 s first, then the
+//! else running. The measured installs are the release's own host program's (its `xtask`
+//! artifact, fetched as the CodeDeploy hooks fetch it), as on a host. Steady-state latency is measured without a deploy: 20 s first, then the
 //! 1.5 s before each install under load (the load starts 2 s before it, once the last swap's
 //! old containers are gone), pooled, so that it drifts with the machine as the swaps do on a
 //! shared VM. For each install,
@@ -22,7 +23,7 @@
 //! stole from the vCPUs (`cpu`; `--trace` puts each steal burst on the install's timeline).
 //!
 //! With `--against REV`, xtask built from REV (B) installs every other round beside this
-//! build (A), in the order A B B A (`--rounds` each, and a quiet API change each), and a last
+//! build of xtask (A; both debug builds), in the order A B B A (`--rounds` each, and a quiet API change each), and a last
 //! table gives B's install time and p99s over A's: two versions of the install compared
 //! under the same drift of the machine (bench/against.rs).
 //!
@@ -207,6 +208,12 @@ fn print_trace(zero: Instant, timed: &Timed, report: &Report, cpu: &Samples) {
     for (at_, ms) in cpu.steal_bursts(zero, timed.ended) {
         lines.push((at(at_), format!("steal: {ms:.0} ms taken from the vCPUs")));
     }
+    for (at_, ms) in cpu.io_stalls(zero, timed.ended) {
+        lines.push((
+            at(at_),
+            format!("io: tasks waited {ms:.0} ms for the disk, until here"),
+        ));
+    }
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (ms, line) in lines {
         println!("  {ms:>9.0} ms  {line}");
@@ -278,10 +285,6 @@ pub fn run(
     }
     let _dockerd = images::ready_for_stacks(root)?;
     let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
-    let testers: Vec<Tester> = programs
-        .iter()
-        .map(|p| h.t.with_exe(p.exe.clone()))
-        .collect();
 
     let head = git(root, &["rev-parse", "HEAD"])?;
     let twin = checkout(
@@ -303,6 +306,15 @@ pub fn run(
         h.expect_serving(&v1)
     };
     base(&h)?;
+    if against.is_none() {
+        // What a host runs (and the CodeDeploy hooks run): the release's own program.
+        programs[0] = against::released(&h, &v1)?;
+    }
+    let testers: Vec<Tester> = programs
+        .iter()
+        .map(|p| h.t.with_exe(p.exe.clone()))
+        .collect();
+    eprintln!("xtask: bench: installing with {}", programs[0].describe);
     eprintln!(
         "xtask: bench: {} installs not measured, so that each measured one prunes a release",
         warm.len()
@@ -381,6 +393,8 @@ pub fn run(
         for p in &programs {
             println!("{}: {}", p.label, p.describe);
         }
+    } else {
+        println!("installed by {}", programs[0].describe);
     }
     print_table(&rows);
     print_against(&rows);
@@ -662,21 +676,22 @@ fn print_cpu_by_process(
 /// (steady state's: the load's own). Steal holds everything on a vCPU at once, so the
 /// swaps' tail carries the VM's share when their windows see more of it than steady state.
 fn print_cpu(rows: &[Row], cpu: &Samples) {
-    println!("the machine in the same windows (/proc/stat)");
+    println!("the machine in the same windows (/proc/stat, /proc/pressure/io)");
     println!(
-        "{:<12} {:<10} {:>10} {:>16}",
-        "strategy", "change", "CPUs busy", "stolen (ms/s)"
+        "{:<12} {:<10} {:>10} {:>16} {:>22}",
+        "strategy", "change", "CPUs busy", "stolen (ms/s)", "waiting on disk (ms/s)"
     );
     for r in rows {
         let Some(u) = cpu.over(&r.windows) else {
             continue;
         };
         println!(
-            "{:<12} {:<10} {:>10.2} {:>16.1}",
+            "{:<12} {:<10} {:>10.2} {:>16.1} {:>22.1}",
             r.name(),
             r.change,
             u.busy,
-            u.steal_ms_per_s
+            u.steal_ms_per_s,
+            u.io_ms_per_s
         );
     }
 }

@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     strategy: Option<hitsave_host::site::swap::Strategy>,
     /// deploy: also install with xtask built from this commit (B), in alternate rounds (A B B
-    /// A ...; `--rounds` each), and compare it with this build (A) in the same run.
+    /// A ...; `--rounds` each), and compare it with this build (A) in the same run. Both are
+    /// debug builds of xtask; without it, the release's own host program installs.
     #[arg(long, value_name = "REV")]
     against: Option<String>,
     /// fleet: measure this fleet size only (1 to 3) [default: each of 1, 2 and 3].
