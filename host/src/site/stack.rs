@@ -534,7 +534,7 @@ impl Stack {
                     return Ok(Err(format!("{service} is {}", c.state.as_str())));
                 }
                 // An app or nginx container Docker has not checked yet (it checks them every
-                // 10 s) is judged below, by the apps' answers through nginx as this release.
+                // 30 s) is judged below, by the apps' answers through nginx as this release.
                 Some(c)
                     if c.health != Some(Health::Healthy)
                         && !(service != Service::Db.name()

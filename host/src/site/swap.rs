@@ -490,9 +490,9 @@ impl<'a> Site<'a> {
 
 /// One new container of each app in `swaps` beside its live one: `created`'s, or created now
 /// (one compose call), each in turn (the API first) started with the boot CPU, ready, warmed
-/// up and given the serving CPU. Their names in `swaps`' order, or an error that carries a failed
-/// one's last health output and log lines, after every new one is removed (the old ones never
-/// stopped).
+/// up and given the serving CPU. Their names in `swaps`' order, or an error that carries what a
+/// failed one's readiness page last answered, its last health output (when Docker ran a check)
+/// and log lines, after every new one is removed (the old ones never stopped).
 fn start_beside(
     ui: &Ui,
     stack: &Stack,
@@ -623,7 +623,7 @@ pub fn wait_apps_ready(stack: &Stack, timeout: Duration) -> anyhow::Result<()> {
             .map(|c| c.name)
             .with_context(|| format!("{app} has no running container"))?;
         // Asked every 50 ms, as an install asks its new containers: Docker's check comes
-        // every 10 s, and the maintenance page would stay up that much longer.
+        // every 30 s, and the maintenance page would stay up that much longer.
         wait_ready(&container, app, &domain, timeout).map_err(|e| {
             let evidence = docker::last_words(&container);
             e.context(format!("{container} never became ready{evidence}"))
@@ -781,7 +781,7 @@ impl<'a> Workers<'a> {
 }
 
 /// Waits until `container` answers its readiness page with 200, asked on its own address every
-/// 50 ms: ready as soon as it is, not at Docker's next health check (every 10 s; it is for
+/// 50 ms: ready as soon as it is, not at Docker's next health check (every 30 s; it is for
 /// `status`). Its state is looked at every half second, so one that exits fails at once.
 fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::new(docker::container_ip(container)?, app.port());
