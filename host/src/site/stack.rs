@@ -505,7 +505,8 @@ impl Stack {
     }
 
     /// Whether this release serves: the database healthy, api, web and nginx running and not
-    /// unhealthy, and both apps answering for this release through nginx. `Err(reason)` says what is still missing.
+    /// unhealthy, and both apps answering for this release through nginx. `Err(reason)` says
+    /// what is still missing.
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
         let containers = self.containers()?;
         let services: &[&str] = if self.external_db() {

@@ -43,7 +43,7 @@ pub fn this(root: &Utf8Path, compared: bool) -> anyhow::Result<Program> {
 
 /// The host program of the release `id` installed under `h` (its `xtask` artifact, fetched
 /// and checked as the CodeDeploy hooks fetch it: `codedeploy::resident::release_program`): the
-/// 8 MiB release build that runs on hosts, not this debug build of xtask.
+/// release build that runs on hosts, not this debug build of xtask.
 pub fn released(h: &crate::test::install::Harness, id: &str) -> anyhow::Result<Program> {
     let host = hitsave_host::site::host::Host::open(&h.host_root)?;
     let release = hitsave_schema::ReleaseId::new(id)?;

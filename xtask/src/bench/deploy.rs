@@ -1,36 +1,36 @@
 //! `cargo xtask bench deploy`: requests dropped while a new release is installed, blue/green
 //! against in-place, on this machine with the real stack.
 //!
-//! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a
-//! change to both, and one more API change, and installed one after the other over v1 (after
-//! four API changes installed and not measured, so that every measured install prunes a
-//! release, as installs on a long-lived host do), once per strategy: the rounds while a steady
-//! load (250 requests per second, half `GET /health` on the API, half the web app's landing
-//! page) runs against nginx on 127.0.0.1, the last with nothing
-//! else running. The measured installs are the release's own host program's (its `xtask`
-//! artifact, fetched as the CodeDeploy hooks fetch it), as on a host. Steady-state latency is measured without a deploy: 20 s first, then the
-//! 1.5 s before each install under load (the load starts 2 s before it, once the last swap's
-//! old containers are gone), pooled, so that it drifts with the machine as the swaps do on a
-//! shared VM. For each install,
-//! its steps (`install --timings`); then one table: strategy, change, requests, failed,
-//! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests
-//! that started during the swaps of that kind, pooled (one swap is some 300 requests, whose
-//! p99 would be its third slowest), with its ratio to steady state, and the p99 of those that
-//! started in the 2 s after each install returned (the old containers are stopped then, in the
-//! background: no target, but users wait behind it too); and, from nginx's access
-//! log, the p99 of the same requests in nginx and in the app (`served`); and, from
-//! `/proc/stat`, how many CPUs were busy in those windows and how much time the hypervisor
-//! stole from the vCPUs (`cpu`; `--trace` puts each steal burst on the install's timeline).
+//! Releases are built on top of HEAD, `--rounds` times (3) an API change, a web change and a change
+//! to both, and one more API change, and installed one after the other over v1 (after four API
+//! changes installed and not measured, so that every measured install prunes a release, as installs
+//! on a long-lived host do), once per strategy: the rounds while a steady load (250 requests per
+//! second, half `GET /health` on the API, half the web app's landing page) runs against nginx on
+//! 127.0.0.1, the last with nothing else running. The measured installs are the release's own host
+//! program's (its `xtask` artifact, fetched as the CodeDeploy hooks fetch it), as on a host.
+//! Steady-state latency is measured without a deploy: 20 s first, then the 1.5 s before each
+//! install under load (the load starts 2 s before it, once the last swap's old containers are
+//! gone), pooled, so that it drifts with the machine as the swaps do on a shared VM. For each
+//! install, its steps (`install --timings`); then one table: strategy, change, requests, failed,
+//! p50/p99/max latency, install wall time (median and slowest), and the p99 of the requests that
+//! started during the swaps of that kind, pooled (one swap is some 300 requests, whose p99 would be
+//! its third slowest), with its ratio to steady state, and the p99 of those that started in the 2 s
+//! after each install returned (the old containers are stopped then, in the background: no target,
+//! but users wait behind it too); and, from nginx's access log, the p99 of the same requests in
+//! nginx and in the app (`served`); and, from `/proc/stat`, how many CPUs were busy in those
+//! windows and how much time the hypervisor stole from the vCPUs, and from `/proc/pressure/io`
+//! how long tasks waited on the disk (`cpu`; `--trace` puts each steal burst and disk wait on the
+//! install's timeline).
 //!
-//! With `--against REV`, xtask built from REV (B) installs every other round beside this
-//! build of xtask (A; both debug builds), in the order A B B A (`--rounds` each, and a quiet API change each), and a last
-//! table gives B's install time and p99s over A's: two versions of the install compared
-//! under the same drift of the machine (bench/against.rs).
+//! With `--against REV`, xtask built from REV (B) installs every other round beside this build of
+//! xtask (A; both debug builds), in the order A B B A (`--rounds` each, and a quiet API change
+//! each), and a last table gives B's install time and p99s over A's: two versions of the install
+//! compared under the same drift of the machine (bench/against.rs).
 //!
-//! Targets (blue/green; in-place is the peer, measured in the same run): nothing dropped in
-//! any deploy, p99 during each kind of swap within 1.3x of steady state, an API-only install
-//! within 3 s with nothing else running and within 4 s under the load (each). Exits non-zero
-//! when one is missed.
+//! Targets (blue/green; in-place is the peer, measured in the same run): nothing dropped in any
+//! deploy, p99 during each kind of swap within 1.3x of steady state, an API-only install within 3 s
+//! with nothing else running and within 4 s under the load (each). Exits non-zero when one is
+//! missed.
 
 use std::time::{Duration, Instant};
 
