@@ -797,8 +797,10 @@ fn wait_ready(container: &str, app: App, domain: &str, timeout: Duration) -> any
                 match crate::kit::http::request_to(addr, &host, "GET", app.ready_path(), None) {
                     Some((200, _)) => return Ok(Wait::Done(())),
                     Some((status, body)) => {
-                        let body: String = body.trim().chars().take(200).collect();
-                        format!("it answers {status}: {body}")
+                        format!(
+                            "it answers {status}: {}",
+                            crate::kit::ui::truncate(body.trim(), 200)
+                        )
                     }
                     None => "it does not answer yet".to_owned(),
                 };

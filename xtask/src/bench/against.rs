@@ -27,12 +27,12 @@ pub struct Program {
     pub exe: PathBuf,
 }
 
-/// This very build, labelled "A" when `compared`.
-pub fn this(root: &Utf8Path, compared: bool) -> anyhow::Result<Program> {
+/// This very build, as "A".
+pub fn this(root: &Utf8Path) -> anyhow::Result<Program> {
     let head = git(root, &["rev-parse", "--short=12", "HEAD"])?;
     let dirty = !git(root, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
     Ok(Program {
-        label: if compared { "A" } else { "" },
+        label: "A",
         describe: format!(
             "this build (HEAD {head}{})",
             if dirty { " with local changes" } else { "" }

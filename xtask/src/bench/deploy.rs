@@ -279,10 +279,9 @@ pub fn run(
     rounds: u32,
     against: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut programs = vec![against::this(root, against.is_some())?];
-    if let Some(rev) = against {
-        programs.push(against::build(root, rev)?);
-    }
+    // B first: minutes of building, before any stack runs.
+    let b = against.map(|rev| against::build(root, rev)).transpose()?;
+    let count = 1 + usize::from(b.is_some());
     let _dockerd = images::ready_for_stacks(root)?;
     let (h, cleanup) = Harness::fresh(root, "bench-deploy")?;
 
@@ -292,7 +291,7 @@ pub fn run(
         &xtask::checkout::target_dir(root).join("xtask/twins/b"),
         &head,
     )?;
-    let built = releases(&h, &twin, rounds, programs.len());
+    let built = releases(&h, &twin, rounds, count);
     git(&twin, &["reset", "--quiet", "--hard", &head])?;
     let (v1, warm, changes) = built?;
 
@@ -306,10 +305,12 @@ pub fn run(
         h.expect_serving(&v1)
     };
     base(&h)?;
-    if against.is_none() {
-        // What a host runs (and the CodeDeploy hooks run): the release's own program.
-        programs[0] = against::released(&h, &v1)?;
-    }
+    // What a host runs (and the CodeDeploy hooks run): the release's own program; or the two
+    // builds of xtask compared.
+    let programs = match b {
+        Some(b) => vec![against::this(root)?, b],
+        None => vec![against::released(&h, &v1)?],
+    };
     let testers: Vec<Tester> = programs
         .iter()
         .map(|p| h.t.with_exe(p.exe.clone()))
