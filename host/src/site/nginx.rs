@@ -6,16 +6,23 @@
 //! on each request, so turning it on or off needs no reload and drops no connection).
 
 use anyhow::Context;
+use std::net::SocketAddr;
+
 use camino::Utf8Path;
 
 use crate::site::app::App;
 
-/// Where nginx sends each app: `host:port`, a compose service name (`api:8080`) or, during
-/// and after a blue/green swap, one container's name (`hitsave-api-2:8080`).
+/// Where nginx sends each app. By name, `host:port`: a compose service (`api:8080`) or, during
+/// and after a blue/green swap, one container's name (`hitsave-api-2:8080`), looked up through
+/// Docker's DNS; and, when the swap knows it, that container's address, which nginx connects to
+/// first without a lookup (see `upstream_blocks`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstreams {
     pub api: String,
     pub web: String,
+    /// Each app's container address, tried before its name.
+    pub api_at: Option<SocketAddr>,
+    pub web_at: Option<SocketAddr>,
     /// The release each app serves, for the access log (the watch after a cutover reads it).
     pub api_release: String,
     pub web_release: String,
@@ -28,15 +35,18 @@ impl Upstreams {
         Upstreams {
             api: at(App::Api),
             web: at(App::Web),
+            api_at: None,
+            web_at: None,
             api_release: String::new(),
             web_release: String::new(),
         }
     }
 
-    pub fn set(&mut self, app: App, upstream: String) {
+    /// Routes `app` to `upstream` (`host:port`), at `address` when it is known.
+    pub fn set(&mut self, app: App, upstream: String, address: Option<SocketAddr>) {
         match app {
-            App::Api => self.api = upstream,
-            App::Web => self.web = upstream,
+            App::Api => (self.api, self.api_at) = (upstream, address),
+            App::Web => (self.web, self.web_at) = (upstream, address),
         }
     }
 
@@ -47,7 +57,79 @@ impl Upstreams {
             App::Web => &self.web,
         }
     }
+
+    /// The address `app` is tried at first, if known.
+    pub fn address(&self, app: App) -> Option<SocketAddr> {
+        match app {
+            App::Api => self.api_at,
+            App::Web => self.web_at,
+        }
+    }
 }
+
+/// Where, inside the nginx container, each app's route by name listens (the fallback of its
+/// upstream group).
+fn by_name_listener(app: App) -> &'static str {
+    match app {
+        App::Api => "127.0.0.1:18080",
+        App::Web => "127.0.0.1:13000",
+    }
+}
+
+/// One upstream group per app, `hitsave_<service>`, which the site's locations proxy to: the
+/// container's address first, with no lookup on the request path (Docker's DNS is answered by
+/// dockerd, which answers late while it sets up a container's network: nginx held every
+/// request of an app 100-170 ms when its 5 s cache of a name ran out during a swap's start);
+/// and, when that address does not answer (a container restarted by its policy or a reboot can
+/// come back on another), a server on loopback that proxies to the name, looked up again at
+/// most 5 s later. A failed address is left alone for 30 s, so a stale one costs one connect
+/// attempt (refused, or 250 ms when no one holds the address) per worker per 30 s.
+/// A name that is an address (dev: `127.0.0.1:8080`) is the only server.
+fn upstream_blocks(upstreams: &Upstreams) -> String {
+    let mut out = String::new();
+    for app in App::ALL {
+        let (service, name) = (app.service(), upstreams.get(app));
+        let literal = name.parse::<SocketAddr>().ok();
+        let fallback = by_name_listener(app);
+        let servers = match (upstreams.address(app), literal) {
+            (_, Some(address)) => format!("    server {address};"),
+            (Some(address), None) => format!(
+                "    server {address} max_fails=1 fail_timeout=30s;\n    server {fallback} backup;"
+            ),
+            // No address known: the location asks for the name itself (`proxy_pass_to`).
+            (None, None) => continue,
+        };
+        out.push_str(&format!("upstream hitsave_{service} {{\n{servers}\n}}\n"));
+        if literal.is_none() {
+            out.push_str(&format!(
+                "server {{\n    listen {fallback};\n    access_log off;\n    location / {{\n        \
+                 set ${service} http://{name};\n        proxy_pass ${service};\n{FORWARDED}\n    }}\n}}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// How a location of the site reaches `app` (at `path`): through its upstream group when the
+/// group has a known address or a literal one, else by its name through the resolver, as before
+/// there were groups (no loopback hop when there is nothing to fall back from).
+fn proxy_pass_to(upstreams: &Upstreams, app: App, var: &str, path: &str) -> String {
+    let (service, name) = (app.service(), upstreams.get(app));
+    if upstreams.address(app).is_some() || name.parse::<SocketAddr>().is_ok() {
+        format!("        proxy_pass http://hitsave_{service}{path};")
+    } else {
+        format!("        set ${var} http://{name};\n        proxy_pass ${var}{path};")
+    }
+}
+
+/// The headers the route by name passes on as the site's server set them (`proxy_set_header`
+/// in a location replaces every inherited one).
+const FORWARDED: &str = "        proxy_set_header Host $host;\n        \
+     proxy_set_header X-Real-IP $http_x_real_ip;\n        \
+     proxy_set_header X-Forwarded-For $http_x_forwarded_for;\n        \
+     proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;\n        \
+     proxy_set_header Upgrade $http_upgrade;\n        \
+     proxy_set_header Connection $connection_upgrade;";
 
 /// The page maintenance serves, and the file whose presence turns it on; the API's hosts
 /// answer JSON instead; who turned it on (`restore`, or `operator` for `xtask maintenance`).
@@ -149,7 +231,21 @@ pub fn render(template: &str, domain: &str, https: Option<Https>, upstreams: &Up
             "{{maintenance_page}}",
             &maintenance_location(MAINTENANCE_FILE, headers),
         )
+        .replace("{{upstreams}}", upstream_blocks(upstreams).trim_end())
+        .replace(
+            "{{lb_api_pass}}",
+            &proxy_pass_to(upstreams, App::Api, "lb_api", "/ready"),
+        )
+        .replace(
+            "{{api_pass}}",
+            &proxy_pass_to(upstreams, App::Api, "api", ""),
+        )
+        .replace(
+            "{{web_pass}}",
+            &proxy_pass_to(upstreams, App::Web, "web", ""),
+        )
         .replace("{{domain}}", domain)
+        // Templates of releases from before the upstream groups name the apps here.
         .replace("{{api_upstream}}", &upstreams.api)
         .replace("{{web_upstream}}", &upstreams.web)
         .replace("{{api_release}}", &upstreams.api_release)
@@ -288,15 +384,23 @@ pub fn set_tls(
 /// Where the site in `dir` sends each app now (the service names when it names none).
 pub fn routed(dir: &Utf8Path) -> Upstreams {
     let site = std::fs::read_to_string(dir.join("default.conf")).unwrap_or_default();
-    let upstream = |var: &str| {
-        site.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("set ${var} http://")))
-            .map(|u| u.trim_end_matches(';').to_owned())
-    };
     let mut upstreams = Upstreams::services();
     for app in App::ALL {
-        if let Some(at) = upstream(app.service()) {
-            upstreams.set(app, at);
+        let service = app.service();
+        let name = site
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("set ${service} http://")))
+            .map(|u| u.trim_end_matches(';').to_owned());
+        // The first server of its group, when it is the container's address.
+        let address = site
+            .split(&format!("upstream hitsave_{service} {{\n"))
+            .nth(1)
+            .and_then(|group| group.lines().next())
+            .and_then(|l| l.trim().strip_prefix("server "))
+            .filter(|l| l.contains(" max_fails="))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok());
+        if let Some(name) = name {
+            upstreams.set(app, name, address);
         }
     }
     upstreams
@@ -361,6 +465,8 @@ mod tests {
         assert_eq!(super::Https::for_env("staging", Some(60)).hsts_max_age, 60);
         let site = super::render(template, "hitsave.io", Some(https), &ups);
         assert!(site.contains("set $api http://api:8080;"));
+        // No address known: no group, the name through the resolver as before.
+        assert!(!site.contains("upstream hitsave_api") && site.contains("proxy_pass $api;"));
         assert!(site.contains("server_name api.hitsave.io;"));
         assert!(site.contains("server_name hitsave.io www.hitsave.io;"));
         // App::host names the hosts the site routes to each app.
@@ -394,7 +500,8 @@ mod tests {
         assert!(
             lb.contains("alias /etc/nginx/conf.d/lb-ready.txt;") && !lb.contains("maintenance")
         );
-        assert!(site.contains("set $lb_api http://api:8080;"));
+        assert!(lb.contains("auth_request /lb-ready;"));
+        assert!(site.contains("set $lb_api http://api:8080;\n        proxy_pass $lb_api/ready;"));
         // HTTPS only: each site host's `location /` sends plain HTTP to https://, after the
         // challenges (their own location); the headers on every site host and maintenance page.
         assert_eq!(
@@ -416,5 +523,44 @@ mod tests {
         assert!(!local.contains("Strict-Transport-Security"));
         assert!(local.contains("server_name api.hitsave-local.io;"));
         assert!(local.contains("server_tokens off;") && !local.contains("{{"));
+    }
+
+    #[test]
+    fn an_app_is_reached_at_its_address_then_by_its_name() {
+        use super::{App, Upstreams};
+        let template = include_str!("../../../deploy/nginx/hitsave.conf.template");
+        let mut ups = Upstreams::services();
+        let at = "172.18.0.5:8080".parse().unwrap();
+        ups.set(App::Api, "hitsave-api-2:8080".into(), Some(at));
+        let site = super::render(template, "hitsave.io", None, &ups);
+        // The container's address first; its name on loopback when that fails.
+        assert!(site.contains(
+            "upstream hitsave_api {\n    server 172.18.0.5:8080 max_fails=1 fail_timeout=30s;\n    server 127.0.0.1:18080 backup;\n}"
+        ));
+        let by_name = &site[site.find("listen 127.0.0.1:18080;").unwrap()..];
+        assert!(by_name.contains("set $api http://hitsave-api-2:8080;"));
+        assert!(by_name.contains("proxy_set_header X-Real-IP $http_x_real_ip;"));
+        // The web app has no known address: reached by its name through the resolver, as before.
+        assert!(!site.contains("upstream hitsave_web") && site.contains("proxy_pass $web;"));
+        assert!(site.contains("set $web http://web:3000;"));
+        // Only an unreachable server sends a request on: an app's own 502 is its answer.
+        assert!(site.contains("proxy_next_upstream error timeout;"));
+        assert!(!site.contains("http_502"));
+        // A name that is an address needs no lookup and no fallback (dev).
+        ups.set(App::Web, "127.0.0.1:5173".into(), None);
+        let dev = super::render(template, "hitsave.io", None, &ups);
+        assert!(dev.contains("upstream hitsave_web {\n    server 127.0.0.1:5173;\n}"));
+        assert!(!dev.contains("127.0.0.1:13000") && !dev.contains("set $web"));
+
+        // What the site routes to is read back from it (a TLS change renders it again).
+        let dir = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(dir.join("default.conf"), &site).unwrap();
+        let routed = super::routed(dir);
+        assert_eq!(
+            (routed.api.as_str(), routed.api_at),
+            ("hitsave-api-2:8080", Some(at))
+        );
+        assert_eq!((routed.web.as_str(), routed.web_at), ("web:3000", None));
     }
 }

@@ -6,11 +6,12 @@
 //! other (the API first) its container starts with a boot CPU cap (see cpu.rs), must answer
 //! its readiness page (asked every 50 ms), is warmed up with requests on its own address (so
 //! no user waits on a cold process), and gets its cap lifted. Then nginx is pointed at the
-//! new containers by name and reloaded gracefully (old workers finish their requests), and
-//! only then do the old containers get SIGTERM, in the background: each stops accepting,
-//! finishes what is in flight within its grace period, and is removed. A new container that
-//! does not become ready is removed with the other new ones and the old ones never stopped
-//! serving. `db` and `nginx` are never taken down by an app deploy.
+//! new containers' addresses (their names as the backup: nginx.rs) and reloaded gracefully
+//! (old workers finish their requests), and only then do the old containers get SIGTERM, in
+//! the background: each stops accepting, finishes what is in flight within its grace period,
+//! and is removed. A new container that does not become ready is removed with the other new
+//! ones and the old ones never stopped serving. `db` and `nginx` are never taken down by an
+//! app deploy.
 //!
 //! In place (`--strategy in-place`): a plain `up -d`, which stops each old container before
 //! starting its replacement; kept as the baseline `bench deploy` compares against.
@@ -68,9 +69,20 @@ pub fn swap(
         for app in App::ALL {
             let _ = survey(ui, &site, app, &containers, &routed, wanted, &[], &[])?;
         }
-        let changed = site.install(stack, &Upstreams::services())?;
+        // By name while compose replaces the containers, then at the new ones' addresses.
+        let by_name = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
-        if changed {
+        let containers = stack.containers()?;
+        let mut upstreams = Upstreams::services();
+        for app in App::ALL {
+            let running = containers
+                .iter()
+                .rfind(|c| c.service == app.service() && c.state == State::Running);
+            if let Some(c) = running {
+                upstreams.set(app, upstreams.get(app).to_owned(), address(app, &c.name));
+            }
+        }
+        if site.install(stack, &upstreams)? || by_name {
             reload_nginx(stack)?;
         }
         return Ok(Drain::default());
@@ -164,7 +176,7 @@ fn blue_green(
     if !swaps.is_empty() {
         started = start_beside(ui, stack, &swaps, &site.domain, weights, timeout, created)?;
         for ((app, live), name) in swaps.into_iter().zip(&started) {
-            upstreams.set(app, format!("{name}:{}", app.port()));
+            route_to(&mut upstreams, app, name);
             drain.containers.extend(live);
         }
         moved = true;
@@ -227,13 +239,13 @@ fn plan(
             ui.info(&format!(
                 "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
             ));
-            plan.upstreams.set(app, format!("{name}:{}", app.port()));
+            route_to(&mut plan.upstreams, app, &name);
             plan.drain.containers.extend(seen.live);
             plan.moved = true;
             continue;
         }
         if let Some(Named { name, .. }) = &seen.live {
-            plan.upstreams.set(app, format!("{name}:{}", app.port()));
+            route_to(&mut plan.upstreams, app, name);
             if seen.live_wanted && !forced {
                 continue;
             }
@@ -311,6 +323,19 @@ fn serves_blue_green(running: &[Container]) -> bool {
         .map(|a| a.service())
         .chain([Service::Nginx.name()])
         .all(|s| running.iter().any(|c| c.service == s))
+}
+
+/// Routes `app` to the container `name`, at its address when the engine gives it (nginx then
+/// connects there without asking Docker's DNS; the name stays its fallback).
+fn route_to(upstreams: &mut Upstreams, app: App, name: &str) {
+    upstreams.set(app, format!("{name}:{}", app.port()), address(app, name));
+}
+
+/// Where the container `name` of `app` listens, when the engine says.
+fn address(app: App, name: &str) -> Option<std::net::SocketAddr> {
+    docker::container_ip(name)
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, app.port()))
 }
 
 /// A container by its name (for nginx and people) and its id (for the drain: compose gives a

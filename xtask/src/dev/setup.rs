@@ -56,6 +56,8 @@ pub fn dev_site(template: &str, port: u16, api_port: u16, web_port: u16) -> Stri
     let upstreams = Upstreams {
         api: format!("127.0.0.1:{api_port}"),
         web: format!("127.0.0.1:{web_port}"),
+        api_at: None,
+        web_at: None,
         api_release: "dev".into(),
         web_release: "dev".into(),
     };
@@ -121,8 +123,10 @@ mod tests {
         let site = dev_site(&template, 8000, 8080, 5173);
         assert!(!site.contains("listen 80"), "{site}");
         assert!(site.contains("listen 127.0.0.1:8000"));
-        assert!(site.contains("http://127.0.0.1:8080"));
-        assert!(site.contains("http://127.0.0.1:5173"));
+        assert!(site.contains("upstream hitsave_api {\n    server 127.0.0.1:8080;\n}"));
+        assert!(site.contains("upstream hitsave_web {\n    server 127.0.0.1:5173;\n}"));
+        // No name to look up: nothing goes through a resolver.
+        assert!(!site.contains("set $api") && !site.contains("set $web"));
         assert!(!site.contains("{{"), "a placeholder is left: {site}");
     }
 }

@@ -151,6 +151,7 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
     );
     eprintln!("xtask: test: v2 serves, rows and the db container kept; re-install is a no-op");
     least_privilege(h)?;
+    stale_address(h, &v1, &v2)?;
 
     // v3: an API that never becomes ready: the old release comes back. An API-only change
     // uploads the API artifact and a few KiB (the bundle, manifest, records and pointers).
@@ -313,6 +314,57 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
             ))
             && !said.contains("cargo xtask"),
         "status on an empty root, as a host runs it:\n{said}"
+    );
+    Ok(())
+}
+
+/// nginx reaches each app at its container's address, with no DNS lookup on the request path,
+/// and by name when that address is stale (a container restarted on another one): here the
+/// API's address is made the web container's, which refuses port 8080, under load.
+fn stale_address(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
+    let site_file = h.host_root.join("nginx/default.conf");
+    let site = std::fs::read_to_string(&site_file)?;
+    let ip = |service: &str| -> anyhow::Result<String> {
+        docker(&[
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &h.container_id(service)?,
+        ])
+    };
+    let (api, web) = (ip("api")?, ip("web")?);
+    let direct = |at: &str| format!("upstream hitsave_api {{\n    server {at}:8080 max_fails=1");
+    ensure!(
+        site.contains(&direct(&api)),
+        "nginx does not route to the API's address {api}:8080:\n{site}"
+    );
+    let nginx = h.container_id("nginx")?;
+    let reload = || -> anyhow::Result<()> {
+        docker(&["exec", &nginx, "nginx", "-s", "reload"])?;
+        // The old workers stop taking requests about 100 ms after the signal.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    };
+    std::fs::write(&site_file, site.replace(&direct(&api), &direct(&web)))?;
+    reload()?;
+    let load = Load::start(h.port, DOMAIN, 100, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let served = expect_apps_at(h.port, DOMAIN, v1, v2);
+    let report = load.stop();
+    std::fs::write(&site_file, &site)?;
+    reload()?;
+    served?;
+    ensure!(
+        report.failed == 0 && report.requests >= 100,
+        "{} of {} requests failed with the API's address stale: {:?}",
+        report.failed,
+        report.requests,
+        report.failures
+    );
+    eprintln!(
+        "xtask: test: nginx routes to the apps' addresses; with the API's stale, its name served {} requests, 0 failed, p99 {:?}",
+        report.requests,
+        report.percentile(0.99)
     );
     Ok(())
 }
