@@ -19,6 +19,33 @@ pub fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
         .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
 }
 
+/// The networks `container` is on, by name.
+pub fn networks(container: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let inspected = engine::container(container)?
+        .with_context(|| format!("there is no container {container}"))?;
+    Ok(inspected.network_settings.networks.into_keys().collect())
+}
+
+/// The container's address on one of `networks`: a container on several networks (an app
+/// beside a shared database's) has an address on each, reachable only from that network.
+pub fn ip_on(
+    container: &str,
+    networks: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<std::net::IpAddr> {
+    let inspected = engine::container(container)?
+        .with_context(|| format!("there is no container {container}"))?;
+    let ip = inspected
+        .network_settings
+        .networks
+        .iter()
+        .filter(|(network, _)| networks.contains(*network))
+        .map(|(_, n)| n.ip_address.as_str())
+        .find(|ip| !ip.is_empty())
+        .with_context(|| format!("{container} has no address on {networks:?}"))?;
+    ip.parse()
+        .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
+}
+
 /// How many lines of a failed container's log its error keeps.
 const LOG_LINES: &str = "20";
 

@@ -28,7 +28,7 @@ use crate::database::psql::{Database, scram_verifier};
 use crate::kit::files::replace_private;
 use crate::kit::ui::Ui;
 use crate::release::watch::{self, Verdict};
-use crate::site::app::App;
+use crate::site::app::{App, Service};
 use crate::site::cpu::Weights;
 use crate::site::host::Host;
 use crate::site::rotations::{Rotation, Rotations, now, rfc3339};
@@ -283,12 +283,15 @@ impl Rotate<'_> {
     }
 }
 
-/// Where each app's running container listens, as nginx logs its upstream.
+/// Where each app's running container listens, as nginx logs its upstream (its address on a
+/// network nginx is on).
 fn upstreams(stack: &Stack, apps: &[App]) -> anyhow::Result<BTreeSet<String>> {
+    let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
+    let networks = crate::kit::docker::networks(&nginx)?;
     apps.iter()
         .map(|app| {
             let name = crate::site::stack::running_container(stack, app.service())?;
-            let ip = crate::kit::docker::container_ip(&name)?;
+            let ip = crate::kit::docker::ip_on(&name, &networks)?;
             Ok(format!("{ip}:{}", app.port()))
         })
         .collect()

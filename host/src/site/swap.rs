@@ -73,13 +73,15 @@ pub fn swap(
         let by_name = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
         let containers = stack.containers()?;
+        let reach = NginxNetworks::of(&containers);
         let mut upstreams = Upstreams::services();
         for app in App::ALL {
             let running = containers
                 .iter()
                 .rfind(|c| c.service == app.service() && c.state == State::Running);
             if let Some(c) = running {
-                upstreams.set(app, upstreams.get(app).to_owned(), address(app, &c.name));
+                let at = reach.address(app, &c.name);
+                upstreams.set(app, upstreams.get(app).to_owned(), at);
             }
         }
         if site.install(stack, &upstreams)? || by_name {
@@ -167,6 +169,7 @@ fn blue_green(
     let AtHand { spares, created } = at_hand;
     let spares: Vec<String> = spares.containers.into_iter().map(|c| c.id).collect();
     let Plan {
+        nginx: reach,
         mut upstreams,
         swaps,
         mut drain,
@@ -176,7 +179,7 @@ fn blue_green(
     if !swaps.is_empty() {
         started = start_beside(ui, stack, &swaps, &site.domain, weights, timeout, created)?;
         for ((app, live), name) in swaps.into_iter().zip(&started) {
-            route_to(&mut upstreams, app, name);
+            route_to(&mut upstreams, &reach, app, name);
             drain.containers.extend(live);
         }
         moved = true;
@@ -201,6 +204,8 @@ fn blue_green(
 
 /// What a blue/green swap is to do, app by app.
 struct Plan {
+    /// Where nginx reaches containers from.
+    nginx: NginxNetworks,
     /// nginx's upstreams so far: the live containers, or the spares it goes back to.
     upstreams: Upstreams,
     /// The apps that need a new container, each with its live one.
@@ -225,6 +230,7 @@ fn plan(
     let containers = stack.containers()?;
     let routed = nginx::routed(site.nginx_dir);
     let mut plan = Plan {
+        nginx: NginxNetworks::of(&containers),
         upstreams: Upstreams::services(),
         swaps: Vec::new(),
         drain: Drain::default(),
@@ -239,13 +245,13 @@ fn plan(
             ui.info(&format!(
                 "{service}: {name} runs this release's configuration and answers: nginx goes back to it"
             ));
-            route_to(&mut plan.upstreams, app, &name);
+            route_to(&mut plan.upstreams, &plan.nginx, app, &name);
             plan.drain.containers.extend(seen.live);
             plan.moved = true;
             continue;
         }
         if let Some(Named { name, .. }) = &seen.live {
-            route_to(&mut plan.upstreams, app, name);
+            route_to(&mut plan.upstreams, &plan.nginx, app, name);
             if seen.live_wanted && !forced {
                 continue;
             }
@@ -327,15 +333,37 @@ fn serves_blue_green(running: &[Container]) -> bool {
 
 /// Routes `app` to the container `name`, at its address when the engine gives it (nginx then
 /// connects there without asking Docker's DNS; the name stays its fallback).
-fn route_to(upstreams: &mut Upstreams, app: App, name: &str) {
-    upstreams.set(app, format!("{name}:{}", app.port()), address(app, name));
+fn route_to(upstreams: &mut Upstreams, nginx: &NginxNetworks, app: App, name: &str) {
+    upstreams.set(
+        app,
+        format!("{name}:{}", app.port()),
+        nginx.address(app, name),
+    );
 }
 
-/// Where the container `name` of `app` listens, when the engine says.
-fn address(app: App, name: &str) -> Option<std::net::SocketAddr> {
-    docker::container_ip(name)
-        .ok()
-        .map(|ip| std::net::SocketAddr::new(ip, app.port()))
+/// The networks nginx is on: an app's address is the one on a network nginx shares with it
+/// (an app also on a shared database's network has an address there that nginx cannot reach).
+struct NginxNetworks(std::collections::BTreeSet<String>);
+
+impl NginxNetworks {
+    /// From the stack's running nginx container (none: no address is known).
+    fn of(containers: &[Container]) -> NginxNetworks {
+        let nginx = containers
+            .iter()
+            .rfind(|c| c.service == Service::Nginx.name() && c.state == State::Running);
+        NginxNetworks(
+            nginx
+                .and_then(|c| docker::networks(&c.name).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Where the container `name` of `app` listens for nginx, when the engine says.
+    fn address(&self, app: App, name: &str) -> Option<std::net::SocketAddr> {
+        docker::ip_on(name, &self.0)
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, app.port()))
+    }
 }
 
 /// A container by its name (for nginx and people) and its id (for the drain: compose gives a

@@ -103,6 +103,57 @@ impl FleetHost {
     }
 }
 
+impl FleetHost {
+    /// The running container of `service`, by compose's labels.
+    fn container(&self, service: &str) -> anyhow::Result<String> {
+        let id = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])?;
+        let id = id.lines().last().unwrap_or_default().trim().to_owned();
+        ensure!(!id.is_empty(), "{} runs no {service} container", self.name);
+        Ok(id)
+    }
+
+    /// nginx routes the API to its address on a network nginx is on: the API is also on the
+    /// shared database's network, and its address there cannot be reached from nginx.
+    fn expect_api_routed_beside_nginx(&self) -> anyhow::Result<()> {
+        let networks = |id: &str| -> anyhow::Result<Vec<(String, String)>> {
+            let format =
+                "{{range $n, $e := .NetworkSettings.Networks}}{{$n}} {{$e.IPAddress}}\n{{end}}";
+            Ok(docker(&["inspect", "--format", format, id])?
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(n, ip)| (n.to_owned(), ip.to_owned()))
+                .collect())
+        };
+        let nginx = networks(&self.container("nginx")?)?;
+        let api = networks(&self.container("api")?)?;
+        ensure!(
+            api.len() > 1,
+            "{}'s API is on one network: {api:?}",
+            self.name
+        );
+        let Some((_, ip)) = api.iter().find(|(n, _)| nginx.iter().any(|(m, _)| m == n)) else {
+            bail!(
+                "{}'s API shares no network with its nginx: {api:?}, {nginx:?}",
+                self.name
+            );
+        };
+        let site = std::fs::read_to_string(self.root.join("nginx/default.conf"))?;
+        ensure!(
+            site.contains(&format!("upstream hitsave_api {{\n    server {ip}:8080 ")),
+            "{}'s nginx does not route the API to {ip}:8080, its address on nginx's network:\n{site}",
+            self.name
+        );
+        Ok(())
+    }
+}
+
 /// The test's fleet: hosts, balancer, databases; dropped in this order (the network last).
 pub(crate) struct Fleet {
     pub(crate) lb: Arc<Haproxy>,
@@ -235,6 +286,7 @@ impl Fleet {
                 h.name
             );
             expect_serving_at(h.port, DOMAIN, &h.root, release)?;
+            h.expect_api_routed_beside_nginx()?;
         }
         self.lb.expect_all_up(&servers(&self.hosts))
     }
