@@ -123,8 +123,8 @@ mod tests {
         let site = dev_site(&template, 8000, 8080, 5173);
         assert!(!site.contains("listen 80"), "{site}");
         assert!(site.contains("listen 127.0.0.1:8000"));
-        assert!(site.contains("upstream hitsave_api {\n    server 127.0.0.1:8080;\n}"));
-        assert!(site.contains("upstream hitsave_web {\n    server 127.0.0.1:5173;\n}"));
+        assert!(site.contains("upstream hitsave_api {\n    server 127.0.0.1:8080;\n    keepalive"));
+        assert!(site.contains("upstream hitsave_web {\n    server 127.0.0.1:5173;\n    keepalive"));
         // No name to look up: nothing goes through a resolver.
         assert!(!site.contains("set $api") && !site.contains("set $web"));
         assert!(!site.contains("{{"), "a placeholder is left: {site}");
