@@ -653,7 +653,14 @@ fn start(ui: &Ui, host: &Host, stack: &Stack, timeout: Duration) -> anyhow::Resu
         ],
     )?;
     swap::wait_apps_ready(stack, timeout)?;
-    // Fresh workers take the site and resolve the new containers' addresses at once.
+    // Fresh workers take the site at the new containers' addresses.
+    nginx::install(
+        &stack.release_dir,
+        &host.nginx_dir(),
+        stack.domain()?,
+        tls,
+        &swap::services_at_addresses(stack)?,
+    )?;
     swap::reload_nginx(stack)
 }
 

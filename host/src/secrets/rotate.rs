@@ -283,18 +283,20 @@ impl Rotate<'_> {
     }
 }
 
-/// Where each app's running container listens, as nginx logs its upstream (its address on a
-/// network nginx is on).
+/// Where nginx sends each app's requests now, as it logs its upstream: the running container's
+/// address on a network nginx is on, and the route by its name that nginx falls back to when
+/// that address does not answer (a container that died: its requests must count as its own).
 fn upstreams(stack: &Stack, apps: &[App]) -> anyhow::Result<BTreeSet<String>> {
     let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
     let networks = crate::kit::docker::networks(&nginx)?;
-    apps.iter()
-        .map(|app| {
-            let name = crate::site::stack::running_container(stack, app.service())?;
-            let ip = crate::kit::docker::ip_on(&name, &networks)?;
-            Ok(format!("{ip}:{}", app.port()))
-        })
-        .collect()
+    let mut upstreams = BTreeSet::new();
+    for app in apps {
+        let name = crate::site::stack::running_container(stack, app.service())?;
+        let ip = crate::kit::docker::ip_on(&name, &networks)?;
+        upstreams.insert(format!("{ip}:{}", app.port()));
+        upstreams.insert(crate::site::nginx::by_name_listener(*app).to_owned());
+    }
+    Ok(upstreams)
 }
 
 /// Sets the role's password to the current file's value, logged in with the previous value

@@ -69,7 +69,7 @@ impl Upstreams {
 
 /// Where, inside the nginx container, each app's route by name listens (the fallback of its
 /// upstream group).
-fn by_name_listener(app: App) -> &'static str {
+pub fn by_name_listener(app: App) -> &'static str {
     match app {
         App::Api => "127.0.0.1:18080",
         App::Web => "127.0.0.1:13000",

@@ -72,25 +72,31 @@ pub fn swap(
         // By name while compose replaces the containers, then at the new ones' addresses.
         let by_name = site.install(stack, &Upstreams::services())?;
         stack.run("swapping", &["up", "--detach", "--remove-orphans"])?;
-        let containers = stack.containers()?;
-        let reach = NginxNetworks::of(&containers);
-        let mut upstreams = Upstreams::services();
-        for app in App::ALL {
-            let running = containers
-                .iter()
-                .rfind(|c| c.service == app.service() && c.state == State::Running);
-            if let Some(c) = running {
-                let at = reach.address(app, &c.name);
-                upstreams.set(app, upstreams.get(app).to_owned(), at);
-            }
-        }
-        if site.install(stack, &upstreams)? || by_name {
+        if site.install(stack, &services_at_addresses(stack)?)? || by_name {
             reload_nginx(stack)?;
         }
         return Ok(Drain::default());
     }
 
     blue_green(ui, stack, &site, &[], weights, timeout, at_hand)
+}
+
+/// Each app by its compose service's name, at the address of its running container (for a
+/// site whose apps compose has just started: an in-place swap, a restore).
+pub fn services_at_addresses(stack: &Stack) -> anyhow::Result<Upstreams> {
+    let containers = stack.containers()?;
+    let reach = NginxNetworks::of(&containers);
+    let mut upstreams = Upstreams::services();
+    for app in App::ALL {
+        let running = containers
+            .iter()
+            .rfind(|c| c.service == app.service() && c.state == State::Running);
+        if let Some(c) = running {
+            let at = reach.address(app, &c.name);
+            upstreams.set(app, upstreams.get(app).to_owned(), at);
+        }
+    }
+    Ok(upstreams)
 }
 
 /// Containers a swap uses instead of new ones it would start itself.

@@ -324,20 +324,9 @@ fn scenario(h: &Harness, twin: &Utf8Path) -> anyhow::Result<()> {
 fn stale_address(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
     let site_file = h.host_root.join("nginx/default.conf");
     let site = std::fs::read_to_string(&site_file)?;
-    let ip = |service: &str| -> anyhow::Result<String> {
-        docker(&[
-            "inspect",
-            "--format",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-            &h.container_id(service)?,
-        ])
-    };
-    let (api, web) = (ip("api")?, ip("web")?);
+    let api = expect_api_at_its_address(h)?;
+    let web = container_ip(h, "web")?;
     let direct = |at: &str| format!("upstream hitsave_api {{\n    server {at}:8080 max_fails=1");
-    ensure!(
-        site.contains(&direct(&api)),
-        "nginx does not route to the API's address {api}:8080:\n{site}"
-    );
     let nginx = h.container_id("nginx")?;
     let reload = || -> anyhow::Result<()> {
         docker(&["exec", &nginx, "nginx", "-s", "reload"])?;
@@ -367,6 +356,30 @@ fn stale_address(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
         report.percentile(0.99)
     );
     Ok(())
+}
+
+/// The running container of `service`'s address (the stack's one network).
+fn container_ip(h: &Harness, service: &str) -> anyhow::Result<String> {
+    docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &h.container_id(service)?,
+    ])
+}
+
+/// nginx routes the API to its running container's address (no DNS lookup on the request
+/// path); that address.
+pub(crate) fn expect_api_at_its_address(h: &Harness) -> anyhow::Result<String> {
+    let site = std::fs::read_to_string(h.host_root.join("nginx/default.conf"))?;
+    let api = container_ip(h, "api")?;
+    ensure!(
+        site.contains(&format!(
+            "upstream hitsave_api {{\n    server {api}:8080 max_fails=1"
+        )),
+        "nginx does not route to the API's address {api}:8080:\n{site}"
+    );
+    Ok(api)
 }
 
 /// What each running container may do, from `docker inspect`: the apps run as the

@@ -86,6 +86,8 @@ pub(crate) fn scenario(h: &Harness, twin: &Utf8Path, v1: &str, v2: &str) -> anyh
         "restore --before v5 did not give back every row: before v5 {before:?}, restored {restored:?}"
     );
     h.expect_serving(v2)?;
+    // Once the restarted apps are ready, nginx reaches them at their new addresses.
+    crate::test::install::expect_api_at_its_address(h)?;
     ensure!(h.current()? == v2, "current is not v2 after the restore");
     let entry = h.last_history()?;
     ensure!(
