@@ -106,14 +106,7 @@ impl FleetHost {
 impl FleetHost {
     /// The running container of `service`, by compose's labels.
     fn container(&self, service: &str) -> anyhow::Result<String> {
-        let id = docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-            "--filter",
-            &format!("label=com.docker.compose.service={service}"),
-        ])?;
+        let id = crate::test::install::running_ids(&self.project, service)?;
         let id = id.lines().last().unwrap_or_default().trim().to_owned();
         ensure!(!id.is_empty(), "{} runs no {service} container", self.name);
         Ok(id)

@@ -358,6 +358,18 @@ fn stale_address(h: &Harness, v1: &str, v2: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The ids of compose project `project`'s running containers of `service`, one per line.
+pub(crate) fn running_ids(project: &str, service: &str) -> anyhow::Result<String> {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+    ])
+}
+
 /// The running container of `service`'s address (the stack's one network).
 fn container_ip(h: &Harness, service: &str) -> anyhow::Result<String> {
     docker(&[
@@ -1562,14 +1574,7 @@ impl Harness {
 
     pub(crate) fn container_id(&self, service: &str) -> anyhow::Result<String> {
         self.settled()?;
-        docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-            "--filter",
-            &format!("label=com.docker.compose.service={service}"),
-        ])
+        running_ids(&self.project, service)
     }
 
     /// One number from the stack's database.
