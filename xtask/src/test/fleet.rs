@@ -104,16 +104,9 @@ impl FleetHost {
 }
 
 impl FleetHost {
-    /// The running container of `service`, by compose's labels.
-    fn container(&self, service: &str) -> anyhow::Result<String> {
-        let id = crate::test::install::running_ids(&self.project, service)?;
-        let id = id.lines().last().unwrap_or_default().trim().to_owned();
-        ensure!(!id.is_empty(), "{} runs no {service} container", self.name);
-        Ok(id)
-    }
-
-    /// nginx routes the API to its address on a network nginx is on: the API is also on the
-    /// shared database's network, and its address there cannot be reached from nginx.
+    /// nginx routes the API to the address of one of its running containers on a network nginx
+    /// is on: the API is also on the shared database's network, and its address there cannot
+    /// be reached from nginx. (An old API container may still be draining beside the new one.)
     fn expect_api_routed_beside_nginx(&self) -> anyhow::Result<()> {
         let networks = |id: &str| -> anyhow::Result<Vec<(String, String)>> {
             let format =
@@ -124,23 +117,31 @@ impl FleetHost {
                 .map(|(n, ip)| (n.to_owned(), ip.to_owned()))
                 .collect())
         };
-        let nginx = networks(&self.container("nginx")?)?;
-        let api = networks(&self.container("api")?)?;
-        ensure!(
-            api.len() > 1,
-            "{}'s API is on one network: {api:?}",
-            self.name
-        );
-        let Some((_, ip)) = api.iter().find(|(n, _)| nginx.iter().any(|(m, _)| m == n)) else {
-            bail!(
-                "{}'s API shares no network with its nginx: {api:?}, {nginx:?}",
+        let ids = |service: &str| -> anyhow::Result<Vec<String>> {
+            let ids = crate::test::install::running_ids(&self.project, service)?;
+            let ids: Vec<String> = ids.split_whitespace().map(str::to_owned).collect();
+            ensure!(!ids.is_empty(), "{} runs no {service} container", self.name);
+            Ok(ids)
+        };
+        let nginx = networks(&ids("nginx")?[0])?;
+        let mut beside = Vec::new();
+        for api in ids("api")? {
+            let api = networks(&api)?;
+            ensure!(
+                api.len() > 1,
+                "{}'s API is on one network: {api:?}",
                 self.name
             );
-        };
+            beside.extend(
+                api.into_iter()
+                    .filter(|(n, ip)| !ip.is_empty() && nginx.iter().any(|(m, _)| m == n))
+                    .map(|(_, ip)| ip),
+            );
+        }
         let site = std::fs::read_to_string(self.root.join("nginx/default.conf"))?;
         ensure!(
-            site.contains(&format!("upstream hitsave_api {{\n    server {ip}:8080 ")),
-            "{}'s nginx does not route the API to {ip}:8080, its address on nginx's network:\n{site}",
+            beside.iter().any(|ip| site.contains(&format!("upstream hitsave_api {{\n    server {ip}:8080 "))),
+            "{}'s nginx does not route the API to its address on nginx's network ({beside:?}):\n{site}",
             self.name
         );
         Ok(())
