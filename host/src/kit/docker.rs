@@ -6,17 +6,7 @@ use crate::kit::engine;
 
 /// The container's address on its (first) network.
 pub fn container_ip(container: &str) -> anyhow::Result<std::net::IpAddr> {
-    let inspected = engine::container(container)?
-        .with_context(|| format!("there is no container {container}"))?;
-    let ip = inspected
-        .network_settings
-        .networks
-        .values()
-        .map(|n| n.ip_address.as_str())
-        .find(|ip| !ip.is_empty())
-        .with_context(|| format!("{container} has no address"))?;
-    ip.parse()
-        .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
+    ip_where(container, |_| true)?.with_context(|| format!("{container} has no address"))
 }
 
 /// The networks `container` is on, by name.
@@ -32,18 +22,29 @@ pub fn ip_on(
     container: &str,
     networks: &std::collections::BTreeSet<String>,
 ) -> anyhow::Result<std::net::IpAddr> {
+    ip_where(container, |network| networks.contains(network))?
+        .with_context(|| format!("{container} has no address on {networks:?}"))
+}
+
+/// The container's first address on a network `on` accepts; None when it has none there.
+fn ip_where(
+    container: &str,
+    on: impl Fn(&str) -> bool,
+) -> anyhow::Result<Option<std::net::IpAddr>> {
     let inspected = engine::container(container)?
         .with_context(|| format!("there is no container {container}"))?;
     let ip = inspected
         .network_settings
         .networks
         .iter()
-        .filter(|(network, _)| networks.contains(*network))
+        .filter(|(network, _)| on(network))
         .map(|(_, n)| n.ip_address.as_str())
-        .find(|ip| !ip.is_empty())
-        .with_context(|| format!("{container} has no address on {networks:?}"))?;
-    ip.parse()
-        .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
+        .find(|ip| !ip.is_empty());
+    ip.map(|ip| {
+        ip.parse()
+            .with_context(|| format!("{container} has an address that is not one: {ip:?}"))
+    })
+    .transpose()
 }
 
 /// How many lines of a failed container's log its error keeps.
