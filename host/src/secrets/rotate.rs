@@ -28,7 +28,7 @@ use crate::database::psql::{Database, scram_verifier};
 use crate::kit::files::replace_private;
 use crate::kit::ui::Ui;
 use crate::release::watch::{self, Verdict};
-use crate::site::app::{App, Service};
+use crate::site::app::App;
 use crate::site::cpu::Weights;
 use crate::site::host::Host;
 use crate::site::rotations::{Rotation, Rotations, now, rfc3339};
@@ -271,7 +271,7 @@ impl Rotate<'_> {
             self.timeout,
         )?
         .start(self.ui)?;
-        let upstreams = upstreams(self.stack, &apps)?;
+        let upstreams = upstreams(&self.host.nginx_dir(), &apps)?;
         if name == "postgres_password" {
             change_role_password(self.ui, self.stack, &current, &previous)?;
         }
@@ -283,17 +283,22 @@ impl Rotate<'_> {
     }
 }
 
-/// Where nginx sends each app's requests now, as it logs its upstream: the running container's
-/// address on a network nginx is on, and the route by its name that nginx falls back to when
-/// that address does not answer (a container that died: its requests must count as its own).
-fn upstreams(stack: &Stack, apps: &[App]) -> anyhow::Result<BTreeSet<String>> {
-    let nginx = crate::site::stack::running_container(stack, Service::Nginx.name())?;
-    let networks = crate::kit::docker::networks(&nginx)?;
+/// Where nginx sends each app's requests now, as it logs its upstream: the address the swap
+/// just routed it to (the site's file, which nginx has reloaded), and the route by its name
+/// that nginx falls back to when that address does not answer (a container that died: its
+/// requests must count as its own).
+fn upstreams(nginx_dir: &Utf8Path, apps: &[App]) -> anyhow::Result<BTreeSet<String>> {
+    let routed = crate::site::nginx::routed(nginx_dir);
     let mut upstreams = BTreeSet::new();
     for app in apps {
-        let name = crate::site::stack::running_container(stack, app.service())?;
-        let ip = crate::kit::docker::ip_on(&name, &networks)?;
-        upstreams.insert(format!("{ip}:{}", app.port()));
+        let at = routed.address(*app).with_context(|| {
+            format!(
+                "the site routes {} by name only ({}), so the watch cannot tell its new container's requests: see `xtask status`",
+                app.service(),
+                routed.get(*app)
+            )
+        })?;
+        upstreams.insert(at.to_string());
         upstreams.insert(crate::site::nginx::by_name_listener(*app).to_owned());
     }
     Ok(upstreams)
