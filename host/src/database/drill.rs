@@ -153,23 +153,7 @@ impl Drill {
             Duration::from_secs(120),
             Duration::from_millis(500),
             || {
-                let ready = duct::cmd!(
-                    "docker",
-                    "exec",
-                    &drill.name,
-                    "pg_isready",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "hitsave",
-                    "-d",
-                    "hitsave"
-                )
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run()?;
-                if ready.status.success() {
+                if crate::database::server::accepts(&drill.name, "hitsave", "hitsave") {
                     return Ok(Wait::Done(()));
                 }
                 let running =

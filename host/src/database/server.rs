@@ -132,6 +132,30 @@ impl Server {
         Ok(server)
     }
 
+    /// Whether it accepts connections now (one `pg_isready`; an external server is asked by
+    /// its client container).
+    pub fn accepts(&self) -> bool {
+        accepts(&self.container, &self.user, &self.live)
+    }
+
+    /// Waits until it accepts connections, asking every 100 ms: Docker checks the database
+    /// every 30 s, and its first check comes that long after a start.
+    pub fn wait_accepting(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        use crate::kit::process::Wait;
+        crate::kit::process::wait_for(
+            &format!("the database ({}) to accept connections", self.container),
+            timeout,
+            std::time::Duration::from_millis(100),
+            || {
+                Ok(if self.accepts() {
+                    Wait::Done(())
+                } else {
+                    Wait::NotYet("pg_isready: it does not accept connections yet".into())
+                })
+            },
+        )
+    }
+
     /// The server in `container`, with the login its environment names.
     pub fn in_container(container: String) -> anyhow::Result<Server> {
         // Its environment as its processes (and so psql by `docker exec`) see it.
@@ -360,4 +384,27 @@ pub fn parse_counts(line: &str) -> anyhow::Result<std::collections::BTreeMap<Str
             Ok((table.to_owned(), count.parse()?))
         })
         .collect()
+}
+
+/// Whether the server in `container` accepts connections to `database` as `user`: `pg_isready`
+/// in the container, over TCP as the apps connect (the image's entrypoint first runs a server
+/// on its socket only, while it initialises a new data directory).
+pub fn accepts(container: &str, user: &str, database: &str) -> bool {
+    duct::cmd!(
+        "docker",
+        "exec",
+        container,
+        "pg_isready",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        user,
+        "-d",
+        database
+    )
+    .stdout_null()
+    .stderr_null()
+    .unchecked()
+    .run()
+    .is_ok_and(|o| o.status.success())
 }

@@ -504,7 +504,7 @@ impl Stack {
         self.env.domain()
     }
 
-    /// Whether this release serves: the database healthy, api, web and nginx running and not
+    /// Whether this release serves: the database, api, web and nginx running and not
     /// unhealthy, and both apps answering for this release through nginx. `Err(reason)` says
     /// what is still missing.
     pub fn serving(&self) -> anyhow::Result<Result<(), String>> {
@@ -534,12 +534,11 @@ impl Stack {
                 Some(c) if c.state != State::Running => {
                     return Ok(Err(format!("{service} is {}", c.state.as_str())));
                 }
-                // An app or nginx container Docker has not checked yet (it checks them every
-                // 30 s) is judged below, by the apps' answers through nginx as this release.
+                // A container Docker has not checked yet (it checks each every 30 s) is judged
+                // below, by the apps' answers through nginx as this release (the API's
+                // readiness asks the database).
                 Some(c)
-                    if c.health != Some(Health::Healthy)
-                        && !(service != Service::Db.name()
-                            && c.health == Some(Health::Starting)) =>
+                    if c.health != Some(Health::Healthy) && c.health != Some(Health::Starting) =>
                 {
                     return Ok(Err(format!(
                         "{service} is {}",

@@ -1346,8 +1346,11 @@ fn production_overlay(root: &Utf8Path) -> anyhow::Result<()> {
         s(&prod, "migrate")
     );
     ensure!(
-        s(&prod, "api")["depends_on"]["db"]["condition"] == "service_healthy",
-        "the api does not wait for a healthy db"
+        s(&prod, "api")["depends_on"]["db"]["condition"] == "service_started"
+            && s(&prod, "db")["healthcheck"]["interval"] == "30s",
+        "the api should start once the db has started (Docker checks the db every 30 s, and the install asks it itself): api {}, db {}",
+        s(&prod, "api")["depends_on"],
+        s(&prod, "db")["healthcheck"]
     );
     ensure!(
         prod["secrets"]["postgres_password"]["file"] == "/opt/hitsave/secrets/postgres_password",
