@@ -294,6 +294,31 @@ Persistent=true
 [Install]
 WantedBy=timers.target
 UNIT
+# nginx reaches each app at its container's address: after a reboot, or a restart by Docker's
+# policy, a container can come back on another one; this points nginx at the new addresses
+# (a no-op when none moved), a minute after boot and every minute.
+cat > /etc/systemd/system/hitsave-routes.service <<'UNIT'
+[Unit]
+Description=HitSave: point nginx at the app containers' current addresses
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+EnvironmentFile=-/etc/hitsave/host.env
+ExecStart=/opt/hitsave/bin/xtask routes
+UNIT
+cat > /etc/systemd/system/hitsave-routes.timer <<'UNIT'
+[Unit]
+Description=HitSave: check nginx's routes to the app containers every minute
+
+[Timer]
+OnBootSec=1min
+OnUnitActiveSec=1min
+
+[Install]
+WantedBy=timers.target
+UNIT
 cat > /etc/systemd/system/hitsave-secrets-prune.service <<'UNIT'
 [Unit]
 Description=HitSave: end the grace periods of rotated secrets that are over
@@ -343,4 +368,4 @@ WantedBy=timers.target
 UNIT
 systemctl daemon-reload
 systemctl enable --now hitsave-backup.timer hitsave-tls-renew.timer hitsave-secrets-prune.timer \
-  hitsave-env-prune.timer
+  hitsave-env-prune.timer hitsave-routes.timer

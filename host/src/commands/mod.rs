@@ -12,6 +12,7 @@ pub mod maintenance;
 pub mod psql;
 pub mod restore;
 pub mod rollback;
+pub mod routes;
 pub mod secrets;
 pub mod status;
 pub mod tls;
@@ -60,6 +61,9 @@ pub enum Command {
     /// restored into a new database while the site serves, swapped in during a short
     /// maintenance (503 with Retry-After); --undo goes back.
     Restore(restore::RestoreArgs),
+    /// On the host: point nginx at the app containers' current addresses again (a reboot or
+    /// a restart by Docker's policy can move one); at boot and every minute by a timer.
+    Routes(routes::RoutesArgs),
     /// On a preview host: its environments: `list`, `remove NAME` (everything of it; the
     /// others keep serving), `prune` (closed pull requests' and idle previews).
     Env(env::EnvArgs),
@@ -84,6 +88,7 @@ impl Command {
             Command::Maintenance(args) => maintenance::maintenance(args),
             Command::Psql(args) => psql::psql(args),
             Command::Secrets(args) => self::secrets::run(args),
+            Command::Routes(args) => routes::routes(args),
             Command::Env(args) => args.run(),
         }
     }

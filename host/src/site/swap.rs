@@ -99,6 +99,39 @@ pub fn services_at_addresses(stack: &Stack) -> anyhow::Result<Upstreams> {
     Ok(upstreams)
 }
 
+/// Points nginx again at the address each app's routed container has now: after a reboot, or
+/// a restart by Docker's policy, a container can come back on another address, which nginx
+/// would try first (once per worker per 30 s, a refused or 250 ms connect) before the name.
+/// The site is rendered again and nginx reloaded only when an address changed; what nginx
+/// routes to now, and whether it changed. A routed container that is not running is reached
+/// by its name only.
+pub fn readdress(stack: &Stack, nginx_dir: &Utf8Path) -> anyhow::Result<(Upstreams, bool)> {
+    let (site, running) = Site::of(stack, nginx_dir)?;
+    if !running.iter().any(|c| c.service == Service::Nginx.name()) {
+        bail!("nginx is not running, so there is nothing to point: see `xtask status`");
+    }
+    let reach = NginxNetworks::of(&running);
+    let routed = nginx::routed(nginx_dir);
+    let mut fresh = routed.clone();
+    for app in App::ALL {
+        let upstream = routed.get(app).to_owned();
+        let name = upstream
+            .rsplit_once(':')
+            .map_or(upstream.as_str(), |(n, _)| n);
+        // A site that names the service (`api`) reaches its newest running container.
+        let at = running
+            .iter()
+            .rfind(|c| c.name == name || (c.service == name && c.service == app.service()))
+            .and_then(|c| reach.address(app, &c.name));
+        fresh.set(app, upstream, at);
+    }
+    let changed = site.install(stack, &fresh)?;
+    if changed {
+        reload_nginx(stack)?;
+    }
+    Ok((fresh, changed))
+}
+
 /// Containers a swap uses instead of new ones it would start itself.
 #[derive(Debug, Default)]
 pub struct AtHand {
