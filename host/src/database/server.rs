@@ -132,8 +132,8 @@ impl Server {
         Ok(server)
     }
 
-    /// Whether it accepts connections now (one `pg_isready`; an external server is asked by
-    /// its client container).
+    /// Whether the server in its own container accepts connections now (one `pg_isready`
+    /// there, on 127.0.0.1: not for an external server, whose container is only a client).
     pub fn accepts(&self) -> bool {
         accepts(&self.container, &self.user, &self.live)
     }

@@ -84,19 +84,31 @@ pub fn swap(
 /// Each app by its compose service's name, at the address of its running container (for a
 /// site whose apps compose has just started: an in-place swap, a restore).
 pub fn services_at_addresses(stack: &Stack) -> anyhow::Result<Upstreams> {
-    let containers = stack.containers()?;
-    let reach = NginxNetworks::of(&containers);
-    let mut upstreams = Upstreams::services();
+    Ok(at_addresses(&Upstreams::services(), &stack.containers()?))
+}
+
+/// `routed`'s routes, each at the address its container has now on a network nginx is on: the
+/// running container it names, or, for a route by service name (`api`), that service's newest
+/// running one; by name only when none runs.
+fn at_addresses(routed: &Upstreams, containers: &[Container]) -> Upstreams {
+    let reach = NginxNetworks::of(containers);
+    let mut upstreams = routed.clone();
     for app in App::ALL {
-        let running = containers
+        let upstream = routed.get(app).to_owned();
+        let name = upstream
+            .rsplit_once(':')
+            .map_or(upstream.as_str(), |(n, _)| n);
+        let at = containers
             .iter()
-            .rfind(|c| c.service == app.service() && c.state == State::Running);
-        if let Some(c) = running {
-            let at = reach.address(app, &c.name);
-            upstreams.set(app, upstreams.get(app).to_owned(), at);
-        }
+            .rfind(|c| {
+                c.service == app.service()
+                    && c.state == State::Running
+                    && (c.name == name || c.service == name)
+            })
+            .and_then(|c| reach.address(app, &c.name));
+        upstreams.set(app, upstream, at);
     }
-    Ok(upstreams)
+    upstreams
 }
 
 /// Points nginx again at the address each app's routed container has now: after a reboot, or
@@ -110,21 +122,7 @@ pub fn readdress(stack: &Stack, nginx_dir: &Utf8Path) -> anyhow::Result<(Upstrea
     if !running.iter().any(|c| c.service == Service::Nginx.name()) {
         bail!("nginx is not running, so there is nothing to point: see `xtask status`");
     }
-    let reach = NginxNetworks::of(&running);
-    let routed = nginx::routed(nginx_dir);
-    let mut fresh = routed.clone();
-    for app in App::ALL {
-        let upstream = routed.get(app).to_owned();
-        let name = upstream
-            .rsplit_once(':')
-            .map_or(upstream.as_str(), |(n, _)| n);
-        // A site that names the service (`api`) reaches its newest running container.
-        let at = running
-            .iter()
-            .rfind(|c| c.name == name || (c.service == name && c.service == app.service()))
-            .and_then(|c| reach.address(app, &c.name));
-        fresh.set(app, upstream, at);
-    }
+    let fresh = at_addresses(&nginx::routed(nginx_dir), &running);
     let changed = site.install(stack, &fresh)?;
     if changed {
         reload_nginx(stack)?;
